@@ -1,0 +1,180 @@
+//! A backend MCP server run as a child process, spoken to over its stdin and stdout.
+//!
+//! Three threads per child: a writer that serialises messages from the dispatcher onto stdin, a reader
+//! that parses stdout lines into [`Event::FromBackend`], and a logger for stderr. The child runs in its own
+//! process group so that stopping it also stops whatever it started (`npx`, `uvx` and `sh -c` wrappers
+//! leave grandchildren). The reader thread reaps the child when its stdout closes and then reports
+//! [`Event::BackendExited`]: the dispatcher never blocks on a child.
+
+use crate::config::StdioConfig;
+use crate::hub::{BackendId, Event};
+use crate::jsonrpc::Message;
+use crate::lines::{Line, LineReader};
+use crossbeam_channel::{Receiver, Sender};
+use std::io::{self, BufReader, BufWriter, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest line accepted from a backend's stdout; longer ones are dropped with a log line.
+const MAX_LINE: usize = 64 * 1024 * 1024;
+/// How long a child may take to exit after its stdout closed or it was asked to stop, before SIGKILL.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+/// Stack for threads that parse untrusted JSON (serde_json recurses up to 128 levels).
+const PARSER_STACK: usize = 256 * 1024;
+/// Stack for threads that only move bytes.
+const PUMP_STACK: usize = 64 * 1024;
+
+/// A running child. Dropping it closes the child's stdin, which well-behaved servers take as a request
+/// to exit; [`StdioBackend::terminate`] and [`StdioBackend::kill`] do the rest.
+pub struct StdioBackend {
+    /// `None` once stdin was closed on purpose.
+    outbox: Option<Sender<Message>>,
+    pgid: i32,
+}
+
+impl StdioBackend {
+    /// Spawns the child and its three threads.
+    pub fn spawn(id: BackendId, key: &str, cfg: &StdioConfig, events: Sender<Event>) -> io::Result<StdioBackend> {
+        let mut command = Command::new(&cfg.command);
+        command
+            .args(&cfg.args)
+            .envs(&cfg.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(cwd) = &cfg.cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command.spawn()?;
+        let pgid = child.id() as i32;
+        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            kill_group(pgid, libc::SIGKILL);
+            let _ = child.wait();
+            return Err(io::Error::other("child has no stdio pipes"));
+        };
+        let (outbox, inbox) = crossbeam_channel::unbounded();
+        spawn_thread(format!("{key}-stdin"), PUMP_STACK, move || write_loop(stdin, inbox))?;
+        let log_key = key.to_owned();
+        spawn_thread(format!("{key}-stderr"), PUMP_STACK, move || log_loop(&log_key, stderr))?;
+        let reader_key = key.to_owned();
+        spawn_thread(format!("{key}-stdout"), PARSER_STACK, move || {
+            read_loop(id, &reader_key, stdout, &events);
+            let reason = reap(child, pgid);
+            let _ = events.send(Event::BackendExited { backend: id, reason });
+        })?;
+        Ok(StdioBackend { outbox: Some(outbox), pgid })
+    }
+
+    /// Queues a message for the child's stdin. False if the writer has stopped (the child is gone).
+    pub fn send(&self, msg: Message) -> bool {
+        self.outbox.as_ref().is_some_and(|outbox| outbox.send(msg).is_ok())
+    }
+
+    /// Closes the child's stdin once queued messages are written: the polite way to ask an MCP server
+    /// to exit.
+    pub fn close_input(&mut self) {
+        self.outbox = None;
+    }
+
+    /// Asks the whole process group to exit (SIGTERM).
+    pub fn terminate(&self) {
+        kill_group(self.pgid, libc::SIGTERM);
+    }
+
+    /// Ends the whole process group at once (SIGKILL).
+    pub fn kill(&self) {
+        kill_group(self.pgid, libc::SIGKILL);
+    }
+}
+
+fn spawn_thread(name: String, stack: usize, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    thread::Builder::new().name(name).stack_size(stack).spawn(f).map(drop)
+}
+
+fn write_loop(stdin: ChildStdin, inbox: Receiver<Message>) {
+    let mut out = BufWriter::new(stdin);
+    while let Ok(msg) = inbox.recv() {
+        let mut line = msg.to_json();
+        line.push('\n');
+        // Flush per message unless more are already queued: one syscall per burst, no added latency.
+        let written = out.write_all(line.as_bytes()).and_then(|_| if inbox.is_empty() { out.flush() } else { Ok(()) });
+        if written.is_err() {
+            return; // The child closed stdin or died; the reader reports the exit.
+        }
+    }
+}
+
+fn read_loop(id: BackendId, key: &str, stdout: impl io::Read, events: &Sender<Event>) {
+    let mut lines = LineReader::new(BufReader::new(stdout), MAX_LINE);
+    loop {
+        match lines.next_line() {
+            Ok(Some(Line::Text(text))) if text.trim().is_empty() => {}
+            Ok(Some(Line::Text(text))) => match Message::parse(&text) {
+                Ok(msg) => {
+                    if events.send(Event::FromBackend { backend: id, msg }).is_err() {
+                        return; // The dispatcher is gone: the proxy is exiting.
+                    }
+                }
+                Err(e) => log::warn!("[{key}] ignoring a stdout line that is not MCP ({e}): {}", preview(&text)),
+            },
+            Ok(Some(Line::TooLong(len))) => log::warn!("[{key}] dropped a {len}-byte stdout line (limit {MAX_LINE})"),
+            Ok(Some(Line::NotUtf8(len))) => log::warn!("[{key}] dropped a {len}-byte stdout line that is not UTF-8"),
+            Ok(None) => return,
+            Err(e) => {
+                log::warn!("[{key}] reading stdout failed: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn log_loop(key: &str, stderr: impl io::Read) {
+    let mut lines = LineReader::new(BufReader::new(stderr), 64 * 1024);
+    while let Ok(Some(line)) = lines.next_line() {
+        match line {
+            Line::Text(text) => log::info!("[{key}] {text}"),
+            Line::TooLong(len) | Line::NotUtf8(len) => log::info!("[{key}] ({len} bytes of unprintable stderr)"),
+        }
+    }
+}
+
+/// Waits for a child whose stdout has closed, escalating to SIGKILL after a grace period, then kills
+/// whatever is left of its process group. Returns how it ended, for the log.
+fn reap(mut child: Child, pgid: i32) -> String {
+    let deadline = Instant::now() + EXIT_GRACE;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                kill_group(pgid, libc::SIGKILL);
+                break child.wait();
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    // Grandchildren may outlive the leader; the group id stays reserved while any of them lives.
+    kill_group(pgid, libc::SIGKILL);
+    match status {
+        Ok(status) => format!("process {status}"),
+        Err(e) => format!("process lost: {e}"),
+    }
+}
+
+fn kill_group(pgid: i32, signal: libc::c_int) {
+    if pgid > 0 {
+        // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory of ours.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}
+
+fn preview(text: &str) -> &str {
+    let end = text.char_indices().nth(200).map_or(text.len(), |(i, _)| i);
+    &text[..end]
+}

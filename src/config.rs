@@ -1,0 +1,366 @@
+//! `mcp_server.json`: the Claude Desktop style `{"mcpServers": {...}}` map the original proxy reads.
+//!
+//! The file is read as plain JSON and each server entry is checked on its own, so that one broken entry is
+//! reported (naming the file, the server key and the problem) and skipped while the others still start. Only a
+//! file that cannot be read at all, is not JSON, or has no `mcpServers` object stops start-up. Keys we do not
+//! know are kept in [`ServerConfig::extra`] so a later save never drops them.
+
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The servers of one config file, in key order, and the entries that had to be skipped.
+#[derive(Debug)]
+pub struct ProxyConfig {
+    pub servers: Vec<ServerConfig>,
+    /// One line per entry that could not be used: `file: server 'key': problem`.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// The key under `mcpServers`: unique, used in tool names and install folders.
+    pub key: String,
+    /// Display name (admin UI only).
+    pub name: Option<String>,
+    pub active: bool,
+    /// Prefix used instead of the key in exposed names; `Some("")` exposes names unprefixed.
+    pub namespace: Option<String>,
+    pub transport: Transport,
+    /// Per-request timeout for this server, overriding the global default.
+    pub timeout: Option<std::time::Duration>,
+    pub install_directory: Option<String>,
+    pub install_commands: Vec<String>,
+    /// Keys this version does not know, kept as they were.
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    Stdio(StdioConfig),
+    /// Legacy HTTP+SSE (protocol 2024-11-05).
+    Sse(RemoteConfig),
+    /// Streamable HTTP (2025-03-26 and later).
+    StreamableHttp(RemoteConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StdioConfig {
+    pub command: String,
+    pub args: Vec<String>,
+    /// Merged over the proxy's own environment.
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteConfig {
+    pub url: String,
+    pub api_key: Option<String>,
+    pub bearer_token: Option<String>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Transport {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Transport::Stdio(_) => "stdio",
+            Transport::Sse(_) => "sse",
+            Transport::StreamableHttp(_) => "http",
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The prefix of this server's exposed names: its `namespace` if set, else its key.
+    pub fn prefix(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(&self.key)
+    }
+}
+
+/// A config file that cannot be used at all.
+#[derive(Debug)]
+pub enum ConfigError {
+    Read { path: PathBuf, source: std::io::Error },
+    Syntax { path: PathBuf, source: serde_json::Error },
+    Shape { path: PathBuf, problem: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => write!(f, "{}: cannot read: {source}", path.display()),
+            ConfigError::Syntax { path, source } => write!(f, "{}: not valid JSON: {source}", path.display()),
+            ConfigError::Shape { path, problem } => write!(f, "{}: {problem}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and checks a config file.
+pub fn load(path: &Path) -> Result<ProxyConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    parse(&text, path)
+}
+
+/// Checks the text of a config file; `path` is only used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<ProxyConfig, ConfigError> {
+    let root: Value =
+        serde_json::from_str(text).map_err(|source| ConfigError::Syntax { path: path.into(), source })?;
+    let shape = |problem: &str| ConfigError::Shape { path: path.into(), problem: problem.into() };
+    let servers = match root.as_object().map(|o| o.get("mcpServers")) {
+        None => return Err(shape("the file must hold a JSON object")),
+        Some(None) => return Err(shape("missing key 'mcpServers' (an object of server entries)")),
+        Some(Some(Value::Object(servers))) => servers,
+        Some(Some(_)) => return Err(shape("'mcpServers' must be an object of server entries")),
+    };
+    let mut config = ProxyConfig { servers: Vec::new(), problems: Vec::new() };
+    for (key, entry) in servers {
+        match parse_server(key, entry) {
+            Ok(server) => config.servers.push(server),
+            Err(problem) => config.problems.push(format!("{}: server '{key}': {problem}", path.display())),
+        }
+    }
+    Ok(config)
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "type", "transport", "name", "active", "namespace", "command", "args", "env", "cwd", "url", "apiKey",
+    "bearerToken", "headers", "timeout", "installDirectory", "installCommands",
+];
+
+fn parse_server(key: &str, entry: &Value) -> Result<ServerConfig, String> {
+    let obj = entry.as_object().ok_or("the entry must be a JSON object")?;
+    if key.is_empty() {
+        return Err("the server key must not be empty".into());
+    }
+    let fields = Fields(obj);
+    let extra = obj.iter().filter(|(k, _)| !KNOWN_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone()));
+    Ok(ServerConfig {
+        key: key.to_owned(),
+        name: fields.string("name")?,
+        active: fields.active()?,
+        namespace: fields.string("namespace")?,
+        transport: parse_transport(&fields)?,
+        timeout: fields.timeout()?,
+        install_directory: fields.string("installDirectory")?,
+        install_commands: fields.string_list("installCommands")?,
+        extra: extra.collect(),
+    })
+}
+
+fn parse_transport(fields: &Fields) -> Result<Transport, String> {
+    let command = fields.string("command")?;
+    let url = fields.string("url")?;
+    // `transport` is what some other clients write for the same thing.
+    let declared = match fields.string("type")? {
+        Some(t) => Some(t),
+        None => fields.string("transport")?,
+    };
+    let kind = match declared.as_deref() {
+        Some(t) => t.to_owned(),
+        None => match (&command, &url) {
+            (Some(_), None) => "stdio".into(),
+            (None, Some(_)) => "sse".into(),
+            (Some(_), Some(_)) => return Err("has both 'command' and 'url': set 'type' to say which".into()),
+            (None, None) => return Err("needs 'command' (stdio) or 'url' (sse/http)".into()),
+        },
+    };
+    match kind.as_str() {
+        "stdio" => Ok(Transport::Stdio(StdioConfig {
+            command: command.ok_or("type 'stdio' needs 'command'")?,
+            args: fields.string_list("args")?,
+            env: fields.string_map("env")?,
+            cwd: fields.string("cwd")?.map(PathBuf::from),
+        })),
+        "sse" => Ok(Transport::Sse(remote(fields, url)?)),
+        "http" | "streamable-http" | "streamableHttp" | "streamable_http" => {
+            Ok(Transport::StreamableHttp(remote(fields, url)?))
+        }
+        other => Err(format!("unknown type '{other}' (expected stdio, sse, http or streamable-http)")),
+    }
+}
+
+fn remote(fields: &Fields, url: Option<String>) -> Result<RemoteConfig, String> {
+    Ok(RemoteConfig {
+        url: url.ok_or("a remote server needs 'url'")?,
+        api_key: fields.string("apiKey")?,
+        bearer_token: fields.string("bearerToken")?,
+        headers: fields.string_map("headers")?,
+    })
+}
+
+/// Typed reads of one entry's members, each failing with a message that names the key.
+struct Fields<'a>(&'a Map<String, Value>);
+
+impl Fields<'_> {
+    fn string(&self, key: &str) -> Result<Option<String>, String> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!("'{key}' must be a string, not {}", type_of(other))),
+        }
+    }
+
+    fn string_list(&self, key: &str) -> Result<Vec<String>, String> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| format!("'{key}' must hold only strings")))
+                .collect(),
+            Some(other) => Err(format!("'{key}' must be a list of strings, not {}", type_of(other))),
+        }
+    }
+
+    /// Objects of strings; numbers and booleans are accepted and written as JSON would print them,
+    /// since hand-written `env` blocks often hold `"PORT": 8080`.
+    fn string_map(&self, key: &str) -> Result<BTreeMap<String, String>, String> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(BTreeMap::new()),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    Value::Number(_) | Value::Bool(_) => Ok((k.clone(), v.to_string())),
+                    other => Err(format!("'{key}.{k}' must be a string, not {}", type_of(other))),
+                })
+                .collect(),
+            Some(other) => Err(format!("'{key}' must be an object of strings, not {}", type_of(other))),
+        }
+    }
+
+    /// `active` is a boolean, but the original's own example file writes `"active": "false"`.
+    fn active(&self) -> Result<bool, String> {
+        match self.0.get("active") {
+            None | Some(Value::Null) => Ok(true),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+            Some(other) => Err(format!("'active' must be true or false, not {other}")),
+        }
+    }
+
+    fn timeout(&self) -> Result<Option<std::time::Duration>, String> {
+        match self.0.get("timeout") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(secs) if secs > 0.0 && secs < 1e9 => Ok(Some(std::time::Duration::from_secs_f64(secs))),
+                _ => Err(format!("'timeout' must be a positive number of seconds, not {n}")),
+            },
+            Some(other) => Err(format!("'timeout' must be a number of seconds, not {}", type_of(other))),
+        }
+    }
+}
+
+fn type_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> ProxyConfig {
+        parse(text, Path::new("cfg.json")).unwrap()
+    }
+
+    fn one(entry: &str) -> Result<ServerConfig, String> {
+        let config = parse_ok(&format!(r#"{{"mcpServers": {{"s": {entry}}}}}"#));
+        match (config.servers.into_iter().next(), config.problems.into_iter().next()) {
+            (Some(server), None) => Ok(server),
+            (_, Some(problem)) => Err(problem),
+            (None, None) => Err("nothing parsed".into()),
+        }
+    }
+
+    #[test]
+    fn entry_with_only_command_is_stdio() {
+        let s = one(r#"{"command": "node", "args": ["x.js"], "env": {"A": "1", "PORT": 80}}"#).unwrap();
+        let Transport::Stdio(stdio) = s.transport else { panic!("not stdio") };
+        assert_eq!(stdio.command, "node");
+        assert_eq!(stdio.args, ["x.js"]);
+        assert_eq!(stdio.env["PORT"], "80");
+    }
+
+    #[test]
+    fn entry_with_only_url_is_sse() {
+        assert_eq!(one(r#"{"url": "http://h/sse"}"#).unwrap().transport.type_name(), "sse");
+    }
+
+    #[test]
+    fn streamable_http_spellings_are_accepted() {
+        for t in ["http", "streamable-http", "streamableHttp"] {
+            let s = one(&format!(r#"{{"type": "{t}", "url": "http://h/mcp"}}"#)).unwrap();
+            assert_eq!(s.transport.type_name(), "http", "type {t}");
+        }
+    }
+
+    #[test]
+    fn active_accepts_the_string_false() {
+        assert!(!one(r#"{"command": "x", "active": "false"}"#).unwrap().active);
+        assert!(one(r#"{"command": "x"}"#).unwrap().active);
+    }
+
+    #[test]
+    fn unknown_keys_are_kept() {
+        let s = one(r#"{"command": "x", "autoApprove": ["a"], "disabled": false}"#).unwrap();
+        assert_eq!(s.extra["autoApprove"], serde_json::json!(["a"]));
+        assert!(s.extra.contains_key("disabled"));
+        assert!(!s.extra.contains_key("command"));
+    }
+
+    #[test]
+    fn broken_entry_names_file_key_and_problem_and_others_still_load() {
+        let config = parse_ok(r#"{"mcpServers": {"bad": {"command": 5}, "good": {"command": "x"}}}"#);
+        assert_eq!(config.servers.len(), 1);
+        assert_eq!(config.servers[0].key, "good");
+        assert_eq!(config.problems, ["cfg.json: server 'bad': 'command' must be a string, not a number"]);
+    }
+
+    #[test]
+    fn unknown_type_is_reported() {
+        let err = one(r#"{"type": "websocket", "url": "ws://h"}"#).unwrap_err();
+        assert!(err.contains("unknown type 'websocket'"), "{err}");
+    }
+
+    #[test]
+    fn command_and_url_without_type_is_ambiguous() {
+        let err = one(r#"{"command": "x", "url": "http://h"}"#).unwrap_err();
+        assert!(err.contains("set 'type'"), "{err}");
+    }
+
+    #[test]
+    fn missing_mcp_servers_stops_the_load() {
+        let err = parse(r#"{"servers": {}}"#, Path::new("cfg.json")).unwrap_err();
+        assert_eq!(err.to_string(), "cfg.json: missing key 'mcpServers' (an object of server entries)");
+    }
+
+    #[test]
+    fn invalid_json_names_the_file_and_position() {
+        let err = parse("{\n  \"mcpServers\": {,}\n}", Path::new("cfg.json")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("cfg.json: not valid JSON:") && text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn namespace_replaces_the_key_as_prefix() {
+        assert_eq!(one(r#"{"command": "x", "namespace": ""}"#).unwrap().prefix(), "");
+        assert_eq!(one(r#"{"command": "x"}"#).unwrap().prefix(), "s");
+    }
+
+    #[test]
+    fn timeout_must_be_positive() {
+        assert!(one(r#"{"command": "x", "timeout": 0}"#).is_err());
+        assert_eq!(one(r#"{"command": "x", "timeout": 2.5}"#).unwrap().timeout.unwrap().as_millis(), 2500);
+    }
+}

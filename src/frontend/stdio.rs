@@ -1,0 +1,69 @@
+//! The proxy as an MCP server on its own stdin and stdout: one client, the process that started us.
+//!
+//! A reader thread turns stdin lines into [`Event::FromClient`]; a writer thread writes the dispatcher's
+//! messages to stdout, one JSON object per line. stdout carries nothing else: logs go to stderr. When
+//! stdin closes the client is gone, and in stdio mode that ends the proxy.
+
+use crate::hub::{ClientId, Event};
+use crate::jsonrpc::Message;
+use crate::lines::{Line, LineReader};
+use crossbeam_channel::{Receiver, Sender};
+use std::io::{self, BufReader, BufWriter, Write};
+use std::thread::{self, JoinHandle};
+
+/// Longest line accepted from the client.
+const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// Connects stdin and stdout to the dispatcher. The returned thread ends once the dispatcher has let
+/// go of the client and every queued message is written: join it before exiting.
+pub fn serve(events: Sender<Event>) -> io::Result<JoinHandle<()>> {
+    let client = ClientId::fresh();
+    let (outbox, inbox) = crossbeam_channel::unbounded();
+    // Connected before the reader starts, so the dispatcher knows the client before its first message.
+    let _ = events.send(Event::ClientConnected { client, outbox });
+    thread::Builder::new().name("stdin".into()).stack_size(256 * 1024).spawn(move || read_loop(client, &events))?;
+    thread::Builder::new().name("stdout".into()).stack_size(64 * 1024).spawn(move || write_loop(&inbox))
+}
+
+fn read_loop(client: ClientId, events: &Sender<Event>) {
+    let mut lines = LineReader::new(BufReader::new(io::stdin().lock()), MAX_LINE);
+    loop {
+        let event = match lines.next_line() {
+            Ok(Some(Line::Text(text))) if text.trim().is_empty() => continue,
+            Ok(Some(Line::Text(text))) => match Message::parse(&text) {
+                Ok(msg) => Event::FromClient { client, msg },
+                Err(error) => Event::InvalidFromClient { client, error },
+            },
+            Ok(Some(Line::TooLong(len))) => {
+                log::warn!("stdin: dropped a {len}-byte line (limit {MAX_LINE})");
+                continue;
+            }
+            Ok(Some(Line::NotUtf8(len))) => {
+                log::warn!("stdin: dropped a {len}-byte line that is not UTF-8");
+                continue;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                log::error!("stdin: {e}");
+                break;
+            }
+        };
+        if events.send(event).is_err() {
+            return;
+        }
+    }
+    let _ = events.send(Event::ClientGone { client });
+}
+
+fn write_loop(inbox: &Receiver<Message>) {
+    let mut out = BufWriter::new(io::stdout().lock());
+    for msg in inbox {
+        let mut line = msg.to_json();
+        line.push('\n');
+        let written = out.write_all(line.as_bytes()).and_then(|_| if inbox.is_empty() { out.flush() } else { Ok(()) });
+        if let Err(e) = written {
+            log::error!("stdout: {e}; the client is gone");
+            return;
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The backend side of the dispatcher: start-up, the MCP handshake, list synchronisation, and what
+//! backends send (responses, notifications, their own requests).
+//!
+//! A backend is `Starting` from spawn until its `initialize` answer and every list it offers have arrived,
+//! then `Ready`; only ready backends contribute to the catalog. A backend that exits is `Failed`: its tools
+//! are withdrawn (clients get `list_changed`) and every request in flight to it fails at once.
+
+use super::catalog::{Catalog, Source};
+use super::routing::{InFlight, Key, Origin};
+use super::{BackendId, Hub, Internal, Upstream, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
+use crate::backend::Connection;
+use crate::config::ServerConfig;
+use crate::jsonrpc::{code, raw, Kind, Message};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// A list fetch beyond this many pages is taken as a backend that loops on its cursor.
+const MAX_PAGES: u32 = 1000;
+
+pub(super) struct Backend {
+    pub config: ServerConfig,
+    pub state: State,
+    pub connection: Option<Connection>,
+    /// The backend's `initialize` result, once it has answered.
+    pub init: Option<Value>,
+    lists: [Vec<Value>; 4],
+    /// Bumped per fetch of each list, so an older fetch that finishes late is dropped.
+    generations: [u64; 4],
+    /// Lists still being fetched during start-up.
+    fetching: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum State {
+    Starting,
+    Ready,
+    Failed(String),
+    Disabled,
+}
+
+/// The four lists a backend may offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ListKind {
+    Tools = 0,
+    Prompts = 1,
+    Resources = 2,
+    Templates = 3,
+}
+
+impl ListKind {
+    const ALL: [ListKind; 4] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::Templates];
+
+    fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::Templates => "resources/templates/list",
+        }
+    }
+
+    /// The member of the list result that holds the items.
+    fn member(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The capability a backend declares when it offers this list.
+    fn capability(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources | ListKind::Templates => "resources",
+        }
+    }
+
+    pub(super) fn changed_notification(self) -> &'static str {
+        match self {
+            ListKind::Tools => "notifications/tools/list_changed",
+            ListKind::Prompts => "notifications/prompts/list_changed",
+            ListKind::Resources | ListKind::Templates => "notifications/resources/list_changed",
+        }
+    }
+}
+
+/// A list being fetched page by page.
+#[derive(Debug)]
+pub(super) struct ListFetch {
+    kind: ListKind,
+    generation: u64,
+    items: Vec<Value>,
+    pages: u32,
+}
+
+/// The steps of a clean stop: close stdin, then SIGTERM, then SIGKILL, then give up waiting.
+pub(super) struct Shutdown {
+    step: u8,
+    pub next_step: Instant,
+}
+
+const SHUTDOWN_STEPS: [Duration; 3] = [Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(1)];
+
+impl Backend {
+    pub fn new(config: ServerConfig) -> Backend {
+        let state = if config.active { State::Starting } else { State::Disabled };
+        Backend {
+            config,
+            state,
+            connection: None,
+            init: None,
+            lists: Default::default(),
+            generations: [0; 4],
+            fetching: 0,
+        }
+    }
+
+    fn capability(&self, name: &str) -> Option<&Value> {
+        self.init.as_ref()?.get("capabilities")?.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn has_capability(&self, name: &str) -> bool {
+        self.capability(name).is_some()
+    }
+
+    /// A boolean flag inside a capability, such as `resources.subscribe`.
+    pub fn capability_flag(&self, name: &str, flag: &str) -> bool {
+        self.capability(name).and_then(|c| c.get(flag)).and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    pub fn instructions(&self) -> Option<&str> {
+        self.init.as_ref()?.get("instructions")?.as_str()
+    }
+}
+
+impl Hub {
+    pub(super) fn start_backends(&mut self) {
+        for index in 0..self.backends.len() {
+            let id = BackendId(index);
+            if self.backends[index].state != State::Starting {
+                log::info!("server '{}' is not active; skipped", self.backend_key(id));
+                continue;
+            }
+            match Connection::start(id, &self.backends[index].config, self.events.clone()) {
+                Ok(connection) => {
+                    self.backends[index].connection = Some(connection);
+                    self.send_initialize(id);
+                }
+                Err(e) => self.fail_backend(id, &e.to_string()),
+            }
+        }
+    }
+
+    fn send_initialize(&mut self, id: BackendId) {
+        let params = json!({
+            "protocolVersion": LATEST_PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": { "name": "mcp-proxy-server", "version": env!("CARGO_PKG_VERSION") },
+        });
+        self.request_internal(id, Internal::Initialize, "initialize", Some(params));
+    }
+
+    /// Sends one of the proxy's own requests to a backend.
+    pub(super) fn request_internal(&mut self, backend: BackendId, op: Internal, method: &str, params: Option<Value>) {
+        let timeout = self.timeout_for(backend);
+        let (id, _) = self.routing.open(backend, Origin::Internal(op), method, timeout);
+        let msg = Message::request(Value::from(id), method, params.as_ref().map(raw));
+        if !self.send_to_backend(backend, msg) {
+            self.routing.close((backend, id));
+        }
+    }
+
+    pub(super) fn send_to_backend(&self, backend: BackendId, msg: Message) -> bool {
+        self.connection(backend).is_some_and(|c| c.send(msg))
+    }
+
+    pub(super) fn timeout_for(&self, backend: BackendId) -> Duration {
+        self.backends.get(backend.0).and_then(|b| b.config.timeout).unwrap_or(self.settings.request_timeout)
+    }
+
+    pub(super) fn from_backend(&mut self, backend: BackendId, msg: Message) {
+        match msg.kind() {
+            Kind::Response => self.backend_response(backend, msg),
+            Kind::Notification => self.backend_notification(backend, msg),
+            Kind::Request => self.backend_request(backend, msg),
+        }
+    }
+
+    fn backend_response(&mut self, backend: BackendId, mut msg: Message) {
+        let Some(id) = msg.id.as_ref().and_then(Value::as_u64) else {
+            log::warn!("[{}] response with an id the proxy never sent: {:?}", self.backend_key(backend), msg.id);
+            return;
+        };
+        let Some(entry) = self.routing.close((backend, id)) else {
+            log::debug!("[{}] late response to request {id} (cancelled or timed out)", self.backend_key(backend));
+            return;
+        };
+        match entry.origin {
+            Origin::Client { client, id, .. } => {
+                msg.id = Some(id);
+                self.send_to_client(client, msg);
+            }
+            Origin::Internal(op) => self.internal_response(backend, op, &entry.method, msg),
+        }
+    }
+
+    fn internal_response(&mut self, backend: BackendId, op: Internal, method: &str, msg: Message) {
+        let outcome = match (&msg.result, &msg.error) {
+            (Some(result), _) => serde_json::from_str::<Value>(result.get()).map_err(|e| e.to_string()),
+            (None, Some(error)) => Err(error.get().to_owned()),
+            (None, None) => Err("empty response".to_owned()),
+        };
+        match (op, outcome) {
+            (Internal::Initialize, Ok(result)) => self.initialized(backend, result),
+            (Internal::Initialize, Err(e)) => self.fail_backend(backend, &format!("initialize failed: {e}")),
+            (Internal::List(fetch), Ok(result)) => self.list_page(backend, fetch, &result),
+            (Internal::List(fetch), Err(e)) => {
+                log::warn!("[{}] {} failed: {e}", self.backend_key(backend), fetch.kind.method());
+                self.list_done(backend, ListFetch { items: Vec::new(), ..fetch });
+            }
+            (Internal::Ignore, Ok(_)) => {}
+            (Internal::Ignore, Err(e)) => log::warn!("[{}] {method} failed: {e}", self.backend_key(backend)),
+        }
+    }
+
+    fn initialized(&mut self, backend: BackendId, result: Value) {
+        let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if !PROTOCOL_VERSIONS.contains(&version.as_str()) {
+            let why = format!("it answered protocol version '{version}'; the proxy speaks {PROTOCOL_VERSIONS:?}");
+            return self.fail_backend(backend, &why);
+        }
+        let name = result.pointer("/serverInfo/name").and_then(Value::as_str).unwrap_or("?").to_owned();
+        log::info!("[{}] connected: {name}, protocol {version}", self.backend_key(backend));
+        self.send_to_backend(backend, Message::notification("notifications/initialized", None));
+        let b = &mut self.backends[backend.0];
+        b.init = Some(result);
+        let offered: Vec<ListKind> = ListKind::ALL.into_iter().filter(|k| b.has_capability(k.capability())).collect();
+        b.fetching = offered.len();
+        if offered.is_empty() {
+            self.mark_ready(backend);
+        }
+        for kind in offered {
+            self.fetch_list(backend, kind);
+        }
+    }
+
+    fn fetch_list(&mut self, backend: BackendId, kind: ListKind) {
+        let b = &mut self.backends[backend.0];
+        b.generations[kind as usize] += 1;
+        let fetch = ListFetch { kind, generation: b.generations[kind as usize], items: Vec::new(), pages: 0 };
+        self.request_page(backend, fetch, None);
+    }
+
+    fn request_page(&mut self, backend: BackendId, fetch: ListFetch, cursor: Option<&str>) {
+        let method = fetch.kind.method();
+        let params = cursor.map(|c| json!({ "cursor": c }));
+        self.request_internal(backend, Internal::List(fetch), method, params);
+    }
+
+    fn list_page(&mut self, backend: BackendId, mut fetch: ListFetch, result: &Value) {
+        if let Some(items) = result.get(fetch.kind.member()).and_then(Value::as_array) {
+            fetch.items.extend(items.iter().cloned());
+        }
+        fetch.pages += 1;
+        match result.get("nextCursor").and_then(Value::as_str).filter(|c| !c.is_empty()) {
+            Some(_) if fetch.pages >= MAX_PAGES => {
+                log::warn!("[{}] {} still paging after {MAX_PAGES} pages; stopped", self.backend_key(backend), fetch.kind.method());
+                self.list_done(backend, fetch);
+            }
+            Some(cursor) => {
+                let cursor = cursor.to_owned();
+                self.request_page(backend, fetch, Some(&cursor));
+            }
+            None => self.list_done(backend, fetch),
+        }
+    }
+
+    fn list_done(&mut self, backend: BackendId, fetch: ListFetch) {
+        let kind = fetch.kind;
+        let b = &mut self.backends[backend.0];
+        if fetch.generation != b.generations[kind as usize] {
+            return; // A newer fetch of the same list is under way.
+        }
+        b.lists[kind as usize] = fetch.items;
+        match b.state {
+            State::Starting => {
+                b.fetching = b.fetching.saturating_sub(1);
+                if b.fetching == 0 {
+                    self.mark_ready(backend);
+                }
+            }
+            State::Ready => {
+                self.rebuild_catalog();
+                self.notify_changed(&[kind]);
+            }
+            State::Failed(_) | State::Disabled => {}
+        }
+    }
+
+    fn mark_ready(&mut self, backend: BackendId) {
+        let b = &mut self.backends[backend.0];
+        b.state = State::Ready;
+        let [tools, prompts, resources, templates] = b.lists.each_ref().map(Vec::len);
+        log::info!(
+            "[{}] ready: {tools} tools, {prompts} prompts, {resources} resources, {templates} resource templates",
+            b.config.key
+        );
+        self.rebuild_catalog();
+        if self.settle_by.is_none() {
+            self.notify_changed(&ListKind::ALL);
+        }
+    }
+
+    /// Tells clients that lists changed, once per notification kind.
+    pub(super) fn notify_changed(&mut self, kinds: &[ListKind]) {
+        let mut sent: Vec<&str> = Vec::new();
+        for kind in kinds {
+            let method = kind.changed_notification();
+            if !sent.contains(&method) {
+                sent.push(method);
+                self.broadcast(method, None);
+            }
+        }
+    }
+
+    pub(super) fn rebuild_catalog(&mut self) {
+        let sources: Vec<Source> = self
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.state == State::Ready)
+            .map(|(i, b)| Source {
+                id: BackendId(i),
+                key: &b.config.key,
+                prefix: b.config.prefix(),
+                tools: &b.lists[ListKind::Tools as usize],
+                prompts: &b.lists[ListKind::Prompts as usize],
+                resources: &b.lists[ListKind::Resources as usize],
+                templates: &b.lists[ListKind::Templates as usize],
+            })
+            .collect();
+        let (catalog, problems) = Catalog::build(&sources, &self.settings.separator);
+        for problem in problems {
+            if self.logged_problems.insert(problem.clone()) {
+                log::error!("{problem}");
+            }
+        }
+        self.catalog = catalog;
+    }
+
+    fn backend_notification(&mut self, backend: BackendId, msg: Message) {
+        let params = msg.params_object().unwrap_or_default();
+        match msg.method() {
+            "notifications/progress" => {
+                let token = params.get("progressToken").and_then(Value::as_u64);
+                if let Some((client, original)) = token.and_then(|t| self.routing.progress(t)) {
+                    let mut params = params;
+                    params.insert("progressToken".into(), original);
+                    let msg = Message::notification("notifications/progress", Some(raw(&Value::Object(params))));
+                    self.send_to_client(client, msg);
+                }
+            }
+            "notifications/message" => self.broadcast("notifications/message", Some(&Value::Object(params))),
+            "notifications/tools/list_changed" => self.refresh(backend, &[ListKind::Tools]),
+            "notifications/prompts/list_changed" => self.refresh(backend, &[ListKind::Prompts]),
+            "notifications/resources/list_changed" => self.refresh(backend, &[ListKind::Resources, ListKind::Templates]),
+            "notifications/resources/updated" => {
+                let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default();
+                let targets = self.subscribers.get(uri).cloned().unwrap_or_default();
+                for client in targets {
+                    let params = Some(raw(&Value::Object(params.clone())));
+                    self.send_to_client(client, Message::notification("notifications/resources/updated", params));
+                }
+            }
+            "notifications/cancelled" => self.backend_cancelled(backend, params),
+            other => log::debug!("[{}] notification {other} not relayed", self.backend_key(backend)),
+        }
+    }
+
+    fn refresh(&mut self, backend: BackendId, kinds: &[ListKind]) {
+        for &kind in kinds {
+            if self.backends[backend.0].has_capability(kind.capability()) {
+                self.fetch_list(backend, kind);
+            }
+        }
+    }
+
+    /// A backend withdrew one of its own requests to a client.
+    fn backend_cancelled(&mut self, backend: BackendId, mut params: serde_json::Map<String, Value>) {
+        let Some(request_id) = params.get("requestId").cloned() else { return };
+        let found = self.upstream.iter().find(|(_, u)| u.backend == backend && u.backend_id == request_id);
+        let Some((&proxy_id, upstream)) = found else { return };
+        let client = upstream.client;
+        self.upstream.remove(&proxy_id);
+        params.insert("requestId".into(), Value::from(proxy_id));
+        let msg = Message::notification("notifications/cancelled", Some(raw(&Value::Object(params))));
+        self.send_to_client(client, msg);
+    }
+
+    /// A backend asks something of a client (sampling, roots, elicitation, ping). It goes to the client
+    /// whose requests are in flight to that backend when there is exactly one, else to the only client
+    /// connected; when no client can be determined the backend gets an error, never silence.
+    fn backend_request(&mut self, backend: BackendId, mut msg: Message) {
+        let Some(backend_id) = msg.id.clone() else { return };
+        if msg.method() == "ping" {
+            self.send_to_backend(backend, Message::response(backend_id, raw(&json!({}))));
+            return;
+        }
+        let waiting = self.routing.clients_waiting_on(backend);
+        let target = match (waiting.as_slice(), self.clients.len()) {
+            ([only], _) => Some(*only),
+            ([], 1) => self.clients.keys().next().copied(),
+            _ => None,
+        };
+        let Some(client) = target else {
+            let why = format!("the proxy cannot tell which client should answer '{}'", msg.method());
+            self.send_to_backend(backend, Message::error_response(backend_id, code::METHOD_NOT_FOUND, &why));
+            return;
+        };
+        let proxy_id = self.routing.take_id();
+        self.upstream.insert(proxy_id, Upstream { backend, backend_id, client });
+        msg.id = Some(Value::from(proxy_id));
+        self.send_to_client(client, msg);
+    }
+
+    pub(super) fn backend_exited(&mut self, backend: BackendId, reason: &str) {
+        let key = self.backend_key(backend).to_owned();
+        let Some(b) = self.backends.get_mut(backend.0) else { return };
+        b.connection = None;
+        let was_ready = b.state == State::Ready;
+        if self.stopping.is_some() {
+            log::info!("[{key}] stopped ({reason})");
+            b.state = State::Disabled;
+            return;
+        }
+        log::error!("[{key}] exited: {reason}");
+        b.state = State::Failed(format!("exited: {reason}"));
+        self.abandon_backend_requests(backend, &format!("server '{key}' exited: {reason}"));
+        if was_ready {
+            self.rebuild_catalog();
+            self.notify_changed(&ListKind::ALL);
+        }
+    }
+
+    fn fail_backend(&mut self, backend: BackendId, why: &str) {
+        let b = &mut self.backends[backend.0];
+        log::error!("[{}] failed: {why}", b.config.key);
+        b.state = State::Failed(why.to_owned());
+        if let Some(connection) = b.connection.take() {
+            connection.kill();
+        }
+        self.abandon_backend_requests(backend, why);
+    }
+
+    /// Fails every request in flight to a backend that is gone, and forgets its requests to clients.
+    fn abandon_backend_requests(&mut self, backend: BackendId, why: &str) {
+        for key in self.routing.keys_for_backend(backend) {
+            if let Some(entry) = self.routing.close(key) {
+                self.fail_request(entry, code::BACKEND_UNAVAILABLE, why);
+            }
+        }
+        self.upstream.retain(|_, u| u.backend != backend);
+    }
+
+    fn fail_request(&mut self, entry: InFlight<Internal>, code: i64, why: &str) {
+        if let Origin::Client { client, id, .. } = entry.origin {
+            self.reply_error(client, id, code, why);
+        }
+    }
+
+    /// Fails the requests whose deadline passed, and tells their backends to stop working on them.
+    pub(super) fn expire_requests(&mut self, now: Instant) {
+        for ((backend, id), entry) in self.routing.expire(now) {
+            let key = self.backend_key(backend).to_owned();
+            let why = format!("server '{key}' did not answer {} within {:?}", entry.method, entry.timeout);
+            log::warn!("{why}");
+            let params = json!({ "requestId": id, "reason": "timeout" });
+            self.send_to_backend(backend, Message::notification("notifications/cancelled", Some(raw(&params))));
+            if matches!(entry.origin, Origin::Internal(Internal::Initialize | Internal::List(_))) {
+                self.fail_backend(backend, &why);
+            } else {
+                self.fail_request(entry, code::REQUEST_TIMEOUT, &why);
+            }
+        }
+    }
+
+    /// Cancels a request at its backend on behalf of a client that gave up on it.
+    pub(super) fn cancel_at_backend(&mut self, key: Key, reason: &str) {
+        if self.routing.close(key).is_some() {
+            let params = json!({ "requestId": key.1, "reason": reason });
+            self.send_to_backend(key.0, Message::notification("notifications/cancelled", Some(raw(&params))));
+        }
+    }
+
+    pub(super) fn begin_shutdown(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        log::info!("shutting down");
+        for b in &mut self.backends {
+            if let Some(connection) = &mut b.connection {
+                connection.close_input();
+            }
+        }
+        self.stopping = Some(Shutdown { step: 0, next_step: Instant::now() + SHUTDOWN_STEPS[0] });
+    }
+
+    /// Moves the shutdown along; true once every backend has stopped or the last step has passed.
+    pub(super) fn advance_shutdown(&mut self, now: Instant) -> bool {
+        let Some(stopping) = &mut self.stopping else { return false };
+        if self.backends.iter().all(|b| b.connection.is_none()) {
+            return true;
+        }
+        if now < stopping.next_step {
+            return false;
+        }
+        stopping.step += 1;
+        let Some(wait) = SHUTDOWN_STEPS.get(usize::from(stopping.step)) else {
+            log::warn!("some servers did not stop in time; leaving them to the kernel");
+            return true;
+        };
+        stopping.next_step = now + *wait;
+        let step = stopping.step;
+        for connection in self.backends.iter().filter_map(|b| b.connection.as_ref()) {
+            if step == 1 {
+                connection.terminate();
+            } else {
+                connection.kill();
+            }
+        }
+        false
+    }
+}

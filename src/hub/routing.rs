@@ -1,0 +1,247 @@
+//! The table of requests in flight to backends, and the id rewriting that keeps them apart.
+//!
+//! Every request the proxy sends to a backend gets a fresh numeric id from one counter, so requests from
+//! different clients (which all number theirs from 1) never collide at a backend. A client's progress
+//! token is replaced by a fresh proxy token for the same reason. The table maps both back, keeps the
+//! client's id for cancellation, and keeps each request's deadline in a heap for timeouts.
+
+use crate::hub::{BackendId, ClientId};
+use serde_json::Value;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+/// Who is waiting for a backend's answer.
+#[derive(Debug)]
+pub enum Origin<I> {
+    Client { client: ClientId, id: Value, progress_token: Option<Value> },
+    /// The proxy itself (handshake, list refresh); `I` says what to do with the answer.
+    Internal(I),
+}
+
+#[derive(Debug)]
+pub struct InFlight<I> {
+    pub origin: Origin<I>,
+    pub method: String,
+    pub timeout: Duration,
+    deadline: Instant,
+    token: Option<u64>,
+}
+
+/// A request's key at the backend: its backend and the id the proxy gave it there.
+pub type Key = (BackendId, u64);
+
+pub struct Routing<I> {
+    next_id: u64,
+    requests: HashMap<Key, InFlight<I>>,
+    /// A client's own id (as JSON text, since ids may be numbers or strings) to the key at the backend.
+    by_client: HashMap<(ClientId, String), Key>,
+    /// Proxy progress token to the request it was issued for.
+    tokens: HashMap<u64, Key>,
+    deadlines: BinaryHeap<Reverse<(Instant, BackendId, u64)>>,
+}
+
+impl<I> Default for Routing<I> {
+    fn default() -> Self {
+        Routing {
+            next_id: 1,
+            requests: HashMap::new(),
+            by_client: HashMap::new(),
+            tokens: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+        }
+    }
+}
+
+impl<I> Routing<I> {
+    /// Registers a request and returns the id to send to the backend, and the progress token to put in
+    /// its `_meta` when the client asked for progress.
+    pub fn open(&mut self, backend: BackendId, origin: Origin<I>, method: &str, timeout: Duration) -> (u64, Option<u64>) {
+        let id = self.take_id();
+        let key = (backend, id);
+        let token = match &origin {
+            Origin::Client { client, id: client_id, progress_token } => {
+                self.by_client.insert((*client, client_id.to_string()), key);
+                progress_token.as_ref().map(|_| {
+                    let token = self.take_id();
+                    self.tokens.insert(token, key);
+                    token
+                })
+            }
+            Origin::Internal(_) => None,
+        };
+        let deadline = Instant::now() + timeout;
+        self.deadlines.push(Reverse((deadline, backend, id)));
+        let entry = InFlight { origin, method: method.to_owned(), timeout, deadline, token };
+        self.requests.insert(key, entry);
+        (id, token)
+    }
+
+    /// Removes and returns the request a backend's response answers.
+    pub fn close(&mut self, key: Key) -> Option<InFlight<I>> {
+        let entry = self.requests.remove(&key)?;
+        if let Origin::Client { client, id, .. } = &entry.origin {
+            self.by_client.remove(&(*client, id.to_string()));
+        }
+        if let Some(token) = entry.token {
+            self.tokens.remove(&token);
+        }
+        Some(entry)
+    }
+
+    /// The key of a client's request, by the id the client gave it.
+    pub fn find_client_request(&self, client: ClientId, id: &Value) -> Option<Key> {
+        self.by_client.get(&(client, id.to_string())).copied()
+    }
+
+    /// The client and its own token for a proxy progress token, pushing the request's deadline back:
+    /// a backend that reports progress is alive.
+    pub fn progress(&mut self, token: u64) -> Option<(ClientId, Value)> {
+        let key = *self.tokens.get(&token)?;
+        let entry = self.requests.get_mut(&key)?;
+        entry.deadline = Instant::now() + entry.timeout;
+        self.deadlines.push(Reverse((entry.deadline, key.0, key.1)));
+        match &entry.origin {
+            Origin::Client { client, progress_token: Some(t), .. } => Some((*client, t.clone())),
+            _ => None,
+        }
+    }
+
+    /// Every request waiting on a backend, for when that backend goes away.
+    pub fn keys_for_backend(&self, backend: BackendId) -> Vec<Key> {
+        self.requests.keys().filter(|(b, _)| *b == backend).copied().collect()
+    }
+
+    /// Every request a client is waiting for, for when that client goes away.
+    pub fn keys_for_client(&self, client: ClientId) -> Vec<Key> {
+        self.by_client.iter().filter(|((c, _), _)| *c == client).map(|(_, key)| *key).collect()
+    }
+
+    /// The clients with requests in flight to a backend.
+    pub fn clients_waiting_on(&self, backend: BackendId) -> Vec<ClientId> {
+        let mut clients: Vec<ClientId> =
+            self.by_client.iter().filter(|(_, (b, _))| *b == backend).map(|((c, _), _)| *c).collect();
+        clients.sort_unstable();
+        clients.dedup();
+        clients
+    }
+
+    /// The earliest deadline still in force, to bound the dispatcher's wait.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, backend, id))) = self.deadlines.peek().copied() {
+            match self.requests.get(&(backend, id)) {
+                Some(entry) if entry.deadline == at => return Some(at),
+                // Answered, or pushed back by progress: a stale heap entry.
+                _ => {
+                    self.deadlines.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// Removes and returns the requests whose deadline has passed.
+    pub fn expire(&mut self, now: Instant) -> Vec<(Key, InFlight<I>)> {
+        let mut expired = Vec::new();
+        while let Some(at) = self.next_deadline() {
+            if at > now {
+                break;
+            }
+            if let Some(Reverse((_, backend, id))) = self.deadlines.pop() {
+                if let Some(entry) = self.close((backend, id)) {
+                    expired.push(((backend, id), entry));
+                }
+            }
+        }
+        expired
+    }
+
+    /// A fresh id for a message the proxy originates towards a client (a forwarded server request).
+    pub fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const B: BackendId = BackendId(0);
+    const C1: ClientId = ClientId(1);
+    const C2: ClientId = ClientId(2);
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn client(client: ClientId, id: i64, token: Option<&str>) -> Origin<()> {
+        Origin::Client { client, id: Value::from(id), progress_token: token.map(Value::from) }
+    }
+
+    #[test]
+    fn same_client_ids_from_two_clients_get_distinct_backend_ids() {
+        let mut r = Routing::default();
+        let (a, _) = r.open(B, client(C1, 1, None), "tools/call", MINUTE);
+        let (b, _) = r.open(B, client(C2, 1, None), "tools/call", MINUTE);
+        assert_ne!(a, b);
+        assert!(matches!(r.close((B, b)).unwrap().origin, Origin::Client { client: C2, .. }));
+        assert!(matches!(r.close((B, a)).unwrap().origin, Origin::Client { client: C1, .. }));
+    }
+
+    #[test]
+    fn progress_token_maps_back_to_the_clients_own_token() {
+        let mut r = Routing::default();
+        let (_, token) = r.open(B, client(C1, 5, Some("tok")), "tools/call", MINUTE);
+        assert_eq!(r.progress(token.unwrap()), Some((C1, Value::from("tok"))));
+    }
+
+    #[test]
+    fn closing_a_request_forgets_its_token_and_client_id() {
+        let mut r = Routing::default();
+        let (id, token) = r.open(B, client(C1, 5, Some("tok")), "tools/call", MINUTE);
+        r.close((B, id));
+        assert_eq!(r.progress(token.unwrap()), None);
+        assert_eq!(r.find_client_request(C1, &Value::from(5)), None);
+    }
+
+    #[test]
+    fn client_request_is_found_by_its_own_id() {
+        let mut r = Routing::default();
+        let (id, _) = r.open(B, client(C1, 9, None), "tools/call", MINUTE);
+        assert_eq!(r.find_client_request(C1, &Value::from(9)), Some((B, id)));
+        assert_eq!(r.find_client_request(C2, &Value::from(9)), None);
+        // 9 and "9" are different ids.
+        assert_eq!(r.find_client_request(C1, &Value::from("9")), None);
+    }
+
+    #[test]
+    fn expired_requests_are_returned_once() {
+        let mut r = Routing::default();
+        let (id, _) = r.open(B, client(C1, 1, None), "tools/call", Duration::ZERO);
+        r.open(B, client(C1, 2, None), "tools/call", MINUTE);
+        let expired = r.expire(Instant::now());
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].0, (B, id));
+        assert!(r.expire(Instant::now()).is_empty());
+    }
+
+    #[test]
+    fn progress_pushes_the_deadline_back() {
+        let mut r = Routing::default();
+        let (_, token) = r.open(B, client(C1, 1, Some("t")), "tools/call", Duration::from_millis(50));
+        let first = r.next_deadline().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        r.progress(token.unwrap());
+        assert!(r.next_deadline().unwrap() > first);
+        assert!(r.expire(first).is_empty());
+    }
+
+    #[test]
+    fn clients_waiting_on_a_backend_are_listed_once() {
+        let mut r = Routing::default();
+        r.open(B, client(C1, 1, None), "tools/call", MINUTE);
+        r.open(B, client(C1, 2, None), "tools/call", MINUTE);
+        r.open(BackendId(1), client(C2, 1, None), "tools/call", MINUTE);
+        assert_eq!(r.clients_waiting_on(B), [C1]);
+        assert_eq!(r.clients_waiting_on(BackendId(1)), [C2]);
+    }
+}

@@ -1,0 +1,265 @@
+//! JSON-RPC 2.0 messages as the proxy sees them, with no I/O.
+//!
+//! A [`Message`] keeps `params`, `result` and `error` as raw JSON text: the proxy looks inside only the
+//! few messages it must rewrite (a `tools/call` name, a progress token) and passes everything else through
+//! byte for byte, which saves a parse and a re-serialisation per message on the hot path.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::fmt;
+
+/// Standard JSON-RPC error codes, and the MCP ones the proxy uses.
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// The backend that owns the target is down, or went away while the request was in flight.
+    pub const BACKEND_UNAVAILABLE: i64 = -32000;
+    /// The backend did not answer within the request timeout.
+    pub const REQUEST_TIMEOUT: i64 = -32001;
+    /// MCP: the resource URI is not known to any backend.
+    pub const RESOURCE_NOT_FOUND: i64 = -32002;
+}
+
+/// One JSON-RPC message: a request, a notification or a response.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Message {
+    jsonrpc: Version,
+    /// `None` when absent (a notification); `Some(Value::Null)` when present as `null`.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Box<RawValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Box<RawValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Box<RawValue>>,
+}
+
+/// What a [`Message`] is, judged by which members it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Notification,
+    Response,
+}
+
+/// Why a line of input is not a JSON-RPC message.
+#[derive(Debug)]
+pub enum ParseError {
+    /// Not JSON at all.
+    Syntax(serde_json::Error),
+    /// An array: batches were removed from MCP in 2025-06-18 and no client we know sends them.
+    Batch,
+    /// JSON, but not a JSON-RPC 2.0 object (wrong `jsonrpc`, members of the wrong type, no method nor result).
+    Invalid(String),
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Syntax(e) => write!(f, "parse error: {e}"),
+            ParseError::Batch => f.write_str("invalid request: JSON-RPC batches are not supported"),
+            ParseError::Invalid(why) => write!(f, "invalid request: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl ParseError {
+    pub fn code(&self) -> i64 {
+        match self {
+            ParseError::Syntax(_) => code::PARSE_ERROR,
+            ParseError::Batch | ParseError::Invalid(_) => code::INVALID_REQUEST,
+        }
+    }
+}
+
+impl Message {
+    /// Parses one message (one line of a stdio stream, one HTTP body, one SSE `data`).
+    pub fn parse(text: &str) -> Result<Message, ParseError> {
+        let trimmed = text.trim_start();
+        if trimmed.starts_with('[') {
+            // Distinguish a batch from broken JSON so the sender gets the right error code.
+            return match serde_json::from_str::<Value>(trimmed) {
+                Ok(_) => Err(ParseError::Batch),
+                Err(e) => Err(ParseError::Syntax(e)),
+            };
+        }
+        let msg: Message = serde_json::from_str(text).map_err(|e| {
+            if e.is_data() {
+                ParseError::Invalid(e.to_string())
+            } else {
+                ParseError::Syntax(e)
+            }
+        })?;
+        if msg.method.is_none() && msg.result.is_none() && msg.error.is_none() {
+            return Err(ParseError::Invalid("neither method nor result nor error".into()));
+        }
+        if let Some(id) = &msg.id {
+            if !(id.is_string() || id.is_number() || (id.is_null() && msg.method.is_none())) {
+                return Err(ParseError::Invalid("id must be a string or a number".into()));
+            }
+        }
+        Ok(msg)
+    }
+
+    pub fn kind(&self) -> Kind {
+        match (&self.method, &self.id) {
+            (Some(_), Some(_)) => Kind::Request,
+            (Some(_), None) => Kind::Notification,
+            (None, _) => Kind::Response,
+        }
+    }
+
+    pub fn method(&self) -> &str {
+        self.method.as_deref().unwrap_or("")
+    }
+
+    pub fn request(id: Value, method: &str, params: Option<Box<RawValue>>) -> Message {
+        Message { id: Some(id), method: Some(method.to_owned()), params, ..Message::empty() }
+    }
+
+    pub fn notification(method: &str, params: Option<Box<RawValue>>) -> Message {
+        Message { method: Some(method.to_owned()), params, ..Message::empty() }
+    }
+
+    pub fn response(id: Value, result: Box<RawValue>) -> Message {
+        Message { id: Some(id), result: Some(result), ..Message::empty() }
+    }
+
+    pub fn error_response(id: Value, code: i64, message: &str) -> Message {
+        let error = serde_json::json!({ "code": code, "message": message });
+        Message { id: Some(id), error: Some(raw(&error)), ..Message::empty() }
+    }
+
+    /// Parses `params` as a JSON object; absent params read as an empty object.
+    pub fn params_object(&self) -> Result<serde_json::Map<String, Value>, String> {
+        match &self.params {
+            None => Ok(serde_json::Map::new()),
+            Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
+                Ok(Value::Object(map)) => Ok(map),
+                Ok(_) => Err("params must be an object".into()),
+                Err(e) => Err(format!("params: {e}")),
+            },
+        }
+    }
+
+    /// Serialises the message as one line of JSON, without the trailing newline.
+    pub fn to_json(&self) -> String {
+        // Serialising a Message cannot fail: its members are already valid JSON.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    fn empty() -> Message {
+        Message { jsonrpc: Version, id: None, method: None, params: None, result: None, error: None }
+    }
+}
+
+/// Turns a JSON value into raw JSON text for a [`Message`] member.
+pub fn raw(value: &Value) -> Box<RawValue> {
+    // A Value always serialises; the fallback only keeps the signature total.
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default())
+}
+
+/// The `"jsonrpc": "2.0"` member: checked on the way in, always written on the way out.
+#[derive(Debug)]
+struct Version;
+
+impl Serialize for Version {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("2.0")
+    }
+}
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Version, D::Error> {
+        let v = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if v == "2.0" {
+            Ok(Version)
+        } else {
+            Err(serde::de::Error::custom(format!("jsonrpc must be \"2.0\", not {v:?}")))
+        }
+    }
+}
+
+/// Keeps an explicit `null` apart from an absent member (serde folds both into `None`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_notification_and_response_are_told_apart() {
+        let req = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).unwrap();
+        let note = Message::parse(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        let resp = Message::parse(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
+        assert_eq!(req.kind(), Kind::Request);
+        assert_eq!(note.kind(), Kind::Notification);
+        assert_eq!(resp.kind(), Kind::Response);
+    }
+
+    #[test]
+    fn result_passes_through_byte_for_byte() {
+        let text = r#"{"jsonrpc":"2.0","id":7,"result":{"b":1,  "a":[1.50,"x"]}}"#;
+        let msg = Message::parse(text).unwrap();
+        assert_eq!(msg.result.as_ref().unwrap().get(), r#"{"b":1,  "a":[1.50,"x"]}"#);
+    }
+
+    #[test]
+    fn explicit_null_id_survives_a_round_trip() {
+        let msg = Message::parse(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#).unwrap();
+        assert_eq!(msg.id, Some(Value::Null));
+        assert!(msg.to_json().contains(r#""id":null"#));
+    }
+
+    #[test]
+    fn broken_json_is_a_parse_error() {
+        let err = Message::parse("{not json").unwrap_err();
+        assert_eq!(err.code(), code::PARSE_ERROR);
+    }
+
+    #[test]
+    fn batch_is_rejected_as_invalid_request() {
+        let err = Message::parse(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).unwrap_err();
+        assert!(matches!(err, ParseError::Batch));
+        assert_eq!(err.code(), code::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn wrong_version_is_invalid_request() {
+        let err = Message::parse(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#).unwrap_err();
+        assert_eq!(err.code(), code::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn object_id_is_invalid_request() {
+        let err = Message::parse(r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#).unwrap_err();
+        assert_eq!(err.code(), code::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn message_with_no_method_nor_result_is_invalid() {
+        let err = Message::parse(r#"{"jsonrpc":"2.0","id":1}"#).unwrap_err();
+        assert_eq!(err.code(), code::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn error_response_serialises_code_and_message() {
+        let json = Message::error_response(Value::from(3), code::METHOD_NOT_FOUND, "nope").to_json();
+        let v: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["jsonrpc"], "2.0");
+        assert_eq!(v["id"], 3);
+        assert_eq!(v["error"]["code"], -32601);
+        assert_eq!(v["error"]["message"], "nope");
+    }
+}

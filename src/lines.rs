@@ -1,0 +1,112 @@
+//! Newline-delimited framing for stdio streams, with a cap on line length.
+//!
+//! MCP over stdio is one JSON message per line. A peer that prints a huge line (a runaway log, a binary
+//! dump) must not make the proxy buffer it all: a line over the cap is skipped up to its newline and
+//! reported as [`Line::TooLong`], and reading goes on with the next line.
+
+use std::io::{self, BufRead};
+
+/// One read from a [`LineReader`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete line without its `\n` (and without a `\r` before it).
+    Text(String),
+    /// A line longer than the cap, skipped; holds its length in bytes.
+    TooLong(usize),
+    /// Bytes that are not UTF-8; holds their length.
+    NotUtf8(usize),
+}
+
+pub struct LineReader<R> {
+    inner: R,
+    max: usize,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> LineReader<R> {
+    pub fn new(inner: R, max: usize) -> LineReader<R> {
+        LineReader { inner, max, buf: Vec::new() }
+    }
+
+    /// The next line, or `None` at end of stream. A last line without a newline still counts.
+    pub fn next_line(&mut self) -> io::Result<Option<Line>> {
+        self.buf.clear();
+        let mut total = 0usize;
+        loop {
+            let chunk = match self.inner.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                return Ok((total > 0).then(|| self.finish(total)));
+            }
+            let (used, done) = match memchr_newline(chunk) {
+                Some(pos) => (pos + 1, true),
+                None => (chunk.len(), false),
+            };
+            let content = if done { &chunk[..used - 1] } else { chunk };
+            total += content.len();
+            if total <= self.max {
+                self.buf.extend_from_slice(content);
+            }
+            self.inner.consume(used);
+            if done {
+                return Ok(Some(self.finish(total)));
+            }
+        }
+    }
+
+    fn finish(&mut self, total: usize) -> Line {
+        if total > self.max {
+            return Line::TooLong(total);
+        }
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        match String::from_utf8(std::mem::take(&mut self.buf)) {
+            Ok(text) => Line::Text(text),
+            Err(e) => Line::NotUtf8(e.into_bytes().len()),
+        }
+    }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(input: &[u8], max: usize) -> Vec<Line> {
+        // A tiny buffer makes lines span many fill_buf calls, as pipes do.
+        let mut reader = LineReader::new(io::BufReader::with_capacity(4, input), max);
+        std::iter::from_fn(|| reader.next_line().unwrap()).collect()
+    }
+
+    #[test]
+    fn splits_lines_and_strips_carriage_returns() {
+        assert_eq!(
+            read_all(b"one\r\ntwo\nthree", 100),
+            [Line::Text("one".into()), Line::Text("two".into()), Line::Text("three".into())]
+        );
+    }
+
+    #[test]
+    fn empty_lines_are_kept_as_empty_text() {
+        assert_eq!(read_all(b"\na\n", 100), [Line::Text("".into()), Line::Text("a".into())]);
+    }
+
+    #[test]
+    fn over_long_line_is_skipped_and_the_next_one_read() {
+        let mut input = vec![b'x'; 50];
+        input.extend_from_slice(b"\nok\n");
+        assert_eq!(read_all(&input, 10), [Line::TooLong(50), Line::Text("ok".into())]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_not_fatal() {
+        assert_eq!(read_all(b"\xff\xfe\nok\n", 100), [Line::NotUtf8(2), Line::Text("ok".into())]);
+    }
+}

@@ -1,0 +1,49 @@
+//! Log lines on stderr: `2026-11-25T07:14:22Z INFO message`.
+//!
+//! stderr only, always: in stdio mode stdout is the MCP channel, and one stray log line there breaks
+//! strict clients (the original proxy prints hundreds). The timestamp is formatted here because the
+//! env_logger feature that does it pulls in a time crate for these few lines.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Starts logging with an env_logger filter such as `info` or `mcp_proxy_server=debug`.
+pub fn init(filter: &str) {
+    env_logger::Builder::new()
+        .parse_filters(filter)
+        .target(env_logger::Target::Stderr)
+        .format(|out, record| writeln!(out, "{} {:<5} {}", utc_now(), record.level(), record.args()))
+        .init();
+}
+
+fn utc_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_from_days;
+
+    #[test]
+    fn known_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_782), (2026, 11, 25));
+    }
+}

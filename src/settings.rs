@@ -1,0 +1,202 @@
+//! The one place that reads command-line flags and environment variables.
+//!
+//! Everything else receives a [`Settings`] value, so behaviour never depends on reading the environment
+//! deep inside a module, and tests can build settings from a plain map. Variable names follow the original
+//! Node proxy where it had one (including its `SERVER_TOOLNAME_SEPERATOR` spelling); new ones are
+//! prefixed `MCP_PROXY_`.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG: &str = "config/mcp_server.json";
+pub const DEFAULT_SEPARATOR: &str = "__";
+
+pub const USAGE: &str = "\
+mcp-proxy-server: many MCP servers served as one
+
+USAGE:
+    mcp-proxy-server [--config PATH]        serve the aggregate over stdin/stdout
+    mcp-proxy-server --list-tools           connect to every backend, print the aggregated tools, exit
+
+OPTIONS:
+    --config PATH    server config (default: config/mcp_server.json; env MCP_PROXY_CONFIG)
+    -h, --help       this text
+    -V, --version    the version
+
+ENVIRONMENT:
+    SERVER_TOOLNAME_SEPERATOR   separator between server key and tool name (default __)
+    LOGGING / RUST_LOG          log level: error, warn, info, debug (logs go to stderr)
+    MCP_PROXY_REQUEST_TIMEOUT   seconds before a backend request fails (default 60)
+    MCP_PROXY_STARTUP_TIMEOUT   seconds the first answers wait for backends to start (default 20)
+";
+
+/// What the process was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Be an MCP server on stdin/stdout.
+    Stdio,
+    /// Start the backends, print the aggregated tools, exit.
+    ListTools,
+    Help,
+    Version,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mode: Mode,
+    pub config_path: PathBuf,
+    /// Between a server's prefix and a tool name in exposed names.
+    pub separator: String,
+    /// A filter for env_logger (`info`, `debug`, `mcp_proxy_server=debug`, ...).
+    pub log_filter: String,
+    pub request_timeout: Duration,
+    /// How long `initialize` and list requests wait for backends still starting before answering with
+    /// what is ready.
+    pub startup_timeout: Duration,
+    /// Problems found while reading the settings that fell back to a default; logged once logging is up.
+    pub warnings: Vec<String>,
+}
+
+/// A command line that cannot be obeyed.
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}\n\nTry 'mcp-proxy-server --help'.", self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl Settings {
+    /// Reads the real command line and environment.
+    pub fn from_process() -> Result<Settings, UsageError> {
+        let args = std::env::args_os().skip(1).collect();
+        Settings::parse(args, &|name| std::env::var(name).ok())
+    }
+
+    pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, UsageError> {
+        let mut args = pico_args::Arguments::from_vec(args);
+        let flag = |args: &mut pico_args::Arguments, names: [&'static str; 2]| args.contains(names);
+        let mode = if flag(&mut args, ["-h", "--help"]) {
+            Mode::Help
+        } else if flag(&mut args, ["-V", "--version"]) {
+            Mode::Version
+        } else if args.contains("--list-tools") {
+            Mode::ListTools
+        } else {
+            Mode::Stdio
+        };
+        let config_flag: Option<PathBuf> =
+            args.opt_value_from_os_str("--config", |s| Ok::<_, String>(PathBuf::from(s))).map_err(usage)?;
+        let rest = args.finish();
+        if let Some(first) = rest.first() {
+            return Err(UsageError(format!("unexpected argument '{}'", first.to_string_lossy())));
+        }
+
+        let mut warnings = Vec::new();
+        let non_empty = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let config_path = config_flag
+            .or_else(|| non_empty("MCP_PROXY_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+        let separator = match non_empty("SERVER_TOOLNAME_SEPERATOR").or_else(|| non_empty("SERVER_TOOLNAME_SEPARATOR")) {
+            None => DEFAULT_SEPARATOR.to_owned(),
+            Some(sep) if sep.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => sep,
+            Some(sep) => {
+                warnings.push(format!(
+                    "SERVER_TOOLNAME_SEPERATOR '{sep}' may only hold letters, digits, '_' and '-'; using '{DEFAULT_SEPARATOR}'"
+                ));
+                DEFAULT_SEPARATOR.to_owned()
+            }
+        };
+        let log_filter = non_empty("LOGGING")
+            .map(|level| level.to_ascii_lowercase())
+            .or_else(|| non_empty("RUST_LOG"))
+            .unwrap_or_else(|| "info".to_owned());
+        let mut seconds = |name: &str, default: u64| match non_empty(name) {
+            None => Duration::from_secs(default),
+            Some(v) => match v.parse::<f64>() {
+                Ok(secs) if secs > 0.0 && secs < 1e9 => Duration::from_secs_f64(secs),
+                _ => {
+                    warnings.push(format!("{name} '{v}' is not a positive number of seconds; using {default}"));
+                    Duration::from_secs(default)
+                }
+            },
+        };
+        let request_timeout = seconds("MCP_PROXY_REQUEST_TIMEOUT", 60);
+        let startup_timeout = seconds("MCP_PROXY_STARTUP_TIMEOUT", 20);
+        Ok(Settings { mode, config_path, separator, log_filter, request_timeout, startup_timeout, warnings })
+    }
+}
+
+fn usage(e: pico_args::Error) -> UsageError {
+    UsageError(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Settings, UsageError> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::parse(args.iter().map(OsString::from).collect(), &|name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_without_flags_or_environment() {
+        let s = parse(&[], &[]).unwrap();
+        assert_eq!(s.mode, Mode::Stdio);
+        assert_eq!(s.config_path, PathBuf::from(DEFAULT_CONFIG));
+        assert_eq!(s.separator, "__");
+        assert_eq!(s.log_filter, "info");
+        assert_eq!(s.request_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn config_flag_wins_over_environment() {
+        let s = parse(&["--config", "a.json"], &[("MCP_PROXY_CONFIG", "b.json")]).unwrap();
+        assert_eq!(s.config_path, PathBuf::from("a.json"));
+        assert_eq!(parse(&[], &[("MCP_PROXY_CONFIG", "b.json")]).unwrap().config_path, PathBuf::from("b.json"));
+    }
+
+    #[test]
+    fn separator_reads_the_original_misspelling_and_the_correct_one() {
+        assert_eq!(parse(&[], &[("SERVER_TOOLNAME_SEPERATOR", "--")]).unwrap().separator, "--");
+        assert_eq!(parse(&[], &[("SERVER_TOOLNAME_SEPARATOR", "_x_")]).unwrap().separator, "_x_");
+    }
+
+    #[test]
+    fn invalid_separator_falls_back_with_a_warning() {
+        let s = parse(&[], &[("SERVER_TOOLNAME_SEPERATOR", "a b")]).unwrap();
+        assert_eq!(s.separator, "__");
+        assert_eq!(s.warnings.len(), 1);
+    }
+
+    #[test]
+    fn logging_wins_over_rust_log() {
+        assert_eq!(parse(&[], &[("LOGGING", "DEBUG"), ("RUST_LOG", "warn")]).unwrap().log_filter, "debug");
+        assert_eq!(parse(&[], &[("RUST_LOG", "warn")]).unwrap().log_filter, "warn");
+    }
+
+    #[test]
+    fn bad_timeout_falls_back_with_a_warning() {
+        let s = parse(&[], &[("MCP_PROXY_REQUEST_TIMEOUT", "soon")]).unwrap();
+        assert_eq!(s.request_timeout, Duration::from_secs(60));
+        assert_eq!(s.warnings.len(), 1);
+    }
+
+    #[test]
+    fn unknown_argument_is_a_usage_error() {
+        let err = parse(&["--frobnicate"], &[]).unwrap_err();
+        assert!(err.to_string().contains("unexpected argument '--frobnicate'"));
+    }
+
+    #[test]
+    fn list_tools_mode() {
+        assert_eq!(parse(&["--list-tools"], &[]).unwrap().mode, Mode::ListTools);
+    }
+}

@@ -1,0 +1,190 @@
+"""Interop: the official MCP Python SDK drives mcp-proxy-server over stdio.
+
+The proxy is started with a config naming two real, pinned reference servers
+(installed by scripts/install-test-deps.sh):
+
+- ``everything``: @modelcontextprotocol/server-everything (Node, stdio)
+- ``time``: mcp-server-time (Python, stdio)
+
+Each test opens a fresh SDK ``ClientSession`` on the proxy and proves one
+behaviour of the aggregated server: tools from both backends are listed under
+``<key>__<tool>`` with their input schemas unchanged, tool calls are routed to
+the right backend, a backend resource is read by its original URI, a backend
+prompt is served under its original name with its arguments forwarded, and
+progress notifications of a long-running tool reach the client's callback
+before the result.
+
+The proxy binary is taken from ``MCP_PROXY_BIN`` (default
+``target/debug/mcp-proxy-server``); it is not built here.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import ClientSession, StdioServerParameters, stdio_client, types
+
+REPO = Path(__file__).resolve().parents[2]
+DEPS = REPO / ".deps"
+PROXY_BIN = Path(os.environ.get("MCP_PROXY_BIN", REPO / "target/debug/mcp-proxy-server"))
+EVERYTHING_ENTRY = DEPS / "node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+TIME_SERVER = DEPS / "venv/bin/mcp-server-time"
+
+SESSION_TIMEOUT_S = 30
+INSTALL_HINT = "run scripts/install-test-deps.sh"
+
+
+def require(path: Path | str | None, hint: str) -> str:
+    """Return `path` as a string, or fail the test with `hint` if it is not a file."""
+    if path is None or not Path(path).is_file():
+        pytest.fail(f"{path} not found: {hint}", pytrace=False)
+    return str(path)
+
+
+def backends() -> dict[str, dict[str, Any]]:
+    """The proxy's `mcpServers` config: backend key -> how to start it over stdio."""
+    node = require(shutil.which("node"), "node must be on PATH for server-everything")
+    return {
+        "everything": {"command": node, "args": [require(EVERYTHING_ENTRY, INSTALL_HINT), "stdio"]},
+        "time": {"command": require(TIME_SERVER, INSTALL_HINT), "args": []},
+    }
+
+
+@asynccontextmanager
+async def mcp_session(command: str, args: list[str]) -> AsyncIterator[ClientSession]:
+    """Start `command args` as a stdio MCP server and yield an initialized SDK session.
+
+    Everything inside runs under a timeout. The server's stderr is printed when
+    the session ends, so pytest shows it with any failure of the test.
+    """
+    server = StdioServerParameters(command=command, args=args)
+    with tempfile.TemporaryFile("w+") as errlog, anyio.fail_after(SESSION_TIMEOUT_S):
+        try:
+            async with stdio_client(server, errlog=errlog) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    yield session
+        finally:
+            errlog.seek(0)
+            print(f"--- stderr of {Path(command).name} ---\n{errlog.read()}", file=sys.stderr)
+
+
+@asynccontextmanager
+async def proxy_session() -> AsyncIterator[ClientSession]:
+    """Start the proxy on a temp config aggregating `everything` and `time`; yield a session on it."""
+    proxy = require(PROXY_BIN, "build the proxy (cargo build) or set MCP_PROXY_BIN")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.json"
+        config.write_text(json.dumps({"mcpServers": backends()}))
+        async with mcp_session(proxy, ["--config", str(config)]) as session:
+            yield session
+
+
+async def list_all_tools(session: ClientSession) -> list[types.Tool]:
+    """Every tool the server lists, following pagination cursors."""
+    tools: list[types.Tool] = []
+    cursor: str | None = None
+    while True:
+        page = await session.list_tools(params=types.PaginatedRequestParams(cursor=cursor) if cursor else None)
+        tools.extend(page.tools)
+        cursor = page.next_cursor
+        if not cursor:
+            return tools
+
+
+def only_text(result: types.CallToolResult) -> str:
+    """The text of a successful tool result made of exactly one text block."""
+    assert not result.is_error, result
+    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent), result
+    return result.content[0].text
+
+
+def test_tools_of_both_backends_are_listed_with_key_prefix_and_unchanged_schema():
+    async def scenario():
+        expected = {}
+        for key, spec in backends().items():
+            async with mcp_session(spec["command"], spec["args"]) as backend:
+                for tool in await list_all_tools(backend):
+                    expected[f"{key}__{tool.name}"] = tool.input_schema
+
+        async with proxy_session() as proxy:
+            listed = {tool.name: tool.input_schema for tool in await list_all_tools(proxy)}
+
+        assert {"everything__echo", "time__get_current_time"} <= listed.keys()
+        assert sorted(listed) == sorted(expected)
+        assert listed == expected
+
+    anyio.run(scenario)
+
+
+def test_call_to_everything_echo_is_routed_to_server_everything():
+    async def scenario():
+        async with proxy_session() as proxy:
+            result = await proxy.call_tool("everything__echo", {"message": "hello through the proxy"})
+        assert only_text(result) == "Echo: hello through the proxy"
+
+    anyio.run(scenario)
+
+
+def test_call_to_time_get_current_time_is_routed_to_time_server():
+    async def scenario():
+        async with proxy_session() as proxy:
+            result = await proxy.call_tool("time__get_current_time", {"timezone": "UTC"})
+        assert json.loads(only_text(result))["timezone"] == "UTC"
+
+    anyio.run(scenario)
+
+
+def test_resource_of_server_everything_is_read_by_its_original_uri():
+    uri = "demo://resource/static/document/features.md"
+
+    async def scenario():
+        async with proxy_session() as proxy:
+            result = await proxy.read_resource(uri)
+        [contents] = result.contents
+        assert isinstance(contents, types.TextResourceContents), contents
+        assert contents.uri == uri
+        assert contents.text.startswith("# Everything Server - Features")
+
+    anyio.run(scenario)
+
+
+def test_prompt_of_server_everything_is_served_under_its_name_with_arguments():
+    async def scenario():
+        async with proxy_session() as proxy:
+            result = await proxy.get_prompt("args-prompt", {"city": "Paris", "state": "IDF"})
+        [message] = result.messages
+        assert message.role == "user"
+        assert isinstance(message.content, types.TextContent), message
+        assert message.content.text == "What's weather in Paris, IDF?"
+
+    anyio.run(scenario)
+
+
+def test_progress_of_long_running_tool_reaches_client_before_result():
+    async def scenario():
+        progress: list[float] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(value)
+
+        async with proxy_session() as proxy:
+            result = await proxy.call_tool(
+                "everything__trigger-long-running-operation",
+                {"duration": 1, "steps": 4},
+                progress_callback=on_progress,
+            )
+        assert "Long running operation completed" in only_text(result)
+        # The SDK only invokes the callback while the request is pending, i.e. before its result.
+        assert len(progress) >= 2, progress
+        assert all(a < b for a, b in zip(progress, progress[1:])), progress
+
+    anyio.run(scenario)

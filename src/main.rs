@@ -6,11 +6,13 @@
 mod backend;
 mod config;
 mod frontend;
+mod http;
 mod hub;
 mod jsonrpc;
 mod lines;
 mod list_tools;
 mod logging;
+mod random;
 mod settings;
 mod signals;
 
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
             println!("mcp-proxy-server {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Mode::Stdio | Mode::ListTools => {}
+        Mode::Stdio | Mode::Http | Mode::ListTools => {}
     }
     logging::init(&settings.log_filter);
     for warning in &settings.warnings {
@@ -62,11 +64,19 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
         separator: settings.separator.clone(),
         request_timeout: settings.request_timeout,
         startup_timeout: settings.startup_timeout,
-        exit_when_no_clients: true,
+        exit_when_no_clients: settings.mode != Mode::Http,
+        session_idle_timeout: settings.http.session_idle_timeout,
     };
     let hub = Hub::new(hub_settings, config.servers, events.clone());
     match settings.mode {
         Mode::ListTools => list_tools::run(hub, events, inbox, settings.startup_timeout),
+        Mode::Http => {
+            let listener = bind(&settings.http)?;
+            let http = settings.http.clone();
+            std::thread::Builder::new().name("accept".into()).spawn(move || frontend::http::serve(listener, http, events))?;
+            hub.run(inbox);
+            Ok(())
+        }
         _ => {
             let stdout = frontend::stdio::serve(events)?;
             hub.run(inbox);
@@ -75,4 +85,19 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
     }
+}
+
+/// Binds the HTTP listener and says where, loudly when it is reachable from other machines without auth.
+fn bind(http: &settings::HttpSettings) -> Result<std::net::TcpListener, Box<dyn std::error::Error>> {
+    let listener = std::net::TcpListener::bind((http.host.as_str(), http.port))
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", http.host, http.port))?;
+    let addr = listener.local_addr()?;
+    log::info!("listening on http://{addr} (Streamable HTTP: /mcp, SSE: /sse)");
+    if !addr.ip().is_loopback() && http.keys.is_empty() && http.tokens.is_empty() {
+        log::warn!(
+            "listening on {addr} with no API key or token configured: anyone who can reach this port can use every tool. \
+             Set ALLOWED_KEYS or ALLOWED_TOKENS."
+        );
+    }
+    Ok(listener)
 }

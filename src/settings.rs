@@ -18,10 +18,15 @@ mcp-proxy-server: many MCP servers served as one
 
 USAGE:
     mcp-proxy-server [--config PATH]        serve the aggregate over stdin/stdout
+    mcp-proxy-server --sse [--host H] [--port P]
+                                            serve it over HTTP: legacy SSE (/sse, /message) and
+                                            Streamable HTTP (/mcp) on one port (--http is the same)
     mcp-proxy-server --list-tools           connect to every backend, print the aggregated tools, exit
 
 OPTIONS:
     --config PATH    server config (default: config/mcp_server.json; env MCP_PROXY_CONFIG)
+    --host HOST      HTTP listen address (default 127.0.0.1; env HOST)
+    --port PORT      HTTP port (default 3663; env PORT)
     -h, --help       this text
     -V, --version    the version
 
@@ -30,6 +35,14 @@ ENVIRONMENT:
     LOGGING / RUST_LOG          log level: error, warn, info, debug (logs go to stderr)
     MCP_PROXY_REQUEST_TIMEOUT   seconds before a backend request fails (default 60)
     MCP_PROXY_STARTUP_TIMEOUT   seconds the first answers wait for backends to start (default 20)
+    ALLOWED_KEYS, MCP_PROXY_SSE_ALLOWED_KEYS
+                                API keys accepted as X-Api-Key or ?key= (comma-separated)
+    ALLOWED_TOKENS              bearer tokens accepted as Authorization: Bearer (comma-separated)
+    MCP_PROXY_ALLOWED_ORIGINS   browser origins allowed besides localhost (comma-separated, * for any)
+    MCP_PROXY_MAX_BODY_BYTES    largest HTTP request body (default 4194304)
+    MCP_PROXY_SSE_KEEPALIVE     seconds between SSE keep-alive comments (default 15)
+    MCP_PROXY_SESSION_IDLE_TIMEOUT
+                                seconds before an idle Streamable HTTP session is forgotten (default 1800)
 ";
 
 /// What the process was asked to do.
@@ -37,6 +50,8 @@ ENVIRONMENT:
 pub enum Mode {
     /// Be an MCP server on stdin/stdout.
     Stdio,
+    /// Be an MCP server over HTTP (legacy SSE and Streamable HTTP).
+    Http,
     /// Start the backends, print the aggregated tools, exit.
     ListTools,
     Help,
@@ -55,8 +70,32 @@ pub struct Settings {
     /// How long `initialize` and list requests wait for backends still starting before answering with
     /// what is ready.
     pub startup_timeout: Duration,
+    pub http: HttpSettings,
     /// Problems found while reading the settings that fell back to a default; logged once logging is up.
     pub warnings: Vec<String>,
+}
+
+/// The HTTP frontend's settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub host: String,
+    pub port: u16,
+    /// API keys (`X-Api-Key` or `?key=`); with `tokens`, auth is on when either is non-empty.
+    pub keys: Vec<String>,
+    /// Bearer tokens (`Authorization: Bearer`).
+    pub tokens: Vec<String>,
+    /// Origins allowed besides loopback ones; `*` allows any.
+    pub allowed_origins: Vec<String>,
+    pub max_body: usize,
+    pub max_head: usize,
+    /// Open connections at most; more get 503.
+    pub max_connections: usize,
+    pub keepalive: Duration,
+    pub session_idle_timeout: Duration,
+    /// How long a client may take to send a request's head and body.
+    pub request_read_timeout: Duration,
+    /// How long an idle keep-alive connection is kept open.
+    pub idle_connection_timeout: Duration,
 }
 
 /// A command line that cannot be obeyed.
@@ -87,11 +126,15 @@ impl Settings {
             Mode::Version
         } else if args.contains("--list-tools") {
             Mode::ListTools
+        } else if args.contains("--sse") | args.contains("--http") {
+            Mode::Http
         } else {
             Mode::Stdio
         };
         let config_flag: Option<PathBuf> =
             args.opt_value_from_os_str("--config", |s| Ok::<_, String>(PathBuf::from(s))).map_err(usage)?;
+        let host_flag: Option<String> = args.opt_value_from_str("--host").map_err(usage)?;
+        let port_flag: Option<String> = args.opt_value_from_str("--port").map_err(usage)?;
         let rest = args.finish();
         if let Some(first) = rest.first() {
             return Err(UsageError(format!("unexpected argument '{}'", first.to_string_lossy())));
@@ -128,7 +171,38 @@ impl Settings {
         };
         let request_timeout = seconds("MCP_PROXY_REQUEST_TIMEOUT", 60);
         let startup_timeout = seconds("MCP_PROXY_STARTUP_TIMEOUT", 20);
-        Ok(Settings { mode, config_path, separator, log_filter, request_timeout, startup_timeout, warnings })
+        let keepalive = seconds("MCP_PROXY_SSE_KEEPALIVE", 15);
+        let session_idle_timeout = seconds("MCP_PROXY_SESSION_IDLE_TIMEOUT", 1800);
+        let port = match port_flag.or_else(|| non_empty("PORT")) {
+            None => 3663,
+            Some(p) => p.parse().map_err(|_| UsageError(format!("port '{p}' is not a number from 0 to 65535")))?,
+        };
+        let max_body = match non_empty("MCP_PROXY_MAX_BODY_BYTES") {
+            None => 4 * 1024 * 1024,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                warnings.push(format!("MCP_PROXY_MAX_BODY_BYTES '{v}' is not a number of bytes; using 4194304"));
+                4 * 1024 * 1024
+            }),
+        };
+        let list = |names: &[&str]| -> Vec<String> {
+            let values = names.iter().filter_map(|name| non_empty(name));
+            values.flat_map(|v| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>()).filter(|s| !s.is_empty()).collect()
+        };
+        let http = HttpSettings {
+            host: host_flag.or_else(|| non_empty("HOST")).unwrap_or_else(|| "127.0.0.1".to_owned()),
+            port,
+            keys: list(&["MCP_PROXY_SSE_ALLOWED_KEYS", "ALLOWED_KEYS"]),
+            tokens: list(&["ALLOWED_TOKENS"]),
+            allowed_origins: list(&["MCP_PROXY_ALLOWED_ORIGINS"]),
+            max_body,
+            max_head: 32 * 1024,
+            max_connections: 4096,
+            keepalive,
+            session_idle_timeout,
+            request_read_timeout: Duration::from_secs(30),
+            idle_connection_timeout: Duration::from_secs(120),
+        };
+        Ok(Settings { mode, config_path, separator, log_filter, request_timeout, startup_timeout, http, warnings })
     }
 }
 
@@ -193,6 +267,31 @@ mod tests {
     fn unknown_argument_is_a_usage_error() {
         let err = parse(&["--frobnicate"], &[]).unwrap_err();
         assert!(err.to_string().contains("unexpected argument '--frobnicate'"));
+    }
+
+    #[test]
+    fn http_mode_reads_host_port_keys_and_tokens() {
+        let s = parse(
+            &["--sse", "--port", "4000"],
+            &[("HOST", "0.0.0.0"), ("ALLOWED_KEYS", "a, b,"), ("MCP_PROXY_SSE_ALLOWED_KEYS", "c"), ("ALLOWED_TOKENS", "t")],
+        )
+        .unwrap();
+        assert_eq!(s.mode, Mode::Http);
+        assert_eq!((s.http.host.as_str(), s.http.port), ("0.0.0.0", 4000));
+        assert_eq!(s.http.keys, ["c", "a", "b"]);
+        assert_eq!(s.http.tokens, ["t"]);
+    }
+
+    #[test]
+    fn http_defaults_to_loopback_on_the_originals_port() {
+        let s = parse(&["--http"], &[]).unwrap();
+        assert_eq!((s.http.host.as_str(), s.http.port), ("127.0.0.1", 3663));
+        assert!(s.http.keys.is_empty() && s.http.tokens.is_empty());
+    }
+
+    #[test]
+    fn bad_port_is_a_usage_error() {
+        assert!(parse(&["--sse", "--port", "http"], &[]).is_err());
     }
 
     #[test]

@@ -131,6 +131,23 @@ impl Backend {
         self.capability(name).and_then(|c| c.get(flag)).and_then(Value::as_bool).unwrap_or(false)
     }
 
+    fn health(&self) -> Value {
+        let (state, error) = match &self.state {
+            State::Starting => ("connecting", None),
+            State::Ready => ("connected", None),
+            State::Failed(why) => ("failed", Some(why.as_str())),
+            State::Disabled => ("inactive", None),
+        };
+        json!({
+            "key": self.config.key,
+            "type": self.config.transport.type_name(),
+            "state": state,
+            "lastError": error,
+            "restarts": 0,
+            "tools": self.lists[ListKind::Tools as usize].len(),
+        })
+    }
+
     pub fn instructions(&self) -> Option<&str> {
         self.init.as_ref()?.get("instructions")?.as_str()
     }
@@ -199,9 +216,9 @@ impl Hub {
             return;
         };
         match entry.origin {
-            Origin::Client { client, id, .. } => {
-                msg.id = Some(id);
-                self.send_to_client(client, msg);
+            Origin::Client { caller, .. } => {
+                msg.id = Some(caller.id);
+                self.deliver(caller.client, &caller.reply, msg);
             }
             Origin::Internal(op) => self.internal_response(backend, op, &entry.method, msg),
         }
@@ -356,11 +373,11 @@ impl Hub {
         match msg.method() {
             "notifications/progress" => {
                 let token = params.get("progressToken").and_then(Value::as_u64);
-                if let Some((client, original)) = token.and_then(|t| self.routing.progress(t)) {
+                if let Some((client, reply, original)) = token.and_then(|t| self.routing.progress(t)) {
                     let mut params = params;
                     params.insert("progressToken".into(), original);
                     let msg = Message::notification("notifications/progress", Some(raw(&Value::Object(params))));
-                    self.send_to_client(client, msg);
+                    self.deliver(client, &reply, msg);
                 }
             }
             "notifications/message" => self.broadcast("notifications/message", Some(&Value::Object(params))),
@@ -409,13 +426,13 @@ impl Hub {
             self.send_to_backend(backend, Message::response(backend_id, raw(&json!({}))));
             return;
         }
-        let waiting = self.routing.clients_waiting_on(backend);
+        let waiting = self.routing.callers_waiting_on(backend);
         let target = match (waiting.as_slice(), self.clients.len()) {
-            ([only], _) => Some(*only),
-            ([], 1) => self.clients.keys().next().copied(),
+            ([only], _) => Some((only.client, only.reply.clone())),
+            ([], 1) => self.clients.keys().next().map(|c| (*c, super::ReplyTo::Outbox)),
             _ => None,
         };
-        let Some(client) = target else {
+        let Some((client, reply)) = target else {
             let why = format!("the proxy cannot tell which client should answer '{}'", msg.method());
             self.send_to_backend(backend, Message::error_response(backend_id, code::METHOD_NOT_FOUND, &why));
             return;
@@ -423,7 +440,7 @@ impl Hub {
         let proxy_id = self.routing.take_id();
         self.upstream.insert(proxy_id, Upstream { backend, backend_id, client });
         msg.id = Some(Value::from(proxy_id));
-        self.send_to_client(client, msg);
+        self.deliver(client, &reply, msg);
     }
 
     pub(super) fn backend_exited(&mut self, backend: BackendId, reason: &str) {
@@ -466,8 +483,8 @@ impl Hub {
     }
 
     fn fail_request(&mut self, entry: InFlight<Internal>, code: i64, why: &str) {
-        if let Origin::Client { client, id, .. } = entry.origin {
-            self.reply_error(client, id, code, why);
+        if let Origin::Client { caller, .. } = entry.origin {
+            self.answer_error(&caller, code, why);
         }
     }
 
@@ -493,6 +510,17 @@ impl Hub {
             let params = json!({ "requestId": key.1, "reason": reason });
             self.send_to_backend(key.0, Message::notification("notifications/cancelled", Some(raw(&params))));
         }
+    }
+
+    /// The proxy's status for `GET /health`: always the version; with `detailed`, every backend's state.
+    pub(super) fn health(&self, detailed: bool) -> Value {
+        let mut status = json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") });
+        if detailed {
+            let backends: Vec<Value> = self.backends.iter().map(Backend::health).collect();
+            status["backends"] = Value::Array(backends);
+            status["sessions"] = Value::from(self.sessions.len());
+        }
+        status
     }
 
     pub(super) fn begin_shutdown(&mut self) {

@@ -7,54 +7,125 @@
 
 use super::backends::State;
 use super::routing::Origin;
-use super::{BackendId, ClientId, Hub, Internal, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
+use super::{BackendId, Caller, Client, ClientId, Hub, Internal, Reply, ReplyTo, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
 use crate::jsonrpc::{code, raw, Kind, Message};
+use crossbeam_channel::Sender;
 use serde_json::{json, Map, Value};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 type Params = Map<String, Value>;
 
 impl Hub {
-    pub(super) fn from_client(&mut self, client: ClientId, msg: Message) {
+    pub(super) fn client_connected(&mut self, client: ClientId, session: Option<String>, outbox: Option<Sender<Message>>) {
+        if let Some(session) = &session {
+            self.sessions.insert(session.clone(), client);
+        }
+        let needs_stream = outbox.is_some();
+        let record = Client { outbox, stream: 0, needs_stream, session, initialized: false, last_active: Instant::now() };
+        self.clients.insert(client, record);
+    }
+
+    pub(super) fn from_client(&mut self, client: ClientId, msg: Message, reply: ReplyTo) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.last_active = Instant::now();
+        }
         match msg.kind() {
-            Kind::Request => self.client_request(client, msg),
+            Kind::Request => {
+                let caller = Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply };
+                self.client_request(caller, msg);
+            }
             Kind::Notification => self.client_notification(client, &msg),
             Kind::Response => self.client_response(client, msg),
         }
     }
 
-    fn client_request(&mut self, client: ClientId, msg: Message) {
-        if self.settle_by.is_some() && msg.method() != "ping" {
-            self.held.push((client, msg));
+    /// A message posted over HTTP: accepted for a known session, else refused so the client starts anew.
+    pub(super) fn from_session(&mut self, session: &str, msg: Message, reply: Sender<Reply>, inline: bool) {
+        let Some(client) = self.sessions.get(session).copied() else {
+            let _ = reply.send(Reply::UnknownSession);
+            return;
+        };
+        if msg.kind() == Kind::Request && inline {
+            self.from_client(client, msg, ReplyTo::Request(reply));
+        } else {
+            let _ = reply.send(Reply::Accepted);
+            self.from_client(client, msg, ReplyTo::Outbox);
+        }
+    }
+
+    pub(super) fn open_stream(&mut self, session: &str, stream: u64, outbox: Sender<Message>, reply: &Sender<Reply>) {
+        match self.session_client(session) {
+            Some(c) => {
+                c.outbox = Some(outbox);
+                c.stream = stream;
+                let _ = reply.send(Reply::Accepted);
+            }
+            None => drop(reply.send(Reply::UnknownSession)),
+        }
+    }
+
+    pub(super) fn stream_closed(&mut self, session: &str, stream: u64) {
+        if let Some(c) = self.session_client(session).filter(|c| c.stream == stream) {
+            c.outbox = None;
+            c.last_active = Instant::now();
+        }
+    }
+
+    fn session_client(&mut self, session: &str) -> Option<&mut Client> {
+        let client = self.sessions.get(session)?;
+        self.clients.get_mut(client)
+    }
+
+    /// Forgets Streamable HTTP sessions with no stream, no request in flight and no message for the
+    /// idle timeout, with everything they held (subscriptions, in-flight requests).
+    pub(super) fn sweep_sessions(&mut self, now: Instant) {
+        if now < self.sweep_at {
             return;
         }
-        let id = msg.id.clone().unwrap_or(Value::Null);
+        let idle = self.settings.session_idle_timeout;
+        self.sweep_at = now + (idle / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let expired: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.needs_stream && c.outbox.is_none() && now.duration_since(c.last_active) >= idle)
+            .map(|(id, _)| *id)
+            .filter(|id| self.routing.keys_for_client(*id).is_empty())
+            .collect();
+        for client in expired {
+            log::info!("session of client {} expired after {idle:?} idle", client.0);
+            self.client_gone(client);
+        }
+    }
+
+    fn client_request(&mut self, caller: Caller, msg: Message) {
+        if self.settle_by.is_some() && msg.method() != "ping" {
+            self.held.push((caller, msg));
+            return;
+        }
         let params = match msg.params_object() {
             Ok(params) => params,
-            Err(why) => return self.reply_error(client, id, code::INVALID_PARAMS, &why),
+            Err(why) => return self.answer_error(&caller, code::INVALID_PARAMS, &why),
         };
         match msg.method() {
             "initialize" => {
                 let result = self.initialize_result(&params);
-                self.reply(client, id, &result);
+                self.answer(&caller, &result);
             }
-            "ping" => self.reply(client, id, &json!({})),
-            "tools/list" => self.reply(client, id, &json!({ "tools": self.catalog.tools })),
-            "prompts/list" => self.reply(client, id, &json!({ "prompts": self.catalog.prompts })),
-            "resources/list" => self.reply(client, id, &json!({ "resources": self.catalog.resources })),
-            "resources/templates/list" => {
-                self.reply(client, id, &json!({ "resourceTemplates": self.catalog.templates }))
-            }
-            "tools/call" => self.call_tool(client, id, params),
-            "prompts/get" => self.get_prompt(client, id, params),
-            "resources/read" => self.by_uri(client, id, "resources/read", params),
-            "resources/subscribe" => self.subscribe(client, id, params),
-            "resources/unsubscribe" => self.unsubscribe(client, id, params),
-            "completion/complete" => self.complete(client, id, params),
-            "logging/setLevel" => self.set_level(client, id, params),
+            "ping" => self.answer(&caller, &json!({})),
+            "tools/list" => self.answer(&caller, &json!({ "tools": self.catalog.tools })),
+            "prompts/list" => self.answer(&caller, &json!({ "prompts": self.catalog.prompts })),
+            "resources/list" => self.answer(&caller, &json!({ "resources": self.catalog.resources })),
+            "resources/templates/list" => self.answer(&caller, &json!({ "resourceTemplates": self.catalog.templates })),
+            "tools/call" => self.call_tool(caller, params),
+            "prompts/get" => self.get_prompt(caller, params),
+            "resources/read" => self.by_uri(caller, "resources/read", params),
+            "resources/subscribe" => self.subscribe(caller, params),
+            "resources/unsubscribe" => self.unsubscribe(caller, params),
+            "completion/complete" => self.complete(caller, params),
+            "logging/setLevel" => self.set_level(caller, params),
             other => {
                 let why = format!("method '{other}' is not supported by the proxy");
-                self.reply_error(client, id, code::METHOD_NOT_FOUND, &why);
+                self.answer_error(&caller, code::METHOD_NOT_FOUND, &why);
             }
         }
     }
@@ -92,29 +163,29 @@ impl Hub {
         result
     }
 
-    fn call_tool(&mut self, client: ClientId, id: Value, mut params: Params) {
+    fn call_tool(&mut self, caller: Caller, mut params: Params) {
         let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
         let Some(route) = self.catalog.tool(name).cloned() else {
-            return self.reply_error(client, id, code::INVALID_PARAMS, &format!("Unknown tool: '{name}'"));
+            return self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown tool: '{name}'"));
         };
         params.insert("name".into(), Value::String(route.name));
-        self.forward(client, id, route.backend, "tools/call", params);
+        self.forward(caller, route.backend, "tools/call", params);
     }
 
-    fn get_prompt(&mut self, client: ClientId, id: Value, mut params: Params) {
+    fn get_prompt(&mut self, caller: Caller, mut params: Params) {
         let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
         let Some(route) = self.catalog.prompt(name).cloned() else {
-            return self.reply_error(client, id, code::INVALID_PARAMS, &format!("Unknown prompt: '{name}'"));
+            return self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown prompt: '{name}'"));
         };
         params.insert("name".into(), Value::String(route.name));
-        self.forward(client, id, route.backend, "prompts/get", params);
+        self.forward(caller, route.backend, "prompts/get", params);
     }
 
     /// Forwards a request about one resource URI to the backend that serves it.
-    fn by_uri(&mut self, client: ClientId, id: Value, method: &str, params: Params) {
+    fn by_uri(&mut self, caller: Caller, method: &str, params: Params) {
         match self.uri_owner(&params) {
-            Ok(backend) => self.forward(client, id, backend, method, params),
-            Err(why) => self.reply_error(client, id, code::RESOURCE_NOT_FOUND, &why),
+            Ok(backend) => self.forward(caller, backend, method, params),
+            Err(why) => self.answer_error(&caller, code::RESOURCE_NOT_FOUND, &why),
         }
     }
 
@@ -125,39 +196,39 @@ impl Hub {
 
     /// Several clients may subscribe to one URI: the backend is subscribed by the first and
     /// unsubscribed after the last, and the others are answered by the proxy.
-    fn subscribe(&mut self, client: ClientId, id: Value, params: Params) {
+    fn subscribe(&mut self, caller: Caller, params: Params) {
         let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
         let subscribers = self.subscribers.entry(uri).or_default();
         let first = subscribers.is_empty();
-        if !subscribers.contains(&client) {
-            subscribers.push(client);
+        if !subscribers.contains(&caller.client) {
+            subscribers.push(caller.client);
         }
         if first {
-            self.by_uri(client, id, "resources/subscribe", params);
+            self.by_uri(caller, "resources/subscribe", params);
         } else {
-            self.reply(client, id, &json!({}));
+            self.answer(&caller, &json!({}));
         }
     }
 
-    fn unsubscribe(&mut self, client: ClientId, id: Value, params: Params) {
+    fn unsubscribe(&mut self, caller: Caller, params: Params) {
         let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default();
         let last = match self.subscribers.get_mut(uri) {
             Some(subscribers) => {
-                subscribers.retain(|c| *c != client);
+                subscribers.retain(|c| *c != caller.client);
                 subscribers.is_empty()
             }
             None => false,
         };
         if last {
             self.subscribers.remove(uri);
-            self.by_uri(client, id, "resources/unsubscribe", params);
+            self.by_uri(caller, "resources/unsubscribe", params);
         } else {
-            self.reply(client, id, &json!({}));
+            self.answer(&caller, &json!({}));
         }
     }
 
     /// `completion/complete` names a prompt or a resource in `ref`; it goes where that one lives.
-    fn complete(&mut self, client: ClientId, id: Value, mut params: Params) {
+    fn complete(&mut self, caller: Caller, mut params: Params) {
         let reference = params.get("ref").cloned().unwrap_or_default();
         let target = match reference.get("type").and_then(Value::as_str) {
             Some("ref/prompt") => {
@@ -174,13 +245,13 @@ impl Hub {
             _ => None,
         };
         match target {
-            Some(backend) => self.forward(client, id, backend, "completion/complete", params),
-            None => self.reply_error(client, id, code::INVALID_PARAMS, &format!("Unknown completion ref: {reference}")),
+            Some(backend) => self.forward(caller, backend, "completion/complete", params),
+            None => self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown completion ref: {reference}")),
         }
     }
 
     /// The level is set on every backend that logs; the last client to set it wins.
-    fn set_level(&mut self, client: ClientId, id: Value, params: Params) {
+    fn set_level(&mut self, caller: Caller, params: Params) {
         let targets: Vec<BackendId> = (0..self.backends.len())
             .map(BackendId)
             .filter(|b| self.backends[b.0].state == State::Ready && self.backends[b.0].has_capability("logging"))
@@ -188,14 +259,14 @@ impl Hub {
         for backend in targets {
             self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(Value::Object(params.clone())));
         }
-        self.reply(client, id, &json!({}));
+        self.answer(&caller, &json!({}));
     }
 
     /// Sends a client's request to a backend under a fresh id, with the client's progress token
     /// swapped for one of the proxy's.
-    fn forward(&mut self, client: ClientId, id: Value, backend: BackendId, method: &str, mut params: Params) {
+    fn forward(&mut self, caller: Caller, backend: BackendId, method: &str, mut params: Params) {
         let progress_token = params.get("_meta").and_then(|m| m.get("progressToken")).cloned();
-        let origin = Origin::Client { client, id: id.clone(), progress_token };
+        let origin = Origin::Client { caller: caller.clone(), progress_token };
         let timeout = self.timeout_for(backend);
         let (backend_id, token) = self.routing.open(backend, origin, method, timeout);
         if let (Some(token), Some(Value::Object(meta))) = (token, params.get_mut("_meta")) {
@@ -205,7 +276,7 @@ impl Hub {
         if !self.send_to_backend(backend, msg) {
             self.routing.close((backend, backend_id));
             let why = format!("server '{}' is not connected", self.backend_key(backend));
-            self.reply_error(client, id, code::BACKEND_UNAVAILABLE, &why);
+            self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
         }
     }
 
@@ -240,11 +311,12 @@ impl Hub {
     }
 
     pub(super) fn client_gone(&mut self, client: ClientId) {
-        if self.clients.remove(&client).is_none() {
-            return;
+        let Some(record) = self.clients.remove(&client) else { return };
+        if let Some(session) = &record.session {
+            self.sessions.remove(session);
         }
         log::debug!("client {} gone", client.0);
-        self.held.retain(|(c, _)| *c != client);
+        self.held.retain(|(caller, _)| caller.client != client);
         for key in self.routing.keys_for_client(client) {
             self.cancel_at_backend(key, "the client disconnected");
         }
@@ -290,8 +362,8 @@ impl Hub {
             log::warn!("serving without servers still starting after {:?}: {}", self.settings.startup_timeout, starting.join(", "));
         }
         self.settle_by = None;
-        for (client, msg) in std::mem::take(&mut self.held) {
-            self.client_request(client, msg);
+        for (caller, msg) in std::mem::take(&mut self.held) {
+            self.client_request(caller, msg);
         }
     }
 }

@@ -41,11 +41,25 @@ pub struct BackendId(pub usize);
 
 /// Everything the dispatcher reacts to.
 pub enum Event {
-    /// A client is there; the dispatcher sends it messages through `outbox`.
-    ClientConnected { client: ClientId, outbox: Sender<Message> },
+    /// A client is there. `session` names it for HTTP requests that come later; `outbox` is its standing
+    /// stream for messages that answer no request of its own (a Streamable HTTP client may have none yet).
+    ClientConnected { client: ClientId, session: Option<String>, outbox: Option<Sender<Message>> },
     FromClient { client: ClientId, msg: Message },
     /// The client sent something that is not a JSON-RPC message; it gets an error with a null id.
     InvalidFromClient { client: ClientId, error: crate::jsonrpc::ParseError },
+    /// A message posted over HTTP for a session. `reply` first gets [`Reply::UnknownSession`] or, for a
+    /// notification or a response, [`Reply::Accepted`]; for a request with `inline` set it then gets
+    /// the messages about that request (progress, the response), else those go to the session's outbox.
+    FromSession { session: String, msg: Message, reply: Sender<Reply>, inline: bool },
+    /// A new standing stream for a session (Streamable HTTP `GET`); replaces the previous one.
+    /// `stream` is unique per stream, so the end of a replaced stream is not taken for the new one's.
+    OpenStream { session: String, stream: u64, outbox: Sender<Message>, reply: Sender<Reply> },
+    /// A standing stream ended (its client went away); the session lives on until it expires.
+    StreamClosed { session: String, stream: u64 },
+    /// Streamable HTTP `DELETE`: the client ends its session.
+    EndSession { session: String, reply: Sender<Reply> },
+    /// `GET /health`: the dispatcher answers with a JSON status; `detailed` adds the backends.
+    Health { detailed: bool, reply: Sender<Value> },
     ClientGone { client: ClientId },
     FromBackend { backend: BackendId, msg: Message },
     /// The backend's connection ended (process exited, stream closed); `reason` is for the log.
@@ -58,6 +72,31 @@ pub enum Event {
 pub const PROTOCOL_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
 
+/// What an HTTP request thread hears back about a message it posted.
+#[derive(Debug)]
+pub enum Reply {
+    Accepted,
+    UnknownSession,
+    Message(Message),
+}
+
+/// Where the messages about one client request go.
+#[derive(Debug, Clone)]
+pub enum ReplyTo {
+    /// The client's standing stream (stdio, legacy SSE).
+    Outbox,
+    /// The HTTP request that carried it (Streamable HTTP `POST`).
+    Request(Sender<Reply>),
+}
+
+/// A client request being served: who asked, under which id, and where the answer goes.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub client: ClientId,
+    pub id: Value,
+    pub reply: ReplyTo,
+}
+
 /// What the dispatcher needs from the settings.
 #[derive(Debug, Clone)]
 pub struct HubSettings {
@@ -66,6 +105,8 @@ pub struct HubSettings {
     pub startup_timeout: Duration,
     /// Stop when the last client leaves (stdio mode: the client is the reason to live).
     pub exit_when_no_clients: bool,
+    /// A session with no standing stream and no request in flight is forgotten after this long.
+    pub session_idle_timeout: Duration,
 }
 
 /// The proxy's own requests to backends, and what to do with their answers.
@@ -78,8 +119,15 @@ enum Internal {
 }
 
 struct Client {
-    outbox: Sender<Message>,
+    outbox: Option<Sender<Message>>,
+    /// Which stream `outbox` feeds (Streamable HTTP streams come and go).
+    stream: u64,
+    /// True when the client lives only as long as its standing stream (stdio, legacy SSE); false for a
+    /// Streamable HTTP session, which opens and closes streams as it likes and expires when idle.
+    needs_stream: bool,
+    session: Option<String>,
     initialized: bool,
+    last_active: Instant,
 }
 
 /// A request from a backend forwarded to a client, waiting for the client's answer.
@@ -98,14 +146,18 @@ pub struct Hub {
     /// Catalog problems already logged, so a rebuild does not repeat them.
     logged_problems: HashSet<String>,
     clients: HashMap<ClientId, Client>,
+    /// HTTP session ids to their clients.
+    sessions: HashMap<String, ClientId>,
     routing: Routing<Internal>,
     /// Requests from backends forwarded to clients, by the id the proxy gave them there.
     upstream: HashMap<u64, Upstream>,
     /// Resource URI to the clients subscribed to it; the backend is subscribed while the list is non-empty.
     subscribers: HashMap<String, Vec<ClientId>>,
     /// Client requests held until start-up settles (all backends ready or failed, or the timeout).
-    held: Vec<(ClientId, Message)>,
+    held: Vec<(Caller, Message)>,
     settle_by: Option<Instant>,
+    /// When to look for idle sessions next.
+    sweep_at: Instant,
     stopping: Option<backends::Shutdown>,
 }
 
@@ -119,11 +171,13 @@ impl Hub {
             catalog: Catalog::default(),
             logged_problems: HashSet::new(),
             clients: HashMap::new(),
+            sessions: HashMap::new(),
             routing: Routing::default(),
             upstream: HashMap::new(),
             subscribers: HashMap::new(),
             held: Vec::new(),
             settle_by,
+            sweep_at: Instant::now(),
             stopping: None,
         }
     }
@@ -145,6 +199,7 @@ impl Hub {
             let now = Instant::now();
             self.expire_requests(now);
             self.check_settled(now);
+            self.sweep_sessions(now);
             if self.advance_shutdown(now) {
                 return;
             }
@@ -153,13 +208,22 @@ impl Hub {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::ClientConnected { client, outbox } => {
-                self.clients.insert(client, Client { outbox, initialized: false });
-            }
-            Event::FromClient { client, msg } => self.from_client(client, msg),
+            Event::ClientConnected { client, session, outbox } => self.client_connected(client, session, outbox),
+            Event::FromClient { client, msg } => self.from_client(client, msg, ReplyTo::Outbox),
             Event::InvalidFromClient { client, error } => {
-                self.reply_error(client, Value::Null, error.code(), &error.to_string());
+                self.send_to_client(client, Message::error_response(Value::Null, error.code(), &error.to_string()));
             }
+            Event::FromSession { session, msg, reply, inline } => self.from_session(&session, msg, reply, inline),
+            Event::OpenStream { session, stream, outbox, reply } => self.open_stream(&session, stream, outbox, &reply),
+            Event::StreamClosed { session, stream } => self.stream_closed(&session, stream),
+            Event::EndSession { session, reply } => match self.sessions.get(&session).copied() {
+                Some(client) => {
+                    self.client_gone(client);
+                    let _ = reply.send(Reply::Accepted);
+                }
+                None => drop(reply.send(Reply::UnknownSession)),
+            },
+            Event::Health { detailed, reply } => drop(reply.send(self.health(detailed))),
             Event::ClientGone { client } => self.client_gone(client),
             Event::FromBackend { backend, msg } => self.from_backend(backend, msg),
             Event::BackendExited { backend, reason } => self.backend_exited(backend, &reason),
@@ -168,32 +232,50 @@ impl Hub {
     }
 
     fn next_wakeup(&mut self) -> Option<Instant> {
-        [self.routing.next_deadline(), self.settle_by, self.stopping.as_ref().map(|s| s.next_step)]
+        let sweep = (!self.sessions.is_empty()).then_some(self.sweep_at);
+        [self.routing.next_deadline(), self.settle_by, self.stopping.as_ref().map(|s| s.next_step), sweep]
             .into_iter()
             .flatten()
             .min()
     }
 
-    /// Sends a message to a client. A client whose outbox is full or closed is dropped: one slow
-    /// client must never hold up the dispatcher.
+    /// Sends a message to a client's standing stream. A client whose stream is full is dropped: one
+    /// slow client must never hold up the dispatcher. A closed stream ends a client that has no session
+    /// (stdio, legacy SSE); a Streamable HTTP session just loses its stream until it opens another.
     fn send_to_client(&mut self, client: ClientId, msg: Message) {
-        let Some(c) = self.clients.get(&client) else { return };
-        match c.outbox.try_send(msg) {
+        let Some(c) = self.clients.get_mut(&client) else { return };
+        let Some(outbox) = &c.outbox else {
+            log::debug!("client {} has no open stream; {} dropped", client.0, msg.method());
+            return;
+        };
+        match outbox.try_send(msg) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 log::warn!("client {} is not reading its messages; disconnecting it", client.0);
                 self.client_gone(client);
             }
+            Err(TrySendError::Disconnected(_)) if !c.needs_stream => c.outbox = None,
             Err(TrySendError::Disconnected(_)) => self.client_gone(client),
         }
     }
 
-    fn reply(&mut self, client: ClientId, id: Value, result: &Value) {
-        self.send_to_client(client, Message::response(id, crate::jsonrpc::raw(result)));
+    /// Sends a message about one request where its caller waits for it.
+    fn deliver(&mut self, client: ClientId, reply: &ReplyTo, msg: Message) {
+        match reply {
+            ReplyTo::Outbox => self.send_to_client(client, msg),
+            // The HTTP request may be gone (client disconnected): nothing else is owed to it.
+            ReplyTo::Request(tx) => drop(tx.send(Reply::Message(msg))),
+        }
     }
 
-    fn reply_error(&mut self, client: ClientId, id: Value, code: i64, message: &str) {
-        self.send_to_client(client, Message::error_response(id, code, message));
+    fn answer(&mut self, caller: &Caller, result: &Value) {
+        let msg = Message::response(caller.id.clone(), crate::jsonrpc::raw(result));
+        self.deliver(caller.client, &caller.reply, msg);
+    }
+
+    fn answer_error(&mut self, caller: &Caller, code: i64, message: &str) {
+        let msg = Message::error_response(caller.id.clone(), code, message);
+        self.deliver(caller.client, &caller.reply, msg);
     }
 
     /// Sends a notification to every client that has finished its handshake.

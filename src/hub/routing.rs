@@ -5,7 +5,7 @@
 //! token is replaced by a fresh proxy token for the same reason. The table maps both back, keeps the
 //! client's id for cancellation, and keeps each request's deadline in a heap for timeouts.
 
-use crate::hub::{BackendId, ClientId};
+use crate::hub::{BackendId, Caller, ClientId, ReplyTo};
 use serde_json::Value;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// Who is waiting for a backend's answer.
 #[derive(Debug)]
 pub enum Origin<I> {
-    Client { client: ClientId, id: Value, progress_token: Option<Value> },
+    Client { caller: Caller, progress_token: Option<Value> },
     /// The proxy itself (handshake, list refresh); `I` says what to do with the answer.
     Internal(I),
 }
@@ -60,8 +60,8 @@ impl<I> Routing<I> {
         let id = self.take_id();
         let key = (backend, id);
         let token = match &origin {
-            Origin::Client { client, id: client_id, progress_token } => {
-                self.by_client.insert((*client, client_id.to_string()), key);
+            Origin::Client { caller, progress_token } => {
+                self.by_client.insert((caller.client, caller.id.to_string()), key);
                 progress_token.as_ref().map(|_| {
                     let token = self.take_id();
                     self.tokens.insert(token, key);
@@ -80,8 +80,8 @@ impl<I> Routing<I> {
     /// Removes and returns the request a backend's response answers.
     pub fn close(&mut self, key: Key) -> Option<InFlight<I>> {
         let entry = self.requests.remove(&key)?;
-        if let Origin::Client { client, id, .. } = &entry.origin {
-            self.by_client.remove(&(*client, id.to_string()));
+        if let Origin::Client { caller, .. } = &entry.origin {
+            self.by_client.remove(&(caller.client, caller.id.to_string()));
         }
         if let Some(token) = entry.token {
             self.tokens.remove(&token);
@@ -94,15 +94,15 @@ impl<I> Routing<I> {
         self.by_client.get(&(client, id.to_string())).copied()
     }
 
-    /// The client and its own token for a proxy progress token, pushing the request's deadline back:
-    /// a backend that reports progress is alive.
-    pub fn progress(&mut self, token: u64) -> Option<(ClientId, Value)> {
+    /// Where to send progress for a proxy progress token, and the client's own token, pushing the
+    /// request's deadline back: a backend that reports progress is alive.
+    pub fn progress(&mut self, token: u64) -> Option<(ClientId, ReplyTo, Value)> {
         let key = *self.tokens.get(&token)?;
         let entry = self.requests.get_mut(&key)?;
         entry.deadline = Instant::now() + entry.timeout;
         self.deadlines.push(Reverse((entry.deadline, key.0, key.1)));
         match &entry.origin {
-            Origin::Client { client, progress_token: Some(t), .. } => Some((*client, t.clone())),
+            Origin::Client { caller, progress_token: Some(t) } => Some((caller.client, caller.reply.clone(), t.clone())),
             _ => None,
         }
     }
@@ -117,13 +117,20 @@ impl<I> Routing<I> {
         self.by_client.iter().filter(|((c, _), _)| *c == client).map(|(_, key)| *key).collect()
     }
 
-    /// The clients with requests in flight to a backend.
-    pub fn clients_waiting_on(&self, backend: BackendId) -> Vec<ClientId> {
-        let mut clients: Vec<ClientId> =
-            self.by_client.iter().filter(|(_, (b, _))| *b == backend).map(|((c, _), _)| *c).collect();
-        clients.sort_unstable();
-        clients.dedup();
-        clients
+    /// The callers with requests in flight to a backend, one per client.
+    pub fn callers_waiting_on(&self, backend: BackendId) -> Vec<&Caller> {
+        let mut callers: Vec<&Caller> = self
+            .requests
+            .iter()
+            .filter(|((b, _), _)| *b == backend)
+            .filter_map(|(_, entry)| match &entry.origin {
+                Origin::Client { caller, .. } => Some(caller),
+                Origin::Internal(_) => None,
+            })
+            .collect();
+        callers.sort_unstable_by_key(|c| c.client);
+        callers.dedup_by_key(|c| c.client);
+        callers
     }
 
     /// The earliest deadline still in force, to bound the dispatcher's wait.
@@ -174,7 +181,8 @@ mod tests {
     const MINUTE: Duration = Duration::from_secs(60);
 
     fn client(client: ClientId, id: i64, token: Option<&str>) -> Origin<()> {
-        Origin::Client { client, id: Value::from(id), progress_token: token.map(Value::from) }
+        let caller = Caller { client, id: Value::from(id), reply: ReplyTo::Outbox };
+        Origin::Client { caller, progress_token: token.map(Value::from) }
     }
 
     #[test]
@@ -183,15 +191,16 @@ mod tests {
         let (a, _) = r.open(B, client(C1, 1, None), "tools/call", MINUTE);
         let (b, _) = r.open(B, client(C2, 1, None), "tools/call", MINUTE);
         assert_ne!(a, b);
-        assert!(matches!(r.close((B, b)).unwrap().origin, Origin::Client { client: C2, .. }));
-        assert!(matches!(r.close((B, a)).unwrap().origin, Origin::Client { client: C1, .. }));
+        assert!(matches!(r.close((B, b)).unwrap().origin, Origin::Client { caller: Caller { client: C2, .. }, .. }));
+        assert!(matches!(r.close((B, a)).unwrap().origin, Origin::Client { caller: Caller { client: C1, .. }, .. }));
     }
 
     #[test]
     fn progress_token_maps_back_to_the_clients_own_token() {
         let mut r = Routing::default();
         let (_, token) = r.open(B, client(C1, 5, Some("tok")), "tools/call", MINUTE);
-        assert_eq!(r.progress(token.unwrap()), Some((C1, Value::from("tok"))));
+        let (client, _, original) = r.progress(token.unwrap()).unwrap();
+        assert_eq!((client, original), (C1, Value::from("tok")));
     }
 
     #[test]
@@ -199,7 +208,7 @@ mod tests {
         let mut r = Routing::default();
         let (id, token) = r.open(B, client(C1, 5, Some("tok")), "tools/call", MINUTE);
         r.close((B, id));
-        assert_eq!(r.progress(token.unwrap()), None);
+        assert!(r.progress(token.unwrap()).is_none());
         assert_eq!(r.find_client_request(C1, &Value::from(5)), None);
     }
 
@@ -241,7 +250,8 @@ mod tests {
         r.open(B, client(C1, 1, None), "tools/call", MINUTE);
         r.open(B, client(C1, 2, None), "tools/call", MINUTE);
         r.open(BackendId(1), client(C2, 1, None), "tools/call", MINUTE);
-        assert_eq!(r.clients_waiting_on(B), [C1]);
-        assert_eq!(r.clients_waiting_on(BackendId(1)), [C2]);
+        let clients = |r: &Routing<()>, b| r.callers_waiting_on(b).iter().map(|c| c.client).collect::<Vec<_>>();
+        assert_eq!(clients(&r, B), [C1]);
+        assert_eq!(clients(&r, BackendId(1)), [C2]);
     }
 }

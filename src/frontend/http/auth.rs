@@ -1,0 +1,81 @@
+//! Who may use the MCP endpoints: API keys and bearer tokens, as the original proxy reads them, and the
+//! `Origin` check that keeps web pages from reaching a proxy on localhost (DNS rebinding).
+
+use crate::http::Request;
+
+/// The configured secrets. With none configured, every request is let in.
+pub struct Auth {
+    keys: Vec<String>,
+    tokens: Vec<String>,
+}
+
+impl Auth {
+    pub fn new(keys: Vec<String>, tokens: Vec<String>) -> Auth {
+        Auth { keys, tokens }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty() || !self.tokens.is_empty()
+    }
+
+    /// True when auth is off, or the request carries a valid `Authorization: Bearer` token, `X-Api-Key`
+    /// header or `?key=` query parameter.
+    pub fn allows(&self, req: &Request) -> bool {
+        if !self.enabled() {
+            return true;
+        }
+        let bearer = req.header("authorization").and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+        });
+        let key_header = req.header("x-api-key").map(|k| k.trim().to_owned());
+        let key_query = req.query_param("key");
+        // Every candidate is compared with every secret: the time taken does not say which one matched.
+        let mut ok = false;
+        ok |= bearer.is_some_and(|t| matches_any(&t, &self.tokens));
+        ok |= key_header.is_some_and(|k| matches_any(&k, &self.keys));
+        ok |= key_query.is_some_and(|k| matches_any(&k, &self.keys));
+        ok
+    }
+}
+
+fn matches_any(candidate: &str, secrets: &[String]) -> bool {
+    secrets.iter().fold(false, |found, secret| found | constant_time_eq(candidate.as_bytes(), secret.as_bytes()))
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a secret was guessed right.
+/// (The length of the secret is not hidden; it is not the secret.)
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// True when a request may come from where it says. Requests without `Origin` (not from a browser) are
+/// allowed; browser origins must be loopback, or listed in `allowed` (`*` allows any).
+pub fn origin_allowed(req: &Request, allowed: &[String]) -> bool {
+    let Some(origin) = req.header("origin") else { return true };
+    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let host = origin.split_once("://").map_or("", |(_, rest)| rest);
+    let host = host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_and_unequal_secrets() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

@@ -1,0 +1,115 @@
+//! The proxy as an MCP server over HTTP: legacy HTTP+SSE (`/sse`, `/message`) and Streamable HTTP
+//! (`/mcp`) on one port, plus `/health`.
+//!
+//! Each request runs on its HTTP connection thread. Messages go to the dispatcher as
+//! [`Event::FromSession`], which owns the sessions and answers through a per-request channel; streams
+//! (`GET /sse`, `GET /mcp`, a `POST /mcp` that turns into SSE) are pumped from a bounded channel by the
+//! connection's own thread, so a slow client only ever blocks itself.
+
+mod auth;
+mod legacy_sse;
+mod streamable;
+
+use crate::http::{self, EventStream, Exchange, Request, Response};
+use crate::hub::Event;
+use crate::jsonrpc::Message;
+use crate::settings::HttpSettings;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use serde_json::json;
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Messages a stream may have queued before its client counts as not reading, and is dropped.
+const STREAM_QUEUE: usize = 1024;
+/// How long a request thread waits for the dispatcher to acknowledge a message.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Frontend {
+    events: Sender<Event>,
+    auth: auth::Auth,
+    settings: HttpSettings,
+}
+
+/// Serves HTTP on `listener` until the process exits.
+pub fn serve(listener: TcpListener, settings: HttpSettings, events: Sender<Event>) {
+    let limits = http::Limits {
+        max_head: settings.max_head,
+        max_body: settings.max_body,
+        read_timeout: settings.request_read_timeout,
+        idle_timeout: settings.idle_connection_timeout,
+    };
+    let max_connections = settings.max_connections;
+    let frontend = Frontend { events, auth: auth::Auth::new(settings.keys.clone(), settings.tokens.clone()), settings };
+    let handler = Arc::new(move |req: &Request, ex: &mut Exchange| frontend.route(req, ex));
+    http::serve(listener, limits, max_connections, handler);
+}
+
+impl Frontend {
+    fn route(&self, req: &Request, ex: &mut Exchange) {
+        let path = req.path.trim_end_matches('/');
+        if path == "/health" {
+            return ex.respond(self.health(req));
+        }
+        let mcp_path = matches!(path, "/sse" | "/message" | "/messages" | "/mcp");
+        if !mcp_path {
+            return ex.respond(Response::error(404, &format!("no such endpoint: {}", req.path)));
+        }
+        if !auth::origin_allowed(req, &self.settings.allowed_origins) {
+            log::warn!("refused a request from origin {:?}", req.header("origin"));
+            return ex.respond(Response::error(403, "origin not allowed"));
+        }
+        if !self.auth.allows(req) {
+            let challenge = "Bearer realm=\"mcp-proxy-server\", ApiKey header=\"X-Api-Key\"";
+            return ex.respond(Response::error(401, "Unauthorized").with_header("WWW-Authenticate", challenge));
+        }
+        match (req.method.as_str(), path) {
+            ("GET", "/sse") => legacy_sse::open(self, ex),
+            ("POST", "/message" | "/messages") => ex.respond(legacy_sse::post(self, req)),
+            (_, "/mcp") => streamable::handle(self, req, ex),
+            (method, _) => ex.respond(Response::error(405, &format!("{method} is not allowed on {path}"))),
+        }
+    }
+
+    /// Liveness for anyone; backend details only for those who may use the proxy.
+    fn health(&self, req: &Request) -> Response {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let detailed = self.auth.allows(req);
+        if self.events.send(Event::Health { detailed, reply }).is_err() {
+            return Response::error(503, "shutting down");
+        }
+        match answer.recv_timeout(ACK_TIMEOUT) {
+            Ok(status) => Response::json(200, &status),
+            Err(_) => Response::error(503, "the dispatcher did not answer"),
+        }
+    }
+}
+
+/// Parses a request body as one JSON-RPC message, or says why not in a JSON-RPC error response.
+fn parse_body(req: &Request) -> Result<Message, Response> {
+    let text = std::str::from_utf8(&req.body).map_err(|_| rpc_error(400, -32700, "body is not UTF-8"))?;
+    Message::parse(text).map_err(|e| rpc_error(400, e.code(), &e.to_string()))
+}
+
+/// A transport-level error in JSON-RPC form (id null), as Streamable HTTP clients expect.
+fn rpc_error(status: u16, code: i64, message: &str) -> Response {
+    Response::json(status, &json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } }))
+}
+
+/// Writes a stream's messages as `message` events until the dispatcher lets go of it, with a comment
+/// every `keepalive` so idle connections (and proxies between) stay open and dead clients are noticed.
+fn pump(stream: &mut EventStream, inbox: &Receiver<Message>, keepalive: Duration) -> io::Result<()> {
+    loop {
+        match inbox.recv_timeout(keepalive) {
+            Ok(msg) => stream.event(Some("message"), None, &msg.to_json())?,
+            Err(RecvTimeoutError::Timeout) => stream.comment("keepalive")?,
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+    }
+}
+
+/// A fresh session id: 128 random bits.
+fn new_session_id() -> io::Result<String> {
+    crate::random::token_hex(16)
+}

@@ -1,0 +1,304 @@
+//! Reading one HTTP/1.1 request from a connection, within limits.
+//!
+//! The head is read line by line under a byte cap and parsed with `httparse`; the body by
+//! `Content-Length` or chunked encoding under its own cap. The whole request must arrive before a
+//! deadline, so a client that trickles bytes (slowloris) is cut off instead of holding a thread.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Limits on what one request may take.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_head: usize,
+    pub max_body: usize,
+    /// From the first byte of a request to its last.
+    pub read_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    /// The path without the query string, e.g. `/message`.
+    pub path: String,
+    /// The raw query string without `?`, e.g. `sessionId=abc&key=k`.
+    pub query: String,
+    headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// HTTP/1.0 closes after each response unless asked otherwise.
+    http10: bool,
+}
+
+/// Why no request could be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The peer closed the connection, or stayed idle too long, between requests: not an error.
+    Closed,
+    /// The request did not arrive in time.
+    Timeout,
+    HeadTooLarge,
+    BodyTooLarge,
+    Malformed(String),
+    Io(io::Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> ReadError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ReadError::Timeout,
+            io::ErrorKind::UnexpectedEof => ReadError::Malformed("connection closed mid-request".into()),
+            _ => ReadError::Io(e),
+        }
+    }
+}
+
+impl Request {
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').filter_map(|pair| pair.split_once('=').or(Some((pair, "")))).find_map(|(k, v)| {
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+
+    /// Whether the connection may serve another request after this one.
+    pub fn keep_alive(&self) -> bool {
+        let connection = self.header("connection").unwrap_or("").to_ascii_lowercase();
+        if self.http10 {
+            connection.contains("keep-alive")
+        } else {
+            !connection.contains("close")
+        }
+    }
+
+    /// True when the client lists `media` in its `Accept` header (or sends none, or `*/*`).
+    pub fn accepts(&self, media: &str) -> bool {
+        match self.header("accept") {
+            None => true,
+            Some(accept) => accept.split(',').any(|part| {
+                let part = part.split(';').next().unwrap_or("").trim();
+                part == media || part == "*/*"
+            }),
+        }
+    }
+}
+
+/// Reads the next request from a kept-alive connection.
+pub fn read(reader: &mut BufReader<TcpStream>, limits: &Limits) -> Result<Request, ReadError> {
+    // Waiting for a request to start is idleness, not slowness.
+    reader.get_ref().set_read_timeout(Some(limits.idle_timeout))?;
+    match reader.fill_buf() {
+        Ok([]) => return Err(ReadError::Closed),
+        Ok(_) => {}
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Err(ReadError::Closed),
+        Err(e) => return Err(ReadError::Io(e)),
+    }
+    let deadline = Instant::now() + limits.read_timeout;
+    let head = read_head(reader, limits.max_head, deadline)?;
+    let mut request = parse_head(&head)?;
+    request.body = read_body(reader, &request, limits, deadline)?;
+    Ok(request)
+}
+
+fn read_head(reader: &mut BufReader<TcpStream>, max: usize, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+    let mut head = Vec::with_capacity(1024);
+    loop {
+        set_deadline(reader, deadline)?;
+        let room = (max + 1).saturating_sub(head.len()) as u64;
+        let before = head.len();
+        let n = reader.by_ref().take(room).read_until(b'\n', &mut head)?;
+        if n == 0 {
+            return Err(ReadError::Malformed("connection closed mid-request".into()));
+        }
+        if head.len() > max {
+            return Err(ReadError::HeadTooLarge);
+        }
+        let line = &head[before..];
+        if line == b"\r\n" || line == b"\n" {
+            return Ok(head);
+        }
+    }
+}
+
+fn parse_head(head: &[u8]) -> Result<Request, ReadError> {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut slots);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(ReadError::Malformed("incomplete request head".into())),
+        Err(httparse::Error::TooManyHeaders) => return Err(ReadError::HeadTooLarge),
+        Err(e) => return Err(ReadError::Malformed(e.to_string())),
+    }
+    let target = parsed.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let headers = parsed
+        .headers
+        .iter()
+        .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+        .collect();
+    Ok(Request {
+        method: parsed.method.unwrap_or("GET").to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers,
+        body: Vec::new(),
+        http10: parsed.version == Some(0),
+    })
+}
+
+fn read_body(reader: &mut BufReader<TcpStream>, req: &Request, limits: &Limits, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+    let chunked = req.header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+    let length = match req.header("content-length") {
+        Some(v) => Some(v.trim().parse::<usize>().map_err(|_| ReadError::Malformed(format!("bad Content-Length '{v}'")))?),
+        None => None,
+    };
+    if !chunked && length.unwrap_or(0) == 0 {
+        return Ok(Vec::new());
+    }
+    if length.is_some_and(|n| n > limits.max_body) {
+        return Err(ReadError::BodyTooLarge);
+    }
+    if req.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
+        reader.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    if chunked {
+        return read_chunked(reader, limits.max_body, deadline);
+    }
+    let mut body = vec![0; length.unwrap_or(0)];
+    let mut filled = 0;
+    while filled < body.len() {
+        set_deadline(reader, deadline)?;
+        match reader.read(&mut body[filled..])? {
+            0 => return Err(ReadError::Malformed("connection closed mid-body".into())),
+            n => filled += n,
+        }
+    }
+    Ok(body)
+}
+
+fn read_chunked(reader: &mut BufReader<TcpStream>, max: usize, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+    let mut body = Vec::new();
+    loop {
+        let size_line = read_line(reader, deadline)?;
+        let size_hex = size_line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| ReadError::Malformed(format!("bad chunk size '{size_hex}'")))?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            while !read_line(reader, deadline)?.is_empty() {}
+            return Ok(body);
+        }
+        if body.len() + size > max {
+            return Err(ReadError::BodyTooLarge);
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        set_deadline(reader, deadline)?;
+        reader.read_exact(&mut body[start..])?;
+        if !read_line(reader, deadline)?.is_empty() {
+            return Err(ReadError::Malformed("chunk not followed by CRLF".into()));
+        }
+    }
+}
+
+/// A short line (chunk sizes, trailers) without its line ending.
+fn read_line(reader: &mut BufReader<TcpStream>, deadline: Instant) -> Result<String, ReadError> {
+    let mut line = Vec::new();
+    set_deadline(reader, deadline)?;
+    reader.by_ref().take(4096).read_until(b'\n', &mut line)?;
+    if line.last() != Some(&b'\n') {
+        return Err(ReadError::Malformed("chunk line too long or cut off".into()));
+    }
+    Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn set_deadline(reader: &BufReader<TcpStream>, deadline: Instant) -> Result<(), ReadError> {
+    let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()).ok_or(ReadError::Timeout)?;
+    reader.get_ref().set_read_timeout(Some(left))?;
+    Ok(())
+}
+
+/// Decodes `%XX` escapes and `+` (as a space), as query strings use them.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    (digit as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(query: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/".into(),
+            query: query.into(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: Vec::new(),
+            http10: false,
+        }
+    }
+
+    #[test]
+    fn query_params_are_percent_decoded() {
+        let req = request("sessionId=a%2Fb&key=x+y&flag", &[]);
+        assert_eq!(req.query_param("sessionId").as_deref(), Some("a/b"));
+        assert_eq!(req.query_param("key").as_deref(), Some("x y"));
+        assert_eq!(req.query_param("flag").as_deref(), Some(""));
+        assert_eq!(req.query_param("missing"), None);
+    }
+
+    #[test]
+    fn broken_percent_escape_is_kept_literally() {
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%é1"), "%é1");
+    }
+
+    #[test]
+    fn header_lookup_ignores_case() {
+        let req = request("", &[("Mcp-Session-Id", "s1")]);
+        assert_eq!(req.header("mcp-session-id"), Some("s1"));
+    }
+
+    #[test]
+    fn accept_lists_are_matched_by_media_type() {
+        assert!(request("", &[("Accept", "application/json, text/event-stream")]).accepts("text/event-stream"));
+        assert!(!request("", &[("Accept", "application/json")]).accepts("text/event-stream"));
+        assert!(request("", &[("Accept", "*/*;q=0.8")]).accepts("text/event-stream"));
+        assert!(request("", &[]).accepts("application/json"));
+    }
+
+    #[test]
+    fn connection_close_ends_keep_alive() {
+        assert!(request("", &[]).keep_alive());
+        assert!(!request("", &[("Connection", "close")]).keep_alive());
+    }
+}

@@ -66,6 +66,9 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
         startup_timeout: settings.startup_timeout,
         exit_when_no_clients: settings.mode != Mode::Http,
         session_idle_timeout: settings.http.session_idle_timeout,
+        restart_backoff: settings.restart_backoff,
+        retries: settings.retries,
+        await_client_capabilities: settings.mode != Mode::Http,
     };
     let hub = Hub::new(hub_settings, config.servers, events.clone());
     match settings.mode {

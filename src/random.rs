@@ -8,6 +8,21 @@ use std::io;
 /// `bytes` random bytes as lowercase hex (so `token_hex(16)` is 32 characters).
 pub fn token_hex(bytes: usize) -> io::Result<String> {
     let mut buf = vec![0u8; bytes];
+    fill(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A random number in `[0, 1)` for jitter; falls back to the clock's nanoseconds if the kernel says no.
+pub fn unit() -> f64 {
+    let mut buf = [0u8; 8];
+    if fill(&mut buf).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        buf[..4].copy_from_slice(&nanos.to_le_bytes());
+    }
+    (u64::from_le_bytes(buf) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn fill(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
         let rest = &mut buf[filled..];
@@ -22,7 +37,7 @@ pub fn token_hex(bytes: usize) -> io::Result<String> {
         }
         filled += n as usize;
     }
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(())
 }
 
 #[cfg(test)]

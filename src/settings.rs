@@ -35,6 +35,12 @@ ENVIRONMENT:
     LOGGING / RUST_LOG          log level: error, warn, info, debug (logs go to stderr)
     MCP_PROXY_REQUEST_TIMEOUT   seconds before a backend request fails (default 60)
     MCP_PROXY_STARTUP_TIMEOUT   seconds the first answers wait for backends to start (default 20)
+    MCP_PROXY_RESTART_BACKOFF_MIN, MCP_PROXY_RESTART_BACKOFF_MAX
+                                seconds before restarting a backend that went down: first and
+                                longest delay (default 0.5 and 30)
+    RETRY_{STDIO,SSE,HTTP}_TOOL_CALL, {STDIO,SSE,HTTP}_TOOL_CALL_MAX_RETRIES,
+    {STDIO,SSE,HTTP}_TOOL_CALL_RETRY_DELAY_BASE_MS
+                                retry tool calls that could not reach their backend (default true, 2, 300)
     ALLOWED_KEYS, MCP_PROXY_SSE_ALLOWED_KEYS
                                 API keys accepted as X-Api-Key or ?key= (comma-separated)
     ALLOWED_TOKENS              bearer tokens accepted as Authorization: Bearer (comma-separated)
@@ -70,9 +76,28 @@ pub struct Settings {
     /// How long `initialize` and list requests wait for backends still starting before answering with
     /// what is ready.
     pub startup_timeout: Duration,
+    /// First and longest delay before restarting a backend that went down.
+    pub restart_backoff: (Duration, Duration),
+    pub retries: Retries,
     pub http: HttpSettings,
     /// Problems found while reading the settings that fell back to a default; logged once logging is up.
     pub warnings: Vec<String>,
+}
+
+/// Retrying a tool call that could not reach its backend (down, restarting), per backend transport,
+/// with the original proxy's variables. A call that may have reached the tool is never retried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    /// Attempt n (from 1) waits `base * 2^(n-1)` plus up to half of `base` at random.
+    pub base_delay: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retries {
+    pub stdio: RetryPolicy,
+    pub sse: RetryPolicy,
+    pub http: RetryPolicy,
 }
 
 /// The HTTP frontend's settings.
@@ -159,20 +184,21 @@ impl Settings {
             .map(|level| level.to_ascii_lowercase())
             .or_else(|| non_empty("RUST_LOG"))
             .unwrap_or_else(|| "info".to_owned());
-        let mut seconds = |name: &str, default: u64| match non_empty(name) {
-            None => Duration::from_secs(default),
+        let mut seconds = |name: &str, default: f64| match non_empty(name) {
+            None => Duration::from_secs_f64(default),
             Some(v) => match v.parse::<f64>() {
                 Ok(secs) if secs > 0.0 && secs < 1e9 => Duration::from_secs_f64(secs),
                 _ => {
                     warnings.push(format!("{name} '{v}' is not a positive number of seconds; using {default}"));
-                    Duration::from_secs(default)
+                    Duration::from_secs_f64(default)
                 }
             },
         };
-        let request_timeout = seconds("MCP_PROXY_REQUEST_TIMEOUT", 60);
-        let startup_timeout = seconds("MCP_PROXY_STARTUP_TIMEOUT", 20);
-        let keepalive = seconds("MCP_PROXY_SSE_KEEPALIVE", 15);
-        let session_idle_timeout = seconds("MCP_PROXY_SESSION_IDLE_TIMEOUT", 1800);
+        let request_timeout = seconds("MCP_PROXY_REQUEST_TIMEOUT", 60.0);
+        let startup_timeout = seconds("MCP_PROXY_STARTUP_TIMEOUT", 20.0);
+        let restart_backoff = (seconds("MCP_PROXY_RESTART_BACKOFF_MIN", 0.5), seconds("MCP_PROXY_RESTART_BACKOFF_MAX", 30.0));
+        let keepalive = seconds("MCP_PROXY_SSE_KEEPALIVE", 15.0);
+        let session_idle_timeout = seconds("MCP_PROXY_SESSION_IDLE_TIMEOUT", 1800.0);
         let port = match port_flag.or_else(|| non_empty("PORT")) {
             None => 3663,
             Some(p) => p.parse().map_err(|_| UsageError(format!("port '{p}' is not a number from 0 to 65535")))?,
@@ -202,8 +228,36 @@ impl Settings {
             request_read_timeout: Duration::from_secs(30),
             idle_connection_timeout: Duration::from_secs(120),
         };
-        Ok(Settings { mode, config_path, separator, log_filter, request_timeout, startup_timeout, http, warnings })
+        let mut retry = |kind: &str| retry_policy(kind, &non_empty, &mut warnings);
+        let retries = Retries { stdio: retry("STDIO"), sse: retry("SSE"), http: retry("HTTP") };
+        Ok(Settings {
+            mode,
+            config_path,
+            separator,
+            log_filter,
+            request_timeout,
+            startup_timeout,
+            restart_backoff,
+            retries,
+            http,
+            warnings,
+        })
     }
+}
+
+/// `RETRY_<KIND>_TOOL_CALL` is on unless set to something other than `true`, as in the original.
+fn retry_policy(kind: &str, env: &dyn Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> RetryPolicy {
+    let enabled = env(&format!("RETRY_{kind}_TOOL_CALL")).is_none_or(|v| v.eq_ignore_ascii_case("true"));
+    let mut number = |name: String, default: u32| match env(&name) {
+        None => default,
+        Some(v) => v.parse().unwrap_or_else(|_| {
+            warnings.push(format!("{name} '{v}' is not a whole number; using {default}"));
+            default
+        }),
+    };
+    let max_retries = number(format!("{kind}_TOOL_CALL_MAX_RETRIES"), 2);
+    let base_ms = number(format!("{kind}_TOOL_CALL_RETRY_DELAY_BASE_MS"), 300);
+    RetryPolicy { max_retries: if enabled { max_retries } else { 0 }, base_delay: Duration::from_millis(u64::from(base_ms)) }
 }
 
 fn usage(e: pico_args::Error) -> UsageError {
@@ -292,6 +346,14 @@ mod tests {
     #[test]
     fn bad_port_is_a_usage_error() {
         assert!(parse(&["--sse", "--port", "http"], &[]).is_err());
+    }
+
+    #[test]
+    fn retries_follow_the_originals_variables() {
+        let s = parse(&[], &[("RETRY_SSE_TOOL_CALL", "false"), ("HTTP_TOOL_CALL_MAX_RETRIES", "5"), ("STDIO_TOOL_CALL_RETRY_DELAY_BASE_MS", "50")]).unwrap();
+        assert_eq!(s.retries.sse.max_retries, 0);
+        assert_eq!(s.retries.http.max_retries, 5);
+        assert_eq!(s.retries.stdio, RetryPolicy { max_retries: 2, base_delay: Duration::from_millis(50) });
     }
 
     #[test]

@@ -12,6 +12,32 @@ use crate::jsonrpc::Message;
 use crossbeam_channel::Sender;
 use std::fmt;
 
+/// A backend connection's way back to the dispatcher. Every event carries the connection's generation,
+/// so the dispatcher can drop what a replaced connection still says after a restart.
+#[derive(Clone)]
+pub struct Link {
+    pub backend: BackendId,
+    pub generation: u64,
+    events: Sender<Event>,
+}
+
+impl Link {
+    pub fn new(backend: BackendId, generation: u64, events: Sender<Event>) -> Link {
+        Link { backend, generation, events }
+    }
+
+    /// Hands a message to the dispatcher; false when the dispatcher is gone (the proxy is exiting).
+    pub fn message(&self, msg: Message) -> bool {
+        let event = Event::FromBackend { backend: self.backend, generation: self.generation, msg };
+        self.events.send(event).is_ok()
+    }
+
+    /// Reports that the connection has ended; `reason` is for the log.
+    pub fn exited(&self, reason: String) {
+        let _ = self.events.send(Event::BackendExited { backend: self.backend, generation: self.generation, reason });
+    }
+}
+
 /// A live connection to one backend.
 pub enum Connection {
     Stdio(stdio::StdioBackend),
@@ -38,9 +64,9 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 impl Connection {
-    pub fn start(id: BackendId, server: &ServerConfig, events: Sender<Event>) -> Result<Connection, StartError> {
+    pub fn start(server: &ServerConfig, link: Link) -> Result<Connection, StartError> {
         match &server.transport {
-            Transport::Stdio(cfg) => stdio::StdioBackend::spawn(id, &server.key, cfg, events)
+            Transport::Stdio(cfg) => stdio::StdioBackend::spawn(&server.key, cfg, link)
                 .map(Connection::Stdio)
                 .map_err(|source| StartError::Spawn { command: cfg.command.clone(), source }),
             other => Err(StartError::Unsupported(other.type_name())),

@@ -1,13 +1,13 @@
 //! A backend MCP server run as a child process, spoken to over its stdin and stdout.
 //!
 //! Three threads per child: a writer that serialises messages from the dispatcher onto stdin, a reader
-//! that parses stdout lines into [`Event::FromBackend`], and a logger for stderr. The child runs in its own
+//! that parses stdout lines into `Event::FromBackend`, and a logger for stderr. The child runs in its own
 //! process group so that stopping it also stops whatever it started (`npx`, `uvx` and `sh -c` wrappers
 //! leave grandchildren). The reader thread reaps the child when its stdout closes and then reports
-//! [`Event::BackendExited`]: the dispatcher never blocks on a child.
+//! `Event::BackendExited`: the dispatcher never blocks on a child.
 
+use super::Link;
 use crate::config::StdioConfig;
-use crate::hub::{BackendId, Event};
 use crate::jsonrpc::Message;
 use crate::lines::{Line, LineReader};
 use crossbeam_channel::{Receiver, Sender};
@@ -36,7 +36,7 @@ pub struct StdioBackend {
 
 impl StdioBackend {
     /// Spawns the child and its three threads.
-    pub fn spawn(id: BackendId, key: &str, cfg: &StdioConfig, events: Sender<Event>) -> io::Result<StdioBackend> {
+    pub fn spawn(key: &str, cfg: &StdioConfig, link: Link) -> io::Result<StdioBackend> {
         let mut command = Command::new(&cfg.command);
         command
             .args(&cfg.args)
@@ -62,9 +62,8 @@ impl StdioBackend {
         spawn_thread(format!("{key}-stderr"), PUMP_STACK, move || log_loop(&log_key, stderr))?;
         let reader_key = key.to_owned();
         spawn_thread(format!("{key}-stdout"), PARSER_STACK, move || {
-            read_loop(id, &reader_key, stdout, &events);
-            let reason = reap(child, pgid);
-            let _ = events.send(Event::BackendExited { backend: id, reason });
+            read_loop(&reader_key, stdout, &link);
+            link.exited(reap(child, pgid));
         })?;
         Ok(StdioBackend { outbox: Some(outbox), pgid })
     }
@@ -108,14 +107,14 @@ fn write_loop(stdin: ChildStdin, inbox: Receiver<Message>) {
     }
 }
 
-fn read_loop(id: BackendId, key: &str, stdout: impl io::Read, events: &Sender<Event>) {
+fn read_loop(key: &str, stdout: impl io::Read, link: &Link) {
     let mut lines = LineReader::new(BufReader::new(stdout), MAX_LINE);
     loop {
         match lines.next_line() {
             Ok(Some(Line::Text(text))) if text.trim().is_empty() => {}
             Ok(Some(Line::Text(text))) => match Message::parse(&text) {
                 Ok(msg) => {
-                    if events.send(Event::FromBackend { backend: id, msg }).is_err() {
+                    if !link.message(msg) {
                         return; // The dispatcher is gone: the proxy is exiting.
                     }
                 }

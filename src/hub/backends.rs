@@ -8,7 +8,7 @@
 use super::catalog::{Catalog, Source};
 use super::routing::{InFlight, Key, Origin};
 use super::{BackendId, Hub, Internal, Upstream, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
-use crate::backend::Connection;
+use crate::backend::{Connection, Link, StartError};
 use crate::config::ServerConfig;
 use crate::jsonrpc::{code, raw, Kind, Message};
 use serde_json::{json, Value};
@@ -16,11 +16,23 @@ use std::time::{Duration, Instant};
 
 /// A list fetch beyond this many pages is taken as a backend that loops on its cursor.
 const MAX_PAGES: u32 = 1000;
+/// A backend that stayed ready this long before going down is restarted without the backoff it had.
+const STABLE_UPTIME: Duration = Duration::from_secs(30);
 
 pub(super) struct Backend {
     pub config: ServerConfig,
     pub state: State,
     pub connection: Option<Connection>,
+    /// Counts connections, so events from a replaced one can be told apart.
+    pub generation: u64,
+    /// Restarts so far, for `/health`.
+    restarts: u32,
+    /// Failed starts in a row; sets the next restart's delay.
+    attempt: u32,
+    pub restart_at: Option<Instant>,
+    ready_since: Option<Instant>,
+    /// Spawned, but `initialize` waits for the client's capabilities.
+    awaiting_initialize: bool,
     /// The backend's `initialize` result, once it has answered.
     pub init: Option<Value>,
     lists: [Vec<Value>; 4],
@@ -111,6 +123,12 @@ impl Backend {
             config,
             state,
             connection: None,
+            generation: 0,
+            restarts: 0,
+            attempt: 0,
+            restart_at: None,
+            ready_since: None,
+            awaiting_initialize: false,
             init: None,
             lists: Default::default(),
             generations: [0; 4],
@@ -143,9 +161,14 @@ impl Backend {
             "type": self.config.transport.type_name(),
             "state": state,
             "lastError": error,
-            "restarts": 0,
-            "tools": self.lists[ListKind::Tools as usize].len(),
+            "restarts": self.restarts,
+            "tools": if self.state == State::Ready { self.lists[ListKind::Tools as usize].len() } else { 0 },
         })
+    }
+
+    /// The tools the backend listed last, kept while it is down to explain calls to them.
+    pub fn tools(&self) -> &[Value] {
+        &self.lists[ListKind::Tools as usize]
     }
 
     pub fn instructions(&self) -> Option<&str> {
@@ -157,27 +180,99 @@ impl Hub {
     pub(super) fn start_backends(&mut self) {
         for index in 0..self.backends.len() {
             let id = BackendId(index);
-            if self.backends[index].state != State::Starting {
+            if self.backends[index].state == State::Disabled {
                 log::info!("server '{}' is not active; skipped", self.backend_key(id));
                 continue;
             }
-            match Connection::start(id, &self.backends[index].config, self.events.clone()) {
-                Ok(connection) => {
-                    self.backends[index].connection = Some(connection);
-                    self.send_initialize(id);
-                }
-                Err(e) => self.fail_backend(id, &e.to_string()),
+            self.start_backend(id);
+        }
+    }
+
+    fn start_backend(&mut self, id: BackendId) {
+        let b = &mut self.backends[id.0];
+        b.generation += 1;
+        b.state = State::Starting;
+        b.restart_at = None;
+        match Connection::start(&b.config, Link::new(id, b.generation, self.events.clone())) {
+            Ok(connection) => {
+                b.connection = Some(connection);
+                self.send_initialize(id);
+            }
+            // Nothing will change for a transport this build lacks; a missing command may be installed later.
+            Err(e @ StartError::Unsupported(_)) => self.fail_backend(id, &e.to_string(), false),
+            Err(e) => self.fail_backend(id, &e.to_string(), true),
+        }
+    }
+
+    /// True for events from the backend's live connection.
+    pub(super) fn is_current(&self, backend: BackendId, generation: u64) -> bool {
+        self.backends.get(backend.0).is_some_and(|b| b.generation == generation && b.connection.is_some())
+    }
+
+    /// Restarts the backends whose restart time has come.
+    pub(super) fn restart_due(&mut self, now: Instant) {
+        if self.stopping.is_some() {
+            return;
+        }
+        for index in 0..self.backends.len() {
+            if self.backends[index].restart_at.is_some_and(|at| at <= now) {
+                self.backends[index].restarts += 1;
+                log::info!("[{}] restarting (restart {})", self.backends[index].config.key, self.backends[index].restarts);
+                self.start_backend(BackendId(index));
             }
         }
     }
 
+    pub(super) fn next_restart(&self) -> Option<Instant> {
+        self.backends.iter().filter_map(|b| b.restart_at).min()
+    }
+
+    /// Plans the next start of a backend that went down: exponential backoff with jitter, starting over
+    /// once the backend had stayed up for a while.
+    fn schedule_restart(&mut self, backend: BackendId) {
+        let (min, max) = self.settings.restart_backoff;
+        let b = &mut self.backends[backend.0];
+        if b.ready_since.take().is_some_and(|since| since.elapsed() >= STABLE_UPTIME) {
+            b.attempt = 0;
+        }
+        let delay = backoff(min, max, b.attempt);
+        b.attempt = b.attempt.saturating_add(1);
+        b.restart_at = Some(Instant::now() + delay);
+        log::info!("[{}] next start in {:.1}s", b.config.key, delay.as_secs_f64());
+    }
+
+    /// Sends `initialize`, declaring the client capabilities the proxy can route (roots, sampling,
+    /// elicitation) that its client has. Until that client is known (stdio mode) the backend waits.
     fn send_initialize(&mut self, id: BackendId) {
+        let Some(client_capabilities) = &self.client_capabilities else {
+            self.backends[id.0].awaiting_initialize = true;
+            return;
+        };
+        self.backends[id.0].awaiting_initialize = false;
+        let routable = ["roots", "sampling", "elicitation"];
+        let declared: serde_json::Map<String, Value> = client_capabilities
+            .as_object()
+            .map(|caps| caps.iter().filter(|(k, _)| routable.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
         let params = json!({
             "protocolVersion": LATEST_PROTOCOL_VERSION,
-            "capabilities": {},
+            "capabilities": declared,
             "clientInfo": { "name": "mcp-proxy-server", "version": env!("CARGO_PKG_VERSION") },
         });
         self.request_internal(id, Internal::Initialize, "initialize", Some(params));
+    }
+
+    /// Learns which client capabilities to declare to backends, and lets waiting backends initialize.
+    pub(super) fn set_client_capabilities(&mut self, capabilities: Value) {
+        if self.client_capabilities.is_some() {
+            return;
+        }
+        self.client_capabilities = Some(capabilities);
+        for index in 0..self.backends.len() {
+            if self.backends[index].awaiting_initialize && self.backends[index].connection.is_some() {
+                self.send_initialize(BackendId(index));
+            }
+        }
     }
 
     /// Sends one of the proxy's own requests to a backend.
@@ -232,7 +327,7 @@ impl Hub {
         };
         match (op, outcome) {
             (Internal::Initialize, Ok(result)) => self.initialized(backend, result),
-            (Internal::Initialize, Err(e)) => self.fail_backend(backend, &format!("initialize failed: {e}")),
+            (Internal::Initialize, Err(e)) => self.fail_backend(backend, &format!("initialize failed: {e}"), true),
             (Internal::List(fetch), Ok(result)) => self.list_page(backend, fetch, &result),
             (Internal::List(fetch), Err(e)) => {
                 log::warn!("[{}] {} failed: {e}", self.backend_key(backend), fetch.kind.method());
@@ -247,7 +342,7 @@ impl Hub {
         let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
         if !PROTOCOL_VERSIONS.contains(&version.as_str()) {
             let why = format!("it answered protocol version '{version}'; the proxy speaks {PROTOCOL_VERSIONS:?}");
-            return self.fail_backend(backend, &why);
+            return self.fail_backend(backend, &why, false);
         }
         let name = result.pointer("/serverInfo/name").and_then(Value::as_str).unwrap_or("?").to_owned();
         log::info!("[{}] connected: {name}, protocol {version}", self.backend_key(backend));
@@ -320,6 +415,7 @@ impl Hub {
     fn mark_ready(&mut self, backend: BackendId) {
         let b = &mut self.backends[backend.0];
         b.state = State::Ready;
+        b.ready_since = Some(Instant::now());
         let [tools, prompts, resources, templates] = b.lists.each_ref().map(Vec::len);
         log::info!(
             "[{}] ready: {tools} tools, {prompts} prompts, {resources} resources, {templates} resource templates",
@@ -460,16 +556,27 @@ impl Hub {
             self.rebuild_catalog();
             self.notify_changed(&ListKind::ALL);
         }
+        self.schedule_restart(backend);
     }
 
-    fn fail_backend(&mut self, backend: BackendId, why: &str) {
+    /// Takes a backend down: its connection is killed, its requests fail, and it is started again
+    /// later when `retry` is set.
+    fn fail_backend(&mut self, backend: BackendId, why: &str, retry: bool) {
         let b = &mut self.backends[backend.0];
         log::error!("[{}] failed: {why}", b.config.key);
+        let was_ready = b.state == State::Ready;
         b.state = State::Failed(why.to_owned());
         if let Some(connection) = b.connection.take() {
             connection.kill();
         }
         self.abandon_backend_requests(backend, why);
+        if was_ready {
+            self.rebuild_catalog();
+            self.notify_changed(&ListKind::ALL);
+        }
+        if retry && self.stopping.is_none() {
+            self.schedule_restart(backend);
+        }
     }
 
     /// Fails every request in flight to a backend that is gone, and forgets its requests to clients.
@@ -497,7 +604,7 @@ impl Hub {
             let params = json!({ "requestId": id, "reason": "timeout" });
             self.send_to_backend(backend, Message::notification("notifications/cancelled", Some(raw(&params))));
             if matches!(entry.origin, Origin::Internal(Internal::Initialize | Internal::List(_))) {
-                self.fail_backend(backend, &why);
+                self.fail_backend(backend, &why, true);
             } else {
                 self.fail_request(entry, code::REQUEST_TIMEOUT, &why);
             }
@@ -560,5 +667,27 @@ impl Hub {
             }
         }
         false
+    }
+}
+
+/// `min * 2^attempt`, capped at `max`, less up to a quarter at random so that backends that failed
+/// together do not all come back in the same instant.
+fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
+    let full = min.saturating_mul(2u32.saturating_pow(attempt.min(31))).min(max);
+    full.mul_f64(1.0 - 0.25 * crate::random::unit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(2));
+        let within = |d: Duration, full: u64| d <= Duration::from_millis(full) && d >= Duration::from_millis(full * 3 / 4);
+        assert!(within(backoff(min, max, 0), 100));
+        assert!(within(backoff(min, max, 3), 800));
+        assert!(within(backoff(min, max, 10), 2000));
+        assert!(within(backoff(min, max, 1000), 2000));
     }
 }

@@ -7,7 +7,7 @@
 
 use super::backends::State;
 use super::routing::Origin;
-use super::{BackendId, Caller, Client, ClientId, Hub, Internal, Reply, ReplyTo, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
+use super::{BackendId, Caller, Client, ClientId, Hub, Internal, Reply, ReplyTo, Retry, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
 use crate::jsonrpc::{code, raw, Kind, Message};
 use crossbeam_channel::Sender;
 use serde_json::{json, Map, Value};
@@ -31,6 +31,10 @@ impl Hub {
         }
         match msg.kind() {
             Kind::Request => {
+                if msg.method() == "initialize" {
+                    let params = msg.params_object().unwrap_or_default();
+                    self.set_client_capabilities(params.get("capabilities").cloned().unwrap_or_else(|| json!({})));
+                }
                 let caller = Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply };
                 self.client_request(caller, msg);
             }
@@ -163,13 +167,80 @@ impl Hub {
         result
     }
 
-    fn call_tool(&mut self, caller: Caller, mut params: Params) {
-        let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
-        let Some(route) = self.catalog.tool(name).cloned() else {
-            return self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown tool: '{name}'"));
+    fn call_tool(&mut self, caller: Caller, params: Params) {
+        self.try_call_tool(caller, params, 0);
+    }
+
+    /// Routes a tool call. A call to a tool whose backend is down (or whose backend cannot be written
+    /// to) has not reached the tool, so it is tried again later within the retry policy.
+    fn try_call_tool(&mut self, caller: Caller, params: Params, attempt: u32) {
+        let name = params.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let backend = match self.catalog.tool(&name).cloned() {
+            Some(route) => {
+                let mut forwarded = params.clone();
+                forwarded.insert("name".into(), Value::String(route.name));
+                match self.try_forward(caller, route.backend, "tools/call", forwarded) {
+                    Ok(()) => return,
+                    Err(caller) => return self.retry_or_fail(caller, params, route.backend, attempt),
+                }
+            }
+            None => self.down_backend_of_tool(&name),
         };
-        params.insert("name".into(), Value::String(route.name));
-        self.forward(caller, route.backend, "tools/call", params);
+        match backend {
+            Some(backend) => self.retry_or_fail(caller, params, backend, attempt),
+            None => self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown tool: '{name}'")),
+        }
+    }
+
+    fn retry_or_fail(&mut self, caller: Caller, params: Params, backend: BackendId, attempt: u32) {
+        let policy = self.retry_policy(backend);
+        if attempt < policy.max_retries {
+            let base = policy.base_delay;
+            let delay = base.saturating_mul(1 << attempt.min(16)) + base.mul_f64(0.5 * crate::random::unit());
+            self.retries.push(Retry { at: Instant::now() + delay, caller, params, attempt: attempt + 1 });
+            return;
+        }
+        let b = &self.backends[backend.0];
+        let why = match &b.state {
+            State::Failed(why) => why.clone(),
+            State::Starting => "starting".to_owned(),
+            State::Ready | State::Disabled => "not connected".to_owned(),
+        };
+        let tries = if attempt > 0 { format!(" (tried {} times)", attempt + 1) } else { String::new() };
+        let message = format!("server '{}' is unavailable: {why}{tries}", b.config.key);
+        self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &message);
+    }
+
+    fn retry_policy(&self, backend: BackendId) -> crate::settings::RetryPolicy {
+        let retries = &self.settings.retries;
+        match self.backends[backend.0].config.transport {
+            crate::config::Transport::Stdio(_) => retries.stdio,
+            crate::config::Transport::Sse(_) => retries.sse,
+            crate::config::Transport::StreamableHttp(_) => retries.http,
+        }
+    }
+
+    /// The backend that offered this exposed tool name before it went down, if one did.
+    fn down_backend_of_tool(&self, exposed: &str) -> Option<BackendId> {
+        let sep = &self.settings.separator;
+        let index = self.backends.iter().position(|b| {
+            b.state != State::Ready
+                && b.state != State::Disabled
+                && b.tools().iter().any(|t| {
+                    let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+                    super::catalog::qualify(b.config.prefix(), sep, name) == exposed
+                })
+        })?;
+        Some(BackendId(index))
+    }
+
+    /// Tries the tool calls whose retry time has come.
+    pub(super) fn retry_due(&mut self, now: Instant) {
+        let (due, later): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries).into_iter().partition(|r| r.at <= now);
+        self.retries = later;
+        for retry in due {
+            self.try_call_tool(retry.caller, retry.params, retry.attempt);
+        }
     }
 
     fn get_prompt(&mut self, caller: Caller, mut params: Params) {
@@ -262,9 +333,17 @@ impl Hub {
         self.answer(&caller, &json!({}));
     }
 
+    /// Sends a client's request to its backend, or answers with an error when the backend is gone.
+    fn forward(&mut self, caller: Caller, backend: BackendId, method: &str, params: Params) {
+        if let Err(caller) = self.try_forward(caller, backend, method, params) {
+            let why = format!("server '{}' is not connected", self.backend_key(backend));
+            self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
+        }
+    }
+
     /// Sends a client's request to a backend under a fresh id, with the client's progress token
-    /// swapped for one of the proxy's.
-    fn forward(&mut self, caller: Caller, backend: BackendId, method: &str, mut params: Params) {
+    /// swapped for one of the proxy's. Gives the caller back when the backend cannot be written to.
+    fn try_forward(&mut self, caller: Caller, backend: BackendId, method: &str, mut params: Params) -> Result<(), Caller> {
         let progress_token = params.get("_meta").and_then(|m| m.get("progressToken")).cloned();
         let origin = Origin::Client { caller: caller.clone(), progress_token };
         let timeout = self.timeout_for(backend);
@@ -273,10 +352,11 @@ impl Hub {
             meta.insert("progressToken".into(), Value::from(token));
         }
         let msg = Message::request(Value::from(backend_id), method, Some(raw(&Value::Object(params))));
-        if !self.send_to_backend(backend, msg) {
+        if self.send_to_backend(backend, msg) {
+            Ok(())
+        } else {
             self.routing.close((backend, backend_id));
-            let why = format!("server '{}' is not connected", self.backend_key(backend));
-            self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
+            Err(caller)
         }
     }
 
@@ -317,6 +397,7 @@ impl Hub {
         }
         log::debug!("client {} gone", client.0);
         self.held.retain(|(caller, _)| caller.client != client);
+        self.retries.retain(|r| r.caller.client != client);
         for key in self.routing.keys_for_client(client) {
             self.cancel_at_backend(key, "the client disconnected");
         }
@@ -361,6 +442,8 @@ impl Hub {
         if !starting.is_empty() {
             log::warn!("serving without servers still starting after {:?}: {}", self.settings.startup_timeout, starting.join(", "));
         }
+        // No client said what it can do in time: backends go on without client capabilities.
+        self.set_client_capabilities(json!({}));
         self.settle_by = None;
         for (caller, msg) in std::mem::take(&mut self.held) {
             self.client_request(caller, msg);

@@ -61,9 +61,10 @@ pub enum Event {
     /// `GET /health`: the dispatcher answers with a JSON status; `detailed` adds the backends.
     Health { detailed: bool, reply: Sender<Value> },
     ClientGone { client: ClientId },
-    FromBackend { backend: BackendId, msg: Message },
+    /// `generation` tells connections of one backend apart across restarts.
+    FromBackend { backend: BackendId, generation: u64, msg: Message },
     /// The backend's connection ended (process exited, stream closed); `reason` is for the log.
-    BackendExited { backend: BackendId, reason: String },
+    BackendExited { backend: BackendId, generation: u64, reason: String },
     /// SIGTERM, SIGINT: stop the backends and return.
     Shutdown,
 }
@@ -107,6 +108,13 @@ pub struct HubSettings {
     pub exit_when_no_clients: bool,
     /// A session with no standing stream and no request in flight is forgotten after this long.
     pub session_idle_timeout: Duration,
+    /// First and longest delay before restarting a backend that went down.
+    pub restart_backoff: (Duration, Duration),
+    pub retries: crate::settings::Retries,
+    /// Wait for the first client's `initialize` before initializing backends, so they learn which
+    /// client capabilities (roots, sampling, elicitation) they can use. Right for stdio, whose one
+    /// client arrives at once; HTTP clients come and go, so there backends declare none.
+    pub await_client_capabilities: bool,
 }
 
 /// The proxy's own requests to backends, and what to do with their answers.
@@ -128,6 +136,14 @@ struct Client {
     session: Option<String>,
     initialized: bool,
     last_active: Instant,
+}
+
+/// A tool call waiting to be tried again because its backend was down.
+struct Retry {
+    at: Instant,
+    caller: Caller,
+    params: serde_json::Map<String, Value>,
+    attempt: u32,
 }
 
 /// A request from a backend forwarded to a client, waiting for the client's answer.
@@ -155,7 +171,10 @@ pub struct Hub {
     subscribers: HashMap<String, Vec<ClientId>>,
     /// Client requests held until start-up settles (all backends ready or failed, or the timeout).
     held: Vec<(Caller, Message)>,
+    retries: Vec<Retry>,
     settle_by: Option<Instant>,
+    /// The first client's capabilities, declared (in part) to backends; `None` until known.
+    client_capabilities: Option<Value>,
     /// When to look for idle sessions next.
     sweep_at: Instant,
     stopping: Option<backends::Shutdown>,
@@ -164,6 +183,7 @@ pub struct Hub {
 impl Hub {
     pub fn new(settings: HubSettings, servers: Vec<ServerConfig>, events: Sender<Event>) -> Hub {
         let settle_by = Some(Instant::now() + settings.startup_timeout);
+        let settings_await_client = settings.await_client_capabilities;
         Hub {
             settings,
             events,
@@ -176,7 +196,9 @@ impl Hub {
             upstream: HashMap::new(),
             subscribers: HashMap::new(),
             held: Vec::new(),
+            retries: Vec::new(),
             settle_by,
+            client_capabilities: (!settings_await_client).then(|| serde_json::json!({})),
             sweep_at: Instant::now(),
             stopping: None,
         }
@@ -200,6 +222,8 @@ impl Hub {
             self.expire_requests(now);
             self.check_settled(now);
             self.sweep_sessions(now);
+            self.restart_due(now);
+            self.retry_due(now);
             if self.advance_shutdown(now) {
                 return;
             }
@@ -225,15 +249,22 @@ impl Hub {
             },
             Event::Health { detailed, reply } => drop(reply.send(self.health(detailed))),
             Event::ClientGone { client } => self.client_gone(client),
-            Event::FromBackend { backend, msg } => self.from_backend(backend, msg),
-            Event::BackendExited { backend, reason } => self.backend_exited(backend, &reason),
+            Event::FromBackend { backend, generation, msg } if self.is_current(backend, generation) => {
+                self.from_backend(backend, msg);
+            }
+            Event::BackendExited { backend, generation, reason } if self.is_current(backend, generation) => {
+                self.backend_exited(backend, &reason);
+            }
+            Event::FromBackend { .. } | Event::BackendExited { .. } => {} // From a connection since replaced.
             Event::Shutdown => self.begin_shutdown(),
         }
     }
 
     fn next_wakeup(&mut self) -> Option<Instant> {
         let sweep = (!self.sessions.is_empty()).then_some(self.sweep_at);
-        [self.routing.next_deadline(), self.settle_by, self.stopping.as_ref().map(|s| s.next_step), sweep]
+        let restart = self.next_restart();
+        let retry = self.retries.iter().map(|r| r.at).min();
+        [self.routing.next_deadline(), self.settle_by, self.stopping.as_ref().map(|s| s.next_step), sweep, restart, retry]
             .into_iter()
             .flatten()
             .min()

@@ -25,7 +25,7 @@ pub mod code {
 }
 
 /// One JSON-RPC message: a request, a notification or a response.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Message {
     jsonrpc: Version,
     /// `None` when absent (a notification); `Some(Value::Null)` when present as `null`.
@@ -169,7 +169,7 @@ pub fn raw(value: &Value) -> Box<RawValue> {
 }
 
 /// The `"jsonrpc": "2.0"` member: checked on the way in, always written on the way out.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Version;
 
 impl Serialize for Version {

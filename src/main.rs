@@ -15,6 +15,7 @@ mod logging;
 mod random;
 mod settings;
 mod signals;
+mod sse;
 
 use hub::{Event, Hub, HubSettings};
 use settings::{Mode, Settings};

@@ -4,7 +4,10 @@
 //! nothing of clients, names or routing, which belong to the dispatcher (`hub`). Every transport reports
 //! to the dispatcher through the same two events, [`Event::FromBackend`] and [`Event::BackendExited`].
 
+mod remote;
+pub mod sse;
 pub mod stdio;
+pub mod streamable_http;
 
 use crate::config::{ServerConfig, Transport};
 use crate::hub::{BackendId, Event};
@@ -41,22 +44,23 @@ impl Link {
 /// A live connection to one backend.
 pub enum Connection {
     Stdio(stdio::StdioBackend),
+    Sse(sse::SseBackend),
+    StreamableHttp(streamable_http::StreamableHttpBackend),
 }
 
 /// Why a backend could not be started.
 #[derive(Debug)]
 pub enum StartError {
     Spawn { command: String, source: std::io::Error },
-    Unsupported(&'static str),
+    /// A thread for a remote connection could not be started.
+    Thread(std::io::Error),
 }
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::Spawn { command, source } => write!(f, "cannot start '{command}': {source}"),
-            StartError::Unsupported(kind) => {
-                write!(f, "type '{kind}' backends are not supported by this version yet; only stdio")
-            }
+            StartError::Thread(source) => write!(f, "cannot start a connection thread: {source}"),
         }
     }
 }
@@ -64,12 +68,19 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 impl Connection {
-    pub fn start(server: &ServerConfig, link: Link) -> Result<Connection, StartError> {
+    /// `timeout` is the request timeout, used by remote transports to bound each wait for a response.
+    pub fn start(server: &ServerConfig, link: Link, timeout: std::time::Duration) -> Result<Connection, StartError> {
+        let key = &server.key;
         match &server.transport {
-            Transport::Stdio(cfg) => stdio::StdioBackend::spawn(&server.key, cfg, link)
+            Transport::Stdio(cfg) => stdio::StdioBackend::spawn(key, cfg, link)
                 .map(Connection::Stdio)
                 .map_err(|source| StartError::Spawn { command: cfg.command.clone(), source }),
-            other => Err(StartError::Unsupported(other.type_name())),
+            Transport::Sse(cfg) => {
+                sse::SseBackend::start(key, cfg.clone(), link, timeout).map(Connection::Sse).map_err(StartError::Thread)
+            }
+            Transport::StreamableHttp(cfg) => streamable_http::StreamableHttpBackend::start(key, cfg.clone(), link, timeout)
+                .map(Connection::StreamableHttp)
+                .map_err(StartError::Thread),
         }
     }
 
@@ -77,6 +88,8 @@ impl Connection {
     pub fn send(&self, msg: Message) -> bool {
         match self {
             Connection::Stdio(b) => b.send(msg),
+            Connection::Sse(b) => b.send(msg),
+            Connection::StreamableHttp(b) => b.send(msg),
         }
     }
 
@@ -84,20 +97,23 @@ impl Connection {
     pub fn close_input(&mut self) {
         match self {
             Connection::Stdio(b) => b.close_input(),
+            Connection::Sse(b) => b.close_input(),
+            Connection::StreamableHttp(b) => b.close_input(),
         }
     }
 
-    /// Asks the backend to stop; it reports [`Event::BackendExited`] once it has.
+    /// Asks the backend to stop; it reports [`Event::BackendExited`] once it has. A remote server is
+    /// not ours to stop: closing its input ends our session with it.
     pub fn terminate(&self) {
-        match self {
-            Connection::Stdio(b) => b.terminate(),
+        if let Connection::Stdio(b) = self {
+            b.terminate();
         }
     }
 
-    /// Stops the backend without waiting for it to agree.
+    /// Stops the backend without waiting for it to agree (remote: see [`Connection::terminate`]).
     pub fn kill(&self) {
-        match self {
-            Connection::Stdio(b) => b.kill(),
+        if let Connection::Stdio(b) = self {
+            b.kill();
         }
     }
 }

@@ -8,7 +8,7 @@
 use super::catalog::{Catalog, Source};
 use super::routing::{InFlight, Key, Origin};
 use super::{BackendId, Hub, Internal, Upstream, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
-use crate::backend::{Connection, Link, StartError};
+use crate::backend::{Connection, Link};
 use crate::config::ServerConfig;
 use crate::jsonrpc::{code, raw, Kind, Message};
 use serde_json::{json, Value};
@@ -193,13 +193,13 @@ impl Hub {
         b.generation += 1;
         b.state = State::Starting;
         b.restart_at = None;
-        match Connection::start(&b.config, Link::new(id, b.generation, self.events.clone())) {
+        let timeout = b.config.timeout.unwrap_or(self.settings.request_timeout);
+        match Connection::start(&b.config, Link::new(id, b.generation, self.events.clone()), timeout) {
             Ok(connection) => {
                 b.connection = Some(connection);
                 self.send_initialize(id);
             }
-            // Nothing will change for a transport this build lacks; a missing command may be installed later.
-            Err(e @ StartError::Unsupported(_)) => self.fail_backend(id, &e.to_string(), false),
+            // A missing command may be installed later: keep trying, with backoff.
             Err(e) => self.fail_backend(id, &e.to_string(), true),
         }
     }

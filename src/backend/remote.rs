@@ -1,0 +1,190 @@
+//! What the two HTTP transports share: the ureq agent, the auth and custom headers sent on every
+//! request, URL resolution, reading messages out of JSON and SSE bodies, and reporting the end of a
+//! connection exactly once.
+
+use super::Link;
+use crate::config::RemoteConfig;
+use crate::jsonrpc::{code, Message};
+use crate::sse::SseReader;
+use serde_json::value::RawValue;
+use std::io::BufReader;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use ureq::http::Response;
+use ureq::Body;
+
+/// Largest message accepted from a remote backend.
+pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Remote {
+    pub key: String,
+    pub config: RemoteConfig,
+    pub link: Link,
+    agent: ureq::Agent,
+    /// Set once the connection is over, by whichever thread notices first.
+    closed: AtomicBool,
+}
+
+/// Why an HTTP exchange with the backend failed.
+pub enum Failure {
+    /// The server cannot be reached: the connection as a whole is down.
+    Unreachable(String),
+    /// This one request failed (bad status, bad body); others may still work.
+    Request(String),
+}
+
+impl Remote {
+    /// `read_timeout` bounds each wait for bytes of a response (it restarts with every read, so
+    /// a long SSE response that keeps sending progress is not cut).
+    pub fn new(key: &str, config: RemoteConfig, link: Link, read_timeout: Option<Duration>) -> Remote {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_per_read(read_timeout)
+            .user_agent(concat!("mcp-proxy-server/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Remote { key: key.to_owned(), config, link, agent, closed: AtomicBool::new(false) }
+    }
+
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
+    /// Adds `apiKey`, `bearerToken` and `headers` from the config to a request.
+    pub fn with_auth<B>(&self, mut req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        if let Some(key) = &self.config.api_key {
+            req = req.header("X-Api-Key", key);
+        }
+        if let Some(token) = &self.config.bearer_token {
+            req = req.header("Authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in &self.config.headers {
+            req = req.header(name, value);
+        }
+        req
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Marks the connection closed and tells the dispatcher, once, however many threads notice.
+    pub fn close(&self, reason: String) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            self.link.exited(reason);
+        }
+    }
+
+    /// Hands every message in a response body (JSON object, JSON array, or SSE stream) to the dispatcher.
+    /// `on_message` sees each first, for the transport's own bookkeeping.
+    pub fn deliver_body(&self, response: Response<Body>, on_message: &mut dyn FnMut(&Message)) -> Result<(), Failure> {
+        let content_type = header(&response, "content-type").unwrap_or_default().to_ascii_lowercase();
+        let mut body = response.into_body();
+        if content_type.starts_with("text/event-stream") {
+            let mut events = SseReader::new(BufReader::new(body.as_reader()), MAX_MESSAGE);
+            while let Some(event) = events.next_event().map_err(|e| Failure::Request(format!("reading the stream: {e}")))? {
+                // Servers that support resumption open with a "priming" event that has an id and no data.
+                if event.event == "message" && !event.data.trim().is_empty() {
+                    self.deliver_text(&event.data, on_message);
+                }
+            }
+            return Ok(());
+        }
+        let text = body
+            .with_config()
+            .limit(MAX_MESSAGE as u64)
+            .read_to_string()
+            .map_err(|e| Failure::Request(format!("reading the response: {e}")))?;
+        if !text.trim().is_empty() {
+            self.deliver_text(&text, on_message);
+        }
+        Ok(())
+    }
+
+    fn deliver_text(&self, text: &str, on_message: &mut dyn FnMut(&Message)) {
+        let items: Vec<&RawValue> = if text.trim_start().starts_with('[') {
+            serde_json::from_str(text).unwrap_or_default()
+        } else {
+            serde_json::from_str(text).map(|one| vec![one]).unwrap_or_default()
+        };
+        if items.is_empty() {
+            log::warn!("[{}] ignoring a body that is not JSON-RPC: {}", self.key, preview(text));
+        }
+        for item in items {
+            match Message::parse(item.get()) {
+                Ok(msg) => {
+                    on_message(&msg);
+                    self.link.message(msg);
+                }
+                Err(e) => log::warn!("[{}] ignoring a message that is not JSON-RPC ({e})", self.key),
+            }
+        }
+    }
+
+    /// Answers a request the backend could not be asked, so its caller gets an error instead of a wait.
+    pub fn fail_request(&self, msg: &Message, why: &str) {
+        log::warn!("[{}] {} failed: {why}", self.key, msg.method());
+        if let Some(id) = &msg.id {
+            let message = format!("server '{}': {why}", self.key);
+            self.link.message(Message::error_response(id.clone(), code::BACKEND_UNAVAILABLE, &message));
+        }
+    }
+}
+
+/// Sorts a transport error into "the server is gone" or "this request went wrong".
+pub fn classify(e: ureq::Error) -> Failure {
+    match e {
+        ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Timeout(_) => {
+            Failure::Unreachable(e.to_string())
+        }
+        other => Failure::Request(other.to_string()),
+    }
+}
+
+pub fn header(response: &Response<Body>, name: &str) -> Option<String> {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// The status and the start of the body, for an error message.
+pub fn status_error(response: Response<Body>) -> String {
+    let status = response.status().as_u16();
+    let body = response.into_body().with_config().limit(4096).read_to_string().unwrap_or_default();
+    format!("HTTP {status}: {}", preview(body.trim()))
+}
+
+/// Resolves the `endpoint` a legacy SSE server announces against the URL of its stream: absolute URLs
+/// as they are, `/path` against the origin, anything else against the stream's directory.
+pub fn resolve(base: &str, reference: &str) -> String {
+    if reference.starts_with("http://") || reference.starts_with("https://") {
+        return reference.to_owned();
+    }
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    if reference.starts_with('/') {
+        return format!("{}{reference}", &base[..path_start]);
+    }
+    let path = &base[path_start..];
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let dir = path.rfind('/').map_or("/", |i| &path[..=i]);
+    format!("{}{dir}{reference}", &base[..path_start])
+}
+
+fn preview(text: &str) -> &str {
+    let end = text.char_indices().nth(300).map_or(text.len(), |(i, _)| i);
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn endpoint_urls_resolve_like_a_browser() {
+        assert_eq!(resolve("http://h:1/sse", "/message?sessionId=a"), "http://h:1/message?sessionId=a");
+        assert_eq!(resolve("http://h:1/api/sse?x=1", "messages?s=1"), "http://h:1/api/messages?s=1");
+        assert_eq!(resolve("http://h:1/sse", "https://other/m"), "https://other/m");
+        assert_eq!(resolve("http://h:1", "/m"), "http://h:1/m");
+    }
+}

@@ -1,0 +1,264 @@
+//! A backend reached over Streamable HTTP (protocol 2025-03-26 and later).
+//!
+//! Every message is a `POST` to the server's URL; the answer comes back as JSON or as an SSE stream.
+//! One ordered writer thread takes the dispatcher's messages in order: notifications and responses are
+//! posted right there (they are quick and must not overtake each other), requests are handed to a pool
+//! of worker threads so a slow tool call does not hold up the others. The session id the server gives
+//! on `initialize` is sent on every later request; a 404 for it means the server forgot the session,
+//! and the transport initializes again once, replays the request, and asks the dispatcher to refresh
+//! the lists. When the server offers a `GET` stream for its own messages, a thread reads it.
+
+use super::remote::{classify, header, status_error, Failure, Remote};
+use super::Link;
+use crate::config::RemoteConfig;
+use crate::jsonrpc::{Kind, Message};
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::Value;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+/// Requests in flight to one backend at most; more wait in the queue.
+const MAX_WORKERS: usize = 32;
+const WORKER_STACK: usize = 256 * 1024;
+
+pub struct StreamableHttpBackend {
+    outbox: Option<Sender<Message>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    remote: Remote,
+    session: Mutex<Session>,
+    jobs: Sender<Message>,
+    job_queue: Receiver<Message>,
+    workers: AtomicUsize,
+    idle: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Session {
+    id: Option<String>,
+    protocol_version: Option<String>,
+    /// The dispatcher's `initialize` request, replayed when the server forgets the session.
+    initialize: Option<Message>,
+    listening: bool,
+}
+
+impl StreamableHttpBackend {
+    pub fn start(key: &str, config: RemoteConfig, link: Link, timeout: Duration) -> io::Result<StreamableHttpBackend> {
+        let (jobs, job_queue) = crossbeam_channel::unbounded();
+        let remote = Remote::new(key, config, link, Some(timeout));
+        let shared =
+            Arc::new(Shared { remote, session: Mutex::default(), jobs, job_queue, workers: AtomicUsize::new(0), idle: AtomicUsize::new(0) });
+        let (outbox, inbox) = crossbeam_channel::unbounded();
+        let writer = shared.clone();
+        thread::Builder::new()
+            .name(format!("{key}-http"))
+            .stack_size(WORKER_STACK)
+            .spawn(move || writer.write_loop(&inbox))?;
+        Ok(StreamableHttpBackend { outbox: Some(outbox), shared })
+    }
+
+    pub fn send(&self, msg: Message) -> bool {
+        !self.shared.remote.is_closed() && self.outbox.as_ref().is_some_and(|o| o.send(msg).is_ok())
+    }
+
+    /// Ends the session: queued messages are still posted, then the session is deleted.
+    pub fn close_input(&mut self) {
+        self.outbox = None;
+    }
+}
+
+impl Shared {
+    fn write_loop(self: &Arc<Self>, inbox: &Receiver<Message>) {
+        for msg in inbox {
+            if self.remote.is_closed() {
+                break;
+            }
+            if msg.kind() == Kind::Request && msg.method() != "initialize" {
+                self.submit(msg);
+            } else {
+                self.post(msg, true);
+            }
+        }
+        self.end_session();
+        self.remote.close("session closed".into());
+    }
+
+    /// Queues a request for a worker, starting another worker when none is free.
+    fn submit(self: &Arc<Self>, msg: Message) {
+        if self.idle.load(Ordering::SeqCst) == 0 && self.workers.load(Ordering::SeqCst) < MAX_WORKERS {
+            self.workers.fetch_add(1, Ordering::SeqCst);
+            let worker = self.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("{}-post", self.remote.key))
+                .stack_size(WORKER_STACK)
+                .spawn(move || worker.work());
+            if spawned.is_err() {
+                self.workers.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _ = self.jobs.send(msg);
+    }
+
+    fn work(self: &Arc<Self>) {
+        loop {
+            self.idle.fetch_add(1, Ordering::SeqCst);
+            let job = self.job_queue.recv();
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+            match job {
+                Ok(msg) if !self.remote.is_closed() => self.post(msg, true),
+                _ => return,
+            }
+        }
+    }
+
+    fn session(&self) -> MutexGuard<'_, Session> {
+        // A worker that panicked holding the lock left consistent data: the fields are set whole.
+        self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Posts one message and delivers whatever the server answers. `may_reinit` allows one new
+    /// session when the server says it forgot ours.
+    fn post(self: &Arc<Self>, msg: Message, may_reinit: bool) {
+        let is_initialize = msg.method() == "initialize";
+        if is_initialize {
+            self.session().initialize = Some(msg.clone());
+        }
+        let (session_id, version) = {
+            let s = self.session();
+            (s.id.clone(), s.protocol_version.clone())
+        };
+        let mut req = self.remote.with_auth(self.remote.agent().post(&self.remote.config.url))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream");
+        if let Some(id) = &session_id {
+            req = req.header("Mcp-Session-Id", id);
+        }
+        if let Some(version) = &version {
+            req = req.header("MCP-Protocol-Version", version);
+        }
+        let response = match req.send(msg.to_json()) {
+            Ok(response) => response,
+            Err(e) => return self.failed(&msg, classify(e)),
+        };
+        let status = response.status().as_u16();
+        if status == 404 && session_id.is_some() && !is_initialize {
+            log::warn!("[{}] the server forgot session; initializing again", self.remote.key);
+            return match (may_reinit, self.reinitialize()) {
+                (true, Ok(())) => self.post(msg, false),
+                (_, Err(why)) => self.failed(&msg, Failure::Unreachable(why)),
+                (false, Ok(())) => self.failed(&msg, Failure::Request("session not found after a new initialize".into())),
+            };
+        }
+        if !(200..300).contains(&status) {
+            return self.failed(&msg, Failure::Request(status_error(response)));
+        }
+        if is_initialize {
+            self.session().id = header(&response, "mcp-session-id");
+        }
+        let mut saw_initialize_result = false;
+        let delivered = self.remote.deliver_body(response, &mut |reply| {
+            if is_initialize && reply.kind() == Kind::Response && reply.id == msg.id {
+                self.session().protocol_version = protocol_version(reply);
+                saw_initialize_result = true;
+            }
+        });
+        if let Err(failure) = delivered {
+            self.failed(&msg, failure);
+        }
+        if saw_initialize_result {
+            self.listen();
+        }
+    }
+
+    fn failed(&self, msg: &Message, failure: Failure) {
+        match failure {
+            Failure::Unreachable(why) => {
+                log::warn!("[{}] cannot reach {}: {why}", self.remote.key, self.remote.config.url);
+                self.remote.close(format!("cannot reach {}: {why}", self.remote.config.url));
+            }
+            Failure::Request(why) => self.remote.fail_request(msg, &why),
+        }
+    }
+
+    /// Starts a new session with the dispatcher's original `initialize`, then asks the dispatcher to
+    /// refresh every list, since a new session may offer different ones.
+    fn reinitialize(self: &Arc<Self>) -> Result<(), String> {
+        let Some(init) = self.session().initialize.clone() else {
+            return Err("no initialize to replay".into());
+        };
+        let mut req = self.remote.with_auth(self.remote.agent().post(&self.remote.config.url))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream");
+        if let Some(version) = self.session().protocol_version.clone() {
+            req = req.header("MCP-Protocol-Version", version);
+        }
+        let response = req.send(init.to_json()).map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(status_error(response));
+        }
+        self.session().id = header(&response, "mcp-session-id");
+        // The new initialize result is ours, not the dispatcher's: read it and drop it.
+        let _ = response.into_body().with_config().limit(super::remote::MAX_MESSAGE as u64).read_to_string();
+        self.post(Message::notification("notifications/initialized", None), false);
+        for kind in ["tools", "prompts", "resources"] {
+            let note = Message::notification(&format!("notifications/{kind}/list_changed"), None);
+            self.remote.link.message(note);
+        }
+        Ok(())
+    }
+
+    /// Opens the `GET` stream for the server's own messages, once per connection, if the server has one.
+    fn listen(self: &Arc<Self>) {
+        if std::mem::replace(&mut self.session().listening, true) {
+            return;
+        }
+        let shared = self.clone();
+        let name = format!("{}-listen", self.remote.key);
+        let _ = thread::Builder::new().name(name).stack_size(WORKER_STACK).spawn(move || shared.listen_loop());
+    }
+
+    fn listen_loop(&self) {
+        let mut failures = 0u32;
+        while !self.remote.is_closed() && failures < 5 {
+            let Some(session_id) = self.session().id.clone() else { return };
+            // A silent stream is normal: no read timeout here, unlike the POSTs.
+            let req = self.remote.with_auth(self.remote.agent().get(&self.remote.config.url))
+                .header("Accept", "text/event-stream")
+                .header("Mcp-Session-Id", &session_id)
+                .config()
+                .timeout_per_read(None)
+                .build();
+            match req.call() {
+                Ok(response) if response.status().as_u16() == 200 => {
+                    failures = 0;
+                    let _ = self.remote.deliver_body(response, &mut |_| {});
+                }
+                Ok(response) if response.status().as_u16() == 405 => {
+                    log::debug!("[{}] the server offers no GET stream", self.remote.key);
+                    return;
+                }
+                Ok(_) | Err(_) => failures += 1,
+            }
+            thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    fn end_session(&self) {
+        let Some(id) = self.session().id.clone() else { return };
+        let req = self.remote.with_auth(self.remote.agent().delete(&self.remote.config.url)).header("Mcp-Session-Id", &id);
+        let req = req.config().timeout_global(Some(Duration::from_secs(2))).build();
+        if let Err(e) = req.call() {
+            log::debug!("[{}] DELETE of the session failed: {e}", self.remote.key);
+        }
+    }
+}
+
+fn protocol_version(reply: &Message) -> Option<String> {
+    let result: Value = serde_json::from_str(reply.result.as_ref()?.get()).ok()?;
+    result.get("protocolVersion")?.as_str().map(str::to_owned)
+}

@@ -3,7 +3,8 @@
 //! The file is read as plain JSON and each server entry is checked on its own, so that one broken entry is
 //! reported (naming the file, the server key and the problem) and skipped while the others still start. Only a
 //! file that cannot be read at all, is not JSON, or has no `mcpServers` object stops start-up. Keys we do not
-//! know are kept in [`ServerConfig::extra`] so a later save never drops them.
+//! know are kept in [`ServerConfig::extra`] so a later save never drops them. `${VAR}` in `url`, `headers`,
+//! `apiKey`, `bearerToken`, `args` and `env` is replaced by the variable's value from the environment.
 
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -99,14 +100,17 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Looks up an environment variable (the process environment, or a map in tests).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// Reads and checks a config file.
-pub fn load(path: &Path) -> Result<ProxyConfig, ConfigError> {
+pub fn load(path: &Path, env: Env) -> Result<ProxyConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    parse(&text, path)
+    parse(&text, path, env)
 }
 
 /// Checks the text of a config file; `path` is only used in messages.
-pub fn parse(text: &str, path: &Path) -> Result<ProxyConfig, ConfigError> {
+pub fn parse(text: &str, path: &Path, env: Env) -> Result<ProxyConfig, ConfigError> {
     let root: Value =
         serde_json::from_str(text).map_err(|source| ConfigError::Syntax { path: path.into(), source })?;
     let shape = |problem: &str| ConfigError::Shape { path: path.into(), problem: problem.into() };
@@ -118,7 +122,7 @@ pub fn parse(text: &str, path: &Path) -> Result<ProxyConfig, ConfigError> {
     };
     let mut config = ProxyConfig { servers: Vec::new(), problems: Vec::new() };
     for (key, entry) in servers {
-        match parse_server(key, entry) {
+        match parse_server(key, entry, env) {
             Ok(server) => config.servers.push(server),
             Err(problem) => config.problems.push(format!("{}: server '{key}': {problem}", path.display())),
         }
@@ -131,7 +135,7 @@ const KNOWN_KEYS: &[&str] = &[
     "bearerToken", "headers", "timeout", "installDirectory", "installCommands",
 ];
 
-fn parse_server(key: &str, entry: &Value) -> Result<ServerConfig, String> {
+fn parse_server(key: &str, entry: &Value, env: Env) -> Result<ServerConfig, String> {
     let obj = entry.as_object().ok_or("the entry must be a JSON object")?;
     if key.is_empty() {
         return Err("the server key must not be empty".into());
@@ -143,7 +147,7 @@ fn parse_server(key: &str, entry: &Value) -> Result<ServerConfig, String> {
         name: fields.string("name")?,
         active: fields.active()?,
         namespace: fields.string("namespace")?,
-        transport: parse_transport(&fields)?,
+        transport: expand_transport(parse_transport(&fields)?, env)?,
         timeout: fields.timeout()?,
         install_directory: fields.string("installDirectory")?,
         install_commands: fields.string_list("installCommands")?,
@@ -190,6 +194,50 @@ fn remote(fields: &Fields, url: Option<String>) -> Result<RemoteConfig, String> 
         bearer_token: fields.string("bearerToken")?,
         headers: fields.string_map("headers")?,
     })
+}
+
+fn expand_transport(transport: Transport, env: Env) -> Result<Transport, String> {
+    let all = |items: Vec<String>| items.iter().map(|s| expand(s, env)).collect::<Result<Vec<_>, _>>();
+    let values = |map: BTreeMap<String, String>| {
+        map.into_iter().map(|(k, v)| expand(&v, env).map(|v| (k, v))).collect::<Result<BTreeMap<_, _>, _>>()
+    };
+    let optional = |value: Option<String>| value.map(|v| expand(&v, env)).transpose();
+    let remote = |r: RemoteConfig| -> Result<RemoteConfig, String> {
+        Ok(RemoteConfig {
+            url: expand(&r.url, env)?,
+            api_key: optional(r.api_key)?,
+            bearer_token: optional(r.bearer_token)?,
+            headers: values(r.headers)?,
+        })
+    };
+    Ok(match transport {
+        Transport::Stdio(s) => Transport::Stdio(StdioConfig { args: all(s.args)?, env: values(s.env)?, ..s }),
+        Transport::Sse(r) => Transport::Sse(remote(r)?),
+        Transport::StreamableHttp(r) => Transport::StreamableHttp(remote(r)?),
+    })
+}
+
+/// Replaces each `${NAME}` with the variable's value. An unset variable is an error, so a missing
+/// secret is reported at start-up instead of being sent as an empty header.
+pub fn expand(text: &str, env: Env) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let name = &after[..end];
+        match env(name) {
+            Some(value) => out.push_str(&value),
+            None => return Err(format!("environment variable '{name}' (in \"{text}\") is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Typed reads of one entry's members, each failing with a message that names the key.
@@ -271,7 +319,7 @@ mod tests {
     use super::*;
 
     fn parse_ok(text: &str) -> ProxyConfig {
-        parse(text, Path::new("cfg.json")).unwrap()
+        parse(text, Path::new("cfg.json"), &|name| (name == "TOKEN").then(|| "s3cret".to_owned())).unwrap()
     }
 
     fn one(entry: &str) -> Result<ServerConfig, String> {
@@ -341,13 +389,13 @@ mod tests {
 
     #[test]
     fn missing_mcp_servers_stops_the_load() {
-        let err = parse(r#"{"servers": {}}"#, Path::new("cfg.json")).unwrap_err();
+        let err = parse(r#"{"servers": {}}"#, Path::new("cfg.json"), &|_| None).unwrap_err();
         assert_eq!(err.to_string(), "cfg.json: missing key 'mcpServers' (an object of server entries)");
     }
 
     #[test]
     fn invalid_json_names_the_file_and_position() {
-        let err = parse("{\n  \"mcpServers\": {,}\n}", Path::new("cfg.json")).unwrap_err();
+        let err = parse("{\n  \"mcpServers\": {,}\n}", Path::new("cfg.json"), &|_| None).unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("cfg.json: not valid JSON:") && text.contains("line 2"), "{text}");
     }
@@ -356,6 +404,28 @@ mod tests {
     fn namespace_replaces_the_key_as_prefix() {
         assert_eq!(one(r#"{"command": "x", "namespace": ""}"#).unwrap().prefix(), "");
         assert_eq!(one(r#"{"command": "x"}"#).unwrap().prefix(), "s");
+    }
+
+    #[test]
+    fn variables_expand_in_url_headers_args_and_env() {
+        let s = one(r#"{"type": "http", "url": "http://h/${TOKEN}/mcp", "headers": {"X-T": "Bearer ${TOKEN}"}}"#).unwrap();
+        let Transport::StreamableHttp(r) = s.transport else { panic!("not http") };
+        assert_eq!(r.url, "http://h/s3cret/mcp");
+        assert_eq!(r.headers["X-T"], "Bearer s3cret");
+        let s = one(r#"{"command": "x", "args": ["--t=${TOKEN}"], "env": {"T": "${TOKEN}"}}"#).unwrap();
+        let Transport::Stdio(c) = s.transport else { panic!("not stdio") };
+        assert_eq!((c.args[0].as_str(), c.env["T"].as_str()), ("--t=s3cret", "s3cret"));
+    }
+
+    #[test]
+    fn unset_variable_is_an_entry_error() {
+        let err = one(r#"{"url": "http://h/${NOPE}"}"#).unwrap_err();
+        assert!(err.contains("'NOPE'") && err.contains("not set"), "{err}");
+    }
+
+    #[test]
+    fn text_without_a_closing_brace_is_kept() {
+        assert_eq!(expand("a${b", &|_| None).unwrap(), "a${b");
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
 }
 
 fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
-    let config = config::load(&settings.config_path)?;
+    let config = config::load(&settings.config_path, &|name| std::env::var(name).ok())?;
     for problem in &config.problems {
         log::error!("{problem} (this server is skipped)");
     }

@@ -33,8 +33,56 @@ pub struct ServerConfig {
     pub timeout: Option<std::time::Duration>,
     pub install_directory: Option<String>,
     pub install_commands: Vec<String>,
+    /// Which of the backend's tools, prompts and resources are exposed at all.
+    pub filters: Filters,
     /// Keys this version does not know, kept as they were.
     pub extra: Map<String, Value>,
+}
+
+/// `{"allow": [globs], "deny": [globs]}` per kind; matched against the backend's own tool and prompt
+/// names and resource URIs. Deny wins; an empty allow list allows everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filters {
+    pub tools: Filter,
+    pub prompts: Filter,
+    pub resources: Filter,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+impl Filter {
+    pub fn admits(&self, name: &str) -> bool {
+        let any = |globs: &[String]| globs.iter().any(|g| glob_match(g, name));
+        (self.allow.is_empty() || any(&self.allow)) && !any(&self.deny)
+    }
+}
+
+/// `*` matches any run of characters, `?` any one; everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Iterative matcher with one backtrack point for the last `*`: linear in practice, no recursion.
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,7 +180,7 @@ pub fn parse(text: &str, path: &Path, env: Env) -> Result<ProxyConfig, ConfigErr
 
 const KNOWN_KEYS: &[&str] = &[
     "type", "transport", "name", "active", "namespace", "command", "args", "env", "cwd", "url", "apiKey",
-    "bearerToken", "headers", "timeout", "installDirectory", "installCommands",
+    "bearerToken", "headers", "timeout", "installDirectory", "installCommands", "tools", "prompts", "resources",
 ];
 
 fn parse_server(key: &str, entry: &Value, env: Env) -> Result<ServerConfig, String> {
@@ -151,6 +199,7 @@ fn parse_server(key: &str, entry: &Value, env: Env) -> Result<ServerConfig, Stri
         timeout: fields.timeout()?,
         install_directory: fields.string("installDirectory")?,
         install_commands: fields.string_list("installCommands")?,
+        filters: Filters { tools: fields.filter("tools")?, prompts: fields.filter("prompts")?, resources: fields.filter("resources")? },
         extra: extra.collect(),
     })
 }
@@ -278,6 +327,20 @@ impl Fields<'_> {
                 .collect(),
             Some(other) => Err(format!("'{key}' must be an object of strings, not {}", type_of(other))),
         }
+    }
+
+    fn filter(&self, key: &str) -> Result<Filter, String> {
+        let obj = match self.0.get(key) {
+            None | Some(Value::Null) => return Ok(Filter::default()),
+            Some(Value::Object(obj)) => obj,
+            Some(other) => return Err(format!("'{key}' must be an object like {{\"allow\": [...], \"deny\": [...]}}, not {}", type_of(other))),
+        };
+        if let Some(unknown) = obj.keys().find(|k| *k != "allow" && *k != "deny") {
+            return Err(format!("'{key}.{unknown}' is not known (expected 'allow' and 'deny')"));
+        }
+        let inner = Fields(obj);
+        let list = |name: &str| inner.string_list(name).map_err(|e| format!("'{key}.{}", &e[1..]));
+        Ok(Filter { allow: list("allow")?, deny: list("deny")? })
     }
 
     /// `active` is a boolean, but the original's own example file writes `"active": "false"`.
@@ -426,6 +489,33 @@ mod tests {
     #[test]
     fn text_without_a_closing_brace_is_kept() {
         assert_eq!(expand("a${b", &|_| None).unwrap(), "a${b");
+    }
+
+    #[test]
+    fn filters_are_read_and_deny_wins() {
+        let s = one(r#"{"command": "x", "tools": {"allow": ["get_*"], "deny": ["get_secret"]}}"#).unwrap();
+        assert!(s.filters.tools.admits("get_time"));
+        assert!(!s.filters.tools.admits("get_secret"));
+        assert!(!s.filters.tools.admits("set_time"));
+        assert!(s.filters.prompts.admits("anything"));
+    }
+
+    #[test]
+    fn filter_with_unknown_member_is_an_entry_error() {
+        let err = one(r#"{"command": "x", "tools": {"alow": ["a"]}}"#).unwrap_err();
+        assert!(err.contains("'tools.alow'"), "{err}");
+        let err = one(r#"{"command": "x", "tools": {"deny": [1]}}"#).unwrap_err();
+        assert!(err.contains("'tools.deny' must hold only strings"), "{err}");
+    }
+
+    #[test]
+    fn globs_match_stars_and_question_marks() {
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a*c", "abbbc"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("*_file*", "read_file_v2"));
+        assert!(!glob_match("read", "read_file"));
     }
 
     #[test]

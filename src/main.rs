@@ -16,6 +16,7 @@ mod random;
 mod settings;
 mod signals;
 mod sse;
+mod tool_config;
 
 use hub::{Event, Hub, HubSettings};
 use settings::{Mode, Settings};
@@ -59,6 +60,10 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
         log::error!("{problem} (this server is skipped)");
     }
     log::info!("{}: {} servers", settings.config_path.display(), config.servers.len());
+    let tools = tool_config::load(&settings.tool_config_path)?;
+    for problem in &tools.problems {
+        log::error!("{problem} (this override is skipped)");
+    }
     let (events, inbox) = crossbeam_channel::unbounded::<Event>();
     signals::install(events.clone())?;
     let hub_settings = HubSettings {
@@ -71,7 +76,7 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
         retries: settings.retries,
         await_client_capabilities: settings.mode != Mode::Http,
     };
-    let hub = Hub::new(hub_settings, config.servers, events.clone());
+    let hub = Hub::new(hub_settings, config.servers, tools.tools, events.clone());
     match settings.mode {
         Mode::ListTools => list_tools::run(hub, events, inbox, settings.startup_timeout),
         Mode::Http => {

@@ -25,6 +25,9 @@ USAGE:
 
 OPTIONS:
     --config PATH    server config (default: config/mcp_server.json; env MCP_PROXY_CONFIG)
+    --tool-config PATH
+                     tool overrides (default: tool_config.json beside the server config;
+                     env MCP_PROXY_TOOL_CONFIG)
     --host HOST      HTTP listen address (default 127.0.0.1; env HOST)
     --port PORT      HTTP port (default 3663; env PORT)
     -h, --help       this text
@@ -68,6 +71,8 @@ pub enum Mode {
 pub struct Settings {
     pub mode: Mode,
     pub config_path: PathBuf,
+    /// `tool_config.json`: per-tool enable, rename and description overrides.
+    pub tool_config_path: PathBuf,
     /// Between a server's prefix and a tool name in exposed names.
     pub separator: String,
     /// A filter for env_logger (`info`, `debug`, `mcp_proxy_server=debug`, ...).
@@ -158,6 +163,8 @@ impl Settings {
         };
         let config_flag: Option<PathBuf> =
             args.opt_value_from_os_str("--config", |s| Ok::<_, String>(PathBuf::from(s))).map_err(usage)?;
+        let tool_config_flag: Option<PathBuf> =
+            args.opt_value_from_os_str("--tool-config", |s| Ok::<_, String>(PathBuf::from(s))).map_err(usage)?;
         let host_flag: Option<String> = args.opt_value_from_str("--host").map_err(usage)?;
         let port_flag: Option<String> = args.opt_value_from_str("--port").map_err(usage)?;
         let rest = args.finish();
@@ -170,6 +177,9 @@ impl Settings {
         let config_path = config_flag
             .or_else(|| non_empty("MCP_PROXY_CONFIG").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+        let tool_config_path = tool_config_flag
+            .or_else(|| non_empty("MCP_PROXY_TOOL_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| config_path.with_file_name("tool_config.json"));
         let separator = match non_empty("SERVER_TOOLNAME_SEPERATOR").or_else(|| non_empty("SERVER_TOOLNAME_SEPARATOR")) {
             None => DEFAULT_SEPARATOR.to_owned(),
             Some(sep) if sep.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => sep,
@@ -233,6 +243,7 @@ impl Settings {
         Ok(Settings {
             mode,
             config_path,
+            tool_config_path,
             separator,
             log_filter,
             request_timeout,
@@ -289,6 +300,14 @@ mod tests {
         let s = parse(&["--config", "a.json"], &[("MCP_PROXY_CONFIG", "b.json")]).unwrap();
         assert_eq!(s.config_path, PathBuf::from("a.json"));
         assert_eq!(parse(&[], &[("MCP_PROXY_CONFIG", "b.json")]).unwrap().config_path, PathBuf::from("b.json"));
+    }
+
+    #[test]
+    fn tool_config_defaults_to_the_server_configs_folder() {
+        let s = parse(&["--config", "/etc/mcp/servers.json"], &[]).unwrap();
+        assert_eq!(s.tool_config_path, PathBuf::from("/etc/mcp/tool_config.json"));
+        let s = parse(&["--tool-config", "t.json"], &[]).unwrap();
+        assert_eq!(s.tool_config_path, PathBuf::from("t.json"));
     }
 
     #[test]

@@ -166,11 +166,6 @@ impl Backend {
         })
     }
 
-    /// The tools the backend listed last, kept while it is down to explain calls to them.
-    pub fn tools(&self) -> &[Value] {
-        &self.lists[ListKind::Tools as usize]
-    }
-
     pub fn instructions(&self) -> Option<&str> {
         self.init.as_ref()?.get("instructions")?.as_str()
     }
@@ -440,27 +435,32 @@ impl Hub {
     }
 
     pub(super) fn rebuild_catalog(&mut self) {
-        let sources: Vec<Source> = self
+        let mut sources: Vec<Source> = self
             .backends
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.state == State::Ready)
+            .filter(|(_, b)| b.state != State::Disabled)
             .map(|(i, b)| Source {
                 id: BackendId(i),
                 key: &b.config.key,
                 prefix: b.config.prefix(),
+                ready: b.state == State::Ready,
+                filters: &b.config.filters,
                 tools: &b.lists[ListKind::Tools as usize],
                 prompts: &b.lists[ListKind::Prompts as usize],
                 resources: &b.lists[ListKind::Resources as usize],
                 templates: &b.lists[ListKind::Templates as usize],
             })
             .collect();
-        let (catalog, problems) = Catalog::build(&sources, &self.settings.separator);
-        for problem in problems {
-            if self.logged_problems.insert(problem.clone()) {
+        // Key order decides every clash, whatever order the servers were added in.
+        sources.sort_by(|a, b| a.key.cmp(b.key));
+        let (catalog, problems) = Catalog::build(&sources, &self.settings.separator, &self.overrides);
+        for problem in &problems {
+            if !self.problems.contains(problem) {
                 log::error!("{problem}");
             }
         }
+        self.problems = problems;
         self.catalog = catalog;
     }
 

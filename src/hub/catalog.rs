@@ -1,25 +1,35 @@
 //! The aggregated view: which tools, prompts and resources clients see, and which backend owns each.
 //!
-//! Built from scratch from every ready backend's lists whenever one of them changes, so it is always a
-//! pure function of those lists (and easy to test). Naming rules:
-//! - tools are exposed as `<prefix><sep><name>`, the prefix being the server's `namespace` or else its key;
+//! Built from scratch from every backend's lists whenever one of them changes, so it is always a pure
+//! function of those lists, the servers' filters and `tool_config.json` (and easy to test). Rules:
+//! - a server's `tools`/`prompts`/`resources` filters drop what they deny before anything else;
+//! - tools are exposed as `<prefix><sep><name>`, the prefix being the server's `namespace` or else its key,
+//!   unless `tool_config.json` (keyed `<serverKey><sep><name>`) disables the tool, renames it or gives it
+//!   another description; a name over 64 characters is shortened (see `tool_config::shorten`);
 //!   two backends exposing the same final name: the first in key order keeps it, the other is not exposed,
 //!   and an error names both;
+//! - tools of a backend that is down are not listed, but their names are remembered as withdrawn, so a
+//!   call to one can be told "server unavailable" (and retried) instead of "unknown tool";
 //! - prompts keep their own names, as in the original proxy; on a clash the first server in key order keeps
 //!   the plain name and the others are exposed as `<prefix><sep><name>`;
 //! - resources keep their URIs; a URI offered twice is served by the first server in key order. A URI that
 //!   is not listed is routed by the resource templates (longest literal prefix before the first `{`), then,
 //!   when only one backend offers resources at all, to that one.
 
+use crate::config::Filters;
 use crate::hub::BackendId;
+use crate::tool_config::{is_portable_name, shorten, ToolOverride};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// One ready backend's lists, as the catalog reads them.
+/// One backend's lists (its last known ones when it is down), as the catalog reads them.
 pub struct Source<'a> {
     pub id: BackendId,
     pub key: &'a str,
     pub prefix: &'a str,
+    /// Only ready backends are exposed; the others' tool names are remembered as withdrawn.
+    pub ready: bool,
+    pub filters: &'a Filters,
     pub tools: &'a [Value],
     pub prompts: &'a [Value],
     pub resources: &'a [Value],
@@ -45,23 +55,40 @@ pub struct Catalog {
     resource_routes: HashMap<String, BackendId>,
     template_routes: Vec<(String, BackendId)>,
     resource_backends: Vec<BackendId>,
+    withdrawn: HashMap<String, BackendId>,
 }
 
+/// Per-tool overrides by `<serverKey><sep><tool>`.
+pub type Overrides = BTreeMap<String, ToolOverride>;
+
 impl Catalog {
-    /// Builds the catalog; the second value lists the clashes and malformed entries found, for the log.
-    pub fn build(sources: &[Source], sep: &str) -> (Catalog, Vec<String>) {
+    /// Builds the catalog; the second value lists the clashes, malformed entries and unusable overrides
+    /// found, for the log.
+    pub fn build(sources: &[Source], sep: &str, overrides: &Overrides) -> (Catalog, Vec<String>) {
         let mut catalog = Catalog::default();
         let mut problems = Vec::new();
+        let mut used = HashSet::new();
         for src in sources {
-            catalog.add_tools(src, sources, sep, &mut problems);
-            catalog.add_resources(src, &mut problems);
+            catalog.add_tools(src, sources, sep, overrides, &mut used, &mut problems);
+            if src.ready {
+                catalog.add_resources(src, &mut problems);
+            }
         }
         catalog.add_prompts(sources, sep, &mut problems);
+        if sources.iter().all(|s| s.ready) {
+            let unused = overrides.keys().filter(|k| !used.contains(k.as_str()));
+            problems.extend(unused.map(|k| format!("tool_config.json: '{k}' names no tool of any server")));
+        }
         (catalog, problems)
     }
 
     pub fn tool(&self, exposed: &str) -> Option<&Route> {
         self.tool_routes.get(exposed)
+    }
+
+    /// The backend of a tool that would be exposed under this name if that backend were up.
+    pub fn withdrawn_tool(&self, exposed: &str) -> Option<BackendId> {
+        self.withdrawn.get(exposed).copied()
     }
 
     pub fn prompt(&self, exposed: &str) -> Option<&Route> {
@@ -86,13 +113,37 @@ impl Catalog {
         }
     }
 
-    fn add_tools(&mut self, src: &Source, sources: &[Source], sep: &str, problems: &mut Vec<String>) {
+    fn add_tools<'o>(
+        &mut self,
+        src: &Source,
+        sources: &[Source],
+        sep: &str,
+        overrides: &'o Overrides,
+        used: &mut HashSet<&'o str>,
+        problems: &mut Vec<String>,
+    ) {
         for tool in src.tools {
             let Some(name) = tool.get("name").and_then(Value::as_str) else {
                 problems.push(format!("server '{}': a tool without a name was skipped", src.key));
                 continue;
             };
-            let exposed = qualify(src.prefix, sep, name);
+            if !src.filters.tools.admits(name) {
+                continue;
+            }
+            let override_key = qualify(src.key, sep, name);
+            let found = overrides.get_key_value(&override_key);
+            if let Some((key, _)) = found {
+                used.insert(key.as_str());
+            }
+            let over = found.map(|(_, o)| o);
+            if over.is_some_and(|o| !o.enabled) {
+                continue;
+            }
+            let exposed = exposed_name(src.prefix, sep, name, over, &override_key, problems);
+            if !src.ready {
+                self.withdrawn.entry(exposed).or_insert(src.id);
+                continue;
+            }
             if let Some(earlier) = self.tool_routes.get(&exposed) {
                 problems.push(format!(
                     "tool name '{exposed}' is exposed by two servers, '{}' (kept) and '{}' (skipped): \
@@ -103,7 +154,11 @@ impl Catalog {
                 continue;
             }
             self.tool_routes.insert(exposed.clone(), Route { backend: src.id, name: name.to_owned() });
-            self.tools.push(renamed(tool, "name", &exposed));
+            let mut def = renamed(tool, "name", &exposed);
+            if let (Some(description), Some(obj)) = (over.and_then(|o| o.exposed_description.as_ref()), def.as_object_mut()) {
+                obj.insert("description".into(), Value::String(description.clone()));
+            }
+            self.tools.push(def);
         }
     }
 
@@ -116,6 +171,9 @@ impl Catalog {
                 problems.push(format!("server '{}': a resource without a uri was skipped", src.key));
                 continue;
             };
+            if !src.filters.resources.admits(uri) {
+                continue;
+            }
             if self.resource_routes.contains_key(uri) {
                 problems.push(format!("resource '{uri}' of server '{}' is already served by another server", src.key));
                 continue;
@@ -128,6 +186,9 @@ impl Catalog {
                 problems.push(format!("server '{}': a resource template without a uriTemplate was skipped", src.key));
                 continue;
             };
+            if !src.filters.resources.admits(pattern) {
+                continue;
+            }
             let prefix = pattern.split('{').next().unwrap_or_default().to_owned();
             self.template_routes.push((prefix, src.id));
             self.templates.push(template.clone());
@@ -135,12 +196,15 @@ impl Catalog {
     }
 
     fn add_prompts(&mut self, sources: &[Source], sep: &str, problems: &mut Vec<String>) {
-        for src in sources {
+        for src in sources.iter().filter(|s| s.ready) {
             for prompt in src.prompts {
                 let Some(name) = prompt.get("name").and_then(Value::as_str) else {
                     problems.push(format!("server '{}': a prompt without a name was skipped", src.key));
                     continue;
                 };
+                if !src.filters.prompts.admits(name) {
+                    continue;
+                }
                 let exposed = if self.prompt_routes.contains_key(name) {
                     let qualified = qualify(src.prefix, sep, name);
                     problems.push(format!(
@@ -164,6 +228,26 @@ impl Catalog {
 
 fn key_of<'a>(sources: &[Source<'a>], id: BackendId) -> &'a str {
     sources.iter().find(|s| s.id == id).map_or("?", |s| s.key)
+}
+
+/// The name a tool is exposed under: the override's, if it is usable, else `<prefix><sep><name>`;
+/// shortened when over 64 characters.
+fn exposed_name(prefix: &str, sep: &str, name: &str, over: Option<&ToolOverride>, key: &str, problems: &mut Vec<String>) -> String {
+    if let Some(wanted) = over.and_then(|o| o.exposed_name.as_deref()) {
+        if is_portable_name(wanted) {
+            return wanted.to_owned();
+        }
+        problems.push(format!(
+            "tool_config.json: '{key}': exposedName '{wanted}' is not 1-64 letters, digits, '_' or '-'; using the default name"
+        ));
+    }
+    let default = qualify(prefix, sep, name);
+    if default.len() > 64 {
+        let short = shorten(&default);
+        problems.push(format!("tool name '{default}' is over 64 characters, which clients reject; exposed as '{short}'"));
+        return short;
+    }
+    default
 }
 
 /// `prefix + sep + name`, or the bare name when the prefix is empty.
@@ -192,6 +276,8 @@ mod tests {
     struct Lists {
         key: &'static str,
         prefix: &'static str,
+        ready: bool,
+        filters: Filters,
         tools: Vec<Value>,
         prompts: Vec<Value>,
         resources: Vec<Value>,
@@ -199,10 +285,14 @@ mod tests {
     }
 
     fn lists(key: &'static str) -> Lists {
-        Lists { key, prefix: key, tools: vec![], prompts: vec![], resources: vec![], templates: vec![] }
+        Lists { key, prefix: key, ready: true, filters: Filters::default(), tools: vec![], prompts: vec![], resources: vec![], templates: vec![] }
     }
 
     fn build(all: &[Lists]) -> (Catalog, Vec<String>) {
+        build_with(all, &Overrides::new())
+    }
+
+    fn build_with(all: &[Lists], overrides: &Overrides) -> (Catalog, Vec<String>) {
         let sources: Vec<Source> = all
             .iter()
             .enumerate()
@@ -210,13 +300,106 @@ mod tests {
                 id: BackendId(i),
                 key: l.key,
                 prefix: l.prefix,
+                ready: l.ready,
+                filters: &l.filters,
                 tools: &l.tools,
                 prompts: &l.prompts,
                 resources: &l.resources,
                 templates: &l.templates,
             })
             .collect();
-        Catalog::build(&sources, "__")
+        Catalog::build(&sources, "__", overrides)
+    }
+
+    fn over(enabled: bool, name: Option<&str>, description: Option<&str>) -> ToolOverride {
+        ToolOverride { enabled, exposed_name: name.map(Into::into), exposed_description: description.map(Into::into) }
+    }
+
+    fn names(catalog: &Catalog) -> Vec<&str> {
+        catalog.tools.iter().map(|t| t["name"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn disabled_tool_is_neither_listed_nor_routed() {
+        let mut a = lists("a");
+        a.tools = vec![json!({"name": "x"}), json!({"name": "y"})];
+        let overrides = Overrides::from([("a__x".to_owned(), over(false, None, None))]);
+        let (catalog, problems) = build_with(&[a], &overrides);
+        assert_eq!(names(&catalog), ["a__y"]);
+        assert!(catalog.tool("a__x").is_none());
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn renamed_tool_is_called_by_its_new_name_with_its_new_description() {
+        let mut a = lists("a");
+        a.tools = vec![json!({"name": "x", "description": "old", "inputSchema": {"type": "object"}})];
+        let overrides = Overrides::from([("a__x".to_owned(), over(true, Some("better"), Some("new")))]);
+        let (catalog, _) = build_with(&[a], &overrides);
+        assert_eq!(catalog.tools, [json!({"name": "better", "description": "new", "inputSchema": {"type": "object"}})]);
+        assert_eq!(catalog.tool("better"), Some(&Route { backend: BackendId(0), name: "x".into() }));
+        assert!(catalog.tool("a__x").is_none());
+    }
+
+    #[test]
+    fn invalid_exposed_name_falls_back_and_is_reported() {
+        let mut a = lists("a");
+        a.tools = vec![json!({"name": "x"})];
+        let overrides = Overrides::from([("a__x".to_owned(), over(true, Some("bad name"), None))]);
+        let (catalog, problems) = build_with(&[a], &overrides);
+        assert_eq!(names(&catalog), ["a__x"]);
+        assert!(problems[0].contains("'bad name'"), "{problems:?}");
+    }
+
+    #[test]
+    fn override_for_a_missing_tool_is_reported_once_all_servers_are_up() {
+        let mut a = lists("a");
+        a.tools = vec![json!({"name": "x"})];
+        let overrides = Overrides::from([("a__gone".to_owned(), over(false, None, None))]);
+        let (_, problems) = build_with(&[a], &overrides);
+        assert_eq!(problems, ["tool_config.json: 'a__gone' names no tool of any server"]);
+        let mut down = lists("a");
+        down.ready = false;
+        let (_, problems) = build_with(&[down], &overrides);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn over_long_names_are_shortened_and_reported() {
+        let mut a = lists("a");
+        let long = "t".repeat(70);
+        a.tools = vec![json!({ "name": long })];
+        let (catalog, problems) = build(&[a]);
+        let name = names(&catalog)[0].to_owned();
+        assert_eq!(name.len(), 64);
+        assert_eq!(catalog.tool(&name).map(|r| r.name.clone()), Some(long));
+        assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn filters_drop_tools_prompts_and_resources() {
+        let mut a = lists("a");
+        a.filters.tools.deny = vec!["del*".into()];
+        a.filters.prompts.allow = vec!["keep".into()];
+        a.filters.resources.deny = vec!["secret://*".into()];
+        a.tools = vec![json!({"name": "delete_all"}), json!({"name": "read"})];
+        a.prompts = vec![json!({"name": "keep"}), json!({"name": "drop"})];
+        a.resources = vec![json!({"uri": "secret://1"}), json!({"uri": "public://1"})];
+        let (catalog, _) = build(&[a]);
+        assert_eq!(names(&catalog), ["a__read"]);
+        assert!(catalog.tool("a__delete_all").is_none());
+        assert_eq!(catalog.prompts.len(), 1);
+        assert_eq!(catalog.resources, [json!({"uri": "public://1"})]);
+    }
+
+    #[test]
+    fn tools_of_a_down_backend_are_withdrawn_not_forgotten() {
+        let mut a = lists("a");
+        a.ready = false;
+        a.tools = vec![json!({"name": "x"})];
+        let (catalog, _) = build(&[a]);
+        assert!(catalog.tools.is_empty());
+        assert_eq!(catalog.withdrawn_tool("a__x"), Some(BackendId(0)));
     }
 
     #[test]

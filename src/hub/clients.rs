@@ -184,7 +184,7 @@ impl Hub {
                     Err(caller) => return self.retry_or_fail(caller, params, route.backend, attempt),
                 }
             }
-            None => self.down_backend_of_tool(&name),
+            None => self.catalog.withdrawn_tool(&name),
         };
         match backend {
             Some(backend) => self.retry_or_fail(caller, params, backend, attempt),
@@ -218,20 +218,6 @@ impl Hub {
             crate::config::Transport::Sse(_) => retries.sse,
             crate::config::Transport::StreamableHttp(_) => retries.http,
         }
-    }
-
-    /// The backend that offered this exposed tool name before it went down, if one did.
-    fn down_backend_of_tool(&self, exposed: &str) -> Option<BackendId> {
-        let sep = &self.settings.separator;
-        let index = self.backends.iter().position(|b| {
-            b.state != State::Ready
-                && b.state != State::Disabled
-                && b.tools().iter().any(|t| {
-                    let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
-                    super::catalog::qualify(b.config.prefix(), sep, name) == exposed
-                })
-        })?;
-        Some(BackendId(index))
     }
 
     /// Tries the tool calls whose retry time has come.

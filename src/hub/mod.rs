@@ -20,7 +20,7 @@ use catalog::Catalog;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use routing::Routing;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -159,8 +159,9 @@ pub struct Hub {
     events: Sender<Event>,
     backends: Vec<backends::Backend>,
     catalog: Catalog,
-    /// Catalog problems already logged, so a rebuild does not repeat them.
-    logged_problems: HashSet<String>,
+    overrides: catalog::Overrides,
+    /// What the last catalog build found wrong (clashes, bad overrides); logged when new.
+    problems: Vec<String>,
     clients: HashMap<ClientId, Client>,
     /// HTTP session ids to their clients.
     sessions: HashMap<String, ClientId>,
@@ -181,7 +182,7 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(settings: HubSettings, servers: Vec<ServerConfig>, events: Sender<Event>) -> Hub {
+    pub fn new(settings: HubSettings, servers: Vec<ServerConfig>, overrides: catalog::Overrides, events: Sender<Event>) -> Hub {
         let settle_by = Some(Instant::now() + settings.startup_timeout);
         let settings_await_client = settings.await_client_capabilities;
         Hub {
@@ -189,7 +190,8 @@ impl Hub {
             events,
             backends: servers.into_iter().map(backends::Backend::new).collect(),
             catalog: Catalog::default(),
-            logged_problems: HashSet::new(),
+            overrides,
+            problems: Vec::new(),
             clients: HashMap::new(),
             sessions: HashMap::new(),
             routing: Routing::default(),

@@ -5,6 +5,7 @@
 
 mod backend;
 mod config;
+mod config_watch;
 mod frontend;
 mod http;
 mod hub;
@@ -65,7 +66,8 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
         log::error!("{problem} (this override is skipped)");
     }
     let (events, inbox) = crossbeam_channel::unbounded::<Event>();
-    signals::install(events.clone())?;
+    let (reload, reload_requests) = crossbeam_channel::unbounded();
+    signals::install(events.clone(), reload)?;
     let hub_settings = HubSettings {
         separator: settings.separator.clone(),
         request_timeout: settings.request_timeout,
@@ -77,6 +79,17 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
         await_client_capabilities: settings.mode != Mode::Http,
     };
     let hub = Hub::new(hub_settings, config.servers, tools.tools, events.clone());
+    if settings.mode != Mode::ListTools {
+        let watch = config_watch::Watch {
+            config_path: settings.config_path.clone(),
+            tool_config_path: settings.tool_config_path.clone(),
+            poll: settings.config_poll,
+        };
+        let watcher_events = events.clone();
+        std::thread::Builder::new()
+            .name("config-watch".into())
+            .spawn(move || config_watch::run(watch, reload_requests, watcher_events))?;
+    }
     match settings.mode {
         Mode::ListTools => list_tools::run(hub, events, inbox, settings.startup_timeout),
         Mode::Http => {

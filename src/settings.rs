@@ -38,6 +38,8 @@ ENVIRONMENT:
     LOGGING / RUST_LOG          log level: error, warn, info, debug (logs go to stderr)
     MCP_PROXY_REQUEST_TIMEOUT   seconds before a backend request fails (default 60)
     MCP_PROXY_STARTUP_TIMEOUT   seconds the first answers wait for backends to start (default 20)
+    MCP_PROXY_CONFIG_POLL       seconds between checks of the config files for changes (default 2;
+                                0 turns polling off; SIGHUP always reloads)
     MCP_PROXY_RESTART_BACKOFF_MIN, MCP_PROXY_RESTART_BACKOFF_MAX
                                 seconds before restarting a backend that went down: first and
                                 longest delay (default 0.5 and 30)
@@ -84,6 +86,8 @@ pub struct Settings {
     /// First and longest delay before restarting a backend that went down.
     pub restart_backoff: (Duration, Duration),
     pub retries: Retries,
+    /// How often the config files are checked for changes; `None` turns polling off.
+    pub config_poll: Option<Duration>,
     pub http: HttpSettings,
     /// Problems found while reading the settings that fell back to a default; logged once logging is up.
     pub warnings: Vec<String>,
@@ -208,6 +212,10 @@ impl Settings {
         let startup_timeout = seconds("MCP_PROXY_STARTUP_TIMEOUT", 20.0);
         let restart_backoff = (seconds("MCP_PROXY_RESTART_BACKOFF_MIN", 0.5), seconds("MCP_PROXY_RESTART_BACKOFF_MAX", 30.0));
         let keepalive = seconds("MCP_PROXY_SSE_KEEPALIVE", 15.0);
+        let config_poll = match non_empty("MCP_PROXY_CONFIG_POLL").as_deref() {
+            Some("0") => None,
+            _ => Some(seconds("MCP_PROXY_CONFIG_POLL", 2.0)),
+        };
         let session_idle_timeout = seconds("MCP_PROXY_SESSION_IDLE_TIMEOUT", 1800.0);
         let port = match port_flag.or_else(|| non_empty("PORT")) {
             None => 3663,
@@ -250,6 +258,7 @@ impl Settings {
             startup_timeout,
             restart_backoff,
             retries,
+            config_poll,
             http,
             warnings,
         })

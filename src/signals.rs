@@ -1,4 +1,5 @@
-//! Turns SIGINT and SIGTERM into an [`Event::Shutdown`] for the dispatcher.
+//! Turns SIGINT and SIGTERM into an [`Event::Shutdown`] for the dispatcher, and SIGHUP into a reload
+//! request for the config watcher.
 //!
 //! The signals are blocked in every thread (the mask is inherited, so [`install`] runs before any other
 //! thread starts) and one thread takes them synchronously with `sigwait`: no code runs in a signal
@@ -9,15 +10,16 @@ use crate::hub::Event;
 use crossbeam_channel::Sender;
 use std::io;
 
-/// Blocks the shutdown signals in the calling thread (and so in every thread started after it) and
+/// Blocks the handled signals in the calling thread (and so in every thread started after it) and
 /// starts the thread that reports them.
-pub fn install(events: Sender<Event>) -> io::Result<()> {
+pub fn install(events: Sender<Event>, reload: Sender<()>) -> io::Result<()> {
     // SAFETY: sigset_t is plain data that sigemptyset initialises; the calls only read and write it.
     let set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
@@ -28,6 +30,11 @@ pub fn install(events: Sender<Event>) -> io::Result<()> {
         let mut signal: libc::c_int = 0;
         // SAFETY: `set` is an initialised signal set and `signal` a valid out-pointer.
         if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+            continue;
+        }
+        if signal == libc::SIGHUP {
+            log::info!("SIGHUP: reloading the configuration");
+            let _ = reload.send(());
             continue;
         }
         log::info!("received signal {signal}");

@@ -14,6 +14,8 @@ use crossbeam_channel::{Receiver, Sender};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,8 @@ pub struct StdioBackend {
     /// `None` once stdin was closed on purpose.
     outbox: Option<Sender<Message>>,
     pgid: i32,
+    /// Set by the reader thread once the child is reaped, so no signal is sent to a reused group id.
+    reaped: Arc<AtomicBool>,
 }
 
 impl StdioBackend {
@@ -61,11 +65,15 @@ impl StdioBackend {
         let log_key = key.to_owned();
         spawn_thread(format!("{key}-stderr"), PUMP_STACK, move || log_loop(&log_key, stderr))?;
         let reader_key = key.to_owned();
+        let reaped = Arc::new(AtomicBool::new(false));
+        let reaped_by_reader = reaped.clone();
         spawn_thread(format!("{key}-stdout"), PARSER_STACK, move || {
             read_loop(&reader_key, stdout, &link);
-            link.exited(reap(child, pgid));
+            let reason = reap(child, pgid);
+            reaped_by_reader.store(true, Ordering::SeqCst);
+            link.exited(reason);
         })?;
-        Ok(StdioBackend { outbox: Some(outbox), pgid })
+        Ok(StdioBackend { outbox: Some(outbox), pgid, reaped })
     }
 
     /// Queues a message for the child's stdin. False if the writer has stopped (the child is gone).
@@ -81,12 +89,29 @@ impl StdioBackend {
 
     /// Asks the whole process group to exit (SIGTERM).
     pub fn terminate(&self) {
-        kill_group(self.pgid, libc::SIGTERM);
+        self.signal(libc::SIGTERM);
     }
 
     /// Ends the whole process group at once (SIGKILL).
     pub fn kill(&self) {
-        kill_group(self.pgid, libc::SIGKILL);
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Stops the child in the background: stdin closed and SIGTERM now, SIGKILL after the grace period
+    /// if it is still there. For a backend the dispatcher no longer needs (removed or changed by a reload).
+    pub fn retire(mut self) {
+        self.close_input();
+        self.terminate();
+        let _ = spawn_thread("retire".into(), PUMP_STACK, move || {
+            thread::sleep(EXIT_GRACE);
+            self.kill();
+        });
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if !self.reaped.load(Ordering::SeqCst) {
+            kill_group(self.pgid, signal);
+        }
     }
 }
 

@@ -48,6 +48,8 @@ pub(super) enum State {
     Ready,
     Failed(String),
     Disabled,
+    /// Taken out of the configuration by a reload; the slot stays so ids keep their meaning.
+    Removed,
 }
 
 /// The four lists a backend may offer.
@@ -60,7 +62,7 @@ pub(super) enum ListKind {
 }
 
 impl ListKind {
-    const ALL: [ListKind; 4] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::Templates];
+    pub(super) const ALL: [ListKind; 4] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::Templates];
 
     fn method(self) -> &'static str {
         match self {
@@ -136,6 +138,13 @@ impl Backend {
         }
     }
 
+    /// Takes a new configuration for the same key; the slot starts over, keeping its generation count.
+    pub fn reset(&mut self, config: ServerConfig) {
+        let generation = self.generation;
+        *self = Backend::new(config);
+        self.generation = generation;
+    }
+
     fn capability(&self, name: &str) -> Option<&Value> {
         self.init.as_ref()?.get("capabilities")?.get(name).filter(|v| !v.is_null())
     }
@@ -154,7 +163,7 @@ impl Backend {
             State::Starting => ("connecting", None),
             State::Ready => ("connected", None),
             State::Failed(why) => ("failed", Some(why.as_str())),
-            State::Disabled => ("inactive", None),
+            State::Disabled | State::Removed => ("inactive", None),
         };
         json!({
             "key": self.config.key,
@@ -183,7 +192,7 @@ impl Hub {
         }
     }
 
-    fn start_backend(&mut self, id: BackendId) {
+    pub(super) fn start_backend(&mut self, id: BackendId) {
         let b = &mut self.backends[id.0];
         b.generation += 1;
         b.state = State::Starting;
@@ -403,7 +412,7 @@ impl Hub {
                 self.rebuild_catalog();
                 self.notify_changed(&[kind]);
             }
-            State::Failed(_) | State::Disabled => {}
+            State::Failed(_) | State::Disabled | State::Removed => {}
         }
     }
 
@@ -439,7 +448,7 @@ impl Hub {
             .backends
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.state != State::Disabled)
+            .filter(|(_, b)| !matches!(b.state, State::Disabled | State::Removed))
             .map(|(i, b)| Source {
                 id: BackendId(i),
                 key: &b.config.key,
@@ -580,7 +589,7 @@ impl Hub {
     }
 
     /// Fails every request in flight to a backend that is gone, and forgets its requests to clients.
-    fn abandon_backend_requests(&mut self, backend: BackendId, why: &str) {
+    pub(super) fn abandon_backend_requests(&mut self, backend: BackendId, why: &str) {
         for key in self.routing.keys_for_backend(backend) {
             if let Some(entry) = self.routing.close(key) {
                 self.fail_request(entry, code::BACKEND_UNAVAILABLE, why);

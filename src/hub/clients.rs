@@ -204,7 +204,7 @@ impl Hub {
         let why = match &b.state {
             State::Failed(why) => why.clone(),
             State::Starting => "starting".to_owned(),
-            State::Ready | State::Disabled => "not connected".to_owned(),
+            State::Ready | State::Disabled | State::Removed => "not connected".to_owned(),
         };
         let tries = if attempt > 0 { format!(" (tried {} times)", attempt + 1) } else { String::new() };
         let message = format!("server '{}' is unavailable: {why}{tries}", b.config.key);

@@ -11,6 +11,7 @@
 mod backends;
 pub mod catalog;
 mod clients;
+mod reload;
 pub mod routing;
 
 use crate::backend::Connection;
@@ -65,6 +66,8 @@ pub enum Event {
     FromBackend { backend: BackendId, generation: u64, msg: Message },
     /// The backend's connection ended (process exited, stream closed); `reason` is for the log.
     BackendExited { backend: BackendId, generation: u64, reason: String },
+    /// A new, already validated configuration to apply without a restart.
+    Reload { servers: Vec<ServerConfig>, overrides: catalog::Overrides },
     /// SIGTERM, SIGINT: stop the backends and return.
     Shutdown,
 }
@@ -258,6 +261,7 @@ impl Hub {
                 self.backend_exited(backend, &reason);
             }
             Event::FromBackend { .. } | Event::BackendExited { .. } => {} // From a connection since replaced.
+            Event::Reload { servers, overrides } => self.apply_reload(servers, overrides),
             Event::Shutdown => self.begin_shutdown(),
         }
     }

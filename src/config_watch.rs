@@ -1,0 +1,72 @@
+//! Live reload: re-reads both config files when they change (polled by modification time and size),
+//! on SIGHUP, and on request (the admin API), and hands a validated result to the dispatcher.
+//!
+//! Polling needs no dependency and costs one `stat` per file per interval. A file that does not parse,
+//! or has any entry that cannot be used, is reported in full and the running configuration is kept:
+//! applying a half-valid file would stop servers that are working.
+
+use crate::config;
+use crate::hub::Event;
+use crate::tool_config;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+pub struct Watch {
+    pub config_path: PathBuf,
+    pub tool_config_path: PathBuf,
+    /// `None`: no polling, only SIGHUP and explicit requests.
+    pub poll: Option<Duration>,
+}
+
+/// A file's identity for change detection.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Runs until the dispatcher is gone. `requests` carries SIGHUP and admin reload requests.
+pub fn run(watch: Watch, requests: Receiver<()>, events: Sender<Event>) {
+    let mut stamps = (stamp(&watch.config_path), stamp(&watch.tool_config_path));
+    // Without polling, wait for requests only (a day at a time).
+    let interval = watch.poll.unwrap_or(Duration::from_secs(86_400));
+    loop {
+        let requested = match requests.recv_timeout(interval) {
+            Ok(()) => true,
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let now = (stamp(&watch.config_path), stamp(&watch.tool_config_path));
+        let changed = watch.poll.is_some() && now != stamps;
+        stamps = now;
+        if !(requested || changed) {
+            continue;
+        }
+        match read(&watch) {
+            Ok(event) => {
+                if events.send(event).is_err() {
+                    return;
+                }
+            }
+            Err(problems) => {
+                for problem in problems {
+                    log::error!("reload: {problem}");
+                }
+                log::error!("reload: keeping the running configuration");
+            }
+        }
+    }
+}
+
+/// Reads both files; any problem at all refuses the whole reload.
+fn read(watch: &Watch) -> Result<Event, Vec<String>> {
+    let servers = config::load(&watch.config_path, &|name| std::env::var(name).ok()).map_err(|e| vec![e.to_string()])?;
+    let tools = tool_config::load(&watch.tool_config_path).map_err(|e| vec![e.to_string()])?;
+    let problems: Vec<String> = servers.problems.into_iter().chain(tools.problems).collect();
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Event::Reload { servers: servers.servers, overrides: tools.tools })
+}

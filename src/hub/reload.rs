@@ -1,0 +1,68 @@
+//! Applying a new configuration to a running dispatcher, server by server.
+//!
+//! Servers are matched by key: an unchanged server is left alone (its sessions and in-flight calls go
+//! on), a changed one is stopped and started again, a new one is started and a removed one stopped.
+//! Slots are never reused for another key, so a `BackendId` always means the same server.
+
+use super::backends::{Backend, State};
+use super::{catalog, BackendId, Hub};
+use crate::config::ServerConfig;
+
+impl Hub {
+    pub(super) fn apply_reload(&mut self, servers: Vec<ServerConfig>, overrides: catalog::Overrides) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+        for index in 0..self.backends.len() {
+            let b = &self.backends[index];
+            if b.state != State::Removed && !servers.iter().any(|s| s.key == b.config.key) {
+                removed.push(b.config.key.clone());
+                self.retire(BackendId(index), "removed from the configuration");
+                self.backends[index].state = State::Removed;
+            }
+        }
+        for server in servers {
+            match self.backends.iter().position(|b| b.config.key == server.key) {
+                Some(index) if self.backends[index].config == server && self.backends[index].state != State::Removed => {}
+                Some(index) => {
+                    changed.push(server.key.clone());
+                    self.retire(BackendId(index), "its configuration changed");
+                    self.backends[index].reset(server);
+                    self.start_if_active(BackendId(index));
+                }
+                None => {
+                    added.push(server.key.clone());
+                    self.backends.push(Backend::new(server));
+                    self.start_if_active(BackendId(self.backends.len() - 1));
+                }
+            }
+        }
+        let overrides_changed = self.overrides != overrides;
+        self.overrides = overrides;
+        log::info!(
+            "configuration reloaded: added {added:?}, changed {changed:?}, removed {removed:?}{}",
+            if overrides_changed { ", tool overrides changed" } else { "" }
+        );
+        self.rebuild_catalog();
+        self.notify_changed(&super::backends::ListKind::ALL);
+    }
+
+    /// Stops a backend's connection for good and fails what was waiting on it.
+    fn retire(&mut self, backend: BackendId, why: &str) {
+        let key = self.backend_key(backend).to_owned();
+        if let Some(connection) = self.backends[backend.0].connection.take() {
+            log::info!("[{key}] stopping: {why}");
+            connection.retire();
+        }
+        self.backends[backend.0].restart_at = None;
+        self.abandon_backend_requests(backend, &format!("server '{key}' was stopped: {why}"));
+        self.backends[backend.0].state = State::Disabled;
+    }
+
+    fn start_if_active(&mut self, backend: BackendId) {
+        if self.backends[backend.0].config.active {
+            self.start_backend(backend);
+        }
+    }
+}

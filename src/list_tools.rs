@@ -1,7 +1,8 @@
-//! `--list-tools`: start the backends, print the aggregated tools, exit.
+//! `--list-tools` and `--check`: start the backends, print what clients would be offered, exit.
 //!
-//! It is a client of the dispatcher like any other, speaking MCP through the same event channel, so
-//! what it prints is exactly what a real client would be offered.
+//! This is a client of the dispatcher like any other, speaking MCP through the same event channel, so
+//! what it prints is exactly what a real client would see. `--check` also prints where each tool
+//! leads and fails (exit 1) when a server could not start or the catalog has problems.
 
 use crate::hub::{ClientId, Event, Hub};
 use crate::jsonrpc::{raw, Message};
@@ -9,7 +10,15 @@ use crossbeam_channel::{Receiver, Sender};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-pub fn run(hub: Hub, events: Sender<Event>, inbox: Receiver<Event>, startup: Duration) -> Result<(), Box<dyn std::error::Error>> {
+/// What to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    Tools,
+    Check,
+}
+
+/// Runs the dispatcher until the tools are listed; `Ok(false)` when `--check` found problems.
+pub fn run(hub: Hub, events: Sender<Event>, inbox: Receiver<Event>, startup: Duration, report: Report) -> Result<bool, Box<dyn std::error::Error>> {
     let dispatcher = std::thread::Builder::new().name("hub".into()).spawn(move || hub.run(inbox))?;
     let client = ClientId::fresh();
     let (outbox, replies) = crossbeam_channel::unbounded();
@@ -28,23 +37,55 @@ pub fn run(hub: Hub, events: Sender<Event>, inbox: Receiver<Event>, startup: Dur
             Err(_) => break Err("no answer to tools/list"),
         }
     };
+    let (reply, inspected) = crossbeam_channel::bounded(1);
+    events.send(Event::Inspect { reply })?;
+    let inspection = inspected.recv_timeout(Duration::from_secs(5))?;
     events.send(Event::ClientGone { client })?;
     let _ = dispatcher.join();
     let result: Value = match listed?.result {
         Some(result) => serde_json::from_str(result.get())?,
         None => return Err("tools/list failed".into()),
     };
-    print_tools(result.get("tools").and_then(Value::as_array).map_or(&[], Vec::as_slice));
-    Ok(())
+    match report {
+        Report::Tools => {
+            print_tools(result.get("tools").and_then(Value::as_array).map_or(&[], Vec::as_slice));
+            Ok(true)
+        }
+        Report::Check => Ok(print_check(&inspection)),
+    }
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 fn print_tools(tools: &[Value]) {
-    let name = |t: &Value| t.get("name").and_then(Value::as_str).unwrap_or("?").to_owned();
-    let width = tools.iter().map(|t| name(t).len()).max().unwrap_or(0);
+    let width = tools.iter().map(|t| text(t, "name").len()).max().unwrap_or(0);
     for tool in tools {
-        let description = tool.get("description").and_then(Value::as_str).unwrap_or("");
-        let first_line = description.lines().next().unwrap_or("");
-        println!("{:<width$}  {first_line}", name(tool));
+        let first_line = text(tool, "description").lines().next().unwrap_or("");
+        println!("{:<width$}  {first_line}", text(tool, "name"));
     }
     println!("{} tools", tools.len());
+}
+
+/// Prints the effective catalog and every problem; true when there is none.
+fn print_check(inspection: &Value) -> bool {
+    let list = |key| inspection.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let (tools, problems, backends) = (list("tools"), list("problems"), list("backends"));
+    let width = tools.iter().map(|t| text(t, "name").len()).max().unwrap_or(4).max(4);
+    println!("{:<width$}  server / original name", "tool");
+    for tool in &tools {
+        println!("{:<width$}  {} / {}", text(tool, "name"), text(tool, "server"), text(tool, "original"));
+    }
+    let mut ok = problems.is_empty();
+    for backend in &backends {
+        let state = text(backend, "state");
+        println!("server {}: {state}{}", text(backend, "key"), backend.get("lastError").and_then(Value::as_str).map(|e| format!(" ({e})")).unwrap_or_default());
+        ok &= matches!(state, "connected" | "inactive");
+    }
+    for problem in &problems {
+        println!("problem: {}", problem.as_str().unwrap_or_default());
+    }
+    println!("{} tools, {} problems: {}", tools.len(), problems.len(), if ok { "ok" } else { "NOT OK" });
+    ok
 }

@@ -40,14 +40,15 @@ fn main() -> ExitCode {
             println!("mcp-proxy-server {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Mode::Stdio | Mode::Http | Mode::ListTools => {}
+        Mode::Stdio | Mode::Http | Mode::ListTools | Mode::Check => {}
     }
     logging::init(&settings.log_filter);
     for warning in &settings.warnings {
         log::warn!("{warning}");
     }
     match run(&settings) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             log::error!("{e}");
             ExitCode::FAILURE
@@ -55,7 +56,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+/// Runs the mode asked for; `Ok(false)` when it ran but found problems (`--check`).
+fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
     let config = config::load(&settings.config_path, &|name| std::env::var(name).ok())?;
     for problem in &config.problems {
         log::error!("{problem} (this server is skipped)");
@@ -65,6 +67,7 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     for problem in &tools.problems {
         log::error!("{problem} (this override is skipped)");
     }
+    let files_ok = config.problems.is_empty() && tools.problems.is_empty();
     let (events, inbox) = crossbeam_channel::unbounded::<Event>();
     let (reload, reload_requests) = crossbeam_channel::unbounded();
     signals::install(events.clone(), reload)?;
@@ -79,7 +82,7 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
         await_client_capabilities: settings.mode != Mode::Http,
     };
     let hub = Hub::new(hub_settings, config.servers, tools.tools, events.clone());
-    if settings.mode != Mode::ListTools {
+    if matches!(settings.mode, Mode::Stdio | Mode::Http) {
         let watch = config_watch::Watch {
             config_path: settings.config_path.clone(),
             tool_config_path: settings.tool_config_path.clone(),
@@ -91,20 +94,24 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
             .spawn(move || config_watch::run(watch, reload_requests, watcher_events))?;
     }
     match settings.mode {
-        Mode::ListTools => list_tools::run(hub, events, inbox, settings.startup_timeout),
+        Mode::ListTools => list_tools::run(hub, events, inbox, settings.startup_timeout, list_tools::Report::Tools),
+        Mode::Check => {
+            let catalog_ok = list_tools::run(hub, events, inbox, settings.startup_timeout, list_tools::Report::Check)?;
+            Ok(files_ok && catalog_ok)
+        }
         Mode::Http => {
             let listener = bind(&settings.http)?;
             let http = settings.http.clone();
             std::thread::Builder::new().name("accept".into()).spawn(move || frontend::http::serve(listener, http, events))?;
             hub.run(inbox);
-            Ok(())
+            Ok(true)
         }
         _ => {
             let stdout = frontend::stdio::serve(events)?;
             hub.run(inbox);
             // The dispatcher has dropped the client's outbox; wait for the last replies to be written.
             let _ = stdout.join();
-            Ok(())
+            Ok(true)
         }
     }
 }

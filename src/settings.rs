@@ -22,6 +22,8 @@ USAGE:
                                             serve it over HTTP: legacy SSE (/sse, /message) and
                                             Streamable HTTP (/mcp) on one port (--http is the same)
     mcp-proxy-server --list-tools           connect to every backend, print the aggregated tools, exit
+    mcp-proxy-server --check                validate both config files, connect, print every exposed
+                                            tool with its server and original name; exit 1 on any problem
 
 OPTIONS:
     --config PATH    server config (default: config/mcp_server.json; env MCP_PROXY_CONFIG)
@@ -65,6 +67,8 @@ pub enum Mode {
     Http,
     /// Start the backends, print the aggregated tools, exit.
     ListTools,
+    /// Validate the config files and print the effective catalog; fail on any problem.
+    Check,
     Help,
     Version,
 }
@@ -160,6 +164,8 @@ impl Settings {
             Mode::Version
         } else if args.contains("--list-tools") {
             Mode::ListTools
+        } else if args.contains("--check") {
+            Mode::Check
         } else if args.contains("--sse") | args.contains("--http") {
             Mode::Http
         } else {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::{
     config, error_code, mock, mock_with, names, processes_with, result_text, start, start_initialized, unique, with,
-    ProxyBuilder, MOCK_SERVER, WAIT,
+    Proxy, ProxyBuilder, MOCK_SERVER, WAIT,
 };
 
 /// The fifteen tools every mock serves.
@@ -45,7 +45,7 @@ fn mock_via_shell(name: &str, before: &str) -> Value {
 }
 
 /// Calls `tool` until its text is `expected` (for state a backend updates in another thread).
-fn eventually_text(proxy: &mut support::Proxy, tool: &str, expected: &str) {
+fn eventually_text(proxy: &mut Proxy, tool: &str, expected: &str) {
     let deadline = Instant::now() + WAIT;
     loop {
         let text = proxy.tool_text(tool, json!({}));
@@ -55,6 +55,18 @@ fn eventually_text(proxy: &mut support::Proxy, tool: &str, expected: &str) {
         if Instant::now() > deadline {
             proxy.fail(&format!("{tool} still says {text:?}, not {expected:?}"));
         }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits, one `notifications/tools/list_changed` at a time, until `tool` is listed.
+fn wait_until_listed(proxy: &mut Proxy, tool: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !proxy.tool_names().iter().any(|t| t == tool) {
+        if Instant::now() > deadline {
+            proxy.fail(&format!("{tool} was never listed"));
+        }
+        proxy.notification("notifications/tools/list_changed");
     }
 }
 
@@ -101,6 +113,8 @@ fn backend_receives_the_proxys_client_info_and_initialized() {
     assert_eq!(info["clientInfo"]["name"], "mcp-proxy-server", "{info}");
     assert_eq!(info["initialized"], true, "{info}");
     assert!(info["protocolVersion"].is_string(), "{info}");
+    // The client declared roots, which the proxy can route back to it.
+    assert_eq!(info["capabilities"]["roots"], json!({"listChanged": true}), "{info}");
 }
 
 #[test]
@@ -114,15 +128,15 @@ fn requests_wait_for_a_backend_that_is_slow_to_start() {
 
 #[test]
 fn backend_ready_after_the_startup_timeout_is_announced_with_list_changed() {
-    let cfg = config(&[("alpha", mock("alpha")), ("slow", mock_via_shell("slow", "sleep 1.5"))]);
+    let cfg = config(&[("alpha", mock("alpha")), ("slow", mock_via_shell("slow", "sleep 2"))]);
     let mut proxy = ProxyBuilder::new(&cfg).env("MCP_PROXY_STARTUP_TIMEOUT", "0.3").spawn();
     let started = Instant::now();
     proxy.initialize();
-    assert!(started.elapsed() < Duration::from_millis(1200), "initialize took {:?}", started.elapsed());
-    let tools = proxy.tool_names();
-    assert!(tools.contains(&"alpha__whoami".to_owned()) && !tools.contains(&"slow__whoami".to_owned()), "{tools:?}");
+    assert!(started.elapsed() < Duration::from_millis(1500), "initialize took {:?}", started.elapsed());
+    assert!(!proxy.tool_names().contains(&"slow__whoami".to_owned()));
     proxy.wait_for_stderr("still starting");
-    proxy.notification("notifications/tools/list_changed");
+    // Each backend that becomes ready later is announced; `alpha` may be one of them on a busy machine.
+    wait_until_listed(&mut proxy, "slow__whoami");
     assert_eq!(proxy.tool_text("slow__whoami", json!({})), "slow");
 }
 
@@ -195,6 +209,13 @@ fn tool_result_passes_through_whole() {
         response["result"],
         json!({"content": [{"type": "text", "text": "héllo \"quoted\""}], "structuredContent": {"text": "héllo \"quoted\""}})
     );
+}
+
+#[test]
+fn large_tool_result_passes_through_intact() {
+    let mut proxy = start_initialized(&two_mocks());
+    let text = format!("{}<end>", "0123456789abcdef".repeat(128 * 1024)); // 2 MiB
+    assert!(proxy.tool_text("alpha__echo", json!({"text": text})) == text, "the 2 MiB echo came back changed");
 }
 
 #[test]
@@ -285,7 +306,8 @@ fn tool_added_at_run_time_is_announced_and_listed() {
 
 fn progress_with_token(token: Value) {
     let mut proxy = start_initialized(&two_mocks());
-    let params = json!({"name": "alpha__progress", "arguments": {"steps": 3, "ms": 10}, "_meta": {"progressToken": token}});
+    let params =
+        json!({"name": "alpha__progress", "arguments": {"steps": 3, "ms": 10}, "_meta": {"progressToken": token}});
     let response = proxy.request("tools/call", params);
     assert_eq!(result_text(&response), "done 3");
     // The mock sends its progress before its answer, and the proxy keeps that order.
@@ -313,7 +335,8 @@ fn progress_keeps_a_call_alive_past_the_request_timeout() {
     let mut proxy = ProxyBuilder::new(&two_mocks()).env("MCP_PROXY_REQUEST_TIMEOUT", "1").spawn();
     proxy.initialize();
     // 5 steps of 300 ms: 1.5 s in all, never 1 s without progress.
-    let params = json!({"name": "alpha__progress", "arguments": {"steps": 5, "ms": 300}, "_meta": {"progressToken": "t"}});
+    let params =
+        json!({"name": "alpha__progress", "arguments": {"steps": 5, "ms": 300}, "_meta": {"progressToken": "t"}});
     let response = proxy.request("tools/call", params);
     assert_eq!(result_text(&response), "done 5", "{response}");
     assert_eq!(proxy.take_notifications("notifications/progress").len(), 5);
@@ -323,7 +346,11 @@ fn progress_keeps_a_call_alive_past_the_request_timeout() {
 fn client_cancellation_reaches_the_backend_under_the_backends_id() {
     let mut proxy = start_initialized(&two_mocks());
     let id = json!("cancel-me");
-    proxy.start_request_with_id(id.clone(), "tools/call", json!({"name": "alpha__cancellable", "arguments": {"ms": 5000}}));
+    proxy.start_request_with_id(
+        id.clone(),
+        "tools/call",
+        json!({"name": "alpha__cancellable", "arguments": {"ms": 5000}}),
+    );
     proxy.notify("notifications/cancelled", json!({"requestId": id, "reason": "changed my mind"}));
     let ids = parse(&proxy.tool_text("alpha__cancelled_ids", json!({})));
     let ids = ids.as_array().unwrap();
@@ -362,7 +389,9 @@ fn per_server_timeout_applies_to_that_server_only() {
 
 #[test]
 fn crashed_backend_fails_its_calls_at_once_and_its_tools_are_withdrawn() {
-    let mut proxy = start_initialized(&two_mocks());
+    // No restart during this test, so the withdrawn state can be observed.
+    let mut proxy = ProxyBuilder::new(&two_mocks()).env("MCP_PROXY_RESTART_BACKOFF_MIN", "60").spawn();
+    proxy.initialize();
     let sleeping = proxy.start_request("tools/call", json!({"name": "alpha__sleep", "arguments": {"ms": 20000}}));
     let started = Instant::now();
     let crash = proxy.call_tool("alpha__crash", json!({}));
@@ -376,9 +405,88 @@ fn crashed_backend_fails_its_calls_at_once_and_its_tools_are_withdrawn() {
     let tools = proxy.tool_names();
     assert!(tools.iter().all(|t| !t.starts_with("alpha__")), "{tools:?}");
     assert_eq!(tools.len(), MOCK_TOOLS.len(), "{tools:?}");
-    assert_eq!(error_code(&proxy.call_tool("alpha__whoami", json!({}))), Some(INVALID_PARAMS));
     assert_eq!(proxy.tool_text("beta__whoami", json!({})), "beta");
     proxy.wait_for_stderr("[alpha] exited");
+}
+
+#[test]
+fn crashed_backend_is_restarted_and_its_tools_return() {
+    let mut proxy = ProxyBuilder::new(&two_mocks()).env("MCP_PROXY_RESTART_BACKOFF_MIN", "0.1").spawn();
+    proxy.initialize();
+    assert_eq!(error_code(&proxy.call_tool("alpha__crash", json!({}))), Some(BACKEND_UNAVAILABLE));
+    proxy.notification("notifications/tools/list_changed"); // alpha's tools are withdrawn...
+    wait_until_listed(&mut proxy, "alpha__whoami"); // ...and come back
+    assert_eq!(proxy.tool_text("alpha__whoami", json!({})), "alpha");
+    proxy.wait_for_stderr("[alpha] restarting");
+}
+
+#[test]
+fn tool_call_to_a_restarting_backend_is_retried_until_it_is_back() {
+    let mut proxy = ProxyBuilder::new(&two_mocks())
+        .env("MCP_PROXY_RESTART_BACKOFF_MIN", "0.2")
+        .env("STDIO_TOOL_CALL_MAX_RETRIES", "6")
+        .env("STDIO_TOOL_CALL_RETRY_DELAY_BASE_MS", "100")
+        .spawn();
+    proxy.initialize();
+    assert_eq!(error_code(&proxy.call_tool("alpha__crash", json!({}))), Some(BACKEND_UNAVAILABLE));
+    // alpha is down now; the call waits for the restart instead of failing.
+    assert_eq!(proxy.tool_text("alpha__whoami", json!({})), "alpha");
+}
+
+#[test]
+fn tool_call_to_a_backend_that_stays_down_fails_as_unavailable() {
+    let mut proxy = ProxyBuilder::new(&two_mocks())
+        .env("MCP_PROXY_RESTART_BACKOFF_MIN", "60")
+        .env("STDIO_TOOL_CALL_MAX_RETRIES", "2")
+        .env("STDIO_TOOL_CALL_RETRY_DELAY_BASE_MS", "50")
+        .spawn();
+    proxy.initialize();
+    assert_eq!(error_code(&proxy.call_tool("alpha__crash", json!({}))), Some(BACKEND_UNAVAILABLE));
+    let response = proxy.call_tool("alpha__whoami", json!({}));
+    assert_eq!(error_code(&response), Some(BACKEND_UNAVAILABLE), "{response}");
+}
+
+/// A call the client cancelled while it waited for a retry is dropped: not sent later, not answered
+/// (the receiver of a cancellation SHOULD NOT answer the request).
+#[test]
+fn cancelled_call_waiting_for_a_retry_gets_no_answer() {
+    let mut proxy = ProxyBuilder::new(&two_mocks())
+        .env("MCP_PROXY_RESTART_BACKOFF_MIN", "60")
+        .env("STDIO_TOOL_CALL_MAX_RETRIES", "1")
+        .env("STDIO_TOOL_CALL_RETRY_DELAY_BASE_MS", "100")
+        .spawn();
+    proxy.initialize();
+    assert_eq!(error_code(&proxy.call_tool("alpha__crash", json!({}))), Some(BACKEND_UNAVAILABLE));
+    // alpha is down: this call waits for a retry, and the client gives up on it meanwhile.
+    let id = proxy.start_request("tools/call", json!({"name": "alpha__whoami", "arguments": {}}));
+    proxy.notify("notifications/cancelled", json!({"requestId": id, "reason": "no longer needed"}));
+    let late: Vec<Value> =
+        proxy.drain(Duration::from_millis(800)).into_iter().filter(|m| m.get("id") == Some(&id)).collect();
+    assert_eq!(late, Vec::<Value>::new(), "answers to the cancelled request");
+}
+
+/// The level the client set is part of its session: a backend started again gets it too.
+#[test]
+fn logging_level_is_reapplied_to_a_restarted_backend() {
+    let mut proxy = ProxyBuilder::new(&two_mocks()).env("MCP_PROXY_RESTART_BACKOFF_MIN", "0.1").spawn();
+    proxy.initialize();
+    proxy.request_ok("logging/setLevel", json!({"level": "error"}));
+    eventually_text(&mut proxy, "alpha__set_level_seen", "error");
+    assert_eq!(error_code(&proxy.call_tool("alpha__crash", json!({}))), Some(BACKEND_UNAVAILABLE));
+    proxy.notification("notifications/tools/list_changed"); // alpha's tools are withdrawn...
+    wait_until_listed(&mut proxy, "alpha__whoami"); // ...and come back
+    eventually_text(&mut proxy, "alpha__set_level_seen", "error");
+}
+
+/// Start-up is bounded by MCP_PROXY_STARTUP_TIMEOUT (default 20 s); the request timeout is for requests.
+/// (`npx -y` or `uvx` servers take many seconds on their first start.)
+#[test]
+fn short_request_timeout_does_not_kill_a_backend_that_is_slow_to_start() {
+    let cfg = config(&[("alpha", mock("alpha")), ("slow", mock_via_shell("slow", "sleep 1.5"))]);
+    let mut proxy = ProxyBuilder::new(&cfg).env("MCP_PROXY_REQUEST_TIMEOUT", "1").spawn();
+    proxy.initialize();
+    let tools = proxy.tool_names();
+    assert!(tools.contains(&"slow__whoami".to_owned()), "{tools:?}");
 }
 
 #[test]
@@ -400,6 +508,25 @@ fn backend_answering_an_unknown_protocol_version_is_dropped() {
     assert!(tools.iter().all(|t| t.starts_with("beta__")), "{tools:?}");
     let stderr = proxy.wait_for_stderr("1999-01-01");
     assert!(stderr.lines().any(|l| l.contains("[alpha]") && l.contains("1999-01-01")), "{stderr}");
+}
+
+#[test]
+fn backend_stdout_noise_is_logged_and_ignored() {
+    let cfg = config(&[("noisy", mock_via_shell("noisy", "echo 'Noisy server v1 starting up'"))]);
+    let mut proxy = start_initialized(&cfg);
+    assert_eq!(proxy.tool_text("noisy__whoami", json!({})), "noisy");
+    let stderr = proxy.wait_for_stderr("Noisy server v1 starting up");
+    assert!(stderr.lines().any(|l| l.contains("[noisy]") && l.contains("Noisy server v1")), "{stderr}");
+}
+
+#[test]
+fn config_env_and_cwd_reach_the_backend() {
+    let cwd = support::TempDir::new();
+    let dir_name = cwd.path().file_name().unwrap().to_str().unwrap().to_owned();
+    let script = format!(r#"exec python3 {MOCK_SERVER} --name "$MOCK_NAME@$(basename "$PWD")""#);
+    let entry = json!({"command": "sh", "args": ["-c", script], "env": {"MOCK_NAME": "from-env"}, "cwd": cwd.path()});
+    let mut proxy = start_initialized(&config(&[("env", entry)]));
+    assert_eq!(proxy.tool_text("env__whoami", json!({})), format!("from-env@{dir_name}"));
 }
 
 #[test]
@@ -458,7 +585,8 @@ fn clashing_prompt_is_exposed_with_the_second_servers_prefix() {
 #[test]
 fn completion_by_prompt_ref_is_forwarded() {
     let mut proxy = start_initialized(&two_mocks());
-    let params = json!({"ref": {"type": "ref/prompt", "name": "beta__greet"}, "argument": {"name": "who", "value": "an"}});
+    let params =
+        json!({"ref": {"type": "ref/prompt", "name": "beta__greet"}, "argument": {"name": "who", "value": "an"}});
     let result = proxy.request_ok("completion/complete", params);
     assert_eq!(result["completion"]["values"], json!(["an-1", "an-2"]), "{result}");
     let unknown = json!({"ref": {"type": "ref/prompt", "name": "nope"}, "argument": {"name": "who", "value": "x"}});
@@ -467,7 +595,7 @@ fn completion_by_prompt_ref_is_forwarded() {
 
 // ----- resources --------------------------------------------------------------------------------------
 
-fn read_text(proxy: &mut support::Proxy, uri: &str) -> String {
+fn read_text(proxy: &mut Proxy, uri: &str) -> String {
     let result = proxy.request_ok("resources/read", json!({"uri": uri}));
     result["contents"][0]["text"].as_str().unwrap_or_else(|| panic!("no text: {result}")).to_owned()
 }
@@ -476,7 +604,8 @@ fn read_text(proxy: &mut support::Proxy, uri: &str) -> String {
 fn resource_read_is_routed_by_uri() {
     let mut proxy = start_initialized(&two_mocks());
     let listed = proxy.request_ok("resources/list", json!({}));
-    let mut uris: Vec<&str> = listed["resources"].as_array().unwrap().iter().filter_map(|r| r["uri"].as_str()).collect();
+    let mut uris: Vec<&str> =
+        listed["resources"].as_array().unwrap().iter().filter_map(|r| r["uri"].as_str()).collect();
     uris.sort();
     assert_eq!(uris, ["mock://alpha/readme", "mock://beta/readme"]);
     assert_eq!(read_text(&mut proxy, "mock://beta/readme"), "content of mock://beta/readme from beta");
@@ -490,6 +619,26 @@ fn templated_resource_uri_is_routed_by_its_template() {
     assert_eq!(listed["resourceTemplates"].as_array().map(Vec::len), Some(2), "{listed}");
     assert_eq!(read_text(&mut proxy, "mock://beta/items/7"), "content of mock://beta/items/7 from beta");
     assert_eq!(read_text(&mut proxy, "mock://alpha/items/7"), "content of mock://alpha/items/7 from alpha");
+}
+
+#[test]
+fn unsubscribed_resource_update_is_not_forwarded() {
+    let mut proxy = start_initialized(&two_mocks());
+    let uri = json!({"uri": "mock://beta/readme"});
+    proxy.request_ok("resources/subscribe", uri.clone());
+    proxy.request_ok("resources/unsubscribe", uri.clone());
+    proxy.tool_text("beta__update_resource", uri);
+    assert_eq!(proxy.take_notifications("notifications/resources/updated"), Vec::<Value>::new());
+}
+
+/// A subscribe that failed must not leave the client recorded as a subscriber.
+#[test]
+fn subscribing_to_an_unknown_uri_fails_every_time() {
+    let mut proxy = start_initialized(&two_mocks());
+    for attempt in 1..=2 {
+        let response = proxy.request("resources/subscribe", json!({"uri": "mock://gamma/readme"}));
+        assert_eq!(error_code(&response), Some(-32002), "attempt {attempt}: {response}");
+    }
 }
 
 #[test]
@@ -644,6 +793,32 @@ fn closing_stdin_exits_zero_and_stops_every_backend() {
     assert!(started.elapsed() < Duration::from_secs(3), "exit took {:?}", started.elapsed());
     assert_eq!(processes_with(&alpha), []);
     assert_eq!(processes_with(&beta), []);
+}
+
+#[test]
+fn sigterm_stops_the_backends_and_exits_zero() {
+    let marker = unique("marker-sigterm");
+    let mut proxy = start_initialized(&config(&[("alpha", mock(&marker))]));
+    assert_eq!(processes_with(&marker).len(), 1);
+    let killed = std::process::Command::new("kill").args(["-TERM", &proxy.pid().to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert_eq!(proxy.wait_exit(Duration::from_secs(4)).code(), Some(0));
+    assert_eq!(processes_with(&marker), []);
+}
+
+#[test]
+fn closing_stdin_kills_a_backend_that_ignores_eof_and_sigterm() {
+    let marker = unique("marker-stubborn");
+    // The mock exits at EOF, but its shell lingers, holding stdout open and ignoring SIGTERM.
+    let script = format!(
+        "trap '' TERM\npython3 {MOCK_SERVER} --name stubborn\npython3 -c 'import time; time.sleep(60)' {marker}"
+    );
+    let entry = json!({"command": "sh", "args": ["-c", script]});
+    let mut proxy = start_initialized(&config(&[("stubborn", entry), ("beta", mock("beta"))]));
+    assert_eq!(proxy.tool_text("stubborn__whoami", json!({})), "stubborn");
+    proxy.close_stdin();
+    assert_eq!(proxy.wait_exit(Duration::from_secs(8)).code(), Some(0));
+    assert_eq!(processes_with(&marker), []);
 }
 
 #[test]

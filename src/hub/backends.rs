@@ -272,6 +272,10 @@ impl Hub {
             return;
         }
         self.client_capabilities = Some(capabilities);
+        // Backends start their handshake only now: they get the whole start-up time from here.
+        if let Some(settle_by) = &mut self.settle_by {
+            *settle_by = (*settle_by).max(Instant::now() + self.settings.startup_timeout);
+        }
         for index in 0..self.backends.len() {
             if self.backends[index].awaiting_initialize && self.backends[index].connection.is_some() {
                 self.send_initialize(BackendId(index));
@@ -281,7 +285,13 @@ impl Hub {
 
     /// Sends one of the proxy's own requests to a backend.
     pub(super) fn request_internal(&mut self, backend: BackendId, op: Internal, method: &str, params: Option<Value>) {
-        let timeout = self.timeout_for(backend);
+        // A backend may take long to start (`npx -y` downloads first): the handshake gets the start-up
+        // timeout when that is the longer one.
+        let handshake = matches!(op, Internal::Initialize | Internal::List(_));
+        let timeout = match handshake {
+            true => self.timeout_for(backend).max(self.settings.startup_timeout),
+            false => self.timeout_for(backend),
+        };
         let (id, _) = self.routing.open(backend, Origin::Internal(op), method, timeout);
         let msg = Message::request(Value::from(id), method, params.as_ref().map(raw));
         if !self.send_to_backend(backend, msg) {
@@ -426,8 +436,22 @@ impl Hub {
             b.config.key
         );
         self.rebuild_catalog();
+        self.restore_client_state(backend);
         if self.settle_by.is_none() {
             self.notify_changed(&ListKind::ALL);
+        }
+    }
+
+    /// Gives a (re)started backend what clients asked of its predecessor: the logging level and the
+    /// resource subscriptions.
+    fn restore_client_state(&mut self, backend: BackendId) {
+        if let Some(level) = self.log_level.clone().filter(|_| self.backends[backend.0].has_capability("logging")) {
+            self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(json!({ "level": level })));
+        }
+        let uris: Vec<String> =
+            self.subscribers.keys().filter(|uri| self.catalog.resource_owner(uri) == Some(backend)).cloned().collect();
+        for uri in uris {
+            self.request_internal(backend, Internal::Ignore, "resources/subscribe", Some(json!({ "uri": uri })));
         }
     }
 
@@ -466,7 +490,7 @@ impl Hub {
         let (catalog, problems) = Catalog::build(&sources, &self.settings.separator, &self.overrides);
         for problem in &problems {
             if !self.problems.contains(problem) {
-                log::error!("{problem}");
+                log::warn!("{problem}");
             }
         }
         self.problems = problems;
@@ -632,11 +656,31 @@ impl Hub {
     pub(super) fn health(&self, detailed: bool) -> Value {
         let mut status = json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") });
         if detailed {
-            let backends: Vec<Value> = self.backends.iter().map(Backend::health).collect();
+            let backends: Vec<Value> = self.backends.iter().filter(|b| b.state != State::Removed).map(Backend::health).collect();
             status["backends"] = Value::Array(backends);
             status["sessions"] = Value::from(self.sessions.len());
         }
         status
+    }
+
+    pub(super) fn inspect(&self) -> Value {
+        let tools: Vec<Value> = self
+            .catalog
+            .tools
+            .iter()
+            .filter_map(|def| {
+                let name = def.get("name")?.as_str()?;
+                let route = self.catalog.tool(name)?;
+                Some(json!({
+                    "name": name,
+                    "server": self.backend_key(route.backend),
+                    "original": route.name,
+                    "description": def.get("description"),
+                }))
+            })
+            .collect();
+        let backends: Vec<Value> = self.backends.iter().filter(|b| b.state != State::Removed).map(Backend::health).collect();
+        json!({ "tools": tools, "problems": self.problems, "backends": backends })
     }
 
     pub(super) fn begin_shutdown(&mut self) {

@@ -93,12 +93,19 @@ impl Hub {
             .iter()
             .filter(|(_, c)| !c.needs_stream && c.outbox.is_none() && now.duration_since(c.last_active) >= idle)
             .map(|(id, _)| *id)
-            .filter(|id| self.routing.keys_for_client(*id).is_empty())
+            .filter(|id| !self.has_work_for(*id))
             .collect();
         for client in expired {
             log::info!("session of client {} expired after {idle:?} idle", client.0);
             self.client_gone(client);
         }
+    }
+
+    /// True while something of the client's is in flight, held or waiting for a retry.
+    fn has_work_for(&self, client: ClientId) -> bool {
+        !self.routing.keys_for_client(client).is_empty()
+            || self.held.iter().any(|(caller, _)| caller.client == client)
+            || self.retries.iter().any(|r| r.caller.client == client)
     }
 
     fn client_request(&mut self, caller: Caller, msg: Message) {
@@ -254,6 +261,9 @@ impl Hub {
     /// Several clients may subscribe to one URI: the backend is subscribed by the first and
     /// unsubscribed after the last, and the others are answered by the proxy.
     fn subscribe(&mut self, caller: Caller, params: Params) {
+        if let Err(why) = self.uri_owner(&params) {
+            return self.answer_error(&caller, code::RESOURCE_NOT_FOUND, &why);
+        }
         let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
         let subscribers = self.subscribers.entry(uri).or_default();
         let first = subscribers.is_empty();
@@ -307,8 +317,10 @@ impl Hub {
         }
     }
 
-    /// The level is set on every backend that logs; the last client to set it wins.
+    /// The level is set on every backend that logs, and on any that starts later; the last client to
+    /// set it wins.
     fn set_level(&mut self, caller: Caller, params: Params) {
+        self.log_level = params.get("level").cloned();
         let targets: Vec<BackendId> = (0..self.backends.len())
             .map(BackendId)
             .filter(|b| self.backends[b.0].state == State::Ready && self.backends[b.0].has_capability("logging"))
@@ -356,6 +368,10 @@ impl Hub {
             "notifications/cancelled" => {
                 let params = msg.params_object().unwrap_or_default();
                 let Some(request_id) = params.get("requestId") else { return };
+                // Not sent yet (held for start-up, waiting for a retry): it is simply dropped.
+                let ours = |caller: &Caller| caller.client == client && &caller.id == request_id;
+                self.held.retain(|(caller, _)| !ours(caller));
+                self.retries.retain(|r| !ours(&r.caller));
                 if let Some(key) = self.routing.find_client_request(client, request_id) {
                     let reason = params.get("reason").and_then(Value::as_str).unwrap_or("cancelled by the client");
                     self.cancel_at_backend(key, reason);

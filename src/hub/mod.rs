@@ -61,6 +61,9 @@ pub enum Event {
     EndSession { session: String, reply: Sender<Reply> },
     /// `GET /health`: the dispatcher answers with a JSON status; `detailed` adds the backends.
     Health { detailed: bool, reply: Sender<Value> },
+    /// The effective catalog: every exposed tool with its server and original name, the problems
+    /// found building it, and the backends' states (`--check`, the admin API).
+    Inspect { reply: Sender<Value> },
     ClientGone { client: ClientId },
     /// `generation` tells connections of one backend apart across restarts.
     FromBackend { backend: BackendId, generation: u64, msg: Message },
@@ -173,6 +176,8 @@ pub struct Hub {
     upstream: HashMap<u64, Upstream>,
     /// Resource URI to the clients subscribed to it; the backend is subscribed while the list is non-empty.
     subscribers: HashMap<String, Vec<ClientId>>,
+    /// The last `logging/setLevel` level, given again to backends that (re)start.
+    log_level: Option<Value>,
     /// Client requests held until start-up settles (all backends ready or failed, or the timeout).
     held: Vec<(Caller, Message)>,
     retries: Vec<Retry>,
@@ -200,6 +205,7 @@ impl Hub {
             routing: Routing::default(),
             upstream: HashMap::new(),
             subscribers: HashMap::new(),
+            log_level: None,
             held: Vec::new(),
             retries: Vec::new(),
             settle_by,
@@ -253,6 +259,7 @@ impl Hub {
                 None => drop(reply.send(Reply::UnknownSession)),
             },
             Event::Health { detailed, reply } => drop(reply.send(self.health(detailed))),
+            Event::Inspect { reply } => drop(reply.send(self.inspect())),
             Event::ClientGone { client } => self.client_gone(client),
             Event::FromBackend { backend, generation, msg } if self.is_current(backend, generation) => {
                 self.from_backend(backend, msg);
@@ -298,6 +305,10 @@ impl Hub {
 
     /// Sends a message about one request where its caller waits for it.
     fn deliver(&mut self, client: ClientId, reply: &ReplyTo, msg: Message) {
+        // An answer is activity too: an idle session's clock starts when its last call ends.
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.last_active = Instant::now();
+        }
         match reply {
             ReplyTo::Outbox => self.send_to_client(client, msg),
             // The HTTP request may be gone (client disconnected): nothing else is owed to it.

@@ -142,16 +142,12 @@ impl ProxyBuilder {
         let mut command = Command::new(PROXY_BIN);
         command.arg("--config").arg(&self.config_path);
         // The test runner's own environment must not change what the proxy does.
-        for name in [
-            "LOGGING",
-            "RUST_LOG",
-            "MCP_PROXY_CONFIG",
-            "MCP_PROXY_REQUEST_TIMEOUT",
-            "MCP_PROXY_STARTUP_TIMEOUT",
-            "SERVER_TOOLNAME_SEPERATOR",
-            "SERVER_TOOLNAME_SEPARATOR",
-        ] {
-            command.env_remove(name);
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let ours = ["LOGGING", "RUST_LOG", "SERVER_TOOLNAME_SEPERATOR", "SERVER_TOOLNAME_SEPARATOR"];
+            if ours.contains(&name.as_ref()) || name.starts_with("MCP_PROXY_") || name.contains("TOOL_CALL") {
+                command.env_remove(name.as_ref());
+            }
         }
         command.env("LOGGING", "info");
         command.envs(self.env.iter().map(|(k, v)| (k, v)));

@@ -20,7 +20,11 @@ pub(super) fn open(fe: &Frontend, ex: &mut Exchange) {
     log::info!("SSE session {} opened (client {})", &session[..8], client.0);
     let endpoint = format!("/message?sessionId={session}");
     if let Ok(mut stream) = ex.stream(&[]) {
-        let _ = stream.event(Some("endpoint"), None, &endpoint).and_then(|()| pump(&mut stream, &inbox, fe.settings.keepalive));
+        let pumped = stream.event(Some("endpoint"), None, &endpoint).and_then(|()| pump(&mut stream, &inbox, fe.settings.keepalive));
+        // The dispatcher ended the session: end the stream properly, so clients see a clean close.
+        if pumped.is_ok() {
+            ex.finish_stream(stream);
+        }
     }
     log::info!("SSE session {} closed", &session[..8]);
     let _ = fe.events.send(Event::ClientGone { client });

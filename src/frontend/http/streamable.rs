@@ -138,7 +138,10 @@ fn get(fe: &Frontend, req: &Request, ex: &mut Exchange) {
         Ok(Reply::Message(_)) | Err(_) => return ex.respond(Response::error(503, "the dispatcher did not answer")),
     }
     if let Ok(mut stream) = ex.stream(&[]) {
-        let _ = pump(&mut stream, &inbox, fe.settings.keepalive);
+        // Replaced by a newer stream or the session ended: end this one properly.
+        if pump(&mut stream, &inbox, fe.settings.keepalive).is_ok() {
+            ex.finish_stream(stream);
+        }
     }
     let _ = fe.events.send(Event::StreamClosed { session, stream: stream_id });
 }

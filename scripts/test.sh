@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test: Rust unit and integration tests, then the interop tests that drive the proxy with
-# the official MCP SDKs and reference servers (installed, pinned, by scripts/install-test-deps.sh).
+# the official MCP SDKs and reference servers (tests/interop: stdio and HTTP, Python and TypeScript
+# SDKs), then the official MCP conformance suite's server scenarios through the proxy
+# (tests/conformance). The peers are installed, pinned, by scripts/install-test-deps.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
 cargo build --locked
 cargo test --locked
-MCP_PROXY_BIN="$PWD/target/debug/mcp-proxy-server" .deps/venv/bin/python -m pytest tests/interop -q -p no:cacheprovider
+export MCP_PROXY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/mcp-proxy-server"
+.deps/venv/bin/python -m pytest tests/interop -q -p no:cacheprovider
+bash tests/conformance/run.sh

@@ -6,7 +6,7 @@ use super::{new_session_id, parse_body, pump, Frontend, ACK_TIMEOUT, STREAM_QUEU
 use crate::http::{Exchange, Request, Response};
 use crate::hub::{ClientId, Event, Reply};
 
-pub(super) fn open(fe: &Frontend, ex: &mut Exchange) {
+pub(super) fn open(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     let session = match new_session_id() {
         Ok(session) => session,
         Err(e) => return ex.respond(Response::error(500, &format!("cannot make a session id: {e}"))),
@@ -18,7 +18,13 @@ pub(super) fn open(fe: &Frontend, ex: &mut Exchange) {
         return ex.respond(Response::error(503, "shutting down"));
     }
     log::info!("SSE session {} opened (client {})", &session[..8], client.0);
-    let endpoint = format!("/message?sessionId={session}");
+    let mut endpoint = format!("/message?sessionId={session}");
+    // A client that authenticated with `?key=` (the original's documented URL) can send no header:
+    // the endpoint carries its key on, since `/message` is checked too.
+    if let Some(key) = req.query_param("key").filter(|_| fe.auth.enabled()) {
+        endpoint.push_str("&key=");
+        endpoint.push_str(&percent_encode(&key));
+    }
     if let Ok(mut stream) = ex.stream(&[]) {
         let pumped = stream.event(Some("endpoint"), None, &endpoint).and_then(|()| pump(&mut stream, &inbox, fe.settings.keepalive));
         // The dispatcher ended the session: end the stream properly, so clients see a clean close.
@@ -47,5 +53,24 @@ pub(super) fn post(fe: &Frontend, req: &Request) -> Response {
         Ok(Reply::Accepted) => Response::new(202, "text/plain", "Accepted"),
         Ok(Reply::UnknownSession) => Response::error(404, &format!("No active session found for ID {session}")),
         Ok(Reply::Message(_)) | Err(_) => Response::error(503, "the dispatcher did not answer"),
+    }
+}
+
+/// Escapes everything but unreserved URL characters.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_escaped_for_the_query_string() {
+        assert_eq!(super::percent_encode("a b&c=d"), "a%20b%26c%3Dd");
+        assert_eq!(super::percent_encode("k1-_.~"), "k1-_.~");
     }
 }

@@ -65,7 +65,7 @@ impl Frontend {
             return ex.respond(Response::error(401, "Unauthorized").with_header("WWW-Authenticate", challenge));
         }
         match (req.method.as_str(), path) {
-            ("GET", "/sse") => legacy_sse::open(self, ex),
+            ("GET", "/sse") => legacy_sse::open(self, req, ex),
             ("POST", "/message" | "/messages") => ex.respond(legacy_sse::post(self, req)),
             (_, "/mcp") => streamable::handle(self, req, ex),
             (method, _) => ex.respond(Response::error(405, &format!("{method} is not allowed on {path}"))),

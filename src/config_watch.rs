@@ -61,7 +61,7 @@ pub fn run(watch: Watch, requests: Receiver<()>, events: Sender<Event>) {
 }
 
 /// Reads both files; any problem at all refuses the whole reload.
-fn read(watch: &Watch) -> Result<Event, Vec<String>> {
+pub fn read(watch: &Watch) -> Result<Event, Vec<String>> {
     let servers = config::load(&watch.config_path, &|name| std::env::var(name).ok()).map_err(|e| vec![e.to_string()])?;
     let tools = tool_config::load(&watch.tool_config_path).map_err(|e| vec![e.to_string()])?;
     let problems: Vec<String> = servers.problems.into_iter().chain(tools.problems).collect();

@@ -1,19 +1,59 @@
-//! Log lines on stderr: `2026-11-25T07:14:22Z INFO message`.
+//! Log lines on stderr: `2026-11-25T07:14:22Z INFO message`, with secrets masked, and the most recent
+//! lines kept in memory for the admin page.
 //!
 //! stderr only, always: in stdio mode stdout is the MCP channel, and one stray log line there breaks
 //! strict clients (the original proxy prints hundreds). The timestamp is formatted here because the
 //! env_logger feature that does it pulls in a time crate for these few lines.
 
+use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Starts logging with an env_logger filter such as `info` or `mcp_proxy_server=debug`.
-pub fn init(filter: &str) {
+/// Lines kept for `GET /admin/logs`.
+const KEEP: usize = 500;
+
+static RECENT: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+static SECRETS: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Starts logging with an env_logger filter such as `info` or `mcp_proxy_server=debug`. Every
+/// occurrence of a secret (API keys, tokens, the admin password) in a line is replaced by `***`.
+pub fn init(filter: &str, secrets: Vec<String>) {
+    let _ = SECRETS.set(secrets.into_iter().filter(|s| s.len() >= 4).collect());
     env_logger::Builder::new()
         .parse_filters(filter)
         .target(env_logger::Target::Stderr)
-        .format(|out, record| writeln!(out, "{} {:<5} {}", utc_now(), record.level(), record.args()))
+        .format(|out, record| {
+            let line = mask(&format!("{} {:<5} {}", utc_now(), record.level(), record.args()));
+            remember(&line);
+            writeln!(out, "{line}")
+        })
         .init();
+}
+
+/// The most recent log lines, oldest first.
+pub fn recent() -> Vec<String> {
+    RECENT.lock().map(|lines| lines.iter().cloned().collect()).unwrap_or_default()
+}
+
+fn remember(line: &str) {
+    if let Ok(mut lines) = RECENT.lock() {
+        if lines.len() == KEEP {
+            lines.pop_front();
+        }
+        lines.push_back(line.to_owned());
+    }
+}
+
+/// Replaces every configured secret in `text` with `***`.
+pub fn mask(text: &str) -> String {
+    let mut masked = text.to_owned();
+    for secret in SECRETS.get().map_or(&[][..], Vec::as_slice) {
+        if masked.contains(secret.as_str()) {
+            masked = masked.replace(secret.as_str(), "***");
+        }
+    }
+    masked
 }
 
 fn utc_now() -> String {

@@ -6,6 +6,7 @@
 mod backend;
 mod config;
 mod config_watch;
+mod files;
 mod frontend;
 mod http;
 mod hub;
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
         }
         Mode::Stdio | Mode::Http | Mode::ListTools | Mode::Check => {}
     }
-    logging::init(&settings.log_filter);
+    logging::init(&settings.log_filter, settings.secrets());
     for warning in &settings.warnings {
         log::warn!("{warning}");
     }
@@ -101,8 +102,9 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
         }
         Mode::Http => {
             let listener = bind(&settings.http)?;
+            let admin = admin_ui(settings, &listener, events.clone())?;
             let http = settings.http.clone();
-            std::thread::Builder::new().name("accept".into()).spawn(move || frontend::http::serve(listener, http, events))?;
+            std::thread::Builder::new().name("accept".into()).spawn(move || frontend::http::serve(listener, http, events, admin))?;
             hub.run(inbox);
             Ok(true)
         }
@@ -129,4 +131,27 @@ fn bind(http: &settings::HttpSettings) -> Result<std::net::TcpListener, Box<dyn 
         );
     }
     Ok(listener)
+}
+
+/// The admin UI, if enabled and safe: with the original's default password it is served on loopback
+/// only (with a warning), never on an address other machines can reach.
+fn admin_ui(settings: &Settings, listener: &std::net::TcpListener, events: crossbeam_channel::Sender<Event>) -> std::io::Result<Option<frontend::http::admin::Admin>> {
+    let Some(admin) = settings.http.admin.clone() else {
+        log::info!("Admin UI is DISABLED. Set ENABLE_ADMIN_UI=true to enable.");
+        return Ok(None);
+    };
+    if admin.has_default_password() {
+        if !listener.local_addr()?.ip().is_loopback() {
+            log::error!("refusing to serve the admin UI on a non-loopback address with the default password: set ADMIN_PASSWORD");
+            return Ok(None);
+        }
+        log::warn!("the admin UI uses the default password 'password': set ADMIN_PASSWORD");
+    }
+    log::info!("admin UI on /admin/ (user {:?})", admin.username);
+    let watch = config_watch::Watch {
+        config_path: settings.config_path.clone(),
+        tool_config_path: settings.tool_config_path.clone(),
+        poll: settings.config_poll,
+    };
+    Ok(Some(frontend::http::admin::Admin::new(admin, watch, settings.separator.clone(), events, settings.http.keepalive)))
 }

@@ -56,6 +56,11 @@ ENVIRONMENT:
     MCP_PROXY_SSE_KEEPALIVE     seconds between SSE keep-alive comments (default 15)
     MCP_PROXY_SESSION_IDLE_TIMEOUT
                                 seconds before an idle Streamable HTTP session is forgotten (default 1800)
+    ENABLE_ADMIN_UI             true/1/yes: serve the admin UI and API under /admin/ (HTTP mode)
+    ADMIN_USERNAME, ADMIN_PASSWORD
+                                admin login (default admin / password: change it)
+    ADMIN_COOKIE_SECURE         true: mark the admin session cookie Secure (also NODE_ENV=production)
+    TOOLS_FOLDER                where installs go when a server has no installDirectory (default ./tools)
 ";
 
 /// What the process was asked to do.
@@ -134,6 +139,32 @@ pub struct HttpSettings {
     pub request_read_timeout: Duration,
     /// How long an idle keep-alive connection is kept open.
     pub idle_connection_timeout: Duration,
+    /// The admin UI and API, when enabled.
+    pub admin: Option<AdminSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub username: String,
+    pub password: String,
+    pub cookie_secure: bool,
+    /// Base folder for installs of servers without `installDirectory`; `None`: `./tools`.
+    pub tools_folder: Option<PathBuf>,
+}
+
+impl AdminSettings {
+    /// The original proxy's default password, which must not guard a reachable admin UI.
+    pub fn has_default_password(&self) -> bool {
+        self.password == "password"
+    }
+}
+
+impl Settings {
+    /// Values that must never appear in logs or status output.
+    pub fn secrets(&self) -> Vec<String> {
+        let admin = self.http.admin.iter().map(|a| a.password.clone());
+        self.http.keys.iter().chain(&self.http.tokens).cloned().chain(admin).collect()
+    }
 }
 
 /// A command line that cannot be obeyed.
@@ -251,6 +282,12 @@ impl Settings {
             session_idle_timeout,
             request_read_timeout: Duration::from_secs(30),
             idle_connection_timeout: Duration::from_secs(120),
+            admin: truthy(non_empty("ENABLE_ADMIN_UI")).then(|| AdminSettings {
+                username: non_empty("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
+                password: env("ADMIN_PASSWORD").filter(|p| !p.is_empty()).unwrap_or_else(|| "password".into()),
+                cookie_secure: truthy(non_empty("ADMIN_COOKIE_SECURE")) || non_empty("NODE_ENV").as_deref() == Some("production"),
+                tools_folder: non_empty("TOOLS_FOLDER").map(PathBuf::from),
+            }),
         };
         let mut retry = |kind: &str| retry_policy(kind, &non_empty, &mut warnings);
         let retries = Retries { stdio: retry("STDIO"), sse: retry("SSE"), http: retry("HTTP") };
@@ -269,6 +306,11 @@ impl Settings {
             warnings,
         })
     }
+}
+
+/// `true`, `1` or `yes` (any case), as the original reads `ENABLE_ADMIN_UI`.
+fn truthy(value: Option<String>) -> bool {
+    value.is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1" || v.eq_ignore_ascii_case("yes"))
 }
 
 /// `RETRY_<KIND>_TOOL_CALL` is on unless set to something other than `true`, as in the original.
@@ -388,6 +430,16 @@ mod tests {
         assert_eq!(s.retries.sse.max_retries, 0);
         assert_eq!(s.retries.http.max_retries, 5);
         assert_eq!(s.retries.stdio, RetryPolicy { max_retries: 2, base_delay: Duration::from_millis(50) });
+    }
+
+    #[test]
+    fn admin_ui_is_off_unless_enabled_and_defaults_like_the_original() {
+        assert!(parse(&["--sse"], &[]).unwrap().http.admin.is_none());
+        let admin = parse(&["--sse"], &[("ENABLE_ADMIN_UI", "YES")]).unwrap().http.admin.unwrap();
+        assert_eq!((admin.username.as_str(), admin.password.as_str()), ("admin", "password"));
+        assert!(admin.has_default_password() && !admin.cookie_secure);
+        let admin = parse(&[], &[("ENABLE_ADMIN_UI", "1"), ("NODE_ENV", "production"), ("ADMIN_PASSWORD", "s")]).unwrap().http.admin.unwrap();
+        assert!(admin.cookie_secure && !admin.has_default_password());
     }
 
     #[test]

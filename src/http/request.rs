@@ -28,6 +28,8 @@ pub struct Request {
     pub query: String,
     headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The client's address (for rate limits).
+    pub peer: Option<std::net::IpAddr>,
     /// HTTP/1.0 closes after each response unless asked otherwise.
     http10: bool,
 }
@@ -63,9 +65,16 @@ impl Request {
 
     /// The first value of a query parameter, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query.split('&').filter_map(|pair| pair.split_once('=').or(Some((pair, "")))).find_map(|(k, v)| {
-            (percent_decode(k) == name).then(|| percent_decode(v))
-        })
+        Request::form_fields(&self.query).into_iter().find_map(|(k, v)| (k == name).then_some(v))
+    }
+
+    /// The fields of a query string or an `application/x-www-form-urlencoded` body, decoded.
+    pub fn form_fields(text: &str) -> Vec<(String, String)> {
+        text.split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+            .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+            .collect()
     }
 
     /// Whether the connection may serve another request after this one.
@@ -76,6 +85,16 @@ impl Request {
         } else {
             !connection.contains("close")
         }
+    }
+
+    /// The value of one cookie.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find_map(|(k, v)| (k == name).then_some(v))
     }
 
     /// True when the client lists `media` in its `Accept` header (or sends none, or `*/*`).
@@ -103,6 +122,7 @@ pub fn read(reader: &mut BufReader<TcpStream>, limits: &Limits) -> Result<Reques
     let deadline = Instant::now() + limits.read_timeout;
     let head = read_head(reader, limits.max_head, deadline)?;
     let mut request = parse_head(&head)?;
+    request.peer = reader.get_ref().peer_addr().ok().map(|a| a.ip());
     request.body = read_body(reader, &request, limits, deadline)?;
     Ok(request)
 }
@@ -149,6 +169,7 @@ fn parse_head(head: &[u8]) -> Result<Request, ReadError> {
         query: query.to_owned(),
         headers,
         body: Vec::new(),
+        peer: None,
         http10: parsed.version == Some(0),
     })
 }
@@ -262,6 +283,7 @@ mod tests {
             query: query.into(),
             headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             body: Vec::new(),
+            peer: None,
             http10: false,
         }
     }
@@ -294,6 +316,13 @@ mod tests {
         assert!(!request("", &[("Accept", "application/json")]).accepts("text/event-stream"));
         assert!(request("", &[("Accept", "*/*;q=0.8")]).accepts("text/event-stream"));
         assert!(request("", &[]).accepts("application/json"));
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let req = request("", &[("Cookie", "a=1; mcp_admin=xyz; b=2")]);
+        assert_eq!(req.cookie("mcp_admin"), Some("xyz"));
+        assert_eq!(req.cookie("c"), None);
     }
 
     #[test]

@@ -680,7 +680,35 @@ impl Hub {
             })
             .collect();
         let backends: Vec<Value> = self.backends.iter().filter(|b| b.state != State::Removed).map(Backend::health).collect();
-        json!({ "tools": tools, "problems": self.problems, "backends": backends })
+        json!({ "tools": tools, "allTools": self.all_tools(), "problems": self.problems, "backends": backends })
+    }
+
+    /// Every tool of every ready backend that its filters let through, disabled ones included, with
+    /// the name it is exposed under and its override: what the admin Tools page edits.
+    fn all_tools(&self) -> Vec<Value> {
+        let sep = &self.settings.separator;
+        let mut rows = Vec::new();
+        for (index, b) in self.backends.iter().enumerate().filter(|(_, b)| b.state == State::Ready) {
+            for tool in &b.lists[ListKind::Tools as usize] {
+                let Some(name) = tool.get("name").and_then(Value::as_str) else { continue };
+                if !b.config.filters.tools.admits(name) {
+                    continue;
+                }
+                let key = super::catalog::qualify(&b.config.key, sep, name);
+                let over = self.overrides.get(&key);
+                let exposed = self.catalog.exposed_name(BackendId(index), name);
+                rows.push(json!({
+                    "name": name,
+                    "serverName": b.config.key,
+                    "key": key,
+                    "exposedName": exposed.map_or_else(|| super::catalog::qualify(b.config.prefix(), sep, name), str::to_owned),
+                    "description": tool.get("description"),
+                    "exposedDescription": over.and_then(|o| o.exposed_description.as_deref()),
+                    "enabled": over.is_none_or(|o| o.enabled),
+                }));
+            }
+        }
+        rows
     }
 
     pub(super) fn begin_shutdown(&mut self) {

@@ -56,6 +56,8 @@ pub struct Catalog {
     template_routes: Vec<(String, BackendId)>,
     resource_backends: Vec<BackendId>,
     withdrawn: HashMap<String, BackendId>,
+    /// A backend's tool (by its own name) to the name it is exposed under.
+    exposed: HashMap<(BackendId, String), String>,
 }
 
 /// Per-tool overrides by `<serverKey><sep><tool>`.
@@ -84,6 +86,11 @@ impl Catalog {
 
     pub fn tool(&self, exposed: &str) -> Option<&Route> {
         self.tool_routes.get(exposed)
+    }
+
+    /// The name a backend's tool is exposed under, if it is exposed.
+    pub fn exposed_name(&self, backend: BackendId, original: &str) -> Option<&str> {
+        self.exposed.get(&(backend, original.to_owned())).map(String::as_str)
     }
 
     /// The backend of a tool that would be exposed under this name if that backend were up.
@@ -154,6 +161,7 @@ impl Catalog {
                 continue;
             }
             self.tool_routes.insert(exposed.clone(), Route { backend: src.id, name: name.to_owned() });
+            self.exposed.insert((src.id, name.to_owned()), exposed.clone());
             let mut def = renamed(tool, "name", &exposed);
             if let (Some(description), Some(obj)) = (over.and_then(|o| o.exposed_description.as_ref()), def.as_object_mut()) {
                 obj.insert("description".into(), Value::String(description.clone()));

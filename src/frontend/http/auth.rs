@@ -45,7 +45,7 @@ fn matches_any(candidate: &str, secrets: &[String]) -> bool {
 
 /// Compares without an early exit, so timing does not reveal how much of a secret was guessed right.
 /// (The length of the secret is not hidden; it is not the secret.)
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
     for i in 0..a.len().max(b.len()) {
         let x = a.get(i).copied().unwrap_or(0);

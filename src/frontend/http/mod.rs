@@ -6,6 +6,7 @@
 //! (`GET /sse`, `GET /mcp`, a `POST /mcp` that turns into SSE) are pumped from a bounded channel by the
 //! connection's own thread, so a slow client only ever blocks itself.
 
+pub mod admin;
 mod auth;
 mod legacy_sse;
 mod streamable;
@@ -30,10 +31,11 @@ struct Frontend {
     events: Sender<Event>,
     auth: auth::Auth,
     settings: HttpSettings,
+    admin: Option<admin::Admin>,
 }
 
-/// Serves HTTP on `listener` until the process exits.
-pub fn serve(listener: TcpListener, settings: HttpSettings, events: Sender<Event>) {
+/// Serves HTTP on `listener` until the process exits; `admin` adds the admin UI under `/admin/`.
+pub fn serve(listener: TcpListener, settings: HttpSettings, events: Sender<Event>, admin: Option<admin::Admin>) {
     let limits = http::Limits {
         max_head: settings.max_head,
         max_body: settings.max_body,
@@ -41,7 +43,8 @@ pub fn serve(listener: TcpListener, settings: HttpSettings, events: Sender<Event
         idle_timeout: settings.idle_connection_timeout,
     };
     let max_connections = settings.max_connections;
-    let frontend = Frontend { events, auth: auth::Auth::new(settings.keys.clone(), settings.tokens.clone()), settings };
+    let auth = auth::Auth::new(settings.keys.clone(), settings.tokens.clone());
+    let frontend = Frontend { events, auth, settings, admin };
     let handler = Arc::new(move |req: &Request, ex: &mut Exchange| frontend.route(req, ex));
     http::serve(listener, limits, max_connections, handler);
 }
@@ -51,6 +54,12 @@ impl Frontend {
         let path = req.path.trim_end_matches('/');
         if path == "/health" {
             return ex.respond(self.health(req));
+        }
+        if path == "/admin" || path.starts_with("/admin/") {
+            return match &self.admin {
+                Some(admin) => admin.handle(req, ex),
+                None => ex.respond(Response::error(404, "the admin UI is disabled (set ENABLE_ADMIN_UI=true)")),
+            };
         }
         let mcp_path = matches!(path, "/sse" | "/message" | "/messages" | "/mcp");
         if !mcp_path {

@@ -1,0 +1,120 @@
+//! Installing a stdio server from its `installCommands`, with every output line streamed to the admin
+//! pages as it comes.
+//!
+//! The target folder is `installDirectory`, else `TOOLS_FOLDER/<key>`, else `./tools/<key>`; an existing
+//! folder means "installed" and nothing runs. Commands run one by one through `sh -c` in the target's
+//! parent folder, each in its own process group; the first one that fails stops the install.
+
+use super::Updates;
+use crate::config::{ServerConfig, Transport};
+use serde_json::json;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+
+/// Why an install cannot start.
+pub enum Refusal {
+    NotStdio,
+    NoCommands,
+    BadKey,
+}
+
+impl Refusal {
+    pub fn message(&self, key: &str) -> String {
+        match self {
+            Refusal::NotStdio => "Installation commands only supported for stdio servers.".into(),
+            Refusal::NoCommands => format!("Server '{key}' has no installCommands."),
+            Refusal::BadKey => format!("Server key '{key}' cannot name a folder (it holds '/' or is '..')."),
+        }
+    }
+}
+
+/// Where a server is installed.
+pub fn target(server: &ServerConfig, tools_folder: Option<&Path>) -> Result<PathBuf, Refusal> {
+    if let Some(dir) = &server.install_directory {
+        return Ok(PathBuf::from(dir));
+    }
+    // The key becomes a folder name under the tools folder: it must not climb out of it.
+    if server.key.contains('/') || server.key == ".." || server.key == "." {
+        return Err(Refusal::BadKey);
+    }
+    Ok(tools_folder.map_or_else(|| PathBuf::from("tools"), Path::to_path_buf).join(&server.key))
+}
+
+pub fn check(server: &ServerConfig) -> Result<(), Refusal> {
+    if !matches!(server.transport, Transport::Stdio(_)) {
+        return Err(Refusal::NotStdio);
+    }
+    if server.install_commands.is_empty() {
+        return Err(Refusal::NoCommands);
+    }
+    Ok(())
+}
+
+/// Runs the install, reporting on `updates`; returns when it is over.
+pub fn run(server: &ServerConfig, target: &Path, updates: &Updates) {
+    let key = server.key.as_str();
+    let info = |message: String| updates.send("install_info", json!({ "serverKey": key, "message": message }));
+    let error = |message: String| updates.send("install_error", json!({ "serverKey": key, "error": message }));
+    info(format!("Install target for '{key}': {}", target.display()));
+    if target.exists() {
+        info(format!("{} already exists. Installation skipped.", target.display()));
+        return updates.send("install_complete", json!({ "serverKey": key, "code": 0, "message": "Already installed." }));
+    }
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if let Err(e) = std::fs::create_dir_all(parent) {
+        return error(format!("Cannot create {}: {e}", parent.display()));
+    }
+    for command in &server.install_commands {
+        info(format!("Running: {command}"));
+        match run_command(key, command, parent, updates) {
+            Ok(0) => {}
+            Ok(code) => {
+                let message = format!("Command \"{command}\" failed with exit code {code}.");
+                return updates.send("install_error", json!({ "serverKey": key, "error": message, "command": command, "exitCode": code }));
+            }
+            Err(e) => return error(format!("Command \"{command}\" could not run: {e}")),
+        }
+    }
+    if !target.exists() {
+        if let Err(e) = std::fs::create_dir_all(target) {
+            return error(format!("Cannot create {}: {e}", target.display()));
+        }
+        info(format!("Created {}.", target.display()));
+    }
+    updates.send("install_complete", json!({ "serverKey": key, "code": 0, "message": "Installation process completed successfully." }));
+}
+
+/// Runs one command, streaming its output; returns its exit code (-1 when killed by a signal).
+fn run_command(key: &str, command: &str, cwd: &Path, updates: &Updates) -> std::io::Result<i32> {
+    let mut child = Command::new("sh")
+        .args(["-c", command])
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let pumps: Vec<_> = [
+        child.stdout.take().map(|out| ("install_stdout", Box::new(out) as Box<dyn Read + Send>)),
+        child.stderr.take().map(|err| ("install_stderr", Box::new(err) as Box<dyn Read + Send>)),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(event, stream)| {
+        let (updates, key) = (updates.clone(), key.to_owned());
+        thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                updates.send(event, json!({ "serverKey": key, "output": format!("{line}\n") }));
+            }
+        })
+    })
+    .collect();
+    let status = child.wait()?;
+    for pump in pumps {
+        let _ = pump.join();
+    }
+    Ok(status.code().unwrap_or(-1))
+}

@@ -13,7 +13,7 @@ pub use response::{EventStream, Response};
 
 use std::io::{self, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -24,6 +24,12 @@ const CONNECTION_STACK: usize = 256 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub type Handler = dyn Fn(&Request, &mut Exchange) + Send + Sync;
+
+/// Bytes read from and written to HTTP clients since start, for `/metrics`.
+pub static BYTES_IN: AtomicU64 = AtomicU64::new(0);
+pub static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
+/// Connections open now, for `/metrics`.
+pub static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
 /// One request's answer, written at most once.
 pub struct Exchange<'a> {
@@ -55,7 +61,6 @@ impl<'a> Exchange<'a> {
 
 /// Accepts connections forever, each on a thread of its own, at most `max_connections` at once.
 pub fn serve(listener: TcpListener, limits: Limits, max_connections: usize, handler: Arc<Handler>) {
-    let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(stream) => stream,
@@ -66,14 +71,14 @@ pub fn serve(listener: TcpListener, limits: Limits, max_connections: usize, hand
                 continue;
             }
         };
-        if open.fetch_add(1, Ordering::SeqCst) >= max_connections {
-            open.fetch_sub(1, Ordering::SeqCst);
+        if OPEN_CONNECTIONS.fetch_add(1, Ordering::SeqCst) >= max_connections {
+            OPEN_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
             log::warn!("connection limit ({max_connections}) reached; refusing a connection");
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             Response::error(503, "too many connections").write_to(&mut &stream, false).ok();
             continue;
         }
-        let (limits, handler, guard) = (limits.clone(), handler.clone(), OpenGuard(open.clone()));
+        let (limits, handler, guard) = (limits.clone(), handler.clone(), OpenGuard);
         let spawned = thread::Builder::new().name("http".into()).stack_size(CONNECTION_STACK).spawn(move || {
             let _guard = guard;
             serve_connection(stream, &limits, &*handler);
@@ -85,11 +90,11 @@ pub fn serve(listener: TcpListener, limits: Limits, max_connections: usize, hand
 }
 
 /// Counts a connection as open until its thread ends, however it ends.
-struct OpenGuard(Arc<AtomicUsize>);
+struct OpenGuard;
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        OPEN_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -124,6 +124,7 @@ pub fn read(reader: &mut BufReader<TcpStream>, limits: &Limits) -> Result<Reques
     let mut request = parse_head(&head)?;
     request.peer = reader.get_ref().peer_addr().ok().map(|a| a.ip());
     request.body = read_body(reader, &request, limits, deadline)?;
+    super::BYTES_IN.fetch_add((head.len() + request.body.len()) as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(request)
 }
 

@@ -46,6 +46,7 @@ impl Response {
         let mut bytes = head.into_bytes();
         bytes.extend_from_slice(&self.body);
         out.write_all(&bytes)?;
+        count_out(bytes.len());
         out.flush()
     }
 }
@@ -66,6 +67,7 @@ impl<'a> EventStream<'a> {
         }
         head.push_str("\r\n");
         (&mut &*out).write_all(head.as_bytes())?;
+        count_out(head.len());
         Ok(EventStream { out })
     }
 
@@ -101,8 +103,14 @@ impl<'a> EventStream<'a> {
         let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
         framed.extend_from_slice(data);
         framed.extend_from_slice(b"\r\n");
-        (&mut &*self.out).write_all(&framed)
+        (&mut &*self.out).write_all(&framed)?;
+        count_out(framed.len());
+        Ok(())
     }
+}
+
+fn count_out(bytes: usize) {
+    super::BYTES_OUT.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn status_line(status: u16) -> String {

@@ -326,6 +326,7 @@ impl Hub {
         };
         match entry.origin {
             Origin::Client { caller, .. } => {
+                self.metrics.record(backend, &entry.method, msg.error.is_some(), entry.opened.elapsed());
                 msg.id = Some(caller.id);
                 self.deliver(caller.client, &caller.reply, msg);
             }
@@ -616,14 +617,15 @@ impl Hub {
     pub(super) fn abandon_backend_requests(&mut self, backend: BackendId, why: &str) {
         for key in self.routing.keys_for_backend(backend) {
             if let Some(entry) = self.routing.close(key) {
-                self.fail_request(entry, code::BACKEND_UNAVAILABLE, why);
+                self.fail_request(backend, entry, code::BACKEND_UNAVAILABLE, why);
             }
         }
         self.upstream.retain(|_, u| u.backend != backend);
     }
 
-    fn fail_request(&mut self, entry: InFlight<Internal>, code: i64, why: &str) {
+    fn fail_request(&mut self, backend: BackendId, entry: InFlight<Internal>, code: i64, why: &str) {
         if let Origin::Client { caller, .. } = entry.origin {
+            self.metrics.record(backend, &entry.method, true, entry.opened.elapsed());
             self.answer_error(&caller, code, why);
         }
     }
@@ -639,7 +641,7 @@ impl Hub {
             if matches!(entry.origin, Origin::Internal(Internal::Initialize | Internal::List(_))) {
                 self.fail_backend(backend, &why, true);
             } else {
-                self.fail_request(entry, code::REQUEST_TIMEOUT, &why);
+                self.fail_request(backend, entry, code::REQUEST_TIMEOUT, &why);
             }
         }
     }
@@ -661,6 +663,33 @@ impl Hub {
             status["sessions"] = Value::from(self.sessions.len());
         }
         status
+    }
+
+    /// The dispatcher's part of `GET /metrics`: requests, errors and latencies per backend, backend
+    /// states and restarts, and open client sessions per transport.
+    pub(super) fn render_metrics(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        self.metrics.render(&mut out, &|id| self.backend_key(id).to_owned());
+        out.push_str("# HELP mcp_proxy_backend_up 1 when the backend is connected and ready.
+# TYPE mcp_proxy_backend_up gauge
+");
+        out.push_str("# HELP mcp_proxy_backend_restarts_total Restarts since the proxy started.
+# TYPE mcp_proxy_backend_restarts_total counter
+");
+        for b in self.backends.iter().filter(|b| b.state != State::Removed) {
+            let key = super::metrics::label(&b.config.key);
+            let _ = writeln!(out, "mcp_proxy_backend_up{{backend=\"{key}\"}} {}", u8::from(b.state == State::Ready));
+            let _ = writeln!(out, "mcp_proxy_backend_restarts_total{{backend=\"{key}\"}} {}", b.restarts);
+        }
+        out.push_str("# HELP mcp_proxy_sessions Open client sessions by transport.
+# TYPE mcp_proxy_sessions gauge
+");
+        for transport in ["stdio", "sse", "streamable_http"] {
+            let open = self.clients.values().filter(|c| c.transport() == transport).count();
+            let _ = writeln!(out, "mcp_proxy_sessions{{transport=\"{transport}\"}} {open}");
+        }
+        out
     }
 
     pub(super) fn inspect(&self) -> Value {

@@ -11,6 +11,7 @@
 mod backends;
 pub mod catalog;
 mod clients;
+mod metrics;
 mod reload;
 pub mod routing;
 
@@ -61,6 +62,8 @@ pub enum Event {
     EndSession { session: String, reply: Sender<Reply> },
     /// `GET /health`: the dispatcher answers with a JSON status; `detailed` adds the backends.
     Health { detailed: bool, reply: Sender<Value> },
+    /// `GET /metrics`: the dispatcher's counters in the Prometheus text format.
+    Metrics { reply: Sender<String> },
     /// The effective catalog: every exposed tool with its server and original name, the problems
     /// found building it, and the backends' states (`--check`, the admin API).
     Inspect { reply: Sender<Value> },
@@ -144,6 +147,17 @@ struct Client {
     last_active: Instant,
 }
 
+impl Client {
+    /// The transport label for metrics.
+    fn transport(&self) -> &'static str {
+        match (self.session.is_some(), self.needs_stream) {
+            (false, _) => "stdio",
+            (true, true) => "sse",
+            (true, false) => "streamable_http",
+        }
+    }
+}
+
 /// A tool call waiting to be tried again because its backend was down.
 struct Retry {
     at: Instant,
@@ -172,6 +186,7 @@ pub struct Hub {
     /// HTTP session ids to their clients.
     sessions: HashMap<String, ClientId>,
     routing: Routing<Internal>,
+    metrics: metrics::Metrics,
     /// Requests from backends forwarded to clients, by the id the proxy gave them there.
     upstream: HashMap<u64, Upstream>,
     /// Resource URI to the clients subscribed to it; the backend is subscribed while the list is non-empty.
@@ -203,6 +218,7 @@ impl Hub {
             clients: HashMap::new(),
             sessions: HashMap::new(),
             routing: Routing::default(),
+            metrics: metrics::Metrics::default(),
             upstream: HashMap::new(),
             subscribers: HashMap::new(),
             log_level: None,
@@ -260,6 +276,7 @@ impl Hub {
             },
             Event::Health { detailed, reply } => drop(reply.send(self.health(detailed))),
             Event::Inspect { reply } => drop(reply.send(self.inspect())),
+            Event::Metrics { reply } => drop(reply.send(self.render_metrics())),
             Event::ClientGone { client } => self.client_gone(client),
             Event::FromBackend { backend, generation, msg } if self.is_current(backend, generation) => {
                 self.from_backend(backend, msg);

@@ -24,6 +24,7 @@ pub struct InFlight<I> {
     pub origin: Origin<I>,
     pub method: String,
     pub timeout: Duration,
+    pub opened: Instant,
     deadline: Instant,
     token: Option<u64>,
 }
@@ -70,9 +71,10 @@ impl<I> Routing<I> {
             }
             Origin::Internal(_) => None,
         };
-        let deadline = Instant::now() + timeout;
+        let opened = Instant::now();
+        let deadline = opened + timeout;
         self.deadlines.push(Reverse((deadline, backend, id)));
-        let entry = InFlight { origin, method: method.to_owned(), timeout, deadline, token };
+        let entry = InFlight { origin, method: method.to_owned(), timeout, opened, deadline, token };
         self.requests.insert(key, entry);
         (id, token)
     }

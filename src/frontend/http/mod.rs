@@ -9,6 +9,7 @@
 pub mod admin;
 mod auth;
 mod legacy_sse;
+mod metrics;
 mod streamable;
 
 use crate::http::{self, EventStream, Exchange, Request, Response};
@@ -54,6 +55,12 @@ impl Frontend {
         let path = req.path.trim_end_matches('/');
         if path == "/health" {
             return ex.respond(self.health(req));
+        }
+        if path == "/metrics" {
+            return ex.respond(match self.auth.allows(req) {
+                true => metrics::render(&self.events),
+                false => Response::error(401, "Unauthorized").with_header("WWW-Authenticate", "Bearer realm=\"mcp-proxy-server\""),
+            });
         }
         if path == "/admin" || path.starts_with("/admin/") {
             return match &self.admin {

@@ -671,20 +671,19 @@ impl Hub {
         use std::fmt::Write;
         let mut out = String::new();
         self.metrics.render(&mut out, &|id| self.backend_key(id).to_owned());
-        out.push_str("# HELP mcp_proxy_backend_up 1 when the backend is connected and ready.
-# TYPE mcp_proxy_backend_up gauge
-");
-        out.push_str("# HELP mcp_proxy_backend_restarts_total Restarts since the proxy started.
-# TYPE mcp_proxy_backend_restarts_total counter
-");
-        for b in self.backends.iter().filter(|b| b.state != State::Removed) {
+        let live = || self.backends.iter().filter(|b| b.state != State::Removed);
+        out.push_str("# HELP mcp_proxy_backend_up 1 when the backend is connected and ready.\n# TYPE mcp_proxy_backend_up gauge\n");
+        for b in live() {
+            let (key, up) = (super::metrics::label(&b.config.key), u8::from(b.state == State::Ready));
+            let _ = writeln!(out, "mcp_proxy_backend_up{{backend=\"{key}\"}} {up}");
+        }
+        out.push_str("# HELP mcp_proxy_backend_restarts_total Restarts since the proxy started.\n");
+        out.push_str("# TYPE mcp_proxy_backend_restarts_total counter\n");
+        for b in live() {
             let key = super::metrics::label(&b.config.key);
-            let _ = writeln!(out, "mcp_proxy_backend_up{{backend=\"{key}\"}} {}", u8::from(b.state == State::Ready));
             let _ = writeln!(out, "mcp_proxy_backend_restarts_total{{backend=\"{key}\"}} {}", b.restarts);
         }
-        out.push_str("# HELP mcp_proxy_sessions Open client sessions by transport.
-# TYPE mcp_proxy_sessions gauge
-");
+        out.push_str("# HELP mcp_proxy_sessions Open client sessions by transport.\n# TYPE mcp_proxy_sessions gauge\n");
         for transport in ["stdio", "sse", "streamable_http"] {
             let open = self.clients.values().filter(|c| c.transport() == transport).count();
             let _ = writeln!(out, "mcp_proxy_sessions{{transport=\"{transport}\"}} {open}");

@@ -18,17 +18,33 @@ static SECRETS: OnceLock<Vec<String>> = OnceLock::new();
 
 /// Starts logging with an env_logger filter such as `info` or `mcp_proxy_server=debug`. Every
 /// occurrence of a secret (API keys, tokens, the admin password) in a line is replaced by `***`.
-pub fn init(filter: &str, secrets: Vec<String>) {
+/// With `json`, each line is an object: `{"ts", "level", "msg"}`, plus `"backend"` when the message
+/// is about one (it starts with `[key]`).
+pub fn init(filter: &str, json: bool, secrets: Vec<String>) {
     let _ = SECRETS.set(secrets.into_iter().filter(|s| s.len() >= 4).collect());
     env_logger::Builder::new()
         .parse_filters(filter)
         .target(env_logger::Target::Stderr)
-        .format(|out, record| {
-            let line = mask(&format!("{} {:<5} {}", utc_now(), record.level(), record.args()));
-            remember(&line);
-            writeln!(out, "{line}")
+        .format(move |out, record| {
+            let (ts, level, msg) = (utc_now(), record.level(), mask(&record.args().to_string()));
+            let text = format!("{ts} {level:<5} {msg}");
+            remember(&text);
+            if json {
+                writeln!(out, "{}", json_line(&ts, level.as_str(), &msg))
+            } else {
+                writeln!(out, "{text}")
+            }
         })
         .init();
+}
+
+fn json_line(ts: &str, level: &str, msg: &str) -> String {
+    let mut line = serde_json::json!({ "ts": ts, "level": level, "msg": msg });
+    let backend = msg.strip_prefix('[').and_then(|rest| rest.split_once(']')).map(|(key, _)| key);
+    if let Some(backend) = backend {
+        line["backend"] = serde_json::Value::from(backend);
+    }
+    line.to_string()
 }
 
 /// The most recent log lines, oldest first.
@@ -79,6 +95,12 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::civil_from_days;
+
+    #[test]
+    fn json_lines_name_the_backend() {
+        let line: serde_json::Value = serde_json::from_str(&super::json_line("t", "INFO", "[time] ready")).unwrap();
+        assert_eq!((line["level"].as_str(), line["backend"].as_str(), line["msg"].as_str()), (Some("INFO"), Some("time"), Some("[time] ready")));
+    }
 
     #[test]
     fn known_dates() {

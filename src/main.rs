@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         }
         Mode::Stdio | Mode::Http | Mode::ListTools | Mode::Check => {}
     }
-    logging::init(&settings.log_filter, settings.secrets());
+    logging::init(&settings.log_filter, settings.log_json, settings.secrets());
     for warning in &settings.warnings {
         log::warn!("{warning}");
     }

@@ -32,6 +32,8 @@ OPTIONS:
                      env MCP_PROXY_TOOL_CONFIG)
     --host HOST      HTTP listen address (default 127.0.0.1; env HOST)
     --port PORT      HTTP port (default 3663; env PORT)
+    --stateless      Streamable HTTP without sessions (env MCP_PROXY_STATELESS)
+    --log-format F   text (default) or json
     -h, --help       this text
     -V, --version    the version
 
@@ -56,6 +58,10 @@ ENVIRONMENT:
     MCP_PROXY_SSE_KEEPALIVE     seconds between SSE keep-alive comments (default 15)
     MCP_PROXY_SESSION_IDLE_TIMEOUT
                                 seconds before an idle Streamable HTTP session is forgotten (default 1800)
+    MCP_PROXY_STATELESS         true: Streamable HTTP without sessions (each POST stands alone; no GET
+                                stream): any instance behind a load balancer can answer any request
+    MCP_PROXY_INSTANCE_ID       prefix of session ids (`<id>-<random>`), for load balancers to route on
+    MCP_PROXY_LOG_FORMAT        `json` for one JSON object per log line (also --log-format json)
     ENABLE_ADMIN_UI             true/1/yes: serve the admin UI and API under /admin/ (HTTP mode)
     ADMIN_USERNAME, ADMIN_PASSWORD
                                 admin login (default admin / password: change it)
@@ -88,6 +94,8 @@ pub struct Settings {
     pub separator: String,
     /// A filter for env_logger (`info`, `debug`, `mcp_proxy_server=debug`, ...).
     pub log_filter: String,
+    /// One JSON object per log line instead of text.
+    pub log_json: bool,
     pub request_timeout: Duration,
     /// How long `initialize` and list requests wait for backends still starting before answering with
     /// what is ready.
@@ -141,6 +149,10 @@ pub struct HttpSettings {
     pub idle_connection_timeout: Duration,
     /// The admin UI and API, when enabled.
     pub admin: Option<AdminSettings>,
+    /// Streamable HTTP without sessions: every POST is answered on its own.
+    pub stateless: bool,
+    /// Put in front of session ids, for load balancers.
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +219,8 @@ impl Settings {
         let tool_config_flag: Option<PathBuf> =
             args.opt_value_from_os_str("--tool-config", |s| Ok::<_, String>(PathBuf::from(s))).map_err(usage)?;
         let host_flag: Option<String> = args.opt_value_from_str("--host").map_err(usage)?;
+        let args_stateless = args.contains("--stateless");
+        let log_format_flag: Option<String> = args.opt_value_from_str("--log-format").map_err(usage)?;
         let port_flag: Option<String> = args.opt_value_from_str("--port").map_err(usage)?;
         let rest = args.finish();
         if let Some(first) = rest.first() {
@@ -245,6 +259,11 @@ impl Settings {
                 }
             },
         };
+        let log_json = match log_format_flag.or_else(|| non_empty("MCP_PROXY_LOG_FORMAT")).as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => return Err(UsageError(format!("log format '{other}' is not 'text' or 'json'"))),
+        };
         let request_timeout = seconds("MCP_PROXY_REQUEST_TIMEOUT", 60.0);
         let startup_timeout = seconds("MCP_PROXY_STARTUP_TIMEOUT", 20.0);
         let restart_backoff = (seconds("MCP_PROXY_RESTART_BACKOFF_MIN", 0.5), seconds("MCP_PROXY_RESTART_BACKOFF_MAX", 30.0));
@@ -282,6 +301,8 @@ impl Settings {
             session_idle_timeout,
             request_read_timeout: Duration::from_secs(30),
             idle_connection_timeout: Duration::from_secs(120),
+            stateless: args_stateless || truthy(non_empty("MCP_PROXY_STATELESS")),
+            instance_id: non_empty("MCP_PROXY_INSTANCE_ID").filter(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')),
             admin: truthy(non_empty("ENABLE_ADMIN_UI")).then(|| AdminSettings {
                 username: non_empty("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
                 password: env("ADMIN_PASSWORD").filter(|p| !p.is_empty()).unwrap_or_else(|| "password".into()),
@@ -297,6 +318,7 @@ impl Settings {
             tool_config_path,
             separator,
             log_filter,
+            log_json,
             request_timeout,
             startup_timeout,
             restart_backoff,

@@ -7,7 +7,7 @@ use crate::http::{Exchange, Request, Response};
 use crate::hub::{ClientId, Event, Reply};
 
 pub(super) fn open(fe: &Frontend, req: &Request, ex: &mut Exchange) {
-    let session = match new_session_id() {
+    let session = match new_session_id(fe.settings.instance_id.as_deref()) {
         Ok(session) => session,
         Err(e) => return ex.respond(Response::error(500, &format!("cannot make a session id: {e}"))),
     };

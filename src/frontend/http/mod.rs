@@ -126,6 +126,12 @@ fn pump(stream: &mut EventStream, inbox: &Receiver<Message>, keepalive: Duration
 }
 
 /// A fresh session id: 128 random bits.
-fn new_session_id() -> io::Result<String> {
-    crate::random::token_hex(16)
+/// A fresh session id: 128 random bits, after the instance id when one is set, so a load balancer can
+/// route a session to the instance that holds it.
+fn new_session_id(instance: Option<&str>) -> io::Result<String> {
+    let random = crate::random::token_hex(16)?;
+    Ok(match instance {
+        Some(instance) => format!("{instance}-{random}"),
+        None => random,
+    })
 }

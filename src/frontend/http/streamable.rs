@@ -18,6 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const SESSION_HEADER: &str = "Mcp-Session-Id";
 
 pub(super) fn handle(fe: &Frontend, req: &Request, ex: &mut Exchange) {
+    if fe.settings.stateless && req.method != "POST" {
+        let why = "Method not allowed: this proxy runs stateless (no sessions, no GET stream)";
+        return ex.respond(rpc_error(405, -32000, why).with_header("Allow", "POST"));
+    }
     if let Some(version) = req.header("mcp-protocol-version") {
         if !PROTOCOL_VERSIONS.contains(&version.trim()) {
             let why = format!("Bad Request: unsupported MCP-Protocol-Version '{version}' (supported: {PROTOCOL_VERSIONS:?})");
@@ -39,14 +43,39 @@ fn post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
         Ok(msg) => msg,
         Err(response) => return ex.respond(response),
     };
+    let stateless = fe.settings.stateless;
     let (session, created) = match req.header("mcp-session-id") {
-        Some(session) => (session.to_owned(), false),
+        Some(session) if !stateless => (session.to_owned(), false),
+        // Stateless: every request is a session of its own, forgotten once answered.
+        _ if stateless => match start_session(fe) {
+            Ok(session) => (session, false),
+            Err(response) => return ex.respond(response),
+        },
         None if msg.kind() == Kind::Request && msg.method() == "initialize" => match start_session(fe) {
             Ok(session) => (session, true),
             Err(response) => return ex.respond(response),
         },
-        None => return ex.respond(rpc_error(400, -32000, "Bad Request: Mcp-Session-Id header is required")),
+        _ => return ex.respond(rpc_error(400, -32000, "Bad Request: Mcp-Session-Id header is required")),
     };
+    if stateless {
+        let _guard = EndOnDrop(fe, session.clone());
+        return exchange(fe, req, ex, msg, session, false);
+    }
+    exchange(fe, req, ex, msg, session, created);
+}
+
+/// Ends a stateless request's throwaway session however the request ends.
+struct EndOnDrop<'a>(&'a Frontend, String);
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        let (reply, _ack) = crossbeam_channel::bounded(1);
+        let _ = self.0.events.send(Event::EndSession { session: std::mem::take(&mut self.1), reply });
+    }
+}
+
+/// Hands one posted message to the dispatcher and writes what comes back.
+fn exchange(fe: &Frontend, req: &Request, ex: &mut Exchange, msg: Message, session: String, created: bool) {
     let request_id = (msg.kind() == Kind::Request).then(|| msg.id.clone()).flatten();
     let (reply, replies) = crossbeam_channel::unbounded();
     if fe.events.send(Event::FromSession { session: session.clone(), msg, reply, inline: true }).is_err() {
@@ -64,7 +93,7 @@ fn post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
 }
 
 fn start_session(fe: &Frontend) -> Result<String, Response> {
-    let session = new_session_id().map_err(|e| Response::error(500, &format!("cannot make a session id: {e}")))?;
+    let session = new_session_id(fe.settings.instance_id.as_deref()).map_err(|e| Response::error(500, &format!("cannot make a session id: {e}")))?;
     let client = ClientId::fresh();
     let connected = Event::ClientConnected { client, session: Some(session.clone()), outbox: None };
     fe.events.send(connected).map_err(|_| Response::error(503, "shutting down"))?;

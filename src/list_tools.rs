@@ -25,7 +25,7 @@ pub fn run(hub: Hub, events: Sender<Event>, inbox: Receiver<Event>, startup: Dur
     let init = json!({ "protocolVersion": crate::hub::LATEST_PROTOCOL_VERSION, "capabilities": {},
                        "clientInfo": { "name": "mcp-proxy-server --list-tools", "version": env!("CARGO_PKG_VERSION") } });
     let send = |msg| events.send(Event::FromClient { client, msg });
-    events.send(Event::ClientConnected { client, session: None, outbox: Some(outbox) })?;
+    events.send(Event::ClientConnected { client, outbox })?;
     send(Message::request(Value::from(1), "initialize", Some(raw(&init))))?;
     send(Message::notification("notifications/initialized", None))?;
     send(Message::request(Value::from(2), "tools/list", None))?;

@@ -3,23 +3,7 @@
 //! `main` reads the settings, starts logging, loads the server config and hands over to the mode asked
 //! for. ARCHITECTURE.md maps the threads and channels; the dispatcher lives in `hub`.
 
-mod backend;
-mod config;
-mod config_watch;
-mod files;
-mod frontend;
-mod http;
-mod hub;
-mod jsonrpc;
-mod lines;
-mod list_tools;
-mod logging;
-mod random;
-mod settings;
-mod signals;
-mod sse;
-mod tool_config;
-
+use mcp_proxy_server::{config, config_watch, frontend, hub, list_tools, logging, settings, signals, tool_config};
 use hub::{Event, Hub, HubSettings};
 use settings::{Mode, Settings};
 use std::process::ExitCode;
@@ -81,6 +65,10 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
         restart_backoff: settings.restart_backoff,
         retries: settings.retries,
         await_client_capabilities: settings.mode != Mode::Http,
+        shutdown_grace: settings.shutdown_grace,
+        max_in_flight: settings.max_in_flight,
+        max_sessions: settings.max_sessions,
+        max_sessions_per_key: settings.max_sessions_per_key,
     };
     let hub = Hub::new(hub_settings, config.servers, tools.tools, events.clone());
     if matches!(settings.mode, Mode::Stdio | Mode::Http) {

@@ -62,6 +62,11 @@ ENVIRONMENT:
                                 stream): any instance behind a load balancer can answer any request
     MCP_PROXY_INSTANCE_ID       prefix of session ids (`<id>-<random>`), for load balancers to route on
     MCP_PROXY_LOG_FORMAT        `json` for one JSON object per log line (also --log-format json)
+    MCP_PROXY_SHUTDOWN_GRACE    seconds a shutdown lets calls in flight finish (default 5)
+    MCP_PROXY_MAX_IN_FLIGHT     requests in flight to one backend at most (default 1024)
+    MCP_PROXY_MAX_SESSIONS, MCP_PROXY_MAX_SESSIONS_PER_KEY
+                                HTTP sessions at most, in all (default 4096) and per key (default no limit)
+    MCP_PROXY_MAX_CONNECTIONS   open HTTP connections at most (default 8192)
     ENABLE_ADMIN_UI             true/1/yes: serve the admin UI and API under /admin/ (HTTP mode)
     ADMIN_USERNAME, ADMIN_PASSWORD
                                 admin login (default admin / password: change it)
@@ -105,6 +110,13 @@ pub struct Settings {
     pub retries: Retries,
     /// How often the config files are checked for changes; `None` turns polling off.
     pub config_poll: Option<Duration>,
+    /// How long a shutdown lets requests in flight finish.
+    pub shutdown_grace: Duration,
+    /// Requests in flight to one backend at most.
+    pub max_in_flight: usize,
+    /// HTTP sessions at most, in all and per API key or token (0: no per-key limit).
+    pub max_sessions: usize,
+    pub max_sessions_per_key: usize,
     pub http: HttpSettings,
     /// Problems found while reading the settings that fell back to a default; logged once logging is up.
     pub warnings: Vec<String>,
@@ -277,17 +289,23 @@ impl Settings {
             None => 3663,
             Some(p) => p.parse().map_err(|_| UsageError(format!("port '{p}' is not a number from 0 to 65535")))?,
         };
-        let max_body = match non_empty("MCP_PROXY_MAX_BODY_BYTES") {
-            None => 4 * 1024 * 1024,
-            Some(v) => v.parse().unwrap_or_else(|_| {
-                warnings.push(format!("MCP_PROXY_MAX_BODY_BYTES '{v}' is not a number of bytes; using 4194304"));
-                4 * 1024 * 1024
-            }),
-        };
         let list = |names: &[&str]| -> Vec<String> {
             let values = names.iter().filter_map(|name| non_empty(name));
             values.flat_map(|v| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>()).filter(|s| !s.is_empty()).collect()
         };
+        let shutdown_grace = seconds("MCP_PROXY_SHUTDOWN_GRACE", 5.0);
+        let mut count = |name: &str, default: usize| match non_empty(name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                warnings.push(format!("{name} '{v}' is not a whole number; using {default}"));
+                default
+            }),
+        };
+        let max_body = count("MCP_PROXY_MAX_BODY_BYTES", 4 * 1024 * 1024);
+        let max_in_flight = count("MCP_PROXY_MAX_IN_FLIGHT", 1024);
+        let max_sessions = count("MCP_PROXY_MAX_SESSIONS", 4096);
+        let max_sessions_per_key = count("MCP_PROXY_MAX_SESSIONS_PER_KEY", 0);
+        let max_connections = count("MCP_PROXY_MAX_CONNECTIONS", 8192);
         let http = HttpSettings {
             host: host_flag.or_else(|| non_empty("HOST")).unwrap_or_else(|| "127.0.0.1".to_owned()),
             port,
@@ -296,7 +314,7 @@ impl Settings {
             allowed_origins: list(&["MCP_PROXY_ALLOWED_ORIGINS"]),
             max_body,
             max_head: 32 * 1024,
-            max_connections: 4096,
+            max_connections,
             keepalive,
             session_idle_timeout,
             request_read_timeout: Duration::from_secs(30),
@@ -324,6 +342,10 @@ impl Settings {
             restart_backoff,
             retries,
             config_poll,
+            shutdown_grace,
+            max_in_flight,
+            max_sessions,
+            max_sessions_per_key,
             http,
             warnings,
         })

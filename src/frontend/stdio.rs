@@ -20,7 +20,7 @@ pub fn serve(events: Sender<Event>) -> io::Result<JoinHandle<()>> {
     let client = ClientId::fresh();
     let (outbox, inbox) = crossbeam_channel::unbounded();
     // Connected before the reader starts, so the dispatcher knows the client before its first message.
-    let _ = events.send(Event::ClientConnected { client, session: None, outbox: Some(outbox) });
+    let _ = events.send(Event::ClientConnected { client, outbox });
     thread::Builder::new().name("stdin".into()).stack_size(256 * 1024).spawn(move || read_loop(client, &events))?;
     thread::Builder::new().name("stdout".into()).stack_size(64 * 1024).spawn(move || write_loop(&inbox))
 }

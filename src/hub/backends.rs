@@ -110,13 +110,20 @@ pub(super) struct ListFetch {
     pages: u32,
 }
 
-/// The steps of a clean stop: close stdin, then SIGTERM, then SIGKILL, then give up waiting.
+/// The steps of a clean stop: let requests in flight finish, close the backends' stdin, SIGTERM,
+/// SIGKILL, then give up waiting.
 pub(super) struct Shutdown {
-    step: u8,
+    phase: Phase,
     pub next_step: Instant,
 }
 
-const SHUTDOWN_STEPS: [Duration; 3] = [Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(1)];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Draining,
+    ClosingInput,
+    Terminating,
+    Killing,
+}
 
 impl Backend {
     pub fn new(config: ServerConfig) -> Backend {
@@ -739,43 +746,70 @@ impl Hub {
         rows
     }
 
+    /// Starts a clean stop: new requests are refused at once, requests in flight get up to the drain
+    /// time to finish, then the backends are stopped (stdin closed, SIGTERM, SIGKILL).
     pub(super) fn begin_shutdown(&mut self) {
         if self.stopping.is_some() {
             return;
         }
-        log::info!("shutting down");
+        log::info!("shutting down: finishing requests in flight (up to {:?})", self.settings.shutdown_grace);
+        self.stopping = Some(Shutdown { phase: Phase::Draining, next_step: Instant::now() + self.settings.shutdown_grace });
+    }
+
+    /// Moves the shutdown along; true once every backend has stopped or the last step has passed.
+    pub(super) fn advance_shutdown(&mut self, now: Instant) -> bool {
+        let Some(stopping) = &self.stopping else { return false };
+        let phase = stopping.phase;
+        if phase == Phase::Draining {
+            if self.routing.has_client_requests() && now < stopping.next_step {
+                return false;
+            }
+            self.stop_backends();
+        }
+        if self.backends.iter().all(|b| b.connection.is_none()) {
+            return true;
+        }
+        let Some(stopping) = &mut self.stopping else { return false };
+        if now < stopping.next_step {
+            return false;
+        }
+        let (next, wait) = match phase {
+            Phase::Draining => (Phase::ClosingInput, Duration::from_secs(1)),
+            Phase::ClosingInput => (Phase::Terminating, Duration::from_secs(2)),
+            Phase::Terminating => (Phase::Killing, Duration::from_secs(1)),
+            Phase::Killing => {
+                log::warn!("some servers did not stop in time; leaving them to the kernel");
+                return true;
+            }
+        };
+        *stopping = Shutdown { phase: next, next_step: now + wait };
+        for connection in self.backends.iter().filter_map(|b| b.connection.as_ref()) {
+            match next {
+                Phase::Terminating => connection.terminate(),
+                Phase::Killing => connection.kill(),
+                Phase::Draining | Phase::ClosingInput => {}
+            }
+        }
+        false
+    }
+
+    /// The end of the drain: what is still in flight fails, clients are let go (their streams end),
+    /// and every backend is asked to exit by closing its input.
+    fn stop_backends(&mut self) {
+        for backend in (0..self.backends.len()).map(BackendId) {
+            for key in self.routing.keys_for_backend(backend) {
+                if let Some(entry) = self.routing.close(key) {
+                    self.fail_request(backend, entry, code::BACKEND_UNAVAILABLE, "the proxy is shutting down");
+                }
+            }
+        }
+        self.clients.clear();
+        self.sessions.clear();
         for b in &mut self.backends {
             if let Some(connection) = &mut b.connection {
                 connection.close_input();
             }
         }
-        self.stopping = Some(Shutdown { step: 0, next_step: Instant::now() + SHUTDOWN_STEPS[0] });
-    }
-
-    /// Moves the shutdown along; true once every backend has stopped or the last step has passed.
-    pub(super) fn advance_shutdown(&mut self, now: Instant) -> bool {
-        let Some(stopping) = &mut self.stopping else { return false };
-        if self.backends.iter().all(|b| b.connection.is_none()) {
-            return true;
-        }
-        if now < stopping.next_step {
-            return false;
-        }
-        stopping.step += 1;
-        let Some(wait) = SHUTDOWN_STEPS.get(usize::from(stopping.step)) else {
-            log::warn!("some servers did not stop in time; leaving them to the kernel");
-            return true;
-        };
-        stopping.next_step = now + *wait;
-        let step = stopping.step;
-        for connection in self.backends.iter().filter_map(|b| b.connection.as_ref()) {
-            if step == 1 {
-                connection.terminate();
-            } else {
-                connection.kill();
-            }
-        }
-        false
     }
 }
 

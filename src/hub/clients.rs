@@ -16,13 +16,41 @@ use std::time::{Duration, Instant};
 type Params = Map<String, Value>;
 
 impl Hub {
-    pub(super) fn client_connected(&mut self, client: ClientId, session: Option<String>, outbox: Option<Sender<Message>>) {
+    pub(super) fn client_connected(
+        &mut self,
+        client: ClientId,
+        session: Option<String>,
+        outbox: Option<Sender<Message>>,
+        owner: Option<String>,
+    ) {
         if let Some(session) = &session {
             self.sessions.insert(session.clone(), client);
         }
         let needs_stream = outbox.is_some();
-        let record = Client { outbox, stream: 0, needs_stream, session, initialized: false, last_active: Instant::now() };
+        let last_active = Instant::now();
+        let record = Client { outbox, stream: 0, needs_stream, session, owner, initialized: false, last_active };
         self.clients.insert(client, record);
+    }
+
+    /// Why a new session cannot be had, if a limit says so: 503 when the proxy is full, 429 when
+    /// this key or token holds its share.
+    pub(super) fn session_refusal(&self, owner: Option<&str>) -> Option<(u16, String)> {
+        if self.stopping.is_some() {
+            return Some((503, "the proxy is shutting down".into()));
+        }
+        let limit = self.settings.max_sessions;
+        if self.sessions.len() >= limit {
+            log::warn!("session limit ({limit}) reached; refusing a new session");
+            return Some((503, format!("too many sessions (limit {limit})")));
+        }
+        let per_key = self.settings.max_sessions_per_key;
+        let owner = owner?;
+        let held = self.clients.values().filter(|c| c.owner.as_deref() == Some(owner)).count();
+        if per_key > 0 && held >= per_key {
+            log::warn!("{owner} holds {held} sessions, its limit; refusing another");
+            return Some((429, format!("too many sessions for this key (limit {per_key})")));
+        }
+        None
     }
 
     pub(super) fn from_client(&mut self, client: ClientId, msg: Message, reply: ReplyTo) {
@@ -109,6 +137,9 @@ impl Hub {
     }
 
     fn client_request(&mut self, caller: Caller, msg: Message) {
+        if self.stopping.is_some() {
+            return self.answer_error(&caller, code::BACKEND_UNAVAILABLE, "the proxy is shutting down");
+        }
         if self.settle_by.is_some() && msg.method() != "ping" {
             self.held.push((caller, msg));
             return;
@@ -342,6 +373,13 @@ impl Hub {
     /// Sends a client's request to a backend under a fresh id, with the client's progress token
     /// swapped for one of the proxy's. Gives the caller back when the backend cannot be written to.
     fn try_forward(&mut self, caller: Caller, backend: BackendId, method: &str, mut params: Params) -> Result<(), Caller> {
+        let limit = self.settings.max_in_flight;
+        if self.routing.in_flight(backend) >= limit {
+            let why = format!("server '{}' has {limit} requests in flight, the limit; try again later", self.backend_key(backend));
+            log::warn!("{why}");
+            self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
+            return Ok(());
+        }
         let progress_token = params.get("_meta").and_then(|m| m.get("progressToken")).cloned();
         let origin = Origin::Client { caller: caller.clone(), progress_token };
         let timeout = self.timeout_for(backend);

@@ -43,9 +43,12 @@ pub struct BackendId(pub usize);
 
 /// Everything the dispatcher reacts to.
 pub enum Event {
-    /// A client is there. `session` names it for HTTP requests that come later; `outbox` is its standing
-    /// stream for messages that answer no request of its own (a Streamable HTTP client may have none yet).
-    ClientConnected { client: ClientId, session: Option<String>, outbox: Option<Sender<Message>> },
+    /// The stdio client (or `--list-tools`) is there; the dispatcher writes to it through `outbox`.
+    ClientConnected { client: ClientId, outbox: Sender<Message> },
+    /// An HTTP client asks for a session. `outbox` is its standing stream for messages that answer no
+    /// request of its own (a Streamable HTTP client has none yet); `owner` names the API key or token it
+    /// came with, for the per-key limit. `reply` gets [`Reply::Accepted`] or [`Reply::Refused`].
+    OpenSession { client: ClientId, session: String, outbox: Option<Sender<Message>>, owner: Option<String>, reply: Sender<Reply> },
     FromClient { client: ClientId, msg: Message },
     /// The client sent something that is not a JSON-RPC message; it gets an error with a null id.
     InvalidFromClient { client: ClientId, error: crate::jsonrpc::ParseError },
@@ -87,6 +90,8 @@ pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
 pub enum Reply {
     Accepted,
     UnknownSession,
+    /// A session refused by a limit: the HTTP status to answer with, and why.
+    Refused(u16, String),
     Message(Message),
 }
 
@@ -124,6 +129,13 @@ pub struct HubSettings {
     /// client capabilities (roots, sampling, elicitation) they can use. Right for stdio, whose one
     /// client arrives at once; HTTP clients come and go, so there backends declare none.
     pub await_client_capabilities: bool,
+    /// How long a shutdown lets requests in flight finish.
+    pub shutdown_grace: Duration,
+    /// Requests in flight to one backend at most; more are refused.
+    pub max_in_flight: usize,
+    /// Sessions (legacy SSE and Streamable HTTP) at most, in all and per API key or token.
+    pub max_sessions: usize,
+    pub max_sessions_per_key: usize,
 }
 
 /// The proxy's own requests to backends, and what to do with their answers.
@@ -143,6 +155,8 @@ struct Client {
     /// Streamable HTTP session, which opens and closes streams as it likes and expires when idle.
     needs_stream: bool,
     session: Option<String>,
+    /// The API key or token the session came with (an index, never the secret).
+    owner: Option<String>,
     initialized: bool,
     last_active: Instant,
 }
@@ -259,7 +273,17 @@ impl Hub {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::ClientConnected { client, session, outbox } => self.client_connected(client, session, outbox),
+            Event::ClientConnected { client, outbox } => self.client_connected(client, None, Some(outbox), None),
+            Event::OpenSession { client, session, outbox, owner, reply } => {
+                let answer = match self.session_refusal(owner.as_deref()) {
+                    Some((status, why)) => Reply::Refused(status, why),
+                    None => {
+                        self.client_connected(client, Some(session), outbox, owner);
+                        Reply::Accepted
+                    }
+                };
+                let _ = reply.send(answer);
+            }
             Event::FromClient { client, msg } => self.from_client(client, msg, ReplyTo::Outbox),
             Event::InvalidFromClient { client, error } => {
                 self.send_to_client(client, Message::error_response(Value::Null, error.code(), &error.to_string()));

@@ -40,6 +40,8 @@ pub struct Routing<I> {
     /// Proxy progress token to the request it was issued for.
     tokens: HashMap<u64, Key>,
     deadlines: BinaryHeap<Reverse<(Instant, BackendId, u64)>>,
+    /// Requests in flight per backend, kept as a count for the per-backend limit.
+    per_backend: HashMap<BackendId, usize>,
 }
 
 impl<I> Default for Routing<I> {
@@ -50,6 +52,7 @@ impl<I> Default for Routing<I> {
             by_client: HashMap::new(),
             tokens: HashMap::new(),
             deadlines: BinaryHeap::new(),
+            per_backend: HashMap::new(),
         }
     }
 }
@@ -76,12 +79,16 @@ impl<I> Routing<I> {
         self.deadlines.push(Reverse((deadline, backend, id)));
         let entry = InFlight { origin, method: method.to_owned(), timeout, opened, deadline, token };
         self.requests.insert(key, entry);
+        *self.per_backend.entry(backend).or_default() += 1;
         (id, token)
     }
 
     /// Removes and returns the request a backend's response answers.
     pub fn close(&mut self, key: Key) -> Option<InFlight<I>> {
         let entry = self.requests.remove(&key)?;
+        if let Some(count) = self.per_backend.get_mut(&key.0) {
+            *count = count.saturating_sub(1);
+        }
         if let Origin::Client { caller, .. } = &entry.origin {
             self.by_client.remove(&(caller.client, caller.id.to_string()));
         }
@@ -112,6 +119,16 @@ impl<I> Routing<I> {
     /// Every request waiting on a backend, for when that backend goes away.
     pub fn keys_for_backend(&self, backend: BackendId) -> Vec<Key> {
         self.requests.keys().filter(|(b, _)| *b == backend).copied().collect()
+    }
+
+    /// True while any client request is in flight (the proxy's own requests do not count).
+    pub fn has_client_requests(&self) -> bool {
+        !self.by_client.is_empty()
+    }
+
+    /// Requests in flight to one backend.
+    pub fn in_flight(&self, backend: BackendId) -> usize {
+        self.per_backend.get(&backend).copied().unwrap_or(0)
     }
 
     /// Every request a client is waiting for, for when that client goes away.
@@ -222,6 +239,18 @@ mod tests {
         assert_eq!(r.find_client_request(C2, &Value::from(9)), None);
         // 9 and "9" are different ids.
         assert_eq!(r.find_client_request(C1, &Value::from("9")), None);
+    }
+
+    #[test]
+    fn in_flight_counts_follow_open_and_close() {
+        let mut r = Routing::default();
+        let (a, _) = r.open(B, client(C1, 1, None), "tools/call", MINUTE);
+        r.open(B, client(C1, 2, None), "tools/call", MINUTE);
+        assert_eq!(r.in_flight(B), 2);
+        r.close((B, a));
+        r.close((B, a));
+        assert_eq!(r.in_flight(B), 1);
+        assert!(r.has_client_requests());
     }
 
     #[test]

@@ -37,6 +37,19 @@ impl Auth {
         ok |= key_query.is_some_and(|k| matches_any(&k, &self.keys));
         ok
     }
+
+    /// Which configured key or token the request carries, as `key #N` / `token #N` (never the
+    /// secret itself): the owner of a session, for the per-key session limit.
+    pub fn owner(&self, req: &Request) -> Option<String> {
+        let bearer = req.header("authorization").and_then(|v| v.trim().split_once(' ')).map(|(_, t)| t.trim().to_owned());
+        let key = req.header("x-api-key").map(|k| k.trim().to_owned()).or_else(|| req.query_param("key"));
+        let find = |candidate: Option<String>, secrets: &[String], kind: &str| {
+            let candidate = candidate?;
+            let index = secrets.iter().position(|s| constant_time_eq(candidate.as_bytes(), s.as_bytes()))?;
+            Some(format!("{kind} #{}", index + 1))
+        };
+        find(bearer, &self.tokens, "token").or_else(|| find(key, &self.keys, "key"))
+    }
 }
 
 fn matches_any(candidate: &str, secrets: &[String]) -> bool {

@@ -2,21 +2,16 @@
 //! the endpoint to post to; `POST /message?sessionId=...` takes one message and answers 202, and the
 //! reply arrives on the stream. The session lives exactly as long as its stream.
 
-use super::{new_session_id, parse_body, pump, Frontend, ACK_TIMEOUT, STREAM_QUEUE};
+use super::{parse_body, pump, Frontend, ACK_TIMEOUT, STREAM_QUEUE};
 use crate::http::{Exchange, Request, Response};
-use crate::hub::{ClientId, Event, Reply};
+use crate::hub::{Event, Reply};
 
 pub(super) fn open(fe: &Frontend, req: &Request, ex: &mut Exchange) {
-    let session = match new_session_id(fe.settings.instance_id.as_deref()) {
-        Ok(session) => session,
-        Err(e) => return ex.respond(Response::error(500, &format!("cannot make a session id: {e}"))),
-    };
-    let client = ClientId::fresh();
     let (outbox, inbox) = crossbeam_channel::bounded(STREAM_QUEUE);
-    let connected = Event::ClientConnected { client, session: Some(session.clone()), outbox: Some(outbox) };
-    if fe.events.send(connected).is_err() {
-        return ex.respond(Response::error(503, "shutting down"));
-    }
+    let (client, session) = match fe.open_session(req, Some(outbox)) {
+        Ok(opened) => opened,
+        Err(response) => return ex.respond(response),
+    };
     log::info!("SSE session {} opened (client {})", &session[..8], client.0);
     let mut endpoint = format!("/message?sessionId={session}");
     // A client that authenticated with `?key=` (the original's documented URL) can send no header:
@@ -52,7 +47,7 @@ pub(super) fn post(fe: &Frontend, req: &Request) -> Response {
     match ack.recv_timeout(ACK_TIMEOUT) {
         Ok(Reply::Accepted) => Response::new(202, "text/plain", "Accepted"),
         Ok(Reply::UnknownSession) => Response::error(404, &format!("No active session found for ID {session}")),
-        Ok(Reply::Message(_)) | Err(_) => Response::error(503, "the dispatcher did not answer"),
+        Ok(_) | Err(_) => Response::error(503, "the dispatcher did not answer"),
     }
 }
 

@@ -13,7 +13,7 @@ mod metrics;
 mod streamable;
 
 use crate::http::{self, EventStream, Exchange, Request, Response};
-use crate::hub::Event;
+use crate::hub::{ClientId, Event, Reply};
 use crate::jsonrpc::Message;
 use crate::settings::HttpSettings;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -98,6 +98,25 @@ impl Frontend {
         match answer.recv_timeout(ACK_TIMEOUT) {
             Ok(status) => Response::json(200, &status),
             Err(_) => Response::error(503, "the dispatcher did not answer"),
+        }
+    }
+}
+
+impl Frontend {
+    /// Asks the dispatcher for a new session (it may refuse: session limits) and returns its client
+    /// id and session id, or the response that says why not.
+    fn open_session(&self, req: &Request, outbox: Option<Sender<Message>>) -> Result<(ClientId, String), Response> {
+        let session = new_session_id(self.settings.instance_id.as_deref())
+            .map_err(|e| Response::error(500, &format!("cannot make a session id: {e}")))?;
+        let client = ClientId::fresh();
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let owner = self.auth.owner(req);
+        let open = Event::OpenSession { client, session: session.clone(), outbox, owner, reply };
+        self.events.send(open).map_err(|_| Response::error(503, "shutting down"))?;
+        match answer.recv_timeout(ACK_TIMEOUT) {
+            Ok(Reply::Accepted) => Ok((client, session)),
+            Ok(Reply::Refused(status, why)) => Err(Response::error(status, &why)),
+            Ok(_) | Err(_) => Err(Response::error(503, "the dispatcher did not answer")),
         }
     }
 }

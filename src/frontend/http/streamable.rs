@@ -7,9 +7,9 @@
 //! response turns into an SSE stream that ends with the answer. `GET` opens the session's standing
 //! stream, `DELETE` ends the session.
 
-use super::{new_session_id, parse_body, pump, rpc_error, Frontend, ACK_TIMEOUT, STREAM_QUEUE};
+use super::{parse_body, pump, rpc_error, Frontend, ACK_TIMEOUT, STREAM_QUEUE};
 use crate::http::{Exchange, Request, Response};
-use crate::hub::{ClientId, Event, Reply, PROTOCOL_VERSIONS};
+use crate::hub::{Event, Reply, PROTOCOL_VERSIONS};
 use crate::jsonrpc::{Kind, Message};
 use crossbeam_channel::Receiver;
 use serde_json::Value;
@@ -47,11 +47,11 @@ fn post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     let (session, created) = match req.header("mcp-session-id") {
         Some(session) if !stateless => (session.to_owned(), false),
         // Stateless: every request is a session of its own, forgotten once answered.
-        _ if stateless => match start_session(fe) {
+        _ if stateless => match start_session(fe, req) {
             Ok(session) => (session, false),
             Err(response) => return ex.respond(response),
         },
-        None if msg.kind() == Kind::Request && msg.method() == "initialize" => match start_session(fe) {
+        None if msg.kind() == Kind::Request && msg.method() == "initialize" => match start_session(fe, req) {
             Ok(session) => (session, true),
             Err(response) => return ex.respond(response),
         },
@@ -87,17 +87,15 @@ fn exchange(fe: &Frontend, req: &Request, ex: &mut Exchange, msg: Message, sessi
     match first {
         Some(Reply::Accepted) => ex.respond(Response::empty(202)),
         Some(Reply::UnknownSession) => ex.respond(unknown_session(&session)),
+        Some(Reply::Refused(status, why)) => ex.respond(Response::error(status, &why)),
         Some(Reply::Message(msg)) => answer(ex, req, headers, msg, &replies, request_id.as_ref()),
         None => ex.respond(Response::error(503, "the dispatcher did not answer")),
     }
 }
 
-fn start_session(fe: &Frontend) -> Result<String, Response> {
-    let session = new_session_id(fe.settings.instance_id.as_deref()).map_err(|e| Response::error(500, &format!("cannot make a session id: {e}")))?;
-    let client = ClientId::fresh();
-    let connected = Event::ClientConnected { client, session: Some(session.clone()), outbox: None };
-    fe.events.send(connected).map_err(|_| Response::error(503, "shutting down"))?;
-    log::info!("Streamable HTTP session {} started (client {})", &session[..8], client.0);
+fn start_session(fe: &Frontend, req: &Request) -> Result<String, Response> {
+    let (client, session) = fe.open_session(req, None)?;
+    log::info!("Streamable HTTP session {} started (client {})", &session[..session.len().min(8)], client.0);
     Ok(session)
 }
 
@@ -164,7 +162,7 @@ fn get(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     match ack.recv_timeout(ACK_TIMEOUT) {
         Ok(Reply::Accepted) => {}
         Ok(Reply::UnknownSession) => return ex.respond(unknown_session(&session)),
-        Ok(Reply::Message(_)) | Err(_) => return ex.respond(Response::error(503, "the dispatcher did not answer")),
+        Ok(_) | Err(_) => return ex.respond(Response::error(503, "the dispatcher did not answer")),
     }
     if let Ok(mut stream) = ex.stream(&[]) {
         // Replaced by a newer stream or the session ended: end this one properly.
@@ -186,6 +184,6 @@ fn delete(fe: &Frontend, req: &Request) -> Response {
     match ack.recv_timeout(ACK_TIMEOUT) {
         Ok(Reply::Accepted) => Response::empty(200),
         Ok(Reply::UnknownSession) => unknown_session(&session),
-        Ok(Reply::Message(_)) | Err(_) => Response::error(503, "the dispatcher did not answer"),
+        Ok(_) | Err(_) => Response::error(503, "the dispatcher did not answer"),
     }
 }

@@ -111,7 +111,7 @@ function route() {
   if (S.view && S.view !== v && dirty(S.view)) toast('Unsaved changes on ' + S.view + ' are kept; save or discard them there.', 'warn');
   S.view = v;
   $$('main>section').forEach(s => { s.hidden = s.id !== 'v-' + v; });
-  $$('#nav a').forEach(a => a.toggleAttribute('aria-current', a.dataset.v === v) || a.setAttribute('aria-current', a.dataset.v === v ? 'page' : 'false'));
+  $$('#nav a').forEach(a => { if (a.dataset.v === v) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current'); });
   if (v === 'servers') loadServers();
   else if (v === 'tools') loadTools();
   else loadLogs(true);
@@ -227,7 +227,7 @@ function setActive(k, on) {
   const o = S.cfg.mcpServers[k], old = S.savedCfg.mcpServers[k];
   if (!on) o.active = false;
   else if (old && 'active' in old && isActive(old)) o.active = old.active;
-  else if (old && !('active' in old)) delete o.active;
+  else if (!old || !('active' in old)) delete o.active;
   else o.active = true;
   toast(`${k} will be ${on ? 'enabled' : 'disabled'} on Save & reload.`);
 }
@@ -545,7 +545,7 @@ function renderTools(tools, problems) {
     const rows = ts.map(toolRow), cnt = h('span', { class: 'muted' });
     const bulk = on => () => { rows.forEach(r => { r.cb.checked = on; }); tUpd(); };
     const g = { rows, cnt, el: h('section', { class: 'card grp' },
-      h('div', { class: 'grp-h' }, h('h2', {}, srv), cnt,
+      h('div', { class: 'grp-h' }, h('div', { class: 'ttl' }, h('h2', {}, srv), cnt),
         h('button', { type: 'button', onclick: bulk(true) }, 'Enable all'),
         h('button', { type: 'button', onclick: bulk(false) }, 'Disable all')),
       rows.map(r => r.el)) };
@@ -556,7 +556,7 @@ function renderTools(tools, problems) {
 }
 function toolRow(t) {
   const key = str(t.key || t.serverName + S.sep + t.name), e = isObj(S.tCfg.tools[key]) ? S.tCfg.tools[key] : {};
-  const pre = key in S.ns ? S.ns[key] : S.ns[t.serverName] ?? str(t.serverName);
+  const pre = S.ns[t.serverName] ?? str(t.serverName);
   const def = pre === '' ? str(t.name) : pre + S.sep + t.name;
   const nm0 = str(e.exposedName ?? e.displayName), ds0 = str(e.exposedDescription ?? e.description);
   const r = { t, key, dflt: nm0 ? def : str(t.exposedName) || def, init: { en: t.enabled !== false, nm: nm0, ds: ds0 } };

@@ -71,7 +71,7 @@ fn print_tools(tools: &[Value]) {
 /// Prints the effective catalog and every problem; true when there is none.
 fn print_check(inspection: &Value) -> bool {
     let list = |key| inspection.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-    let (tools, problems, backends) = (list("tools"), list("problems"), list("backends"));
+    let (tools, problems, notes, backends) = (list("tools"), list("problems"), list("notes"), list("backends"));
     let width = tools.iter().map(|t| text(t, "name").len()).max().unwrap_or(4).max(4);
     println!("{:<width$}  server / original name", "tool");
     for tool in &tools {
@@ -82,6 +82,9 @@ fn print_check(inspection: &Value) -> bool {
         let state = text(backend, "state");
         println!("server {}: {state}{}", text(backend, "key"), backend.get("lastError").and_then(Value::as_str).map(|e| format!(" ({e})")).unwrap_or_default());
         ok &= matches!(state, "connected" | "inactive");
+    }
+    for note in &notes {
+        println!("note: {}", note.as_str().unwrap_or_default());
     }
     for problem in &problems {
         println!("problem: {}", problem.as_str().unwrap_or_default());

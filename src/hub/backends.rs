@@ -495,13 +495,14 @@ impl Hub {
             .collect();
         // Key order decides every clash, whatever order the servers were added in.
         sources.sort_by(|a, b| a.key.cmp(b.key));
-        let (catalog, problems) = Catalog::build(&sources, &self.settings.separator, &self.overrides);
-        for problem in &problems {
-            if !self.problems.contains(problem) {
-                log::warn!("{problem}");
-            }
+        let (catalog, found) = Catalog::build(&sources, &self.settings.separator, &self.overrides);
+        for problem in found.problems.iter().filter(|p| !self.findings.problems.contains(p)) {
+            log::warn!("{problem}");
         }
-        self.problems = problems;
+        for note in found.notes.iter().filter(|n| !self.findings.notes.contains(n)) {
+            log::info!("{note}");
+        }
+        self.findings = found;
         self.catalog = catalog;
     }
 
@@ -715,7 +716,8 @@ impl Hub {
             })
             .collect();
         let backends: Vec<Value> = self.backends.iter().filter(|b| b.state != State::Removed).map(Backend::health).collect();
-        json!({ "tools": tools, "allTools": self.all_tools(), "problems": self.problems, "backends": backends })
+        let found = &self.findings;
+        json!({ "tools": tools, "allTools": self.all_tools(), "problems": found.problems, "notes": found.notes, "backends": backends })
     }
 
     /// Every tool of every ready backend that its filters let through, disabled ones included, with

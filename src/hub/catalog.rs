@@ -55,33 +55,44 @@ pub struct Catalog {
     resource_routes: HashMap<String, BackendId>,
     template_routes: Vec<(String, BackendId)>,
     resource_backends: Vec<BackendId>,
+    /// Each backend's `resources` filter, applied to every URI routed to it (templated ones too).
+    resource_filters: HashMap<BackendId, crate::config::Filter>,
     withdrawn: HashMap<String, BackendId>,
     /// A backend's tool (by its own name) to the name it is exposed under.
     exposed: HashMap<(BackendId, String), String>,
+}
+
+/// What a build found, for the log, `--check` and the admin page.
+#[derive(Debug, Default, PartialEq)]
+pub struct Findings {
+    /// Something configured is not served as asked: `--check` fails on these.
+    pub problems: Vec<String>,
+    /// A clash or a long name resolved by a documented rule.
+    pub notes: Vec<String>,
 }
 
 /// Per-tool overrides by `<serverKey><sep><tool>`.
 pub type Overrides = BTreeMap<String, ToolOverride>;
 
 impl Catalog {
-    /// Builds the catalog; the second value lists the clashes, malformed entries and unusable overrides
-    /// found, for the log.
-    pub fn build(sources: &[Source], sep: &str, overrides: &Overrides) -> (Catalog, Vec<String>) {
+    /// Builds the catalog, with what it found: problems (a tool dropped by a clash, an unusable
+    /// override, a malformed entry) and notes (a clash or a long name resolved by a documented rule).
+    pub fn build(sources: &[Source], sep: &str, overrides: &Overrides) -> (Catalog, Findings) {
         let mut catalog = Catalog::default();
-        let mut problems = Vec::new();
+        let mut found = Findings::default();
         let mut used = HashSet::new();
         for src in sources {
-            catalog.add_tools(src, sources, sep, overrides, &mut used, &mut problems);
+            catalog.add_tools(src, sources, sep, overrides, &mut used, &mut found);
             if src.ready {
-                catalog.add_resources(src, &mut problems);
+                catalog.add_resources(src, &mut found);
             }
         }
-        catalog.add_prompts(sources, sep, &mut problems);
+        catalog.add_prompts(sources, sep, &mut found);
         if sources.iter().all(|s| s.ready) {
             let unused = overrides.keys().filter(|k| !used.contains(k.as_str()));
-            problems.extend(unused.map(|k| format!("tool_config.json: '{k}' names no tool of any server")));
+            found.problems.extend(unused.map(|k| format!("tool_config.json: '{k}' names no tool of any server")));
         }
-        (catalog, problems)
+        (catalog, found)
     }
 
     pub fn tool(&self, exposed: &str) -> Option<&Route> {
@@ -113,11 +124,12 @@ impl Catalog {
             .filter(|(prefix, _)| uri.starts_with(prefix.as_str()))
             .max_by_key(|(prefix, _)| prefix.len())
             .map(|(_, id)| *id);
-        match (by_template, self.resource_backends.as_slice()) {
+        let owner = match (by_template, self.resource_backends.as_slice()) {
             (Some(id), _) => Some(id),
             (None, [only]) => Some(*only),
             _ => None,
-        }
+        };
+        owner.filter(|id| self.resource_filters.get(id).is_none_or(|f| f.admits(uri)))
     }
 
     fn add_tools<'o>(
@@ -127,32 +139,32 @@ impl Catalog {
         sep: &str,
         overrides: &'o Overrides,
         used: &mut HashSet<&'o str>,
-        problems: &mut Vec<String>,
+        found: &mut Findings,
     ) {
         for tool in src.tools {
             let Some(name) = tool.get("name").and_then(Value::as_str) else {
-                problems.push(format!("server '{}': a tool without a name was skipped", src.key));
+                found.problems.push(format!("server '{}': a tool without a name was skipped", src.key));
                 continue;
             };
             if !src.filters.tools.admits(name) {
                 continue;
             }
             let override_key = qualify(src.key, sep, name);
-            let found = overrides.get_key_value(&override_key);
-            if let Some((key, _)) = found {
+            let entry = overrides.get_key_value(&override_key);
+            if let Some((key, _)) = entry {
                 used.insert(key.as_str());
             }
-            let over = found.map(|(_, o)| o);
+            let over = entry.map(|(_, o)| o);
             if over.is_some_and(|o| !o.enabled) {
                 continue;
             }
-            let exposed = exposed_name(src.prefix, sep, name, over, &override_key, problems);
+            let exposed = exposed_name(src.prefix, sep, name, over, &override_key, found);
             if !src.ready {
                 self.withdrawn.entry(exposed).or_insert(src.id);
                 continue;
             }
             if let Some(earlier) = self.tool_routes.get(&exposed) {
-                problems.push(format!(
+                found.problems.push(format!(
                     "tool name '{exposed}' is exposed by two servers, '{}' (kept) and '{}' (skipped): \
                      give one of them another 'namespace'",
                     key_of(sources, earlier.backend),
@@ -170,20 +182,21 @@ impl Catalog {
         }
     }
 
-    fn add_resources(&mut self, src: &Source, problems: &mut Vec<String>) {
+    fn add_resources(&mut self, src: &Source, found: &mut Findings) {
+        self.resource_filters.insert(src.id, src.filters.resources.clone());
         if !src.resources.is_empty() || !src.templates.is_empty() {
             self.resource_backends.push(src.id);
         }
         for resource in src.resources {
             let Some(uri) = resource.get("uri").and_then(Value::as_str) else {
-                problems.push(format!("server '{}': a resource without a uri was skipped", src.key));
+                found.problems.push(format!("server '{}': a resource without a uri was skipped", src.key));
                 continue;
             };
             if !src.filters.resources.admits(uri) {
                 continue;
             }
             if self.resource_routes.contains_key(uri) {
-                problems.push(format!("resource '{uri}' of server '{}' is already served by another server", src.key));
+                found.notes.push(format!("resource '{uri}' of server '{}' is already served by another server", src.key));
                 continue;
             }
             self.resource_routes.insert(uri.to_owned(), src.id);
@@ -191,7 +204,7 @@ impl Catalog {
         }
         for template in src.templates {
             let Some(pattern) = template.get("uriTemplate").and_then(Value::as_str) else {
-                problems.push(format!("server '{}': a resource template without a uriTemplate was skipped", src.key));
+                found.problems.push(format!("server '{}': a resource template without a uriTemplate was skipped", src.key));
                 continue;
             };
             if !src.filters.resources.admits(pattern) {
@@ -203,11 +216,11 @@ impl Catalog {
         }
     }
 
-    fn add_prompts(&mut self, sources: &[Source], sep: &str, problems: &mut Vec<String>) {
+    fn add_prompts(&mut self, sources: &[Source], sep: &str, found: &mut Findings) {
         for src in sources.iter().filter(|s| s.ready) {
             for prompt in src.prompts {
                 let Some(name) = prompt.get("name").and_then(Value::as_str) else {
-                    problems.push(format!("server '{}': a prompt without a name was skipped", src.key));
+                    found.problems.push(format!("server '{}': a prompt without a name was skipped", src.key));
                     continue;
                 };
                 if !src.filters.prompts.admits(name) {
@@ -215,7 +228,7 @@ impl Catalog {
                 }
                 let exposed = if self.prompt_routes.contains_key(name) {
                     let qualified = qualify(src.prefix, sep, name);
-                    problems.push(format!(
+                    found.notes.push(format!(
                         "prompt '{name}' of server '{}' clashes with another server's; exposed as '{qualified}'",
                         src.key
                     ));
@@ -224,7 +237,7 @@ impl Catalog {
                     name.to_owned()
                 };
                 if self.prompt_routes.contains_key(&exposed) {
-                    problems.push(format!("prompt '{exposed}' of server '{}' is exposed twice; skipped", src.key));
+                    found.problems.push(format!("prompt '{exposed}' of server '{}' is exposed twice; skipped", src.key));
                     continue;
                 }
                 self.prompt_routes.insert(exposed.clone(), Route { backend: src.id, name: name.to_owned() });
@@ -240,19 +253,19 @@ fn key_of<'a>(sources: &[Source<'a>], id: BackendId) -> &'a str {
 
 /// The name a tool is exposed under: the override's, if it is usable, else `<prefix><sep><name>`;
 /// shortened when over 64 characters.
-fn exposed_name(prefix: &str, sep: &str, name: &str, over: Option<&ToolOverride>, key: &str, problems: &mut Vec<String>) -> String {
+fn exposed_name(prefix: &str, sep: &str, name: &str, over: Option<&ToolOverride>, key: &str, found: &mut Findings) -> String {
     if let Some(wanted) = over.and_then(|o| o.exposed_name.as_deref()) {
         if is_portable_name(wanted) {
             return wanted.to_owned();
         }
-        problems.push(format!(
+        found.problems.push(format!(
             "tool_config.json: '{key}': exposedName '{wanted}' is not 1-64 letters, digits, '_' or '-'; using the default name"
         ));
     }
     let default = qualify(prefix, sep, name);
     if default.len() > 64 {
         let short = shorten(&default);
-        problems.push(format!("tool name '{default}' is over 64 characters, which clients reject; exposed as '{short}'"));
+        found.notes.push(format!("tool name '{default}' is over 64 characters, which clients reject; exposed as '{short}'"));
         return short;
     }
     default
@@ -296,11 +309,17 @@ mod tests {
         Lists { key, prefix: key, ready: true, filters: Filters::default(), tools: vec![], prompts: vec![], resources: vec![], templates: vec![] }
     }
 
+    /// The catalog and every finding, problems first, then notes.
     fn build(all: &[Lists]) -> (Catalog, Vec<String>) {
         build_with(all, &Overrides::new())
     }
 
     fn build_with(all: &[Lists], overrides: &Overrides) -> (Catalog, Vec<String>) {
+        let (catalog, found) = build_found(all, overrides);
+        (catalog, found.problems.into_iter().chain(found.notes).collect())
+    }
+
+    fn build_found(all: &[Lists], overrides: &Overrides) -> (Catalog, Findings) {
         let sources: Vec<Source> = all
             .iter()
             .enumerate()
@@ -325,6 +344,31 @@ mod tests {
 
     fn names(catalog: &Catalog) -> Vec<&str> {
         catalog.tools.iter().map(|t| t["name"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn clashes_resolved_by_a_rule_are_notes_and_dropped_tools_are_problems() {
+        let (mut a, mut b) = (lists("a"), lists("b"));
+        (a.prefix, b.prefix) = ("x", "x");
+        a.prompts = vec![json!({"name": "greet"})];
+        b.prompts = vec![json!({"name": "greet"})];
+        a.tools = vec![json!({"name": "echo"})];
+        b.tools = vec![json!({"name": "echo"})];
+        let (_, found) = build_found(&[a, b], &Overrides::new());
+        assert_eq!(found.problems.len(), 1, "{found:?}");
+        assert!(found.problems[0].contains("tool name 'x__echo'"));
+        assert_eq!(found.notes.len(), 1, "{found:?}");
+        assert!(found.notes[0].contains("prompt 'greet'"));
+    }
+
+    #[test]
+    fn denied_uri_is_not_routed_even_through_a_template() {
+        let mut a = lists("a");
+        a.filters.resources.deny = vec!["test://secret/*".into()];
+        a.templates = vec![json!({"uriTemplate": "test://{x}"})];
+        let (catalog, _) = build(&[a]);
+        assert_eq!(catalog.resource_owner("test://public/1"), Some(BackendId(0)));
+        assert_eq!(catalog.resource_owner("test://secret/1"), None);
     }
 
     #[test]

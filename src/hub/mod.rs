@@ -194,8 +194,8 @@ pub struct Hub {
     backends: Vec<backends::Backend>,
     catalog: Catalog,
     overrides: catalog::Overrides,
-    /// What the last catalog build found wrong (clashes, bad overrides); logged when new.
-    problems: Vec<String>,
+    /// What the last catalog build found (clashes, bad overrides); logged when new.
+    findings: catalog::Findings,
     clients: HashMap<ClientId, Client>,
     /// HTTP session ids to their clients.
     sessions: HashMap<String, ClientId>,
@@ -228,7 +228,7 @@ impl Hub {
             backends: servers.into_iter().map(backends::Backend::new).collect(),
             catalog: Catalog::default(),
             overrides,
-            problems: Vec::new(),
+            findings: catalog::Findings::default(),
             clients: HashMap::new(),
             sessions: HashMap::new(),
             routing: Routing::default(),

@@ -8,7 +8,7 @@
 mod request;
 mod response;
 
-pub use request::{Limits, ReadError, Request};
+pub use request::{parse_head, Limits, ReadError, Request};
 pub use response::{EventStream, Response};
 
 use std::io::{self, BufReader};

@@ -148,7 +148,8 @@ fn read_head(reader: &mut BufReader<TcpStream>, max: usize, deadline: Instant) -
     }
 }
 
-fn parse_head(head: &[u8]) -> Result<Request, ReadError> {
+/// Parses a complete request head (up to and including the empty line); public for the fuzz targets.
+pub fn parse_head(head: &[u8]) -> Result<Request, ReadError> {
     let mut slots = [httparse::EMPTY_HEADER; 64];
     let mut parsed = httparse::Request::new(&mut slots);
     match parsed.parse(head) {

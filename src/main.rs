@@ -94,6 +94,8 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
             let http = settings.http.clone();
             std::thread::Builder::new().name("accept".into()).spawn(move || frontend::http::serve(listener, http, events, admin))?;
             hub.run(inbox);
+            #[cfg(feature = "web-terminal")]
+            frontend::http::admin::terminal::Terminals::kill_all();
             Ok(true)
         }
         _ => {

@@ -71,6 +71,8 @@ ENVIRONMENT:
     ADMIN_USERNAME, ADMIN_PASSWORD
                                 admin login (default admin / password: change it)
     ADMIN_COOKIE_SECURE         true: mark the admin session cookie Secure (also NODE_ENV=production)
+    ENABLE_WEB_TERMINAL         true/1/yes: a shell in the admin UI (needs ENABLE_ADMIN_UI; use with care)
+    TERMINAL_IDLE_TIMEOUT       seconds before an idle web terminal is killed (default 3600)
     TOOLS_FOLDER                where installs go when a server has no installDirectory (default ./tools)
 ";
 
@@ -174,6 +176,17 @@ pub struct AdminSettings {
     pub cookie_secure: bool,
     /// Base folder for installs of servers without `installDirectory`; `None`: `./tools`.
     pub tools_folder: Option<PathBuf>,
+    /// The web terminal, when enabled.
+    pub terminal: Option<TerminalSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TerminalSettings {
+    /// `SHELL`, else `/bin/sh`.
+    pub shell: String,
+    /// `HOME`, else the tools folder, else the current folder.
+    pub cwd: PathBuf,
+    pub idle_timeout: Duration,
 }
 
 impl AdminSettings {
@@ -285,6 +298,7 @@ impl Settings {
             _ => Some(seconds("MCP_PROXY_CONFIG_POLL", 2.0)),
         };
         let session_idle_timeout = seconds("MCP_PROXY_SESSION_IDLE_TIMEOUT", 1800.0);
+        let terminal_idle = seconds("TERMINAL_IDLE_TIMEOUT", 3600.0);
         let port = match port_flag.or_else(|| non_empty("PORT")) {
             None => 3663,
             Some(p) => p.parse().map_err(|_| UsageError(format!("port '{p}' is not a number from 0 to 65535")))?,
@@ -326,6 +340,11 @@ impl Settings {
                 password: env("ADMIN_PASSWORD").filter(|p| !p.is_empty()).unwrap_or_else(|| "password".into()),
                 cookie_secure: truthy(non_empty("ADMIN_COOKIE_SECURE")) || non_empty("NODE_ENV").as_deref() == Some("production"),
                 tools_folder: non_empty("TOOLS_FOLDER").map(PathBuf::from),
+                terminal: truthy(non_empty("ENABLE_WEB_TERMINAL")).then(|| TerminalSettings {
+                    shell: non_empty("SHELL").unwrap_or_else(|| "/bin/sh".into()),
+                    cwd: non_empty("HOME").or_else(|| non_empty("TOOLS_FOLDER")).map_or_else(|| PathBuf::from("."), PathBuf::from),
+                    idle_timeout: terminal_idle,
+                }),
             }),
         };
         let mut retry = |kind: &str| retry_policy(kind, &non_empty, &mut warnings);

@@ -7,6 +7,8 @@
 
 mod install;
 mod session;
+#[cfg(feature = "web-terminal")]
+pub mod terminal;
 
 use super::rpc_error;
 use crate::config;
@@ -38,11 +40,21 @@ pub struct Admin {
     keepalive: Duration,
     /// Servers with an install running.
     installing: Arc<Mutex<HashSet<String>>>,
+    #[cfg(feature = "web-terminal")]
+    terminals: Option<Arc<terminal::Terminals>>,
 }
 
 impl Admin {
     pub fn new(settings: AdminSettings, watch: Watch, separator: String, events: Sender<Event>, keepalive: Duration) -> Admin {
+        #[cfg(feature = "web-terminal")]
+        let terminals = settings.terminal.clone().map(|t| terminal::Terminals::start(t.shell, t.cwd, t.idle_timeout));
+        #[cfg(not(feature = "web-terminal"))]
+        if settings.terminal.is_some() {
+            log::warn!("ENABLE_WEB_TERMINAL is set, but this build has no web terminal (cargo feature web-terminal)");
+        }
         Admin {
+            #[cfg(feature = "web-terminal")]
+            terminals,
             settings,
             sessions: session::Sessions::default(),
             updates: Updates::default(),
@@ -65,6 +77,9 @@ impl Admin {
             _ => {}
         }
         let Some(session) = self.sessions.find(req) else {
+            if method == "GET" && path == "/admin/terminal.html" {
+                return ex.respond(Response::empty(302).with_header("Location", "/admin/"));
+            }
             return ex.respond(Response::error(401, "Unauthorized"));
         };
         let changes_state = matches!(method, "POST" | "DELETE" | "PUT");
@@ -73,6 +88,9 @@ impl Admin {
         }
         if (method, path) == ("GET", "/admin/sse/updates") {
             return self.stream_updates(ex);
+        }
+        if path.starts_with("/admin/terminal") {
+            return self.terminal(req, ex);
         }
         let response = match (method, path) {
             ("POST", "/admin/logout") => {
@@ -172,7 +190,26 @@ impl Admin {
 
     fn environment(&self) -> Value {
         let tools_folder = self.settings.tools_folder.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-        json!({ "toolsFolder": tools_folder, "serverToolnameSeparator": self.separator, "webTerminal": false })
+        json!({ "toolsFolder": tools_folder, "serverToolnameSeparator": self.separator, "webTerminal": self.terminal_enabled() })
+    }
+
+    #[cfg(feature = "web-terminal")]
+    fn terminal_enabled(&self) -> bool {
+        self.terminals.is_some()
+    }
+
+    #[cfg(not(feature = "web-terminal"))]
+    fn terminal_enabled(&self) -> bool {
+        false
+    }
+
+    fn terminal(&self, req: &Request, ex: &mut Exchange) {
+        #[cfg(feature = "web-terminal")]
+        if let Some(terminals) = &self.terminals {
+            return terminals.handle(req, ex);
+        }
+        let _ = req;
+        ex.respond(Response::error(404, "the web terminal is disabled (set ENABLE_WEB_TERMINAL=true)"));
     }
 
     /// Asks the dispatcher something and answers with what it says.

@@ -156,6 +156,7 @@ async function loadServers(force) {
       toast('No configuration file yet; saving creates it.', 'warn');
     }
     if (!isObj(c)) throw new Error('mcp_server.json is not a JSON object');
+    if (!force && sDirty()) return renderServers();
     if (!isObj(c.mcpServers)) c.mcpServers = {};
     S.cfg = c; S.saved = JSON.stringify(c); S.savedCfg = clone(c); S.sProbs = {}; S.sGlobal = [];
   } catch (e) { fail('Loading the configuration failed', e); }
@@ -514,6 +515,7 @@ async function loadTools(force) {
       api('GET', '/admin/tools/config').catch(e => { if (e.status === 404) return { tools: {} }; throw e; }),
       api('GET', '/admin/environment').catch(() => ({})),
       api('GET', '/admin/config').catch(() => null)]);
+    if (!force && tDirty()) return;
     S.tCfg = isObj(c) ? c : { tools: {} };
     if (!isObj(S.tCfg.tools)) S.tCfg.tools = {};
     S.sep = (env && env.serverToolnameSeparator) || '__';
@@ -635,7 +637,7 @@ async function saveTools() {
     for (const r of S.rows) r.init = { en: r.cb.checked, nm: r.nm.value.trim(), ds: r.ds.value.trim() };
     tUpd();
     toast((d && d.message) || 'Tool configuration saved.');
-    if (await reloadProxy()) loadTools(true);
+    if (await reloadProxy()) loadTools();
   } catch (e) {
     if (e.status === 400) {
       const ps = (e.data.problems || [e.message]).map(str);

@@ -90,7 +90,7 @@ impl Catalog {
         catalog.add_prompts(sources, sep, &mut found);
         if sources.iter().all(|s| s.ready) {
             let unused = overrides.keys().filter(|k| !used.contains(k.as_str()));
-            found.problems.extend(unused.map(|k| format!("tool_config.json: '{k}' names no tool of any server")));
+            found.problems.extend(unused.map(|k| format!("tool config: '{k}' names no tool of any server")));
         }
         (catalog, found)
     }
@@ -165,9 +165,10 @@ impl Catalog {
             }
             if let Some(earlier) = self.tool_routes.get(&exposed) {
                 found.problems.push(format!(
-                    "tool name '{exposed}' is exposed by two servers, '{}' (kept) and '{}' (skipped): \
-                     give one of them another 'namespace'",
+                    "tool name '{exposed}' is exposed twice: server '{}' tool '{}' keeps it, server '{}' tool '{name}' \
+                     is skipped; give one of them an exposedName in the tool config, or its server another 'namespace'",
                     key_of(sources, earlier.backend),
+                    earlier.name,
                     src.key
                 ));
                 continue;
@@ -259,7 +260,7 @@ fn exposed_name(prefix: &str, sep: &str, name: &str, over: Option<&ToolOverride>
             return wanted.to_owned();
         }
         found.problems.push(format!(
-            "tool_config.json: '{key}': exposedName '{wanted}' is not 1-64 letters, digits, '_' or '-'; using the default name"
+            "tool config: '{key}': exposedName '{wanted}' is not 1-64 letters, digits, '_' or '-'; using the default name"
         ));
     }
     let default = qualify(prefix, sep, name);
@@ -409,7 +410,7 @@ mod tests {
         a.tools = vec![json!({"name": "x"})];
         let overrides = Overrides::from([("a__gone".to_owned(), over(false, None, None))]);
         let (_, problems) = build_with(&[a], &overrides);
-        assert_eq!(problems, ["tool_config.json: 'a__gone' names no tool of any server"]);
+        assert_eq!(problems, ["tool config: 'a__gone' names no tool of any server"]);
         let mut down = lists("a");
         down.ready = false;
         let (_, problems) = build_with(&[down], &overrides);
@@ -487,7 +488,7 @@ mod tests {
         assert_eq!(catalog.tools.len(), 1);
         assert_eq!(catalog.tool("echo").map(|r| r.backend), Some(BackendId(0)));
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("'a' (kept)") && problems[0].contains("'b' (skipped)"), "{}", problems[0]);
+        assert!(problems[0].contains("server 'a' tool 'echo' keeps it") && problems[0].contains("server 'b' tool 'echo' is skipped"), "{}", problems[0]);
     }
 
     #[test]

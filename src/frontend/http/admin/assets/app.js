@@ -1,153 +1,136 @@
 'use strict';
-// MCP proxy admin UI: plain JS, no dependencies. All data goes into the DOM as text (never innerHTML).
+// MCP proxy admin UI (docs/admin-api.md). Plain JS; data reaches the DOM only as text, never as HTML.
 const $ = (s, r = document) => r.querySelector(s);
 const $$ = (s, r = document) => [...r.querySelectorAll(s)];
+const has = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
 const isObj = v => v !== null && typeof v === 'object' && !Array.isArray(v);
-const clone = v => JSON.parse(JSON.stringify(v));
-const NAME_RE = /^[a-zA-Z0-9_-]{1,64}$/;
-const VIEWS = ['servers', 'tools', 'logs'];
-const S = { csrf: '', view: '', cfg: null, saved: '', savedCfg: null, sProbs: {}, sGlobal: [], status: {}, cards: {},
-  rows: null, groups: [], tCfg: null, logs: [], logSig: '', inst: {}, instKey: '', es: null, last: {} };
+const str = v => v == null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
+const J = JSON.stringify;
+// Maps keyed by server or tool keys have no prototype, so a key such as "constructor" is just a key.
+const dict = o => Object.assign(Object.create(null), o);
+const S = { csrf: '', view: '', cfg: null, saved: '', old: dict(), probs: dict(), glob: [], status: dict(), cards: dict(), ns: dict(), rows: null, groups: [], logs: [], inst: dict(), last: {} };
 
 function h(tag, p, ...kids) {
-  const e = document.createElement(tag);
+  const [t, ...cls] = tag.split('.'), e = document.createElement(t); // 'div.a.b': a div with classes a and b
+  e.className = cls.join(' ');
   for (const k in p || {}) {
     const v = p[k];
     if (v == null || v === false) continue;
     if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else if (k === 'class') e.className = v;
-    else if (k === 'text') e.textContent = v;
     else if (typeof v !== 'string' && k in e) e[k] = v;
-    else e.setAttribute(k, v === true ? '' : v);
+    else e.setAttribute(k, v);
   }
   for (const c of kids.flat()) if (c != null && c !== false) e.append(c);
   return e;
 }
-
 function toast(msg, kind = 'ok') {
-  const box = $('#toasts');
-  const t = h('div', { class: 'toast ' + kind, role: kind === 'err' ? 'alert' : 'status', onclick: () => t.remove() }, msg);
+  const box = $('#toasts'), t = h('div', { class: 'toast ' + kind, role: kind === 'err' ? 'alert' : 'status', onclick: () => t.remove() }, msg);
   box.append(t);
   while (box.children.length > 4) box.firstChild.remove();
-  setTimeout(() => t.remove(), kind === 'err' ? 10000 : 4500);
+  if (box.showPopover) { try { box.hidePopover(); box.showPopover(); } catch (e) { /* not supported */ } }
+  setTimeout(() => t.remove(), kind === 'ok' ? 4500 : 10000);
 }
-
-async function api(method, path, body, retried) {
-  const o = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+async function api(method, path, body) {
+  const o = { method, credentials: 'same-origin', headers: {} };
   if (method !== 'GET' && path !== '/admin/login') o.headers['X-CSRF-Token'] = S.csrf;
-  if (body !== undefined) { o.headers['Content-Type'] = 'application/json'; o.body = JSON.stringify(body); }
-  let r;
-  try { r = await fetch(path, o); } catch (e) { throw Object.assign(new Error('network error (' + e.message + ')'), { status: 0, data: {} }); }
+  if (body !== undefined) { o.headers['Content-Type'] = 'application/json'; o.body = J(body); }
+  const err = (m, status, data) => Object.assign(new Error(m), { status, data: isObj(data) ? data : {} });
+  let r, data = null;
+  try { r = await fetch(path, o); } catch (e) { throw err('network error (' + e.message + ')', 0); }
   const text = await r.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch (e) {
-    if (r.ok) throw Object.assign(new Error('the answer of ' + path + ' is not valid JSON (' + e.message + ')'), { status: r.status, data: {} });
-  }
-  if (r.status === 401 && path !== '/admin/login' && path !== '/admin/session') expired();
-  if (r.status === 403 && !retried && S.csrf && /csrf/i.test(text)) {
-    try { S.csrf = (await api('GET', '/admin/session')).csrfToken; return api(method, path, body, true); } catch (e) { /* fall through */ }
-  }
-  if (!r.ok) {
-    const e = new Error((data && (data.error || data.message)) || 'HTTP ' + r.status);
-    e.status = r.status; e.data = isObj(data) ? data : {};
-    throw e;
-  }
+  try { data = text ? JSON.parse(text) : null; } catch (e) { if (r.ok) throw err(path + ' did not return valid JSON (' + e.message + ')', r.status); }
+  if (r.status === 401 && !/\/(login|session)$/.test(path)) expired();
+  if (!r.ok) throw err((data && (data.error || data.message)) || 'HTTP ' + r.status, r.status, data);
   return data;
 }
 const fail = (what, e) => { if (e.status !== 401) toast(what + ': ' + e.message, 'err'); };
+const list = (title, items) => [h('strong', {}, title), h('ul', {}, items.map(p => h('li', {}, str(p))))];
 
-// ---------- session and navigation ----------
+// ---------- session, navigation, polling ----------
 function showLogin(msg) {
   $$('main>section').forEach(s => { s.hidden = s.id !== 'v-login'; });
-  $('#nav').hidden = $('#logout').hidden = true;
+  $('#nav').hidden = $('#logout').hidden = $('#savebar').hidden = true;
   $('#who').textContent = '';
-  $('#savebar').hidden = true;
   $('#login-err').textContent = msg || '';
-  setTimeout(() => $('#login [name=username]').focus(), 0);
+  setTimeout(() => $('#login [name=username]').focus());
 }
 function expired() {
   if (!S.csrf) return;
   S.csrf = '';
-  if (S.es) { S.es.close(); S.es = null; }
+  if (S.es) S.es.close();
   showLogin('Your session has ended. Sign in again; unsaved changes are kept.');
 }
 function start(user) {
   $('#nav').hidden = $('#logout').hidden = false;
   $('#who').textContent = user || '';
+  api('GET', '/admin/environment').then(env => { $('#nav-term').hidden = !(env && env.webTerminal); }).catch(() => {});
   sse();
   S.view = '';
   route();
 }
 $('#login').addEventListener('submit', async ev => {
   ev.preventDefault();
-  const f = ev.target, err = $('#login-err'), b = $('button', f);
-  err.textContent = ''; b.disabled = true;
+  const f = ev.target, b = $('button', f);
+  $('#login-err').textContent = '';
+  b.disabled = true;
   try {
     const d = await api('POST', '/admin/login', { username: f.username.value, password: f.password.value });
-    S.csrf = d && d.csrfToken;
-    if (!S.csrf) S.csrf = (await api('GET', '/admin/session')).csrfToken;
+    S.csrf = (d && d.csrfToken) || (await api('GET', '/admin/session')).csrfToken;
     f.password.value = '';
     start(f.username.value);
   } catch (e) {
-    err.textContent = e.status === 401 ? 'Invalid username or password.'
-      : e.status === 429 ? (e.data.error || 'Too many login attempts; try again later.') : 'Sign-in failed: ' + e.message;
+    $('#login-err').textContent = e.status === 401 ? 'Invalid username or password.'
+      : e.status === 429 ? e.data.error || 'Too many login attempts; try again later.' : 'Sign-in failed: ' + e.message;
     f.password.select();
-  } finally { b.disabled = false; }
+  }
+  b.disabled = false;
 });
 $('#logout').onclick = async () => {
   if ((sDirty() || tDirty()) && !confirm('You have unsaved changes. Discard them and log out?')) return;
   try { await api('POST', '/admin/logout'); } catch (e) { if (e.status !== 401) return fail('Logout failed', e); }
-  S.csrf = ''; S.cfg = null; S.rows = null; S.view = '';
-  if (S.es) { S.es.close(); S.es = null; }
+  S.csrf = S.view = ''; S.cfg = S.rows = null;
+  if (S.es) S.es.close();
   showLogin();
   toast('Logged out.');
 };
-
-const dirty = v => v === 'servers' ? sDirty() : v === 'tools' ? tDirty() : false;
+const dirty = v => v === 'servers' ? sDirty() : v === 'tools' && tDirty();
 function route() {
   if (!S.csrf) return;
   let v = location.hash.slice(1);
-  if (!VIEWS.includes(v)) v = 'servers';
-  if (S.view && S.view !== v && dirty(S.view)) toast('Unsaved changes on ' + S.view + ' are kept; save or discard them there.', 'warn');
+  if (!['servers', 'tools', 'logs'].includes(v)) v = 'servers';
+  if (S.view && S.view !== v && dirty(S.view)) toast(`Unsaved changes on ${S.view} are kept; save or discard them there.`, 'warn');
   S.view = v;
   $$('main>section').forEach(s => { s.hidden = s.id !== 'v-' + v; });
   $$('#nav a').forEach(a => { if (a.dataset.v === v) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current'); });
-  if (v === 'servers') loadServers();
-  else if (v === 'tools') loadTools();
-  else loadLogs(true);
+  if (v === 'servers') loadServers(); else if (v === 'tools') loadTools(); else loadLogs(true);
   updDirty();
 }
 addEventListener('hashchange', route);
 addEventListener('beforeunload', e => { if (S.csrf && (sDirty() || tDirty())) { e.preventDefault(); e.returnValue = ''; } });
 function updDirty() {
-  $$('#nav a').forEach(a => a.classList.toggle('dirty', dirty(a.dataset.v)));
+  $$('#nav a').forEach(a => a.classList.toggle('dirty', !!dirty(a.dataset.v)));
   $('#savebar').hidden = !S.csrf || !dirty(S.view);
 }
 $('#save').onclick = () => (S.view === 'servers' ? saveServers() : saveTools());
-$('#discard').onclick = () => {
-  if (!confirm('Discard all unsaved changes on this page?')) return;
-  if (S.view === 'servers') loadServers(true); else loadTools(true);
-};
-// Polling: status every 5 s on Servers, logs every 3 s on Logs, only while the page is visible.
+$('#discard').onclick = () => { if (confirm('Discard all unsaved changes on this page?')) S.view === 'servers' ? loadServers(true) : loadTools(true); };
+// Status every 5 s on Servers, logs every 3 s on Logs, only while the page is visible.
 setInterval(() => {
   if (!S.csrf || document.hidden) return;
   const now = Date.now();
-  if (S.view === 'servers' && now - (S.last.status || 0) >= 5000) pollStatus();
-  if (S.view === 'logs' && now - (S.last.logs || 0) >= 3000) loadLogs();
+  if (S.view === 'servers' && now - (S.last.s || 0) >= 5000) pollStatus();
+  if (S.view === 'logs' && now - (S.last.l || 0) >= 3000) loadLogs();
 }, 500);
 document.addEventListener('visibilitychange', () => { S.last = {}; });
 
 // ---------- servers ----------
-const sDirty = () => !!S.cfg && JSON.stringify(S.cfg) !== S.saved;
+const sDirty = () => !!S.cfg && J(S.cfg) !== S.saved;
 const isActive = o => !(o.active === false || o.active === 'false');
 function typeOf(o) {
-  const t = String(o.type || '').toLowerCase().replace(/[-_]/g, '');
-  if (t === 'stdio' || t === 'sse') return t;
-  if (t === 'http' || t === 'streamablehttp') return 'http';
-  return o.url != null && o.command == null ? 'sse' : 'stdio';
+  const t = str(o.type).toLowerCase().replace(/[-_]/g, '');
+  return t === 'stdio' || t === 'sse' ? t : t === 'http' || t === 'streamablehttp' ? 'http' : o.url != null && o.command == null ? 'sse' : 'stdio';
 }
 async function loadServers(force) {
-  if (S.cfg && sDirty() && !force) { renderServers(); pollStatus(); return; }
+  if (S.cfg && sDirty() && !force) return renderServers(), pollStatus();
   try {
     let c;
     try { c = await api('GET', '/admin/config'); } catch (e) {
@@ -158,74 +141,64 @@ async function loadServers(force) {
     if (!isObj(c)) throw new Error('mcp_server.json is not a JSON object');
     if (!force && sDirty()) return renderServers();
     if (!isObj(c.mcpServers)) c.mcpServers = {};
-    S.cfg = c; S.saved = JSON.stringify(c); S.savedCfg = clone(c); S.sProbs = {}; S.sGlobal = [];
+    S.cfg = c; S.saved = J(c); S.old = dict(JSON.parse(S.saved).mcpServers); S.probs = dict(); S.glob = [];
   } catch (e) { fail('Loading the configuration failed', e); }
   renderServers();
   pollStatus();
 }
 async function pollStatus() {
   if (S.busyS) return;
-  S.busyS = true; S.last.status = Date.now();
+  S.busyS = true; S.last.s = Date.now();
   try {
-    const d = await api('GET', '/admin/status');
-    S.status = {};
-    for (const b of d.backends || []) S.status[b.key] = b;
-    const n = (d.backends || []).filter(b => b.state === 'connected').length;
-    $('#s-sum').textContent = `${n} of ${(d.backends || []).length} connected · ${d.sessions || 0} client sessions` + (d.version ? ' · v' + d.version : '');
+    const d = await api('GET', '/admin/status'), bs = d.backends || [];
+    S.status = dict(Object.fromEntries(bs.map(b => [b.key, b])));
+    $('#s-sum').textContent = `${bs.filter(b => b.state === 'connected').length} of ${bs.length} connected · ${d.sessions || 0} client sessions` + (d.version ? ' · v' + d.version : '');
   } catch (e) { $('#s-sum').textContent = e.status === 401 ? '' : 'Status unavailable: ' + e.message; }
-  finally { S.busyS = false; }
+  S.busyS = false;
   for (const k in S.cards) fillStatus(k);
 }
 function fillStatus(k) {
   const c = S.cards[k], s = S.status[k], o = S.cfg && S.cfg.mcpServers[k];
   if (!c || !o) return;
-  const saved = S.savedCfg && S.savedCfg.mcpServers[k];
-  const st = s ? s.state : !saved ? 'not saved' : !isActive(o) ? 'inactive' : 'unknown';
+  const st = s ? str(s.state) : !S.old[k] ? 'not saved' : !isActive(o) ? 'inactive' : 'unknown';
   c.b.textContent = st;
   c.b.className = 'badge st-' + st.replace(' ', '-');
-  const tools = s ? (Array.isArray(s.tools) ? s.tools.length : s.tools) : null;
-  c.info.replaceChildren(
-    s ? h('span', {}, `Tools ${tools ?? 0} · Restarts ${s.restarts ?? 0}`) : '',
-    s && s.lastError ? h('div', { class: 'srv-err' }, s.lastError) : '');
+  c.info.replaceChildren(s ? `Tools ${Array.isArray(s.tools) ? s.tools.length : s.tools ?? 0} · Restarts ${s.restarts ?? 0}` : '',
+    s && s.lastError ? h('div.srv-err', null, str(s.lastError)) : '');
 }
 function renderServers() {
-  const list = $('#s-list'), ms = S.cfg && S.cfg.mcpServers;
-  list.replaceChildren(); S.cards = {};
-  const pb = $('#s-probs');
-  pb.hidden = !S.sGlobal.length;
-  pb.replaceChildren(h('strong', {}, 'Problems'), h('ul', {}, S.sGlobal.map(p => h('li', {}, p))));
-  if (!ms) list.append(h('p', { class: 'empty' }, 'The configuration could not be loaded.'));
-  else if (!Object.keys(ms).length) list.append(h('p', { class: 'empty' }, 'No servers yet. Add one, or import a Claude Desktop JSON block.'));
-  else for (const k of Object.keys(ms)) list.append(card(k, ms[k]));
+  const el = $('#s-list'), ms = S.cfg && S.cfg.mcpServers;
+  el.replaceChildren(); S.cards = dict();
+  $('#s-probs').hidden = !S.glob.length;
+  $('#s-probs').replaceChildren(...list('Problems', S.glob));
+  if (!ms) el.append(h('p.empty', null, 'The configuration could not be loaded.'));
+  else if (!Object.keys(ms).length) el.append(h('p.empty', null, 'No servers yet. Add one, or import a Claude Desktop JSON block.'));
+  else for (const k in ms) el.append(card(k, isObj(ms[k]) ? ms[k] : {}));
   updDirty();
 }
 function card(k, o) {
-  if (!isObj(o)) o = {};
-  const t = typeOf(o), on = isActive(o), old = S.savedCfg && S.savedCfg.mcpServers[k];
-  const chg = !old ? 'new' : JSON.stringify(old) !== JSON.stringify(o) ? 'modified' : '';
-  const probs = S.sProbs[k] || [];
-  const target = t === 'stdio' ? [o.command, ...(Array.isArray(o.args) ? o.args : [])].filter(x => x != null).join(' ') : o.url || '';
-  const inst = t === 'stdio' && Array.isArray(o.installCommands) && o.installCommands.length > 0;
-  const c = { b: h('span'), info: h('div', { class: 'srv-i muted' }) };
-  c.tg = h('input', { type: 'checkbox', checked: on, onchange: e => { setActive(k, e.target.checked); renderServers(); S.cards[k] && S.cards[k].tg.focus(); } });
-  S.cards[k] = c;
+  const t = typeOf(o), on = isActive(o), probs = S.probs[k] || [];
+  const chg = !S.old[k] ? 'new' : J(S.old[k]) !== J(o) && 'modified';
+  const target = t === 'stdio' ? [o.command, ...(Array.isArray(o.args) ? o.args : [])].filter(x => x != null).map(str).join(' ') : str(o.url);
+  const c = S.cards[k] = { b: h('span'), info: h('div.srv-i.muted', null) };
+  c.tg = h('input', { type: 'checkbox', checked: on, onchange: e => { setActive(k, e.target.checked); renderServers(); S.cards[k].tg.focus(); } });
   const el = h('article', { class: 'card srv' + (on ? '' : ' off') + (probs.length ? ' bad' : '') },
-    h('div', { class: 'srv-h' },
-      h('div', { class: 'srv-t' }, h('strong', {}, String(o.name || k)), o.name ? h('code', {}, k) : null),
-      h('span', { class: 'badge' }, t), chg && h('span', { class: 'badge chg' }, chg), c.b),
-    h('div', { class: 'mono target' }, target || '—'),
+    h('div.srv-h', null,
+      h('div.srv-t', null, h('strong', {}, str(o.name || k)), o.name ? h('code', {}, k) : null),
+      h('span.badge', null, t), chg && h('span.badge.chg', null, chg), c.b),
+    h('div.mono.target', null, target || '—'),
     c.info,
-    probs.length ? h('ul', { class: 'problems' }, probs.map(p => h('li', {}, p))) : null,
-    h('div', { class: 'srv-a' },
-      h('label', { class: 'chk' }, c.tg, 'Enabled'),
-      h('button', { type: 'button', onclick: () => openEdit(k) }, 'Edit'),
-      inst && h('button', { type: 'button', onclick: () => install(k, chg) }, 'Install'),
-      h('button', { type: 'button', class: 'danger', onclick: () => del(k) }, 'Delete')));
+    probs.length > 0 && h('ul.problems', null, probs.map(p => h('li', {}, p))),
+    h('div.srv-a', null,
+      h('label.chk', null, c.tg, 'Enabled'),
+      h('button', { onclick: () => openEdit(k) }, 'Edit'),
+      t === 'stdio' && Array.isArray(o.installCommands) && o.installCommands.length > 0 && h('button', { onclick: () => install(k, chg) }, 'Install'),
+      h('button.danger', { onclick: () => del(k) }, 'Delete')));
   fillStatus(k);
   return el;
 }
 function setActive(k, on) {
-  const o = S.cfg.mcpServers[k], old = S.savedCfg.mcpServers[k];
+  const o = S.cfg.mcpServers[k], old = S.old[k];
   if (!on) o.active = false;
   else if (old && 'active' in old && isActive(old)) o.active = old.active;
   else if (!old || !('active' in old)) delete o.active;
@@ -235,142 +208,126 @@ function setActive(k, on) {
 function del(k) {
   if (!confirm(`Delete server "${k}"? It stops on Save & reload.`)) return;
   delete S.cfg.mcpServers[k];
-  delete S.sProbs[k];
   renderServers();
   toast(`Deleted ${k} (not saved yet).`);
 }
 function checkAll() {
-  const p = {}, add = (k, m) => (p[k] = p[k] || []).push(m);
+  const p = dict(), add = (k, m) => (p[k] = p[k] || []).push(m);
   for (const [k, o] of Object.entries(S.cfg.mcpServers)) {
     if (!k.trim()) add(k, 'The server key is empty.');
     if (!isObj(o)) { add(k, 'The entry is not a JSON object.'); continue; }
     const t = typeOf(o);
-    if (t === 'stdio' && !String(o.command || '').trim()) add(k, 'A stdio server needs a command.');
-    if (t !== 'stdio' && !String(o.url || '').trim()) add(k, `An ${t} server needs a url.`);
+    if (t === 'stdio' && !str(o.command).trim()) add(k, 'A stdio server needs a command.');
+    if (t !== 'stdio' && !str(o.url).trim()) add(k, `An ${t} server needs a url.`);
   }
   return p;
 }
-function placeProblems(list) {
-  S.sProbs = {}; S.sGlobal = [];
-  const ms = S.cfg.mcpServers;
-  for (const p of list) {
-    const m = /server ['"`]([^'"`]+)['"`]/.exec(String(p));
-    if (m && m[1] in ms) (S.sProbs[m[1]] = S.sProbs[m[1]] || []).push(String(p)); else S.sGlobal.push(String(p));
+function placeProblems(ps) {
+  S.probs = dict(); S.glob = [];
+  for (const p of ps.map(str)) {
+    const m = /server ['"`]([^'"`]+)['"`]/.exec(p);
+    if (m && has(S.cfg.mcpServers, m[1])) (S.probs[m[1]] = S.probs[m[1]] || []).push(p); else S.glob.push(p);
   }
+  renderServers();
 }
 async function reloadProxy() {
-  try { const d = await api('POST', '/admin/server/reload'); toast((d && d.message) || 'Reloaded.'); return true; } catch (e) {
-    if (e.status === 400) {
-      placeProblems(e.data.details || e.data.problems || [e.message]);
-      renderServers();
-      toast('Reload failed: ' + e.message + ' See the problems listed.', 'err');
-    } else fail('Reload failed', e);
-    return false;
+  try { toast((await api('POST', '/admin/server/reload') || {}).message || 'Reloaded.'); return true; } catch (e) {
+    if (e.status !== 400) return fail('Reload failed', e);
+    const ps = e.data.details || e.data.problems || [e.message];
+    if (S.view === 'tools') setProbs(ps, 'Reload failed'); else if (S.cfg) placeProblems(ps);
+    toast('Reload failed: ' + e.message + ' See the problems listed.', 'err');
   }
 }
 async function saveServers() {
   const p = checkAll();
-  if (Object.keys(p).length) {
-    S.sProbs = p; S.sGlobal = []; renderServers();
-    return toast('Fix the problems marked in red before saving.', 'err');
-  }
-  const b = $('#save'); b.disabled = true;
+  if (Object.keys(p).length) { S.probs = p; S.glob = []; renderServers(); return toast('Fix the problems marked in red before saving.', 'err'); }
+  const b = $('#save'), snap = J(S.cfg);
+  b.disabled = true;
   try {
-    const body = S.cfg, snap = JSON.stringify(body);
-    await api('POST', '/admin/config', body);
-    S.saved = snap; S.savedCfg = JSON.parse(snap); S.sProbs = {}; S.sGlobal = [];
-    toast('Configuration saved.');
+    await api('POST', '/admin/config', S.cfg);
+    S.saved = snap; S.old = dict(JSON.parse(snap).mcpServers); S.probs = dict(); S.glob = [];
     renderServers();
-    if (await reloadProxy()) { S.rows = tDirty() ? S.rows : null; setTimeout(pollStatus, 800); }
+    toast('Configuration saved.');
+    if (await reloadProxy()) { if (!tDirty()) S.rows = null; setTimeout(pollStatus, 800); }
   } catch (e) {
-    if (e.status === 400) {
-      placeProblems(e.data.problems || [e.message]); renderServers();
-      toast('The configuration was rejected; see the problems listed.', 'err');
-    } else fail('Saving failed', e);
-  } finally { b.disabled = false; updDirty(); }
+    if (e.status !== 400) fail('Saving failed', e);
+    else { placeProblems(e.data.problems || [e.message]); toast('The configuration was rejected; see the problems listed.', 'err'); }
+  }
+  b.disabled = false;
+  updDirty();
 }
-$('#s-reload').onclick = async () => { if (await reloadProxy()) setTimeout(pollStatus, 800); };
+$('#s-reload').onclick = async () => {
+  if (sDirty()) toast('Unsaved changes are not part of this reload; use Save & reload for them.', 'warn');
+  if (await reloadProxy()) setTimeout(pollStatus, 800);
+};
 
-// ----- server editor -----
+// ----- server editor: only fields the user changed are written, so other keys and formats stay as they were -----
 const LINES = ['args', 'installCommands'], KV = ['env', 'headers'];
-const STDIO_F = ['command', 'args', 'env', 'cwd', 'installDirectory', 'installCommands'], REMOTE_F = ['url', 'apiKey', 'bearerToken', 'headers'];
-const KNOWN = new Set(['type', 'name', 'active', 'namespace', 'timeout', 'tools', 'prompts', 'resources', ...STDIO_F, ...REMOTE_F]);
-const str = v => v == null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
+const STDIO = ['command', 'args', 'env', 'cwd', 'installDirectory', 'installCommands'], REMOTE = ['url', 'apiKey', 'bearerToken', 'headers'];
+const KNOWN = ['type', 'name', 'active', 'namespace', 'timeout', 'tools', 'prompts', 'resources', ...STDIO, ...REMOTE];
 function readF(o, f) {
   if (f === 'type') return typeOf(o);
   if (f === 'active') return isActive(o);
-  if (f.includes('.')) {
-    const [a, b] = f.split('.'), v = isObj(o[a]) ? o[a][b] : null;
-    return Array.isArray(v) ? v.join(', ') : str(v);
-  }
-  const v = o[f];
-  if (LINES.includes(f)) return Array.isArray(v) ? v.map(str).join('\n') : str(v);
-  if (KV.includes(f)) return isObj(v) ? Object.entries(v).map(([a, b]) => a + '=' + str(b)).join('\n') : str(v);
+  const [a, b] = f.split('.'), v = b ? isObj(o[a]) ? o[a][b] : null : o[f];
+  if (b) return Array.isArray(v) ? v.join(', ') : str(v);
+  if (LINES.includes(f) && Array.isArray(v)) return v.map(str).join('\n');
+  if (KV.includes(f) && isObj(v)) return Object.entries(v).map(([x, y]) => x + '=' + str(y)).join('\n');
   return str(v);
 }
 function writeF(o, f, v) {
-  if (f === 'type') { o.type = v; return; }
-  if (f === 'active') { if (v) delete o.active; else o.active = false; return; }
-  if (f.includes('.')) {
-    const [a, b] = f.split('.'), arr = v.split(/[,\n]/).map(s => s.trim()).filter(Boolean);
+  if (f === 'type') return void (o.type = v);
+  if (f === 'active') return void (v ? delete o.active : o.active = false);
+  const [a, b] = f.split('.');
+  if (b) {
+    const arr = v.split(/[,\n]/).map(s => s.trim()).filter(Boolean);
     if (!isObj(o[a])) o[a] = {};
     if (arr.length) o[a][b] = arr; else delete o[a][b];
     if (!Object.keys(o[a]).length) delete o[a];
     return;
   }
   if (LINES.includes(f)) v = v.split('\n').map(s => s.trim()).filter(Boolean);
-  else if (KV.includes(f)) {
-    const m = {};
-    for (const l of v.split('\n')) if (l.trim()) { const i = l.indexOf('='); m[l.slice(0, i).trim()] = l.slice(i + 1).trim(); }
-    v = m;
-  } else if (f === 'timeout') v = v.trim() === '' ? '' : Number(v);
-  else v = v.trim();
-  if (v === '' || (Array.isArray(v) && !v.length) || (isObj(v) && !Object.keys(v).length)) delete o[f]; else o[f] = v;
+  else if (KV.includes(f)) v = Object.fromEntries(v.split('\n').filter(l => l.trim()).map(l => [l.slice(0, l.indexOf('=')).trim(), l.slice(l.indexOf('=') + 1).trim()]));
+  else v = f === 'timeout' && v.trim() ? Number(v) : v.trim();
+  if (v === '' || (typeof v === 'object' && !Object.keys(v).length)) delete o[f]; else o[f] = v;
 }
-const edF = () => $$('#ed-form [data-f]');
+const edF = () => $$('#ed [data-f]');
 const edVals = () => Object.fromEntries(edF().map(el => [el.dataset.f, el.type === 'checkbox' ? el.checked : el.value]));
 function setErr(el, msg) {
-  let s = el.parentElement.querySelector('.ferr');
-  if (!s) el.parentElement.append(s = h('small', { class: 'ferr' }));
+  const l = el.parentElement;
+  const s = $('.ferr', l) || l.appendChild(h('small.ferr', null));
   s.textContent = msg || '';
-  el.setAttribute('aria-invalid', msg ? 'true' : 'false');
+  el.setAttribute('aria-invalid', !!msg);
 }
 function showGroups() {
-  const t = $('#ed-form [data-f=type]').value;
+  const t = $('#ed [data-f=type]').value;
   $$('#ed .g-stdio').forEach(x => { x.hidden = t !== 'stdio'; });
   $$('#ed .g-remote').forEach(x => { x.hidden = t === 'stdio'; });
 }
-$('#ed-form [data-f=type]').onchange = showGroups;
+$('#ed [data-f=type]').onchange = showGroups;
+$$('dialog input, dialog textarea').forEach(e => { e.spellcheck = false; e.autocomplete = 'off'; e.setAttribute('autocapitalize', 'none'); });
 function openEdit(k, type) {
   if (!S.cfg) return toast('The configuration is not loaded.', 'err');
-  const o = k == null ? { type: type || 'stdio' } : S.cfg.mcpServers[k];
-  const f = $('#ed-form');
-  S.ed = { k, o: isObj(o) ? o : {}, init: {} };
+  const o = k == null ? { type } : S.cfg.mcpServers[k], f = $('#ed-form');
+  S.ed = { k, o: isObj(o) ? o : {}, init: {}, key: k == null ? '' : k };
   $('#ed-title').textContent = k == null ? 'Add server' : 'Edit ' + k;
-  f.key.value = S.ed.initKey = k == null ? '' : k;
-  setErr(f.key, '');
+  f.key.value = S.ed.key;
+  setErr(f.key);
   for (const el of edF()) {
-    const v = readF(S.ed.o, el.dataset.f);
-    S.ed.init[el.dataset.f] = v;
+    const v = S.ed.init[el.dataset.f] = readF(S.ed.o, el.dataset.f);
     if (el.type === 'checkbox') el.checked = v; else el.value = v;
-    setErr(el, '');
+    setErr(el);
   }
-  const extra = Object.keys(S.ed.o).filter(x => !KNOWN.has(x));
+  const extra = Object.keys(S.ed.o).filter(x => !KNOWN.includes(x));
   $('#ed-extra').textContent = extra.length ? 'Other keys, kept as they are: ' + extra.join(', ') : '';
   $('details', f).open = ['tools', 'prompts', 'resources'].some(x => x in S.ed.o);
   showGroups();
   $('#ed').showModal();
   $('.dlg-b', f).scrollTop = 0;
-  (k == null ? f.key : $('[data-f=name]', f)).focus();
-}
-function edChanged() {
-  const v = edVals();
-  return $('#ed-form').key.value !== S.ed.initKey || Object.keys(v).some(n => String(v[n]) !== String(S.ed.init[n]));
 }
 function edClose(ev) {
   if (ev) ev.preventDefault();
-  if (edChanged() && !confirm('Discard the changes made in this form?')) return;
-  $('#ed').close();
+  const v = edVals(), changed = $('#ed-form').key.value !== S.ed.key || Object.keys(v).some(n => str(v[n]) !== str(S.ed.init[n]));
+  if (!changed || confirm('Discard the changes made in this form?')) $('#ed').close();
 }
 $('#ed').addEventListener('cancel', edClose);
 $('#ed-cancel').onclick = () => edClose();
@@ -378,7 +335,7 @@ $('#ed-form').addEventListener('submit', ev => {
   ev.preventDefault();
   const f = ev.target, E = S.ed, ms = S.cfg.mcpServers, v = edVals(), key = f.key.value.trim(), errs = {};
   if (!key) errs.key = 'A key is required.';
-  else if (key !== E.k && Object.prototype.hasOwnProperty.call(ms, key)) errs.key = 'Another server already uses this key.';
+  else if (key !== E.k && has(ms, key)) errs.key = 'Another server already uses this key.';
   if (v.type === 'stdio' && !v.command.trim()) errs.command = 'Required for a stdio server.';
   if (v.type !== 'stdio' && !v.url.trim()) errs.url = 'Required for an sse or http server.';
   for (const n of KV) {
@@ -389,18 +346,13 @@ $('#ed-form').addEventListener('submit', ev => {
   setErr(f.key, errs.key);
   for (const el of edF()) setErr(el, errs[el.dataset.f]);
   const first = $('#ed [aria-invalid=true]');
-  if (first) { first.closest('details') && (first.closest('details').open = true); first.focus(); return; }
+  if (first) { const d = first.closest('details'); if (d) d.open = true; return first.focus(); }
   const o = E.o;
-  for (const n in v) if (String(v[n]) !== String(E.init[n])) writeF(o, n, v[n]);
-  if (v.type !== E.init.type) for (const n of v.type === 'stdio' ? REMOTE_F : STDIO_F) delete o[n];
+  for (const n in v) if (str(v[n]) !== str(E.init[n])) writeF(o, n, v[n]);
+  if (v.type !== E.init.type) for (const n of v.type === 'stdio' ? REMOTE : STDIO) delete o[n];
   if (E.k == null) ms[key] = o;
-  else if (key !== E.k) {
-    const n = {};
-    for (const x of Object.keys(ms)) n[x === E.k ? key : x] = x === E.k ? o : ms[x];
-    S.cfg.mcpServers = n;
-    delete S.sProbs[E.k];
-  }
-  delete S.sProbs[key];
+  else if (key !== E.k) S.cfg.mcpServers = Object.fromEntries(Object.entries(ms).map(([x, y]) => x === E.k ? [key, o] : [x, y]));
+  delete S.probs[key];
   $('#ed').close();
   renderServers();
   toast(sDirty() ? `${key}: changes kept; Save & reload to apply them.` : 'No changes.');
@@ -412,89 +364,76 @@ $('#s-import').onclick = () => {
   if (!S.cfg) return toast('The configuration is not loaded.', 'err');
   $('#im-err').textContent = '';
   $('#im').showModal();
-  $('#im-text').focus();
 };
-$('#im-cancel').onclick = () => {
-  if ($('#im-text').value.trim() && !confirm('Discard the pasted text?')) return;
-  $('#im').close();
-};
+$('#im-cancel').onclick = () => { if (!$('#im-text').value.trim() || confirm('Discard the pasted text?')) $('#im').close(); };
 $('#im-form').addEventListener('submit', ev => {
   ev.preventDefault();
-  const err = $('#im-err'), txt = $('#im-text').value.trim(), ms = S.cfg.mcpServers;
+  const say = m => { $('#im-err').textContent = m; }, txt = $('#im-text').value.trim(), ms = S.cfg.mcpServers;
   let j, m;
   try { j = JSON.parse(txt); } catch (e) {
-    try { j = JSON.parse('{' + txt.replace(/,\s*$/, '') + '}'); } catch (e2) { err.textContent = 'Not valid JSON: ' + e.message; return; }
+    try { j = JSON.parse('{' + txt.replace(/,\s*$/, '') + '}'); } catch (e2) { return say('Not valid JSON: ' + e.message); }
   }
-  if (!isObj(j)) { err.textContent = 'Expected a JSON object.'; return; }
+  if (!isObj(j)) return say('Expected a JSON object.');
   if (isObj(j.mcpServers)) m = j.mcpServers;
   else if (['command', 'url', 'type', 'args'].some(x => typeof j[x] === 'string' || Array.isArray(j[x]))) {
     const k = $('#im-key').value.trim();
-    if (!k) { err.textContent = 'This is a single server object: enter a key for it.'; $('#im-key').focus(); return; }
+    if (!k) return say('This is a single server object: enter a key for it.'), $('#im-key').focus();
     m = { [k]: j };
-  } else if (Object.keys(j).length && Object.values(j).every(isObj)) m = j;
-  else { err.textContent = 'Expected {"mcpServers": {…}}, a map of servers or one server object.'; return; }
-  const keys = Object.keys(m).map(k => k.trim());
-  if (!keys.length) { err.textContent = 'No servers found.'; return; }
-  if (keys.some(k => !k)) { err.textContent = 'A server key is empty.'; return; }
-  if (Object.values(m).some(x => !isObj(x))) { err.textContent = 'Every server must be a JSON object.'; return; }
-  const dup = keys.filter(k => k in ms);
+  } else m = j;
+  const ents = Object.entries(m).map(([k, o]) => [k.trim(), o]), keys = ents.map(e => e[0]);
+  if (!keys.length) return say('No servers found.');
+  if (keys.some(k => !k)) return say('A server key is empty.');
+  if (ents.some(e => !isObj(e[1]))) return say('Expected {"mcpServers": {…}}, a map of server objects or one server object.');
+  const dup = keys.filter(k => has(ms, k));
   if (dup.length && !confirm('Replace the existing server(s) ' + dup.join(', ') + '?')) return;
-  Object.entries(m).forEach(([k, o]) => { ms[k.trim()] = o; });
-  S.sProbs = checkAll();
+  ents.forEach(([k, o]) => { ms[k] = o; });
+  S.probs = checkAll();
   $('#im-text').value = $('#im-key').value = '';
   $('#im').close();
   renderServers();
   toast(`Imported ${keys.join(', ')}; Save & reload to apply.`);
 });
 
-// ----- installs and live output -----
+// ----- installs, with live output from the admin SSE stream -----
 function sse() {
   if (S.es) S.es.close();
   if (!window.EventSource) return;
-  const es = S.es = new EventSource('/admin/sse/updates');
-  const on = (ev, cls, f) => es.addEventListener(ev, m => {
+  S.es = new EventSource('/admin/sse/updates');
+  const on = (ev, cls, f) => S.es.addEventListener(ev, m => {
     let d;
     try { d = JSON.parse(m.data); } catch (e) { return; }
-    if (d && d.serverKey != null) instLine(String(d.serverKey), typeof cls === 'function' ? cls(d) : cls, f(d), ev);
+    if (d && d.serverKey != null) instLine(str(d.serverKey), typeof cls === 'function' ? cls(d) : cls, f(d), ev);
   });
   on('install_info', 'info', d => d.message);
   on('install_stdout', 'out', d => d.output);
   on('install_stderr', 'stderr', d => d.output);
   on('install_error', 'error', d => [d.error, d.command && 'command: ' + d.command, d.exitCode != null && 'exit code ' + d.exitCode].filter(Boolean).join(' · '));
-  on('install_complete', d => (d.code === 0 ? 'info' : 'error'), d => d.message || 'Finished with code ' + d.code);
+  on('install_complete', d => d.code === 0 ? 'info' : 'error', d => d.message || 'Finished with code ' + d.code);
 }
 function instLine(k, cls, text, ev) {
-  const buf = S.inst[k] = S.inst[k] || [];
-  const line = [cls, str(text).replace(/\r?\n$/, '')];
+  const buf = S.inst[k] = S.inst[k] || [], line = [cls, str(text).replace(/\r?\n$/, '')], open = S.instKey === k;
   buf.push(line);
-  if (buf.length > 3000) buf.splice(0, buf.length - 3000);
+  buf.splice(0, buf.length - 3000);
   if (ev === 'install_complete') {
     toast(`Install of ${k}: ${line[1]}`, cls === 'error' ? 'err' : 'ok');
-    if (S.instKey === k) $('#in-state').textContent = cls === 'error' ? 'Failed' : 'Finished';
+    if (open) $('#in-state').textContent = cls === 'error' ? 'Failed' : 'Finished';
   }
-  if (S.instKey === k && $('#in').open) {
+  if (open) {
     const out = $('#in-out'), bottom = out.scrollHeight - out.scrollTop - out.clientHeight < 40;
     out.append(h('div', { class: cls }, line[1]));
     if (bottom) out.scrollTop = out.scrollHeight;
   }
 }
-function openInstall(k) {
-  S.instKey = k;
-  $('#in-title').textContent = 'Install ' + k;
-  $('#in-state').textContent = '';
-  $('#in-out').replaceChildren(...(S.inst[k] || []).map(([c, t]) => h('div', { class: c }, t)));
-  if (!$('#in').open) $('#in').showModal();
-  $('#in-out').scrollTop = 1e9;
-}
 async function install(k, chg) {
   if (chg === 'new') return toast(`Save ${k} first: installs use the saved configuration.`, 'warn');
   if (chg) toast(`${k} has unsaved changes; the install uses the saved configuration.`, 'warn');
-  openInstall(k);
+  S.instKey = k;
+  $('#in-title').textContent = 'Install ' + k;
   $('#in-state').textContent = 'Running…';
-  try {
-    const d = await api('POST', '/admin/server/install/' + encodeURIComponent(k));
-    instLine(k, 'info', (d && d.message) || 'Started.');
-  } catch (e) {
+  $('#in-out').replaceChildren(...(S.inst[k] || []).map(([c, t]) => h('div', { class: c }, t)));
+  if (!$('#in').open) $('#in').showModal();
+  $('#in-out').scrollTop = 1e9;
+  try { instLine(k, 'info', (await api('POST', '/admin/server/install/' + encodeURIComponent(k)) || {}).message || 'Started.'); } catch (e) {
     instLine(k, 'error', e.message);
     $('#in-state').textContent = 'Not started';
     fail('Install failed', e);
@@ -508,99 +447,83 @@ const tChanged = r => r.cb.checked !== r.init.en || r.nm.value.trim() !== r.init
 const tDirty = () => !!S.rows && S.rows.some(tChanged);
 async function loadTools(force) {
   if (S.rows && tDirty() && !force) return;
-  if (!S.rows) $('#t-list').replaceChildren(h('p', { class: 'empty' }, 'Loading…'));
+  if (!S.rows) $('#t-list').replaceChildren(h('p.empty', null, 'Loading…'));
   try {
-    const [l, c, env, cfg] = await Promise.all([
-      api('GET', '/admin/tools/list'),
-      api('GET', '/admin/tools/config').catch(e => { if (e.status === 404) return { tools: {} }; throw e; }),
-      api('GET', '/admin/environment').catch(() => ({})),
-      api('GET', '/admin/config').catch(() => null)]);
+    const [l, c, env, cfg] = await Promise.all([api('GET', '/admin/tools/list'), api('GET', '/admin/tools/config'),
+      api('GET', '/admin/environment').catch(() => ({})), api('GET', '/admin/config').catch(() => null)]);
     if (!force && tDirty()) return;
-    S.tCfg = isObj(c) ? c : { tools: {} };
+    S.tCfg = isObj(c) ? c : {};
     if (!isObj(S.tCfg.tools)) S.tCfg.tools = {};
-    S.sep = (env && env.serverToolnameSeparator) || '__';
-    S.ns = {};
-    if (cfg && isObj(cfg.mcpServers)) for (const [k, o] of Object.entries(cfg.mcpServers)) if (isObj(o) && typeof o.namespace === 'string') S.ns[k] = o.namespace;
+    S.sep = str((env && env.serverToolnameSeparator) || '__');
+    S.ns = dict();
+    for (const [k, o] of Object.entries((cfg && cfg.mcpServers) || {})) if (isObj(o) && typeof o.namespace === 'string') S.ns[k] = o.namespace;
     renderTools((l && l.tools) || [], (l && l.problems) || []);
   } catch (e) {
     fail('Loading tools failed', e);
-    if (!S.rows) $('#t-list').replaceChildren(h('p', { class: 'empty' }, 'Tools could not be loaded: ' + e.message));
+    if (!S.rows) $('#t-list').replaceChildren(h('p.empty', null, 'Tools could not be loaded: ' + e.message));
   }
 }
-function setProbs(box, list, title) {
-  box.hidden = !list.length;
-  box.replaceChildren(h('strong', {}, title), h('ul', {}, list.map(p => h('li', {}, str(p)))));
+function setProbs(ps, title) {
+  $('#t-probs').hidden = !ps.length;
+  $('#t-probs').replaceChildren(...list(title, ps));
 }
 function renderTools(tools, problems) {
-  setProbs($('#t-probs'), problems, 'Problems in the tool configuration');
-  const by = new Map();
-  for (const t of tools) {
-    const s = str(t.serverName);
-    if (!by.has(s)) by.set(s, []);
-    by.get(s).push(t);
-  }
+  setProbs(problems, 'Problems in the tool configuration');
+  const by = dict();
+  for (const t of tools) (by[str(t.serverName)] = by[str(t.serverName)] || []).push(t);
   S.rows = []; S.groups = [];
-  const list = $('#t-list');
-  list.replaceChildren();
-  if (!tools.length) list.append(h('p', { class: 'empty' }, 'No tools: no server is connected, or they offer none.'));
-  for (const [srv, ts] of [...by].sort((a, b) => a[0].localeCompare(b[0]))) {
-    const rows = ts.map(toolRow), cnt = h('span', { class: 'muted' });
-    const bulk = on => () => { rows.forEach(r => { r.cb.checked = on; }); tUpd(); };
-    const g = { rows, cnt, el: h('section', { class: 'card grp' },
-      h('div', { class: 'grp-h' }, h('div', { class: 'ttl' }, h('h2', {}, srv), cnt),
-        h('button', { type: 'button', onclick: bulk(true) }, 'Enable all'),
-        h('button', { type: 'button', onclick: bulk(false) }, 'Disable all')),
+  $('#t-list').replaceChildren(tools.length ? '' : h('p.empty', null, 'No tools: no server is connected, or they offer none.'));
+  for (const srv of Object.keys(by).sort()) {
+    const rows = by[srv].map(toolRow), cnt = h('span.muted', null);
+    const bulk = on => () => { rows.forEach(r => { r.cb.checked = on; }); tUpd(); toast(`All tools of ${srv} ${on ? 'enabled' : 'disabled'} (not saved yet).`); };
+    const g = { rows, cnt, el: h('section.card.grp', null,
+      h('div.grp-h', null, h('div.ttl', null, h('h2', {}, srv), cnt),
+        h('button', { onclick: bulk(true) }, 'Enable all'),
+        h('button', { onclick: bulk(false) }, 'Disable all')),
       rows.map(r => r.el)) };
     S.groups.push(g); S.rows.push(...rows);
-    list.append(g.el);
+    $('#t-list').append(g.el);
   }
   tUpd(); filterTools();
 }
 function toolRow(t) {
   const key = str(t.key || t.serverName + S.sep + t.name), e = isObj(S.tCfg.tools[key]) ? S.tCfg.tools[key] : {};
-  const pre = S.ns[t.serverName] ?? str(t.serverName);
-  const def = pre === '' ? str(t.name) : pre + S.sep + t.name;
-  const nm0 = str(e.exposedName ?? e.displayName), ds0 = str(e.exposedDescription ?? e.description);
-  const r = { t, key, dflt: nm0 ? def : str(t.exposedName) || def, init: { en: t.enabled !== false, nm: nm0, ds: ds0 } };
+  const pre = S.ns[t.serverName] ?? str(t.serverName), def = pre === '' ? str(t.name) : pre + S.sep + t.name;
+  const nm = str(e.exposedName ?? e.displayName), ds = str(e.exposedDescription ?? e.description);
+  // Default exposed name: what the proxy reports when no override applies, else the computed prefix + name.
+  const r = { t, key, dflt: nm ? def : str(t.exposedName) || def, init: { en: t.enabled !== false, nm, ds } };
   r.cb = h('input', { type: 'checkbox', checked: r.init.en, 'aria-label': 'Enable ' + key, onchange: tUpd });
-  r.nm = h('input', { value: nm0, placeholder: r.dflt, autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', oninput: tUpd });
+  r.nm = h('input', { value: nm, placeholder: r.dflt, autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', oninput: tUpd });
   r.ds = h('textarea', { rows: 2, placeholder: str(t.description) || '(no description)', oninput: tUpd });
-  r.ds.value = ds0;
-  r.err = h('small', { class: 'ferr' });
-  r.el = h('div', { class: 'tool' },
-    h('label', { class: 'tcb' }, r.cb),
-    h('div', { class: 'tmain' },
-      h('div', { class: 'mono tkey' }, key),
-      h('div', { class: 'tf' },
-        h('label', {}, 'Exposed name', r.nm, r.err),
-        h('label', {}, 'Description', r.ds)),
-      t.description && ds0 ? h('details', { class: 'muted' }, h('summary', {}, 'Original description'), str(t.description)) : null));
+  r.ds.value = ds;
+  r.err = h('small.ferr', null);
+  r.el = h('div.tool', null, h('label.tcb', null, r.cb),
+    h('div', {},
+      h('div.mono.tkey', null, key),
+      h('div.tf', null, h('label', {}, 'Exposed name', r.nm, r.err), h('label', {}, 'Description', r.ds)),
+      t.description && ds && h('details.muted', null, h('summary', {}, 'Original description'), str(t.description))));
   return r;
 }
 function tUpd() {
-  const names = new Map();
-  for (const r of S.rows) {
-    const n = r.nm.value.trim() || r.dflt;
-    if (!names.has(n)) names.set(n, []);
-    names.get(n).push(r);
-  }
+  const names = dict();
+  for (const r of S.rows) (names[r.nm.value.trim() || r.dflt] = names[r.nm.value.trim() || r.dflt] || []).push(r.key);
   let bad = 0;
   for (const r of S.rows) {
-    const v = r.nm.value.trim(), same = v ? names.get(v).filter(x => x !== r) : [];
-    const msg = v && !NAME_RE.test(v) ? 'Use 1–64 letters, digits, _ or -.' : same.length ? 'Also the name of ' + same.map(x => x.key).join(', ') : '';
+    const v = r.nm.value.trim(), same = v ? names[v].filter(x => x !== r.key) : [];
+    const msg = v && !/^[a-zA-Z0-9_-]{1,64}$/.test(v) ? 'Use 1–64 letters, digits, _ or -.' : same.length ? 'Also the name of ' + same.join(', ') : '';
     r.err.textContent = msg;
-    r.nm.setAttribute('aria-invalid', msg ? 'true' : 'false');
-    if (msg) bad++;
+    r.nm.setAttribute('aria-invalid', !!msg);
+    bad += !!msg;
     r.el.classList.toggle('off', !r.cb.checked);
     r.el.classList.toggle('chg', tChanged(r));
   }
-  for (const g of S.groups) g.cnt.textContent = `${g.rows.filter(r => r.cb.checked).length} of ${g.rows.length} enabled`;
-  $('#t-sum').textContent = `${S.rows.filter(r => r.cb.checked).length} of ${S.rows.length} tools enabled`;
+  const on = rs => `${rs.filter(r => r.cb.checked).length} of ${rs.length}`;
+  for (const g of S.groups) g.cnt.textContent = on(g.rows) + ' enabled';
+  $('#t-sum').textContent = on(S.rows) + ' tools enabled';
   updDirty();
   return bad;
 }
 function filterTools() {
-  if (!S.rows) return;
   const q = $('#t-q').value.trim().toLowerCase();
   let n = 0;
   for (const g of S.groups) {
@@ -616,21 +539,22 @@ function filterTools() {
 $('#t-q').addEventListener('input', filterTools);
 async function saveTools() {
   if (tUpd()) {
-    const r = S.rows.find(x => x.err.textContent);
-    if (r) { $('#t-q').value = ''; filterTools(); r.nm.focus(); }
+    $('#t-q').value = '';
+    filterTools();
+    S.rows.find(x => x.err.textContent).nm.focus();
     return toast('Fix the exposed names marked in red first.', 'err');
   }
-  const out = clone(S.tCfg), T = out.tools;
-  for (const r of S.rows) {
-    if (!tChanged(r)) continue;
-    const e = isObj(T[r.key]) ? T[r.key] : {};
+  // Start from the file as loaded (entries of tools not listed now are kept) and store only what differs from the default.
+  const out = JSON.parse(J(S.tCfg)), T = out.tools;
+  for (const r of S.rows.filter(tChanged)) {
+    const e = isObj(T[r.key]) ? T[r.key] : {}, nv = r.nm.value.trim(), dv = r.ds.value.trim();
     if (r.cb.checked !== r.init.en) { if (r.cb.checked) delete e.enabled; else e.enabled = false; }
-    const nv = r.nm.value.trim(), dv = r.ds.value.trim();
-    if (nv !== r.init.nm) { delete e.displayName; if (nv && nv !== r.dflt) e.exposedName = nv; else delete e.exposedName; }
-    if (dv !== r.init.ds.trim()) { delete e.description; if (dv && dv !== str(r.t.description)) e.exposedDescription = dv; else delete e.exposedDescription; }
+    if (nv !== r.init.nm) { delete e.displayName; delete e.exposedName; if (nv && nv !== r.dflt) e.exposedName = nv; }
+    if (dv !== r.init.ds.trim()) { delete e.description; delete e.exposedDescription; if (dv && dv !== str(r.t.description)) e.exposedDescription = dv; }
     if (Object.keys(e).length) T[r.key] = e; else delete T[r.key];
   }
-  const b = $('#save'); b.disabled = true;
+  const b = $('#save');
+  b.disabled = true;
   try {
     const d = await api('POST', '/admin/tools/config', out);
     S.tCfg = out;
@@ -639,40 +563,36 @@ async function saveTools() {
     toast((d && d.message) || 'Tool configuration saved.');
     if (await reloadProxy()) loadTools();
   } catch (e) {
-    if (e.status === 400) {
+    if (e.status !== 400) fail('Saving failed', e);
+    else {
       const ps = (e.data.problems || [e.message]).map(str);
-      setProbs($('#t-probs'), ps, 'The tool configuration was rejected');
+      setProbs(ps, 'The tool configuration was rejected');
       for (const r of S.rows) { const p = ps.find(x => x.includes(r.key)); if (p) r.err.textContent = p; }
       $('#t-probs').scrollIntoView({ block: 'nearest' });
       toast('The tool configuration was rejected; see the problems listed.', 'err');
-    } else fail('Saving failed', e);
-  } finally { b.disabled = false; updDirty(); }
+    }
+  }
+  b.disabled = false;
+  updDirty();
 }
 
 // ---------- logs ----------
-async function loadLogs(first) {
+async function loadLogs(jump) {
   if (S.busyL) return;
-  S.busyL = true; S.last.logs = Date.now();
-  try { const d = await api('GET', '/admin/logs'); S.logs = (d && d.lines) || []; renderLogs(first); }
-  catch (e) { if (e.status !== 401) $('#l-sum').textContent = 'Could not load the logs: ' + e.message; }
-  finally { S.busyL = false; }
+  S.busyL = true; S.last.l = Date.now();
+  try { S.logs = ((await api('GET', '/admin/logs')) || {}).lines || []; renderLogs(jump); } catch (e) { if (e.status !== 401) $('#l-sum').textContent = 'Could not load the logs: ' + e.message; }
+  S.busyL = false;
 }
 function renderLogs(jump) {
-  const box = $('#l-out'), q = $('#l-q').value.trim().toLowerCase();
-  const lines = q ? S.logs.filter(l => str(l).toLowerCase().includes(q)) : S.logs;
-  const sig = q + '\n' + lines.join('\n');
+  const box = $('#l-out'), q = $('#l-q').value.trim().toLowerCase(), lines = S.logs.map(str).filter(l => l.toLowerCase().includes(q)), sig = q + '\n' + lines.join('\n');
   $('#l-sum').textContent = q ? `${lines.length} of ${S.logs.length} lines` : `${S.logs.length} lines · refreshed every 3 s`;
   if (sig === S.logSig && !jump) return;
   const bottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   S.logSig = sig;
-  box.replaceChildren(...lines.map(l => h('div', { class: /\bERROR\b/.test(l) ? 'e' : /\bWARN/.test(l) ? 'w' : /\b(DEBUG|TRACE)\b/.test(l) ? 'd' : '' }, str(l))));
-  if (!lines.length) box.append(h('div', { class: 'd' }, q ? 'No line matches the filter.' : 'No log lines yet.'));
+  box.replaceChildren(...lines.map(l => h('div', { class: /\bERROR\b/.test(l) ? 'e' : /\bWARN/.test(l) ? 'w' : /\b(DEBUG|TRACE)\b/.test(l) ? 'd' : '' }, l)));
+  if (!lines.length) box.append(h('div.d', null, q ? 'No line matches the filter.' : 'No log lines yet.'));
   if (bottom || jump) box.scrollTop = box.scrollHeight;
 }
 $('#l-q').addEventListener('input', () => renderLogs(true));
 
-// ---------- start ----------
-(async () => {
-  try { const s = await api('GET', '/admin/session'); S.csrf = s.csrfToken; start(s.user); }
-  catch (e) { showLogin(e.status === 401 ? '' : 'Could not check the session: ' + e.message); }
-})();
+api('GET', '/admin/session').then(s => { S.csrf = s.csrfToken; start(s.user); }, e => showLogin(e.status === 401 ? '' : 'Could not check the session: ' + e.message));

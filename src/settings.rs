@@ -320,6 +320,13 @@ impl Settings {
         let max_sessions = count("MCP_PROXY_MAX_SESSIONS", 4096);
         let max_sessions_per_key = count("MCP_PROXY_MAX_SESSIONS_PER_KEY", 0);
         let max_connections = count("MCP_PROXY_MAX_CONNECTIONS", 8192);
+        let instance_id = non_empty("MCP_PROXY_INSTANCE_ID").filter(|id| {
+            let usable = id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !usable {
+                warnings.push(format!("MCP_PROXY_INSTANCE_ID '{id}' may only hold letters, digits, '-' and '_'; not used"));
+            }
+            usable
+        });
         let http = HttpSettings {
             host: host_flag.or_else(|| non_empty("HOST")).unwrap_or_else(|| "127.0.0.1".to_owned()),
             port,
@@ -334,7 +341,7 @@ impl Settings {
             request_read_timeout: Duration::from_secs(30),
             idle_connection_timeout: Duration::from_secs(120),
             stateless: args_stateless || truthy(non_empty("MCP_PROXY_STATELESS")),
-            instance_id: non_empty("MCP_PROXY_INSTANCE_ID").filter(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')),
+            instance_id,
             admin: truthy(non_empty("ENABLE_ADMIN_UI")).then(|| AdminSettings {
                 username: non_empty("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
                 password: env("ADMIN_PASSWORD").filter(|p| !p.is_empty()).unwrap_or_else(|| "password".into()),

@@ -134,9 +134,15 @@ impl Remote {
 }
 
 /// Sorts a transport error into "the server is gone" or "this request went wrong".
+/// Only a failure to connect says the server is gone; a slow answer (a read timeout while a long tool
+/// call runs) is that request's problem, which the dispatcher's own timeout already reports.
 pub fn classify(e: ureq::Error) -> Failure {
+    use ureq::Timeout;
     match e {
-        ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Timeout(_) => {
+        ureq::Error::ConnectionFailed
+        | ureq::Error::HostNotFound
+        | ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => Failure::Unreachable(e.to_string()),
+        ureq::Error::Io(ref io) if io.kind() != std::io::ErrorKind::TimedOut && io.kind() != std::io::ErrorKind::WouldBlock => {
             Failure::Unreachable(e.to_string())
         }
         other => Failure::Request(other.to_string()),

@@ -761,12 +761,12 @@ impl Hub {
     /// Moves the shutdown along; true once every backend has stopped or the last step has passed.
     pub(super) fn advance_shutdown(&mut self, now: Instant) -> bool {
         let Some(stopping) = &self.stopping else { return false };
-        let phase = stopping.phase;
-        if phase == Phase::Draining {
+        if stopping.phase == Phase::Draining {
             if self.routing.has_client_requests() && now < stopping.next_step {
                 return false;
             }
             self.stop_backends();
+            self.stopping = Some(Shutdown { phase: Phase::ClosingInput, next_step: now + Duration::from_secs(1) });
         }
         if self.backends.iter().all(|b| b.connection.is_none()) {
             return true;
@@ -775,9 +775,8 @@ impl Hub {
         if now < stopping.next_step {
             return false;
         }
-        let (next, wait) = match phase {
-            Phase::Draining => (Phase::ClosingInput, Duration::from_secs(1)),
-            Phase::ClosingInput => (Phase::Terminating, Duration::from_secs(2)),
+        let (next, wait) = match stopping.phase {
+            Phase::Draining | Phase::ClosingInput => (Phase::Terminating, Duration::from_secs(2)),
             Phase::Terminating => (Phase::Killing, Duration::from_secs(1)),
             Phase::Killing => {
                 log::warn!("some servers did not stop in time; leaving them to the kernel");

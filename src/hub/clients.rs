@@ -246,6 +246,8 @@ impl Hub {
         };
         let tries = if attempt > 0 { format!(" (tried {} times)", attempt + 1) } else { String::new() };
         let message = format!("server '{}' is unavailable: {why}{tries}", b.config.key);
+        // Counted like any failed call, so an outage shows in the error rate.
+        self.metrics.record(backend, "tools/call", true, std::time::Duration::ZERO);
         self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &message);
     }
 

@@ -95,7 +95,12 @@ fn exchange(fe: &Frontend, req: &Request, ex: &mut Exchange, msg: Message, sessi
 
 fn start_session(fe: &Frontend, req: &Request) -> Result<String, Response> {
     let (client, session) = fe.open_session(req, None)?;
-    log::info!("Streamable HTTP session {} started (client {})", &session[..session.len().min(8)], client.0);
+    let short = &session[..session.len().min(12)];
+    if fe.settings.stateless {
+        log::debug!("stateless request {short} (client {})", client.0);
+    } else {
+        log::info!("Streamable HTTP session {short} started (client {})", client.0);
+    }
     Ok(session)
 }
 

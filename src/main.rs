@@ -64,7 +64,10 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
         session_idle_timeout: settings.http.session_idle_timeout,
         restart_backoff: settings.restart_backoff,
         retries: settings.retries,
-        await_client_capabilities: settings.mode != Mode::Http,
+        client_capabilities: match settings.mode {
+            Mode::Http => Some(settings.http.client_capabilities()),
+            _ => None,
+        },
         shutdown_grace: settings.shutdown_grace,
         max_in_flight: settings.max_in_flight,
         max_sessions: settings.max_sessions,

@@ -60,6 +60,9 @@ ENVIRONMENT:
                                 seconds before an idle Streamable HTTP session is forgotten (default 1800)
     MCP_PROXY_STATELESS         true: Streamable HTTP without sessions (each POST stands alone; no GET
                                 stream): any instance behind a load balancer can answer any request
+    MCP_PROXY_CLIENT_CAPABILITIES
+                                HTTP mode: client capabilities to declare to backends, from roots,
+                                sampling, elicitation (comma-separated; default none)
     MCP_PROXY_INSTANCE_ID       prefix of session ids (`<id>-<random>`), for load balancers to route on
     MCP_PROXY_LOG_FORMAT        `json` for one JSON object per log line (also --log-format json)
     MCP_PROXY_SHUTDOWN_GRACE    seconds a shutdown lets calls in flight finish (default 5)
@@ -167,6 +170,8 @@ pub struct HttpSettings {
     pub stateless: bool,
     /// Put in front of session ids, for load balancers.
     pub instance_id: Option<String>,
+    /// Client capabilities declared to backends in HTTP mode (`roots`, `sampling`, `elicitation`).
+    pub declared_capabilities: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +192,15 @@ pub struct TerminalSettings {
     /// `HOME`, else the tools folder, else the current folder.
     pub cwd: PathBuf,
     pub idle_timeout: Duration,
+}
+
+impl HttpSettings {
+    /// The `capabilities` object declared to backends in HTTP mode.
+    pub fn client_capabilities(&self) -> serde_json::Value {
+        let caps: serde_json::Map<String, serde_json::Value> =
+            self.declared_capabilities.iter().map(|c| (c.clone(), serde_json::json!({}))).collect();
+        serde_json::Value::Object(caps)
+    }
 }
 
 impl AdminSettings {
@@ -327,6 +341,16 @@ impl Settings {
             }
             usable
         });
+        let declared_capabilities: Vec<String> = list(&["MCP_PROXY_CLIENT_CAPABILITIES"])
+            .into_iter()
+            .filter(|cap| {
+                let known = ["roots", "sampling", "elicitation"].contains(&cap.as_str());
+                if !known {
+                    warnings.push(format!("MCP_PROXY_CLIENT_CAPABILITIES: '{cap}' is not roots, sampling or elicitation; ignored"));
+                }
+                known
+            })
+            .collect();
         let http = HttpSettings {
             host: host_flag.or_else(|| non_empty("HOST")).unwrap_or_else(|| "127.0.0.1".to_owned()),
             port,
@@ -342,6 +366,7 @@ impl Settings {
             idle_connection_timeout: Duration::from_secs(120),
             stateless: args_stateless || truthy(non_empty("MCP_PROXY_STATELESS")),
             instance_id,
+            declared_capabilities,
             admin: truthy(non_empty("ENABLE_ADMIN_UI")).then(|| AdminSettings {
                 username: non_empty("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
                 password: env("ADMIN_PASSWORD").filter(|p| !p.is_empty()).unwrap_or_else(|| "password".into()),

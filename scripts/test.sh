@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: Rust unit and integration tests, then the interop tests that drive the proxy with
 # the official MCP SDKs and reference servers (tests/interop: stdio and HTTP, Python and TypeScript
-# SDKs; three proxies behind a real nginx for scale-out), then the official MCP conformance suite's
-# server scenarios through the proxy (tests/conformance). The peers are installed, pinned, by
-# scripts/install-test-deps.sh (nginx from apt).
+# SDKs; three proxies behind a real nginx for scale-out), then the admin UI in a real headless Chromium
+# (tests/e2e), then the official MCP conformance suite's server scenarios through the proxy
+# (tests/conformance). The peers are installed, pinned, by scripts/install-test-deps.sh (nginx and
+# chromium from apt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +13,8 @@ cargo build --locked
 cargo test --locked
 export MCP_PROXY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/mcp-proxy-server"
 .deps/venv/bin/python -m pytest tests/interop -q -p no:cacheprovider
+# The admin UI in a real headless Chromium against the proxy binary (tests/e2e; playwright-core and
+# /usr/bin/chromium from install-test-deps.sh). Each step has its own timeout; the test kills the proxy
+# and the browser whatever happens, and `timeout` bounds the whole run. Screenshots: target/e2e-artifacts/.
+timeout -k 10 300 node --test --test-timeout=120000 tests/e2e/
 bash tests/conformance/run.sh

@@ -213,7 +213,8 @@ impl AdminSettings {
 impl Settings {
     /// Values that must never appear in logs or status output.
     pub fn secrets(&self) -> Vec<String> {
-        let admin = self.http.admin.iter().map(|a| a.password.clone());
+        // The default password is public knowledge, and masking the word would garble every message.
+        let admin = self.http.admin.iter().filter(|a| !a.has_default_password()).map(|a| a.password.clone());
         self.http.keys.iter().chain(&self.http.tokens).cloned().chain(admin).collect()
     }
 }

@@ -739,6 +739,7 @@ impl Hub {
                     "serverName": b.config.key,
                     "key": key,
                     "exposedName": exposed.map_or_else(|| super::catalog::qualify(b.config.prefix(), sep, name), str::to_owned),
+                    "defaultName": super::catalog::qualify(b.config.prefix(), sep, name),
                     "description": tool.get("description"),
                     "exposedDescription": over.and_then(|o| o.exposed_description.as_deref()),
                     "enabled": over.is_none_or(|o| o.enabled),

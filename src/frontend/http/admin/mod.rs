@@ -161,7 +161,7 @@ impl Admin {
         };
         let mut problems = parsed.problems;
         let mut seen = HashSet::new();
-        for (key, o) in &parsed.tools {
+        for (key, o) in parsed.tools.iter().filter(|(_, o)| o.enabled) {
             let Some(name) = &o.exposed_name else { continue };
             if !tool_config::is_portable_name(name) {
                 problems.push(format!("tool '{key}': exposedName '{name}' must be 1-64 letters, digits, '_' or '-'"));
@@ -169,10 +169,33 @@ impl Admin {
                 problems.push(format!("tool '{key}': exposedName '{name}' is used by another tool too"));
             }
         }
+        if problems.is_empty() {
+            problems.extend(self.name_clashes(&parsed.tools));
+        }
         if !problems.is_empty() {
             return invalid("Invalid tool configuration", problems);
         }
         write(path, &text, json!({ "success": true, "message": "Tool configuration saved." }))
+    }
+
+    /// Exposed names two enabled tools would share under these overrides, checked against every tool
+    /// the connected servers offer (an override may take another tool's default name).
+    fn name_clashes(&self, overrides: &std::collections::BTreeMap<String, tool_config::ToolOverride>) -> Vec<String> {
+        let tools = self.query(|reply| Event::Inspect { reply }).map(|v| v["allTools"].clone()).unwrap_or_default();
+        let mut owners: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        let mut clashes = Vec::new();
+        for tool in tools.as_array().map_or(&[][..], Vec::as_slice) {
+            let (Some(key), Some(default)) = (tool["key"].as_str(), tool["defaultName"].as_str()) else { continue };
+            let over = overrides.get(key);
+            if over.is_some_and(|o| !o.enabled) {
+                continue;
+            }
+            let name = over.and_then(|o| o.exposed_name.clone()).unwrap_or_else(|| default.to_owned());
+            if let Some(other) = owners.insert(name.clone(), key.to_owned()) {
+                clashes.push(format!("tool '{key}': exposed name '{name}' is also the name of '{other}'"));
+            }
+        }
+        clashes
     }
 
     fn reload(&self) -> Response {

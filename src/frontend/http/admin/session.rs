@@ -57,7 +57,9 @@ impl Sessions {
         let password_ok = constant_time_eq(password.as_bytes(), settings.password.as_bytes());
         if !(user_ok & password_ok) {
             locked(&self.failures).entry(peer).or_default().push(now);
-            log::warn!("admin login failed for user {user:?} from {}", peer.map_or("?".into(), |p| p.to_string()));
+            // What the client typed is not logged: it may be a password typed in the wrong field.
+            let what = if user_ok { "wrong password" } else { "unknown user" };
+            log::warn!("admin login failed ({what}) from {}", peer.map_or("?".into(), |p| p.to_string()));
             return Err(LoginError::Invalid);
         }
         let token = || crate::random::token_hex(32).map_err(|e| LoginError::Internal(e.to_string()));

@@ -414,7 +414,7 @@ function instLine(k, cls, text, ev) {
   const buf = S.inst[k] = S.inst[k] || [], line = [cls, str(text).replace(/\r?\n$/, '')], open = S.instKey === k;
   buf.push(line);
   buf.splice(0, buf.length - 3000);
-  if (ev === 'install_complete') {
+  if (ev === 'install_complete' || ev === 'install_error') {
     toast(`Install of ${k}: ${line[1]}`, cls === 'error' ? 'err' : 'ok');
     if (open) $('#in-state').textContent = cls === 'error' ? 'Failed' : 'Finished';
   }
@@ -433,7 +433,8 @@ async function install(k, chg) {
   $('#in-out').replaceChildren(...(S.inst[k] || []).map(([c, t]) => h('div', { class: c }, t)));
   if (!$('#in').open) $('#in').showModal();
   $('#in-out').scrollTop = 1e9;
-  try { instLine(k, 'info', (await api('POST', '/admin/server/install/' + encodeURIComponent(k)) || {}).message || 'Started.'); } catch (e) {
+  // Progress arrives on the event stream (often before this answer): only a refusal is shown from here.
+  try { await api('POST', '/admin/server/install/' + encodeURIComponent(k)); } catch (e) {
     instLine(k, 'error', e.message);
     $('#in-state').textContent = 'Not started';
     fail('Install failed', e);

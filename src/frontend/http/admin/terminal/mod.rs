@@ -80,7 +80,7 @@ impl Terminals {
     pub fn kill_all() {
         if let Some(all) = ALL.get() {
             for terminal in locked(&all.live).drain().map(|(_, t)| t) {
-                pty::kill_group(terminal.pid);
+                pty::kill_session(terminal.pid);
             }
         }
     }
@@ -127,7 +127,7 @@ impl Terminals {
         let reader = match master.try_clone() {
             Ok(reader) => reader,
             Err(e) => {
-                pty::kill_group(pid);
+                pty::kill_session(pid);
                 return Response::error(500, &format!("Failed to start terminal session: {e}"));
             }
         };
@@ -140,9 +140,17 @@ impl Terminals {
         });
         locked(&self.live).insert(id.clone(), terminal.clone());
         log::info!("terminal {} started: {} (pid {pid})", &id[..8], self.shell);
+        // The shell is reaped as soon as it exits, and whatever it left running is killed then, so
+        // a background job cannot keep the terminal (and its PTY) alive after its shell is gone.
+        let (exited, exit) = crossbeam_channel::bounded(1);
+        let _ = std::thread::Builder::new().name("terminal-wait".into()).spawn(move || {
+            let code = pty::reap(pid);
+            pty::kill_session(pid);
+            let _ = exited.send(code);
+        });
         let registry = self.clone();
         let _ = std::thread::Builder::new().name("terminal".into()).spawn(move || {
-            terminal.pump(reader);
+            terminal.pump(reader, &exit);
             locked(&registry.live).remove(&terminal.id);
         });
         Response::json(200, &json!({ "termId": id }))
@@ -175,7 +183,7 @@ impl Terminals {
     fn kill(&self, id: &str) -> Response {
         match locked(&self.live).remove(id) {
             Some(terminal) => {
-                pty::kill_group(terminal.pid);
+                pty::kill_session(terminal.pid);
                 log::info!("terminal {} killed", &id[..id.len().min(8)]);
                 Response::json(200, &json!({ "message": format!("Terminal session {id} killed.") }))
             }
@@ -232,7 +240,7 @@ impl Terminals {
 
 impl Terminal {
     /// Reads the PTY until the shell is gone, keeping recent output and passing it on.
-    fn pump(&self, mut reader: std::fs::File) {
+    fn pump(&self, mut reader: std::fs::File, exit: &crossbeam_channel::Receiver<Option<i32>>) {
         let mut buf = [0u8; 8192];
         let mut pending: Vec<u8> = Vec::new();
         loop {
@@ -252,7 +260,8 @@ impl Terminal {
             pending.drain(..complete);
             self.publish(&buf[..n], &text);
         }
-        let exit = json!({ "exitCode": pty::reap(self.pid), "signal": Value::Null });
+        let code = exit.recv_timeout(Duration::from_secs(5)).ok().flatten();
+        let exit = json!({ "exitCode": code, "signal": Value::Null });
         log::info!("terminal {} exited: {exit}", &self.id[..8]);
         let mut state = locked(&self.state);
         state.exited = Some(exit.clone());

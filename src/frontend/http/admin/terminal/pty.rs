@@ -63,14 +63,35 @@ pub fn resize(master: &File, cols: u16, rows: u16) -> io::Result<()> {
     check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) }).map(drop)
 }
 
-/// SIGKILL to the shell's whole process group (the shell is its leader, so the id is its pid).
-pub fn kill_group(pid: i32) {
-    if pid > 0 {
-        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+/// SIGKILL to everything in the shell's session: its own process group and the group of every job it
+/// started (an interactive shell gives each background job a group of its own). The session id is the
+/// shell's pid, and the kernel does not reuse an id while a session still holds it.
+pub fn kill_session(sid: i32) {
+    if sid <= 0 {
+        return;
+    }
+    let signal = |pid: i32| {
+        // SAFETY: kill(2) touches no memory of ours.
         unsafe {
-            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
+        }
+    };
+    signal(-sid);
+    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        if session_of(pid) == Some(sid) {
+            signal(pid);
         }
     }
+}
+
+/// The session id of a process, from `/proc/<pid>/stat` (its command name may hold spaces and
+/// parentheses, so fields are counted after the last `)`).
+fn session_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields = &stat[stat.rfind(')')? + 1..];
+    // state, ppid, pgrp, session
+    fields.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Waits for the shell and returns its exit code (`None` when killed by a signal or already reaped).

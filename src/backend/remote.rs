@@ -16,6 +16,7 @@ use ureq::Body;
 /// Largest message accepted from a remote backend.
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
 
 pub struct Remote {
     pub key: String,
@@ -35,13 +36,14 @@ pub enum Failure {
 }
 
 impl Remote {
-    /// `read_timeout` bounds each wait for bytes of a response (it restarts with every read, so
-    /// a long SSE response that keeps sending progress is not cut).
-    pub fn new(key: &str, config: RemoteConfig, link: Link, read_timeout: Option<Duration>) -> Remote {
+    /// `request_timeout` is the dispatcher's: each wait for bytes of a response is bounded a little
+    /// beyond it (the wait restarts with every read, so a long SSE response that keeps sending progress
+    /// is not cut), so that the dispatcher's timeout, which also cancels the request, always comes first.
+    pub fn new(key: &str, config: RemoteConfig, link: Link, request_timeout: Duration) -> Remote {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_per_read(read_timeout)
+            .timeout_per_read(Some(request_timeout + READ_TIMEOUT_MARGIN))
             .user_agent(concat!("mcp-proxy-server/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();

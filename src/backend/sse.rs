@@ -34,7 +34,7 @@ struct Shared {
 impl SseBackend {
     pub fn start(key: &str, config: RemoteConfig, link: Link, timeout: Duration) -> io::Result<SseBackend> {
         let shared = Arc::new(Shared {
-            remote: Remote::new(key, config, link, Some(timeout)),
+            remote: Remote::new(key, config, link, timeout),
             endpoint: Mutex::new(None),
             announced: Condvar::new(),
         });

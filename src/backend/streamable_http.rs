@@ -50,7 +50,7 @@ struct Session {
 impl StreamableHttpBackend {
     pub fn start(key: &str, config: RemoteConfig, link: Link, timeout: Duration) -> io::Result<StreamableHttpBackend> {
         let (jobs, job_queue) = crossbeam_channel::unbounded();
-        let remote = Remote::new(key, config, link, Some(timeout));
+        let remote = Remote::new(key, config, link, timeout);
         let shared =
             Arc::new(Shared { remote, session: Mutex::default(), jobs, job_queue, workers: AtomicUsize::new(0), idle: AtomicUsize::new(0) });
         let (outbox, inbox) = crossbeam_channel::unbounded();

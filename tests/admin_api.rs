@@ -797,3 +797,19 @@ fn install_of_a_key_with_a_slash_under_tools_folder_is_400() {
     assert!(!Path::new(&tools).join("a").exists());
     let _ = std::fs::remove_dir_all(tools);
 }
+
+/// The output survives a page reload: a stream opened after the install replays it, marked as replayed.
+#[test]
+fn install_output_is_replayed_to_a_page_that_connects_later() {
+    let (_proxy, admin, tools) = tools_folder_proxy("replay", &[("pkg", installable("pkg", &["echo first-line", "mkdir pkg"]))]);
+    let mut updates = admin.events("/admin/sse/updates");
+    start_install(&admin, "pkg");
+    install_events_until_done(&mut updates, "pkg");
+
+    let mut later = admin.events("/admin/sse/updates");
+    let replayed = install_events_until_done(&mut later, "pkg");
+    let stdout = of_kind(&replayed, "install_stdout");
+    assert_eq!(stdout, vec![json!({ "serverKey": "pkg", "output": "first-line\n", "replayed": true })], "{replayed:#?}");
+    assert_eq!(of_kind(&replayed, "install_complete").len(), 1, "{replayed:#?}");
+    let _ = std::fs::remove_dir_all(tools);
+}

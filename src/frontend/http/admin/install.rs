@@ -56,6 +56,7 @@ pub fn check(server: &ServerConfig) -> Result<(), Refusal> {
 /// Runs the install, reporting on `updates`; returns when it is over.
 pub fn run(server: &ServerConfig, target: &Path, updates: &Updates) {
     let key = server.key.as_str();
+    updates.begin(key);
     let info = |message: String| updates.send("install_info", json!({ "serverKey": key, "message": message }));
     let error = |message: String| updates.send("install_error", json!({ "serverKey": key, "error": message }));
     info(format!("Install target for '{key}': {}", target.display()));

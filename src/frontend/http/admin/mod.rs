@@ -304,27 +304,63 @@ fn pump_updates(stream: &mut EventStream, inbox: &Receiver<(String, String)>, ke
     }
 }
 
-/// Events for every open admin page (install output).
+/// Events for every open admin page (install output). The last lines of each server's latest install
+/// are kept and replayed to a page that connects later, so a reload does not lose the output.
 #[derive(Clone, Default)]
 pub struct Updates {
-    streams: Arc<Mutex<Vec<Sender<(String, String)>>>>,
+    inner: Arc<Mutex<UpdatesInner>>,
 }
 
+#[derive(Default)]
+struct UpdatesInner {
+    streams: Vec<Sender<(String, String)>>,
+    /// Server key → its latest install's events, oldest first.
+    history: std::collections::HashMap<String, std::collections::VecDeque<(String, Value)>>,
+}
+
+/// Events kept per server for replay.
+const HISTORY: usize = 500;
+/// Events a page may have queued beyond the replay before it counts as not reading.
+const UPDATES_QUEUE: usize = 1024;
+
 impl Updates {
+    fn lock(&self) -> std::sync::MutexGuard<'_, UpdatesInner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new page's stream, starting with the kept history.
     fn subscribe(&self) -> Receiver<(String, String)> {
-        let (tx, rx) = crossbeam_channel::bounded(1024);
-        if let Ok(mut streams) = self.streams.lock() {
-            streams.push(tx);
+        let mut inner = self.lock();
+        let kept: usize = inner.history.values().map(|h| h.len()).sum();
+        let (tx, rx) = crossbeam_channel::bounded(UPDATES_QUEUE + kept);
+        // Replayed events say so, so that a page shows them without announcing them as news.
+        for (event, data) in inner.history.values().flatten() {
+            let mut data = data.clone();
+            data["replayed"] = Value::Bool(true);
+            let _ = tx.try_send((event.clone(), data.to_string()));
         }
+        inner.streams.push(tx);
         rx
     }
 
-    /// Sends to every page still listening; pages that stopped reading are dropped.
+    /// Forgets a server's previous install output: a new one starts.
+    pub fn begin(&self, server: &str) {
+        self.lock().history.remove(server);
+    }
+
+    /// Sends to every page still listening, and keeps the event for pages that come later; pages
+    /// that stopped reading are dropped.
     pub fn send(&self, event: &str, data: Value) {
-        let data = data.to_string();
-        if let Ok(mut streams) = self.streams.lock() {
-            streams.retain(|s| s.try_send((event.to_owned(), data.clone())).is_ok());
+        let item = (event.to_owned(), data.to_string());
+        let mut inner = self.lock();
+        if let Some(server) = data.get("serverKey").and_then(Value::as_str).map(str::to_owned) {
+            let history = inner.history.entry(server).or_default();
+            if history.len() == HISTORY {
+                history.pop_front();
+            }
+            history.push_back((event.to_owned(), data));
         }
+        inner.streams.retain(|s| s.try_send(item.clone()).is_ok());
     }
 }
 

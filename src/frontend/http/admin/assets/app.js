@@ -399,10 +399,12 @@ function sse() {
   if (S.es) S.es.close();
   if (!window.EventSource) return;
   S.es = new EventSource('/admin/sse/updates');
+  // Every (re)connection starts with a replay of the latest install output: start from that.
+  S.es.addEventListener('connected', () => { S.inst = dict(); });
   const on = (ev, cls, f) => S.es.addEventListener(ev, m => {
     let d;
     try { d = JSON.parse(m.data); } catch (e) { return; }
-    if (d && d.serverKey != null) instLine(str(d.serverKey), typeof cls === 'function' ? cls(d) : cls, f(d), ev);
+    if (d && d.serverKey != null) instLine(str(d.serverKey), typeof cls === 'function' ? cls(d) : cls, f(d), d.replayed ? 'replayed' : ev);
   });
   on('install_info', 'info', d => d.message);
   on('install_stdout', 'out', d => d.output);

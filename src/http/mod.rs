@@ -102,9 +102,10 @@ fn serve_connection(stream: TcpStream, limits: &Limits, handler: &Handler) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let Ok(read_half) = stream.try_clone() else { return };
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let mut reader = BufReader::new(read_half);
     loop {
-        let request = match request::read(&mut reader, limits) {
+        let request = match request::read(&mut reader, limits, peer) {
             Ok(request) => request,
             Err(ReadError::Closed) => return,
             Err(ReadError::Io(e)) => return log::debug!("connection dropped: {e}"),

@@ -109,8 +109,8 @@ impl Request {
     }
 }
 
-/// Reads the next request from a kept-alive connection.
-pub fn read(reader: &mut BufReader<TcpStream>, limits: &Limits) -> Result<Request, ReadError> {
+/// Reads the next request from a kept-alive connection whose client is `peer`.
+pub fn read(reader: &mut BufReader<TcpStream>, limits: &Limits, peer: Option<std::net::IpAddr>) -> Result<Request, ReadError> {
     // Waiting for a request to start is idleness, not slowness.
     reader.get_ref().set_read_timeout(Some(limits.idle_timeout))?;
     match reader.fill_buf() {
@@ -120,9 +120,11 @@ pub fn read(reader: &mut BufReader<TcpStream>, limits: &Limits) -> Result<Reques
         Err(e) => return Err(ReadError::Io(e)),
     }
     let deadline = Instant::now() + limits.read_timeout;
+    // From the first byte on, the request's own deadline bounds every read (not the idle timeout).
+    reader.get_ref().set_read_timeout(Some(limits.read_timeout))?;
     let head = read_head(reader, limits.max_head, deadline)?;
     let mut request = parse_head(&head)?;
-    request.peer = reader.get_ref().peer_addr().ok().map(|a| a.ip());
+    request.peer = peer;
     request.body = read_body(reader, &request, limits, deadline)?;
     super::BYTES_IN.fetch_add((head.len() + request.body.len()) as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(request)
@@ -242,7 +244,12 @@ fn read_line(reader: &mut BufReader<TcpStream>, deadline: Instant) -> Result<Str
     Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// Bounds the next socket read by what is left until the deadline. Skipped while buffered bytes
+/// remain (the next read will not touch the socket): one `setsockopt` per read, not per line.
 fn set_deadline(reader: &BufReader<TcpStream>, deadline: Instant) -> Result<(), ReadError> {
+    if !reader.buffer().is_empty() {
+        return Ok(());
+    }
     let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()).ok_or(ReadError::Timeout)?;
     reader.get_ref().set_read_timeout(Some(left))?;
     Ok(())

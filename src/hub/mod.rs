@@ -81,6 +81,9 @@ pub enum Event {
     Shutdown,
 }
 
+/// Messages a session's stream may have queued before its client counts as not reading and is dropped.
+pub const STREAM_QUEUE: usize = 1024;
+
 /// Protocol versions the proxy speaks with clients and backends, oldest first.
 pub const PROTOCOL_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
@@ -334,7 +337,10 @@ impl Hub {
             log::debug!("client {} has no open stream; {} dropped", client.0, msg.method());
             return;
         };
-        match outbox.try_send(msg) {
+        // Streams are unbounded channels (a bounded one allocates all its slots up front, ~100 KiB per
+        // session); the cap is kept here instead. The stdio client is never dropped.
+        let full = c.session.is_some() && outbox.len() >= STREAM_QUEUE;
+        match if full { Err(TrySendError::Full(msg)) } else { outbox.try_send(msg) } {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 log::warn!("client {} is not reading its messages; disconnecting it", client.0);

@@ -2,12 +2,12 @@
 //! the endpoint to post to; `POST /message?sessionId=...` takes one message and answers 202, and the
 //! reply arrives on the stream. The session lives exactly as long as its stream.
 
-use super::{parse_body, pump, Frontend, ACK_TIMEOUT, STREAM_QUEUE};
+use super::{parse_body, pump, Frontend, ACK_TIMEOUT};
 use crate::http::{Exchange, Request, Response};
 use crate::hub::{Event, Reply};
 
 pub(super) fn open(fe: &Frontend, req: &Request, ex: &mut Exchange) {
-    let (outbox, inbox) = crossbeam_channel::bounded(STREAM_QUEUE);
+    let (outbox, inbox) = crossbeam_channel::unbounded();
     let (client, session) = match fe.open_session(req, Some(outbox)) {
         Ok(opened) => opened,
         Err(response) => return ex.respond(response),

@@ -21,10 +21,10 @@ use serde_json::json;
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Messages a stream may have queued before its client counts as not reading, and is dropped.
-const STREAM_QUEUE: usize = 1024;
+/// How often an idle stream checks whether its client is still there.
+const LIVENESS_CHECK: Duration = Duration::from_secs(5);
 /// How long a request thread waits for the dispatcher to acknowledge a message.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -135,10 +135,21 @@ fn rpc_error(status: u16, code: i64, message: &str) -> Response {
 /// Writes a stream's messages as `message` events until the dispatcher lets go of it, with a comment
 /// every `keepalive` so idle connections (and proxies between) stay open and dead clients are noticed.
 fn pump(stream: &mut EventStream, inbox: &Receiver<Message>, keepalive: Duration) -> io::Result<()> {
+    let mut last_write = Instant::now();
     loop {
-        match inbox.recv_timeout(keepalive) {
-            Ok(msg) => stream.event(Some("message"), None, &msg.to_json())?,
-            Err(RecvTimeoutError::Timeout) => stream.comment("keepalive")?,
+        match inbox.recv_timeout(keepalive.min(LIVENESS_CHECK)) {
+            Ok(msg) => {
+                stream.event(Some("message"), None, &msg.to_json())?;
+                last_write = Instant::now();
+            }
+            Err(RecvTimeoutError::Timeout) if stream.peer_closed() => {
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the client closed the stream"));
+            }
+            Err(RecvTimeoutError::Timeout) if last_write.elapsed() >= keepalive => {
+                stream.comment("keepalive")?;
+                last_write = Instant::now();
+            }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
     }

@@ -7,7 +7,7 @@
 //! response turns into an SSE stream that ends with the answer. `GET` opens the session's standing
 //! stream, `DELETE` ends the session.
 
-use super::{parse_body, pump, rpc_error, Frontend, ACK_TIMEOUT, STREAM_QUEUE};
+use super::{parse_body, pump, rpc_error, Frontend, ACK_TIMEOUT};
 use crate::http::{Exchange, Request, Response};
 use crate::hub::{Event, Reply, PROTOCOL_VERSIONS};
 use crate::jsonrpc::{Kind, Message};
@@ -158,7 +158,7 @@ fn get(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     }
     static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
     let stream_id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
-    let (outbox, inbox) = crossbeam_channel::bounded(STREAM_QUEUE);
+    let (outbox, inbox) = crossbeam_channel::unbounded();
     let (reply, ack) = crossbeam_channel::bounded(1);
     let open = Event::OpenStream { session: session.clone(), stream: stream_id, outbox, reply };
     if fe.events.send(open).is_err() {

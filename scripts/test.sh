@@ -18,3 +18,6 @@ export MCP_PROXY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/mcp-proxy-server"
 # and the browser whatever happens, and `timeout` bounds the whole run. Screenshots: target/e2e-artifacts/.
 timeout -k 10 300 node --test --test-timeout=120000 tests/e2e/
 bash tests/conformance/run.sh
+# The static x86_64 musl binaries, with and without TLS, against their size budgets (2 and 4 MiB),
+# each smoke-tested. (The aarch64 ones and the qemu test: `bash scripts/build-release.sh`.)
+bash scripts/build-release.sh --x86_64-only

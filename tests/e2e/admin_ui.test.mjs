@@ -230,7 +230,8 @@ test("type a command in the web terminal and see its output", { timeout: 60_000 
   await page.keyboard.type("echo browser-$((2+3))");
   await page.keyboard.press("Enter");
   // The typed line shows "browser-$((2+3))"; only the shell's answer shows "browser-5".
-  await page.waitForFunction(() => document.querySelector("#term .xterm-rows")?.textContent.includes("browser-5"), null, { timeout: STEP });
+  // A shell on a loaded 2-core machine may take a while: twice the usual step.
+  await page.waitForFunction(() => document.querySelector("#term .xterm-rows")?.textContent.includes("browser-5"), null, { timeout: 2 * STEP });
   await page.screenshot({ path: path.join(ARTIFACTS, "terminal.png") });
   const { terminals } = await apiGet("/admin/terminal/list");
   assert.equal(terminals.length, 1, `one terminal open: ${JSON.stringify(terminals)}`);

@@ -1,12 +1,19 @@
 // The admin UI in a real headless Chromium, against the real proxy binary (node --test tests/e2e/).
 //
 // The proxy ($MCP_PROXY_BIN, default target/debug/mcp-proxy-server) runs with the admin UI and the web
-// terminal on and one mock backend (tests/fixtures/mock_server.py, key "mock"). Chromium
+// terminal on and three mock backends (tests/fixtures/mock_server.py): "mock", "pkg" (whose install
+// fails) and "inst" (whose install succeeds, slowly enough to watch its output arrive). Chromium
 // (/usr/bin/chromium, $CHROMIUM to override) is started here with a fresh profile and driven over CDP by
 // playwright-core (pinned, in .deps/node: scripts/install-test-deps.sh), which downloads no browser.
 //
-// Screenshots go to target/e2e-artifacts/. Every wait has a timeout, and the proxy and the browser are
-// killed (by process group) whatever happens.
+// The tests run in order, as one admin session would: log in; add a server ("added") in the editor, Save
+// & reload, see it connect and its tools listed; disable, rename tools and check what a real MCP client
+// (a raw Streamable HTTP client on /mcp, below) is told and served; install; read the logs; use the web
+// terminal.
+//
+// Screenshots of every page go to target/e2e-artifacts/ (1280x800; servers and tools at 390x844 too),
+// with proxy.log. Every wait has a timeout, and the proxy and the browser are killed (by process group)
+// whatever happens.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -27,12 +34,14 @@ const ARTIFACTS = path.join(ROOT, "target/e2e-artifacts");
 const USER = "admin";
 const PASSWORD = "e2e-Adm1n-pa55word";
 const STEP = 20_000; // ms: the longest any one thing may take
+const CONNECT = 30_000; // ms: a backend's status is polled every 5 s, and it may still be starting
+const INSTALL_PAUSE_S = 2;
 const CHROMIUM_ARGS = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ];
 
-let workDir, proxy, proxyLog = "", base, browser, chrome, chromeLog = "", context;
+let workDir, proxy, proxyLog = "", base, browser, chrome, chromeLog = "", context, mcp;
 const pageErrors = [], failedLoads = [];
 
 /** Spawns a command in its own process group; its stderr is collected by `onLine`. */
@@ -108,6 +117,156 @@ function serverCard(page, key) {
   return page.locator("article.srv").filter({ has: page.locator(".srv-t strong", { hasText: new RegExp(`^${key}$`) }) });
 }
 
+/** Rejects with "`what`: timed out after `ms` ms" unless `promise` settles first. */
+function within(ms, what, promise) {
+  let timer;
+  const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Polls `check` (sync or async) every 50 ms until it returns something truthy; rejects after `ms`. */
+async function until(check, ms, what) {
+  const started = Date.now();
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() - started > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The JSON-RPC messages of a text/event-stream body, as they arrive. */
+async function* sseMessages(body) {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of body) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let end;
+    while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, "");
+      const data = event.split(/\r?\n/).filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, "")).join("\n");
+      if (data) yield JSON.parse(data);
+    }
+  }
+}
+
+/**
+ * A raw Streamable HTTP MCP client over fetch, as any MCP client talks to /mcp: initialize (which issues
+ * the Mcp-Session-Id), notifications/initialized, then requests with the session id; answers in JSON or
+ * as an SSE stream; the session's GET stream for server notifications. Every request has a timeout.
+ */
+class McpClient {
+  constructor(url) {
+    this.url = url;
+    this.nextId = 1;
+    this.session = null;
+    this.version = null;
+    this.notifications = []; // everything not an answer: from the GET stream and from POST streams
+    this.streamAbort = null;
+  }
+
+  headers(accept = "application/json, text/event-stream") {
+    const headers = { Accept: accept, "Content-Type": "application/json" };
+    if (this.session) headers["Mcp-Session-Id"] = this.session;
+    if (this.version) headers["MCP-Protocol-Version"] = this.version;
+    return headers;
+  }
+
+  async post(message) {
+    const response = await fetch(this.url, { method: "POST", headers: this.headers(), body: JSON.stringify(message), signal: AbortSignal.timeout(STEP) });
+    if (!response.ok) throw new Error(`POST /mcp ${message.method}: HTTP ${response.status}: ${await response.text()}`);
+    return response;
+  }
+
+  async request(method, params = {}) {
+    const id = this.nextId++;
+    const response = await this.post({ jsonrpc: "2.0", id, method, params });
+    if (method === "initialize") this.session = response.headers.get("mcp-session-id");
+    let answer;
+    if ((response.headers.get("content-type") || "").startsWith("text/event-stream")) {
+      for await (const message of sseMessages(response.body)) {
+        if (message.id === id && !message.method) { answer = message; break; }
+        this.notifications.push(message);
+      }
+    } else {
+      answer = await response.json();
+    }
+    assert.ok(answer, `${method}: the stream ended without an answer`);
+    if (answer.error) throw Object.assign(new Error(`${method}: ${answer.error.code} ${answer.error.message}`), { rpc: answer.error });
+    return answer.result;
+  }
+
+  async initialize() {
+    const result = await this.request("initialize", {
+      protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "admin-ui-e2e", version: "1.0.0" },
+    });
+    assert.ok(this.session, "initialize issues an Mcp-Session-Id");
+    this.version = result.protocolVersion;
+    const response = await this.post({ jsonrpc: "2.0", method: "notifications/initialized" });
+    assert.equal(response.status, 202, "notifications/initialized is accepted");
+    return result;
+  }
+
+  /** Opens the session's GET stream; server notifications on it are collected in `notifications`. */
+  async openStream() {
+    this.streamAbort = new AbortController();
+    const response = await within(STEP, "GET /mcp", fetch(this.url, {
+      method: "GET", headers: this.headers("text/event-stream"), signal: this.streamAbort.signal,
+    }));
+    assert.equal(response.status, 200, `GET /mcp: HTTP ${response.status}`);
+    (async () => {
+      try { for await (const message of sseMessages(response.body)) this.notifications.push(message); } catch { /* closed */ }
+    })();
+  }
+
+  async listTools() {
+    const tools = [];
+    let cursor;
+    do {
+      const page = await this.request("tools/list", cursor ? { cursor } : {});
+      tools.push(...page.tools);
+      cursor = page.nextCursor;
+    } while (cursor);
+    return tools;
+  }
+
+  callTool(name, args) {
+    return this.request("tools/call", { name, arguments: args });
+  }
+
+  async close() {
+    if (this.streamAbort) this.streamAbort.abort();
+    if (!this.session) return;
+    try {
+      await fetch(this.url, { method: "DELETE", headers: this.headers(), signal: AbortSignal.timeout(5000) });
+    } catch { /* the proxy may be gone */ }
+    this.session = null;
+  }
+}
+
+async function logIn(page) {
+  await page.locator("#login [name=username]").fill(USER);
+  await page.locator("#login [name=password]").fill(PASSWORD);
+  await page.locator("#login button").click();
+  await page.locator("#v-servers").waitFor({ state: "visible" });
+}
+
+/** Waits until the card of every server in `keys` shows "connected". */
+async function allConnected(page, keys) {
+  for (const key of keys) await serverCard(page, key).locator(".badge.st-connected").waitFor({ state: "visible", timeout: CONNECT });
+}
+
+/** Screenshots `page` (its viewport) as target/e2e-artifacts/<name>.png. */
+async function shot(page, name, options = {}) {
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), ...options });
+}
+
+/** How far the page scrolls sideways (0 when it fits its viewport). */
+function sidewaysOverflow(page) {
+  return page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+}
+
 before(async () => {
   assert.ok(fs.existsSync(PROXY_BIN), `no proxy binary at ${PROXY_BIN} (cargo build, or set MCP_PROXY_BIN)`);
   assert.ok(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (bash scripts/install-test-deps.sh)`);
@@ -115,9 +274,11 @@ before(async () => {
   workDir = fs.mkdtempSync(path.join(os.tmpdir(), "mcp-admin-e2e-"));
   const config = path.join(workDir, "mcp_server.json");
   const mock = (key) => ({ command: "python3", args: [MOCK_SERVER, "--name", key] });
-  // "pkg" is installable; its install fails at its second command.
+  // "pkg" is installable; its install fails at its second command. "inst" installs into TOOLS_FOLDER/inst,
+  // with a pause after its first output line, so the test can see that line before the install is over.
   const pkg = { ...mock("pkg"), installCommands: ["echo installing-pkg", "echo broken >&2; exit 3"] };
-  fs.writeFileSync(config, JSON.stringify({ mcpServers: { mock: mock("mock"), pkg } }, null, 2));
+  const inst = { ...mock("inst"), installCommands: ["echo hello-install", `sleep ${INSTALL_PAUSE_S}`, "mkdir inst"] };
+  fs.writeFileSync(config, JSON.stringify({ mcpServers: { mock: mock("mock"), pkg, inst } }, null, 2));
 
   const env = { ...process.env };
   for (const name of Object.keys(env)) {
@@ -142,6 +303,7 @@ before(async () => {
 }, { timeout: 60_000 });
 
 after(async () => {
+  if (mcp) await mcp.close();
   try { if (browser) await Promise.race([browser.close(), new Promise((r) => setTimeout(r, 5000))]); } catch { /* killed below */ }
   await killGroup(chrome);
   await killGroup(proxy);
@@ -153,24 +315,76 @@ after(async () => {
 test("log in and see the mock server connected", { timeout: 60_000 }, async () => {
   const page = await newPage();
   await page.goto(base + "/admin/");
-  await page.locator("#login [name=username]").fill(USER);
-  await page.locator("#login [name=password]").fill(PASSWORD);
-  await page.locator("#login button").click();
-  await page.locator("#v-servers").waitFor({ state: "visible" });
+  await page.locator("#login [name=username]").waitFor({ state: "visible" });
+  await shot(page, "login");
+  await logIn(page);
   const card = serverCard(page, "mock");
   // The status is polled every 5 s: the backend may still be starting at the first poll.
-  await card.locator(".badge.st-connected").waitFor({ state: "visible", timeout: 30_000 });
+  await card.locator(".badge.st-connected").waitFor({ state: "visible", timeout: CONNECT });
   assert.equal((await card.locator(".badge.st-connected").textContent()).trim(), "connected");
   await page.close();
 });
 
-test("servers page on a 390x844 phone screen", { timeout: 60_000 }, async () => {
-  const page = await newPage({ width: 390, height: 844 });
+test("add a stdio server in the editor, Save & reload: it connects", { timeout: 90_000 }, async () => {
+  const page = await newPage();
   await page.goto(base + "/admin/#servers");
-  await serverCard(page, "mock").locator(".badge.st-connected").waitFor({ state: "visible", timeout: 30_000 });
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-  await page.screenshot({ path: path.join(ARTIFACTS, "servers-390x844.png"), fullPage: true });
-  assert.ok(overflow <= 0, `the servers page scrolls sideways on a phone by ${overflow}px`);
+  await allConnected(page, ["mock"]);
+  await page.locator("#s-add").click();
+  const dialog = page.locator("#ed");
+  await dialog.waitFor({ state: "visible" });
+  assert.equal(await page.locator("#ed-title").textContent(), "Add server");
+  await dialog.locator("[name=key]").fill("added");
+  assert.equal(await dialog.locator("[data-f=type]").inputValue(), "stdio", "a new server is stdio by default");
+  await dialog.locator("[data-f=command]").fill("python3");
+  await dialog.locator("[data-f=args]").fill([MOCK_SERVER, "--name", "added"].join("\n"));
+  await page.locator("#ed-ok").click();
+  await dialog.waitFor({ state: "hidden" });
+
+  // Not saved yet: the card says so, and nothing reached the file.
+  const card = serverCard(page, "added");
+  await card.locator(".badge.chg", { hasText: "new" }).waitFor();
+  await card.locator(".badge.st-not-saved").waitFor();
+  assert.equal(JSON.parse(fs.readFileSync(path.join(workDir, "mcp_server.json"), "utf8")).mcpServers.added, undefined);
+
+  await page.locator("#savebar").waitFor({ state: "visible" });
+  await page.locator("#save").click();
+  await page.locator("#toasts .toast", { hasText: "Server configuration reloaded successfully." }).waitFor({ state: "attached" });
+  await page.locator("#savebar").waitFor({ state: "hidden" });
+  const saved = JSON.parse(fs.readFileSync(path.join(workDir, "mcp_server.json"), "utf8"));
+  assert.deepEqual(saved.mcpServers.added, { type: "stdio", command: "python3", args: [MOCK_SERVER, "--name", "added"] },
+    "what the editor wrote to mcp_server.json");
+  assert.ok(fs.existsSync(path.join(workDir, "mcp_server.json.bak")), "the previous file is kept as .bak");
+
+  await card.locator(".badge.st-connected").waitFor({ state: "visible", timeout: CONNECT });
+  await card.locator(".srv-i", { hasText: /^Tools [1-9]/ }).waitFor();
+  assert.equal(await card.locator(".badge.chg").count(), 0, "no 'new' badge once saved");
+  const { backends } = await apiGet("/admin/status");
+  assert.equal(backends.find((b) => b.key === "added")?.state, "connected", JSON.stringify(backends));
+
+  // Every server connected: the Servers page as the README shows it.
+  await allConnected(page, ["mock", "pkg", "inst", "added"]);
+  await page.locator("#s-sum", { hasText: "4 of 4 connected" }).waitFor();
+  await page.locator("#toasts .toast").evaluateAll((toasts) => toasts.forEach((t) => t.remove()));
+  await shot(page, "servers");
+  await page.close();
+});
+
+test("the added server's tools are on the Tools page", { timeout: 60_000 }, async () => {
+  const page = await newPage();
+  await page.goto(base + "/admin/#servers");
+  await page.locator("#nav a[data-v=tools]").click();
+  await page.locator("#v-tools").waitFor({ state: "visible" });
+  const group = page.locator("section.grp", { has: page.locator("h2", { hasText: /^added$/ }) });
+  await group.waitFor({ state: "visible" });
+  for (const tool of ["echo", "whoami", "sleep"]) {
+    await group.locator(".tkey", { hasText: new RegExp(`^added__${tool}$`) }).waitFor();
+    assert.equal(await page.getByLabel(`Enable added__${tool}`, { exact: true }).isChecked(), true, `added__${tool} enabled`);
+  }
+  // The search box finds them.
+  await page.locator("#t-q").fill("added__who");
+  await until(async () => (await page.locator("div.tool:visible").count()) === 1, 5000, "one tool shown for 'added__who'");
+  assert.equal(await page.locator("div.tool:visible .tkey").textContent(), "added__whoami");
+  await page.locator("#t-q").fill("");
   await page.close();
 });
 
@@ -203,6 +417,114 @@ test("disable a tool on the Tools page, save and reload", { timeout: 60_000 }, a
   await page.close();
 });
 
+test("rename one tool and disable another: a real MCP client is told and served accordingly", { timeout: 90_000 }, async () => {
+  // An MCP client session opened before the change, with its GET stream for notifications.
+  mcp = new McpClient(base + "/mcp");
+  const init = await mcp.initialize();
+  assert.ok(init.capabilities?.tools, `the proxy offers tools: ${JSON.stringify(init.capabilities)}`);
+  await mcp.openStream();
+  const before = (await mcp.listTools()).map((t) => t.name);
+  for (const name of ["added__echo", "added__whoami", "added__sleep"]) assert.ok(before.includes(name), `${name} listed before: ${before}`);
+  assert.equal((await mcp.callTool("added__whoami", {})).content[0].text, "added", "added__whoami is routed to 'added'");
+
+  const page = await newPage();
+  await page.goto(base + "/admin/#tools");
+  const row = (key) => page.locator("div.tool", { has: page.locator(".tkey", { hasText: new RegExp(`^${key}$`) }) });
+  await row("added__echo").waitFor({ state: "visible" });
+  // The placeholder is the name clients see now.
+  assert.equal(await row("added__echo").getByLabel("Exposed name").getAttribute("placeholder"), "added__echo");
+  await row("added__echo").getByLabel("Exposed name").fill("added_echo_renamed");
+  await page.getByLabel("Enable added__whoami", { exact: true }).uncheck();
+  await page.locator("#savebar").waitFor({ state: "visible" });
+  assert.equal(await row("added__echo").locator(".ferr").textContent(), "", "the new name is valid");
+  const notifiedBefore = mcp.notifications.length;
+  await page.locator("#save").click();
+  await page.locator("#toasts .toast", { hasText: "Server configuration reloaded successfully." }).waitFor({ state: "attached" });
+  await page.locator("#savebar").waitFor({ state: "hidden" });
+
+  const saved = JSON.parse(fs.readFileSync(path.join(workDir, "tool_config.json"), "utf8"));
+  assert.deepEqual(saved.tools["added__echo"], { exposedName: "added_echo_renamed" }, "tool_config.json: the rename");
+  assert.deepEqual(saved.tools["added__whoami"], { enabled: false }, "tool_config.json: the disabled tool");
+
+  // The open session is told...
+  await until(() => mcp.notifications.slice(notifiedBefore).some((m) => m.method === "notifications/tools/list_changed"),
+    STEP, "notifications/tools/list_changed on the MCP session's GET stream");
+  // ...and its tools/list has the new name, not the old one, and not the disabled tool.
+  const tools = await mcp.listTools();
+  const names = tools.map((t) => t.name);
+  assert.ok(names.includes("added_echo_renamed"), `added_echo_renamed listed: ${names}`);
+  assert.ok(!names.includes("added__echo"), `added__echo no longer listed: ${names}`);
+  assert.ok(!names.includes("added__whoami"), `added__whoami (disabled) not listed: ${names}`);
+  assert.ok(names.includes("added__sleep"), `the other tools stay: ${names}`);
+  const renamed = tools.find((t) => t.name === "added_echo_renamed");
+  assert.equal(renamed.description, "Echoes its text", "the renamed tool keeps its description");
+  assert.deepEqual(renamed.inputSchema.required, ["text"], "and its input schema");
+
+  // Calls follow: the new name reaches the backend's echo; the disabled tool and the old name are unknown.
+  const echoed = await mcp.callTool("added_echo_renamed", { text: "through the new name" });
+  assert.equal(echoed.content[0].text, "through the new name");
+  await assert.rejects(mcp.callTool("added__whoami", {}), (e) => e.rpc?.code === -32602, "the disabled tool cannot be called");
+  await assert.rejects(mcp.callTool("added__echo", { text: "x" }), (e) => e.rpc?.code === -32602, "the old name cannot be called");
+
+  // A client that connects now sees the same.
+  const fresh = new McpClient(base + "/mcp");
+  try {
+    await fresh.initialize();
+    const freshNames = (await fresh.listTools()).map((t) => t.name);
+    assert.deepEqual(freshNames.filter((n) => n.startsWith("added")).sort(), names.filter((n) => n.startsWith("added")).sort());
+  } finally { await fresh.close(); }
+
+  // The page, reloaded, shows what was saved.
+  await page.reload();
+  await row("added__echo").waitFor({ state: "visible" });
+  assert.equal(await row("added__echo").getByLabel("Exposed name").inputValue(), "added_echo_renamed");
+  assert.equal(await page.getByLabel("Enable added__whoami", { exact: true }).isChecked(), false);
+  await page.locator("#toasts .toast").evaluateAll((toasts) => toasts.forEach((t) => t.remove()));
+  await shot(page, "tools");
+  await page.close();
+});
+
+test("servers and tools pages on a 390x844 phone screen", { timeout: 90_000 }, async () => {
+  const page = await newPage({ width: 390, height: 844 });
+  await page.goto(base + "/admin/#servers");
+  await allConnected(page, ["mock", "pkg", "inst", "added"]);
+  const serversOverflow = await sidewaysOverflow(page);
+  await shot(page, "servers-390x844", { fullPage: true });
+  await page.goto(base + "/admin/#tools");
+  await page.locator("div.tool .tkey", { hasText: /^added__echo$/ }).waitFor();
+  const toolsOverflow = await sidewaysOverflow(page);
+  await shot(page, "tools-390x844");
+  await page.close();
+  assert.ok(serversOverflow <= 0, `the servers page scrolls sideways on a phone by ${serversOverflow}px`);
+  assert.ok(toolsOverflow <= 0, `the tools page scrolls sideways on a phone by ${toolsOverflow}px`);
+});
+
+test("an install streams its output into the install dialog as it runs", { timeout: 60_000 }, async () => {
+  const target = path.join(workDir, "tools", "inst");
+  const page = await newPage();
+  await page.goto(base + "/admin/#servers");
+  await serverCard(page, "inst").getByRole("button", { name: "Install" }).click();
+  await page.locator("#in").waitFor({ state: "visible" });
+  assert.equal(await page.locator("#in-title").textContent(), "Install inst");
+  // The first command's output shows while the install still runs (the second command sleeps, the third
+  // creates the target folder): it is streamed, not delivered at the end.
+  await page.locator("#in-out div", { hasText: /^hello-install$/ }).waitFor();
+  assert.equal(await page.locator("#in-state").textContent(), "Running…", "the dialog says the install runs");
+  assert.equal(fs.existsSync(target), false, "the install is not over when its first output line shows");
+  await shot(page, "install-running");
+  await page.locator("#in-state", { hasText: "Finished" }).waitFor({ timeout: STEP + INSTALL_PAUSE_S * 1000 });
+  assert.ok(fs.statSync(target).isDirectory(), `the install created ${target}`);
+  const lines = await page.locator("#in-out div").allTextContents();
+  const order = ["Running: echo hello-install", "hello-install", `Running: sleep ${INSTALL_PAUSE_S}`, "Running: mkdir inst"]
+    .map((l) => lines.indexOf(l));
+  assert.ok(order.every((i, n) => i >= 0 && (n === 0 || i > order[n - 1])), `the dialog's lines, in order: ${JSON.stringify(lines)}`);
+  assert.equal(await page.locator("#in-out .error").count(), 0, `no error lines: ${JSON.stringify(lines)}`);
+  await shot(page, "install");
+  await page.locator("#in-close").click();
+  await page.locator("#in").waitFor({ state: "hidden" });
+  await page.close();
+});
+
 test("a failed install shows as failed", { timeout: 60_000 }, async () => {
   const page = await newPage();
   await page.goto(base + "/admin/#servers");
@@ -216,6 +538,22 @@ test("a failed install shows as failed", { timeout: 60_000 }, async () => {
     .then(() => page.locator("#in-state").textContent(), async () => page.locator("#in-state").textContent());
   await page.screenshot({ path: path.join(ARTIFACTS, "install-failed.png") });
   assert.equal(state, "Failed", "the install dialog's state after install_error");
+  await page.close();
+});
+
+test("the logs page shows the proxy's log lines", { timeout: 60_000 }, async () => {
+  const page = await newPage();
+  await page.goto(base + "/admin/#servers");
+  await page.locator("#nav a[data-v=logs]").click();
+  await page.locator("#v-logs").waitFor({ state: "visible" });
+  await page.locator("#l-out div", { hasText: /configuration reloaded: added \["added"\]/ }).waitFor();
+  await page.locator("#l-out div", { hasText: /\[added\] ready: \d+ tools/ }).waitFor();
+  assert.equal(await page.locator("#l-out", { hasText: PASSWORD }).count(), 0, "the admin password is not in the logs");
+  await page.locator("#l-q").fill("[added]");
+  await until(async () => /^\d+ of \d+ lines$/.test(await page.locator("#l-sum").textContent()), 5000, "the filter's line count");
+  await page.locator("#l-q").fill("");
+  await page.locator("#l-out div", { hasText: "[added] ready" }).waitFor();
+  await shot(page, "logs");
   await page.close();
 });
 
@@ -236,6 +574,35 @@ test("type a command in the web terminal and see its output", { timeout: 60_000 
   const { terminals } = await apiGet("/admin/terminal/list");
   assert.equal(terminals.length, 1, `one terminal open: ${JSON.stringify(terminals)}`);
   await page.close();
+});
+
+test("keys typed while an earlier keystroke POST is still in flight reach the shell in order", { timeout: 60_000 }, async () => {
+  // The terminal page posts keystrokes in batches. On a real network two POSTs in flight at once may
+  // arrive in either order; here the first one is held for 500 ms (route), the rest go at once.
+  const page = await newPage();
+  await page.goto(base + "/admin/terminal.html");
+  await page.locator("#status", { hasText: "Connected" }).waitFor();
+  // The shell's prompt (a fresh /bin/sh ends its screen with "# " or "$ ").
+  await page.waitForFunction(() => /[#$]$/.test(document.querySelector("#term .xterm-rows")?.textContent.trim() ?? ""), null, { timeout: STEP });
+  let held = 0;
+  await page.route("**/admin/terminal/*/input", async (route) => {
+    if (held++ === 0) await new Promise((r) => setTimeout(r, 500));
+    await route.continue();
+  });
+  await page.locator("#term .xterm").click();
+  await page.keyboard.type("echo ord");
+  await page.waitForTimeout(100); // "echo ord" is on its way (held)
+  await page.keyboard.type("er-$((6*7))");
+  await page.keyboard.press("Enter");
+  const rows = () => page.evaluate(() => document.querySelector("#term .xterm-rows")?.textContent ?? "");
+  const seen = await page.waitForFunction(() => document.querySelector("#term .xterm-rows")?.textContent.includes("order-42"), null, { timeout: 5000 })
+    .then(() => true, () => false);
+  const text = await rows();
+  await shot(page, "terminal-input-order");
+  await page.unroute("**/admin/terminal/*/input");
+  await page.close();
+  assert.ok(held >= 2, `the keystrokes went in ${held} POST(s)`);
+  assert.ok(seen, `the shell got the keys out of order: the terminal shows ${JSON.stringify(text)}`);
 });
 
 test("no script errors and no failed loads on any page", () => {

@@ -26,16 +26,26 @@ term.loadAddon(fit);
 term.open($("term"));
 fit.fit();
 
-// Keystrokes are sent in small batches: one POST per burst, not per key.
-let pending = "", timer = null;
+// Keystrokes are sent in small batches, one POST at a time: keys typed while a POST is on its way wait
+// for it, so they can never reach the shell out of order.
+let pending = "", timer = null, sending = false;
 term.onData((data) => {
   pending += data;
-  if (!timer) timer = setTimeout(flush, 8);
+  if (!timer && !sending) timer = setTimeout(flush, 8);
 });
 async function flush() {
   timer = null;
+  if (sending || !pending || !termId) return;
   const input = pending; pending = "";
-  if (input && termId) await api("POST", `/admin/terminal/${termId}/input`, { input }).catch((e) => status(e.message));
+  sending = true;
+  try {
+    await api("POST", `/admin/terminal/${termId}/input`, { input });
+  } catch (e) {
+    status(e.message);
+  } finally {
+    sending = false;
+    if (pending) flush();
+  }
 }
 
 let resizeTimer = null;

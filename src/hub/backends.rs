@@ -427,8 +427,7 @@ impl Hub {
                 }
             }
             State::Ready => {
-                self.rebuild_catalog();
-                self.notify_changed(&[kind]);
+                self.refresh_catalog();
             }
             State::Failed(_) | State::Disabled | State::Removed => {}
         }
@@ -443,11 +442,8 @@ impl Hub {
             "[{}] ready: {tools} tools, {prompts} prompts, {resources} resources, {templates} resource templates",
             b.config.key
         );
-        self.rebuild_catalog();
+        self.refresh_catalog();
         self.restore_client_state(backend);
-        if self.settle_by.is_none() {
-            self.notify_changed(&ListKind::ALL);
-        }
     }
 
     /// Gives a (re)started backend what clients asked of its predecessor: the logging level and the
@@ -463,19 +459,23 @@ impl Hub {
         }
     }
 
-    /// Tells clients that lists changed, once per notification kind.
-    pub(super) fn notify_changed(&mut self, kinds: &[ListKind]) {
-        let mut sent: Vec<&str> = Vec::new();
-        for kind in kinds {
-            let method = kind.changed_notification();
-            if !sent.contains(&method) {
-                sent.push(method);
-                self.broadcast(method, None);
-            }
+    /// Rebuilds the catalog and tells clients about each kind of list that changed (and only those:
+    /// a client that re-lists on a notification always finds something new).
+    pub(super) fn refresh_catalog(&mut self) {
+        let old = std::mem::take(&mut self.catalog);
+        self.rebuild_catalog();
+        let new = &self.catalog;
+        let changed = [
+            (old.tools != new.tools, ListKind::Tools),
+            (old.prompts != new.prompts, ListKind::Prompts),
+            (old.resources != new.resources || old.templates != new.templates, ListKind::Resources),
+        ];
+        for (_, kind) in changed.into_iter().filter(|(changed, _)| *changed) {
+            self.broadcast(kind.changed_notification(), None);
         }
     }
 
-    pub(super) fn rebuild_catalog(&mut self) {
+    fn rebuild_catalog(&mut self) {
         let mut sources: Vec<Source> = self
             .backends
             .iter()
@@ -595,8 +595,7 @@ impl Hub {
         b.state = State::Failed(format!("exited: {reason}"));
         self.abandon_backend_requests(backend, &format!("server '{key}' exited: {reason}"));
         if was_ready {
-            self.rebuild_catalog();
-            self.notify_changed(&ListKind::ALL);
+            self.refresh_catalog();
         }
         self.schedule_restart(backend);
     }
@@ -613,8 +612,7 @@ impl Hub {
         }
         self.abandon_backend_requests(backend, why);
         if was_ready {
-            self.rebuild_catalog();
-            self.notify_changed(&ListKind::ALL);
+            self.refresh_catalog();
         }
         if retry && self.stopping.is_none() {
             self.schedule_restart(backend);

@@ -44,8 +44,7 @@ impl Hub {
             "configuration reloaded: added {added:?}, changed {changed:?}, removed {removed:?}{}",
             if overrides_changed { ", tool overrides changed" } else { "" }
         );
-        self.rebuild_catalog();
-        self.notify_changed(&super::backends::ListKind::ALL);
+        self.refresh_catalog();
     }
 
     /// Stops a backend's connection for good and fails what was waiting on it.

@@ -2,7 +2,7 @@
 //!
 //! Used for the streams remote backends send: a legacy SSE backend's `GET` stream, and a Streamable HTTP
 //! backend's `GET` stream and `POST` responses. Field rules follow the WHATWG spec: `data` lines join with
-//! `\n`, comment lines start with `:`, an empty line ends an event, CR, LF and CRLF all end lines.
+//! `\n`, comment lines start with `:`, an empty line ends an event; lines end with LF or CRLF.
 
 use crate::lines::{Line, LineReader};
 use std::io::{self, BufRead};
@@ -27,7 +27,8 @@ impl<R: BufRead> SseReader<R> {
         SseReader { lines: LineReader::new(inner, max_event), max_event }
     }
 
-    /// The next event, or `None` when the stream ends.
+    /// The next event, or `None` when the stream ends. An event over the cap (or not UTF-8) is
+    /// skipped whole, and its data is not kept while it is read.
     pub fn next_event(&mut self) -> io::Result<Option<SseEvent>> {
         let mut event = SseEvent::default();
         let mut has_data = false;
@@ -42,25 +43,27 @@ impl<R: BufRead> SseReader<R> {
                 }
             };
             if line.is_empty() {
-                if oversized || event.data.len() > self.max_event {
+                if oversized {
                     log::warn!("dropped an SSE event over {} bytes or not UTF-8", self.max_event);
-                    return self.next_event();
-                }
-                if has_data {
+                } else if has_data {
                     if event.event.is_empty() {
                         event.event = "message".into();
                     }
                     return Ok(Some(event));
                 }
-                event = SseEvent::default();
+                (event, has_data, oversized) = (SseEvent::default(), false, false);
                 continue;
             }
-            if line.starts_with(':') {
+            if line.starts_with(':') || oversized {
                 continue;
             }
             let (field, value) = line.split_once(':').unwrap_or((line.as_str(), ""));
             let value = value.strip_prefix(' ').unwrap_or(value);
             match field {
+                "data" if event.data.len() + value.len() + 1 > self.max_event => {
+                    oversized = true;
+                    event.data = String::new();
+                }
                 "data" => {
                     if has_data {
                         event.data.push('\n');
@@ -107,6 +110,21 @@ mod tests {
     #[test]
     fn unterminated_last_event_is_dropped() {
         assert!(events("data: partial").is_empty());
+    }
+
+    #[test]
+    fn many_bad_events_in_a_row_do_not_exhaust_the_stack() {
+        let junk = "data: \u{fffd}\n\n".replace('\u{fffd}', "x".repeat(2000).as_str()).repeat(20_000);
+        let got = events(&format!("{junk}data: ok\n\n"));
+        assert_eq!(got.len(), 1);
+    }
+
+    #[test]
+    fn data_lines_past_the_cap_are_not_accumulated() {
+        let line = format!("data: {}\n", "y".repeat(100));
+        let got = events(&format!("{}\ndata: ok\n\n", line.repeat(1000)));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].data, "ok");
     }
 
     #[test]

@@ -563,6 +563,17 @@ fn chunked_body_over_the_limit_is_413() {
     assert_eq!(response.status, 413, "{response:?}");
 }
 
+/// A chunk size near `usize::MAX` once wrapped the size check around and crashed the proxy.
+#[test]
+fn chunk_size_near_the_integer_limit_is_413_and_the_proxy_lives_on() {
+    let proxy = start();
+    let bytes = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n";
+    let mut conn = proxy.connect();
+    let _ = conn.write_raw(bytes.as_bytes());
+    assert_eq!(conn.response().status, 413);
+    assert_eq!(proxy.health(&[])["status"], "ok");
+}
+
 #[test]
 fn expect_100_continue_with_a_body_over_the_limit_is_413_without_continue() {
     let proxy = ProxyBuilder::new().env("MCP_PROXY_MAX_BODY_BYTES", "1000").start();

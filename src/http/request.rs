@@ -220,7 +220,8 @@ fn read_chunked(reader: &mut BufReader<TcpStream>, max: usize, deadline: Instant
             while !read_line(reader, deadline)?.is_empty() {}
             return Ok(body);
         }
-        if body.len() + size > max {
+        // Compared without adding: a chunk size near usize::MAX must not wrap around the check.
+        if size > max.saturating_sub(body.len()) {
             return Err(ReadError::BodyTooLarge);
         }
         let start = body.len();

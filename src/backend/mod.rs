@@ -110,16 +110,6 @@ impl Connection {
         }
     }
 
-    /// Stops a connection the dispatcher no longer wants, in the background; its events are ignored
-    /// from here on (they carry an old generation).
-    pub fn retire(self) {
-        match self {
-            Connection::Stdio(b) => b.retire(),
-            Connection::Sse(mut b) => b.close_input(),
-            Connection::StreamableHttp(mut b) => b.close_input(),
-        }
-    }
-
     /// Stops the backend without waiting for it to agree (remote: see [`Connection::terminate`]).
     pub fn kill(&self) {
         if let Connection::Stdio(b) = self {

@@ -17,6 +17,8 @@ use ureq::Body;
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
+/// How long a server's own stream may stay silent before it is opened again.
+pub const QUIET_STREAM: Duration = Duration::from_secs(600);
 
 pub struct Remote {
     pub key: String,

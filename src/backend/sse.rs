@@ -58,9 +58,10 @@ impl SseBackend {
 impl Shared {
     fn read_stream(&self) {
         let remote = &self.remote;
-        // The stream may stay quiet for long: no read timeout on it.
+        // The stream may stay quiet for long, but not forever: after QUIET_STREAM the connection counts as
+        // lost and the dispatcher connects again (which also ends this thread if it was closed meanwhile).
         let req = remote.with_auth(remote.agent().get(&remote.config.url)).header("Accept", "text/event-stream");
-        let response = match req.config().timeout_per_read(None).build().call() {
+        let response = match req.config().timeout_per_read(Some(super::remote::QUIET_STREAM)).build().call() {
             Ok(response) if response.status().is_success() => response,
             Ok(response) => return remote.close(format!("GET {}: {}", remote.config.url, status_error(response))),
             Err(e) => return remote.close(format!("cannot reach {}: {e}", remote.config.url)),

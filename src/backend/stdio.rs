@@ -60,19 +60,26 @@ impl StdioBackend {
             let _ = child.wait();
             return Err(io::Error::other("child has no stdio pipes"));
         };
-        let (outbox, inbox) = crossbeam_channel::unbounded();
-        spawn_thread(format!("{key}-stdin"), PUMP_STACK, move || write_loop(stdin, inbox))?;
-        let log_key = key.to_owned();
-        spawn_thread(format!("{key}-stderr"), PUMP_STACK, move || log_loop(&log_key, stderr))?;
+        // The reader thread, which reaps the child, starts first: if a later thread cannot start,
+        // killing the group is enough for it to reap. If it cannot start itself, the group is killed.
         let reader_key = key.to_owned();
         let reaped = Arc::new(AtomicBool::new(false));
         let reaped_by_reader = reaped.clone();
-        spawn_thread(format!("{key}-stdout"), PARSER_STACK, move || {
+        let started = spawn_thread(format!("{key}-stdout"), PARSER_STACK, move || {
             read_loop(&reader_key, stdout, &link);
             let reason = reap(child, pgid);
             reaped_by_reader.store(true, Ordering::SeqCst);
             link.exited(reason);
-        })?;
+        });
+        let (outbox, inbox) = crossbeam_channel::unbounded();
+        let log_key = key.to_owned();
+        let started = started
+            .and_then(|()| spawn_thread(format!("{key}-stdin"), PUMP_STACK, move || write_loop(stdin, inbox)))
+            .and_then(|()| spawn_thread(format!("{key}-stderr"), PUMP_STACK, move || log_loop(&log_key, stderr)));
+        if let Err(e) = started {
+            kill_group(pgid, libc::SIGKILL);
+            return Err(e);
+        }
         Ok(StdioBackend { outbox: Some(outbox), pgid, reaped })
     }
 
@@ -95,17 +102,6 @@ impl StdioBackend {
     /// Ends the whole process group at once (SIGKILL).
     pub fn kill(&self) {
         self.signal(libc::SIGKILL);
-    }
-
-    /// Stops the child in the background: stdin closed and SIGTERM now, SIGKILL after the grace period
-    /// if it is still there. For a backend the dispatcher no longer needs (removed or changed by a reload).
-    pub fn retire(mut self) {
-        self.close_input();
-        self.terminate();
-        let _ = spawn_thread("retire".into(), PUMP_STACK, move || {
-            thread::sleep(EXIT_GRACE);
-            self.kill();
-        });
     }
 
     fn signal(&self, signal: libc::c_int) {

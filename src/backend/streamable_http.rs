@@ -32,10 +32,17 @@ pub struct StreamableHttpBackend {
 struct Shared {
     remote: Remote,
     session: Mutex<Session>,
+    /// Held while a new session is set up, so that workers hitting the same 404 set up only one.
+    reinit: Mutex<()>,
+}
+
+/// The workers that post requests. The writer thread owns it, so when that thread ends (the
+/// connection closed) the job queue closes and every worker ends too.
+struct Pool {
     jobs: Sender<Message>,
-    job_queue: Receiver<Message>,
-    workers: AtomicUsize,
-    idle: AtomicUsize,
+    queue: Receiver<Message>,
+    workers: usize,
+    idle: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -49,10 +56,8 @@ struct Session {
 
 impl StreamableHttpBackend {
     pub fn start(key: &str, config: RemoteConfig, link: Link, timeout: Duration) -> io::Result<StreamableHttpBackend> {
-        let (jobs, job_queue) = crossbeam_channel::unbounded();
         let remote = Remote::new(key, config, link, timeout);
-        let shared =
-            Arc::new(Shared { remote, session: Mutex::default(), jobs, job_queue, workers: AtomicUsize::new(0), idle: AtomicUsize::new(0) });
+        let shared = Arc::new(Shared { remote, session: Mutex::default(), reinit: Mutex::new(()) });
         let (outbox, inbox) = crossbeam_channel::unbounded();
         let writer = shared.clone();
         thread::Builder::new()
@@ -72,49 +77,52 @@ impl StreamableHttpBackend {
     }
 }
 
+impl Pool {
+    /// Queues a request for a worker, starting another worker when none is free.
+    fn submit(&mut self, shared: &Arc<Shared>, msg: Message) {
+        if self.idle.load(Ordering::SeqCst) == 0 && self.workers < MAX_WORKERS {
+            let (shared, queue, idle) = (shared.clone(), self.queue.clone(), self.idle.clone());
+            let spawned = thread::Builder::new()
+                .name(format!("{}-post", shared.remote.key))
+                .stack_size(WORKER_STACK)
+                .spawn(move || work(&shared, &queue, &idle));
+            self.workers += usize::from(spawned.is_ok());
+        }
+        let _ = self.jobs.send(msg);
+    }
+}
+
+fn work(shared: &Arc<Shared>, queue: &Receiver<Message>, idle: &AtomicUsize) {
+    loop {
+        idle.fetch_add(1, Ordering::SeqCst);
+        let job = queue.recv();
+        idle.fetch_sub(1, Ordering::SeqCst);
+        match job {
+            Ok(msg) if !shared.remote.is_closed() => shared.post(msg, true),
+            _ => return,
+        }
+    }
+}
+
 impl Shared {
     fn write_loop(self: &Arc<Self>, inbox: &Receiver<Message>) {
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        let mut pool = Pool { jobs, queue, workers: 0, idle: Arc::default() };
         for msg in inbox {
             if self.remote.is_closed() {
                 break;
             }
             if msg.kind() == Kind::Request && msg.method() != "initialize" {
-                self.submit(msg);
+                pool.submit(self, msg);
             } else {
                 self.post(msg, true);
             }
         }
+        drop(pool);
         self.end_session();
         self.remote.close("session closed".into());
     }
 
-    /// Queues a request for a worker, starting another worker when none is free.
-    fn submit(self: &Arc<Self>, msg: Message) {
-        if self.idle.load(Ordering::SeqCst) == 0 && self.workers.load(Ordering::SeqCst) < MAX_WORKERS {
-            self.workers.fetch_add(1, Ordering::SeqCst);
-            let worker = self.clone();
-            let spawned = thread::Builder::new()
-                .name(format!("{}-post", self.remote.key))
-                .stack_size(WORKER_STACK)
-                .spawn(move || worker.work());
-            if spawned.is_err() {
-                self.workers.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        let _ = self.jobs.send(msg);
-    }
-
-    fn work(self: &Arc<Self>) {
-        loop {
-            self.idle.fetch_add(1, Ordering::SeqCst);
-            let job = self.job_queue.recv();
-            self.idle.fetch_sub(1, Ordering::SeqCst);
-            match job {
-                Ok(msg) if !self.remote.is_closed() => self.post(msg, true),
-                _ => return,
-            }
-        }
-    }
 
     fn session(&self) -> MutexGuard<'_, Session> {
         // A worker that panicked holding the lock left consistent data: the fields are set whole.
@@ -147,11 +155,12 @@ impl Shared {
         };
         let status = response.status().as_u16();
         if status == 404 && session_id.is_some() && !is_initialize {
-            log::warn!("[{}] the server forgot session; initializing again", self.remote.key);
-            return match (may_reinit, self.reinitialize()) {
-                (true, Ok(())) => self.post(msg, false),
-                (_, Err(why)) => self.failed(&msg, Failure::Unreachable(why)),
-                (false, Ok(())) => self.failed(&msg, Failure::Request("session not found after a new initialize".into())),
+            if !may_reinit {
+                return self.failed(&msg, Failure::Request("session not found after a new initialize".into()));
+            }
+            return match self.renew_session(session_id.as_deref()) {
+                Ok(()) => self.post(msg, false),
+                Err(why) => self.failed(&msg, Failure::Unreachable(why)),
             };
         }
         if !(200..300).contains(&status) {
@@ -183,6 +192,17 @@ impl Shared {
             }
             Failure::Request(why) => self.remote.fail_request(msg, &why),
         }
+    }
+
+    /// Replaces a session the server forgot, once however many workers found out: a worker that waited
+    /// for the lock while another set up a new session just uses that one.
+    fn renew_session(self: &Arc<Self>, forgotten: Option<&str>) -> Result<(), String> {
+        let _one_at_a_time = self.reinit.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.session().id.as_deref() != forgotten {
+            return Ok(());
+        }
+        log::warn!("[{}] the server forgot the session; initializing again", self.remote.key);
+        self.reinitialize()
     }
 
     /// Starts a new session with the dispatcher's original `initialize`, then asks the dispatcher to
@@ -226,12 +246,13 @@ impl Shared {
         let mut failures = 0u32;
         while !self.remote.is_closed() && failures < 5 {
             let Some(session_id) = self.session().id.clone() else { return };
-            // A silent stream is normal: no read timeout here, unlike the POSTs.
+            // A silent stream is normal, but not forever: after a long quiet spell the stream is opened
+            // again, which also lets this thread notice that the connection was closed meanwhile.
             let req = self.remote.with_auth(self.remote.agent().get(&self.remote.config.url))
                 .header("Accept", "text/event-stream")
                 .header("Mcp-Session-Id", &session_id)
                 .config()
-                .timeout_per_read(None)
+                .timeout_per_read(Some(super::remote::QUIET_STREAM))
                 .build();
             match req.call() {
                 Ok(response) if response.status().as_u16() == 200 => {

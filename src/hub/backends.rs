@@ -511,7 +511,7 @@ impl Hub {
         match msg.method() {
             "notifications/progress" => {
                 let token = params.get("progressToken").and_then(Value::as_u64);
-                if let Some((client, reply, original)) = token.and_then(|t| self.routing.progress(t)) {
+                if let Some((client, reply, original)) = token.and_then(|t| self.routing.progress(backend, t)) {
                     let mut params = params;
                     params.insert("progressToken".into(), original);
                     let msg = Message::notification("notifications/progress", Some(raw(&Value::Object(params))));
@@ -589,6 +589,7 @@ impl Hub {
         if self.stopping.is_some() {
             log::info!("[{key}] stopped ({reason})");
             b.state = State::Disabled;
+            self.abandon_backend_requests(backend, &format!("server '{key}' stopped: {reason}"));
             return;
         }
         log::error!("[{key}] exited: {reason}");
@@ -753,6 +754,12 @@ impl Hub {
         if self.stopping.is_some() {
             return;
         }
+        // Requests not sent yet (held for start-up, waiting for a retry) will not be: they are answered now.
+        let unsent = std::mem::take(&mut self.held).into_iter().map(|(caller, _)| caller);
+        let unsent: Vec<super::Caller> = unsent.chain(std::mem::take(&mut self.retries).into_iter().map(|r| r.caller)).collect();
+        for caller in unsent {
+            self.answer_error(&caller, code::BACKEND_UNAVAILABLE, "the proxy is shutting down");
+        }
         log::info!("shutting down: finishing requests in flight (up to {:?})", self.settings.shutdown_grace);
         self.stopping = Some(Shutdown { phase: Phase::Draining, next_step: Instant::now() + self.settings.shutdown_grace });
     }
@@ -767,7 +774,7 @@ impl Hub {
             self.stop_backends();
             self.stopping = Some(Shutdown { phase: Phase::ClosingInput, next_step: now + Duration::from_secs(1) });
         }
-        if self.backends.iter().all(|b| b.connection.is_none()) {
+        if self.backends.iter().all(|b| b.connection.is_none()) && self.retiring.is_empty() {
             return true;
         }
         let Some(stopping) = &mut self.stopping else { return false };
@@ -783,7 +790,8 @@ impl Hub {
             }
         };
         *stopping = Shutdown { phase: next, next_step: now + wait };
-        for connection in self.backends.iter().filter_map(|b| b.connection.as_ref()) {
+        let retiring = self.retiring.iter().map(|r| &r.connection);
+        for connection in self.backends.iter().filter_map(|b| b.connection.as_ref()).chain(retiring) {
             match next {
                 Phase::Terminating => connection.terminate(),
                 Phase::Killing => connection.kill(),

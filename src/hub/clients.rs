@@ -375,6 +375,12 @@ impl Hub {
     /// Sends a client's request to a backend under a fresh id, with the client's progress token
     /// swapped for one of the proxy's. Gives the caller back when the backend cannot be written to.
     fn try_forward(&mut self, caller: Caller, backend: BackendId, method: &str, mut params: Params) -> Result<(), Caller> {
+        // A second request under an id still in flight would make the two indistinguishable (for
+        // cancellation, and for the answer's way back).
+        if self.routing.find_client_request(caller.client, &caller.id).is_some() {
+            self.answer_error(&caller, code::INVALID_REQUEST, &format!("request id {} is already in use", caller.id));
+            return Ok(());
+        }
         let limit = self.settings.max_in_flight;
         if self.routing.in_flight(backend) >= limit {
             let why = format!("server '{}' has {limit} requests in flight, the limit; try again later", self.backend_key(backend));
@@ -423,7 +429,8 @@ impl Hub {
 
     /// A client's answer to a request a backend sent it through the proxy.
     fn client_response(&mut self, client: ClientId, mut msg: Message) {
-        let proxy_id = msg.id.as_ref().and_then(Value::as_u64);
+        // Only the client a request was sent to may answer it: ids are sequential, so easy to guess.
+        let proxy_id = msg.id.as_ref().and_then(Value::as_u64).filter(|id| self.upstream.get(id).is_some_and(|u| u.client == client));
         let Some(upstream) = proxy_id.and_then(|id| self.upstream.remove(&id)) else {
             log::debug!("client {}: response to an unknown request {:?}", client.0, msg.id);
             return;

@@ -175,6 +175,16 @@ impl Client {
     }
 }
 
+/// A connection stopped by a reload, kept until it has exited, so that SIGKILL can follow SIGTERM
+/// and a shutdown can wait for it: its children must not outlive the proxy either.
+struct Retiring {
+    backend: BackendId,
+    generation: u64,
+    connection: Connection,
+    /// When to send SIGKILL; `None` once sent.
+    kill_at: Option<Instant>,
+}
+
 /// A tool call waiting to be tried again because its backend was down.
 struct Retry {
     at: Instant,
@@ -213,6 +223,7 @@ pub struct Hub {
     /// Client requests held until start-up settles (all backends ready or failed, or the timeout).
     held: Vec<(Caller, Message)>,
     retries: Vec<Retry>,
+    retiring: Vec<Retiring>,
     settle_by: Option<Instant>,
     /// The first client's capabilities, declared (in part) to backends; `None` until known.
     client_capabilities: Option<Value>,
@@ -242,6 +253,7 @@ impl Hub {
             log_level: None,
             held: Vec::new(),
             retries: Vec::new(),
+            retiring: Vec::new(),
             settle_by,
             client_capabilities,
             sweep_at: Instant::now(),
@@ -269,6 +281,7 @@ impl Hub {
             self.sweep_sessions(now);
             self.restart_due(now);
             self.retry_due(now);
+            self.kill_overdue(now);
             if self.advance_shutdown(now) {
                 return;
             }
@@ -312,7 +325,11 @@ impl Hub {
             Event::BackendExited { backend, generation, reason } if self.is_current(backend, generation) => {
                 self.backend_exited(backend, &reason);
             }
-            Event::FromBackend { .. } | Event::BackendExited { .. } => {} // From a connection since replaced.
+            Event::BackendExited { backend, generation, .. } => {
+                // A stopped (retired) connection is gone for good; anything else is from a replaced one.
+                self.retiring.retain(|r| (r.backend, r.generation) != (backend, generation));
+            }
+            Event::FromBackend { .. } => {} // From a connection since replaced.
             Event::Reload { servers, overrides } => self.apply_reload(servers, overrides),
             Event::Shutdown => self.begin_shutdown(),
         }
@@ -321,7 +338,7 @@ impl Hub {
     fn next_wakeup(&mut self) -> Option<Instant> {
         let sweep = (!self.sessions.is_empty()).then_some(self.sweep_at);
         let restart = self.next_restart();
-        let retry = self.retries.iter().map(|r| r.at).min();
+        let retry = [self.retries.iter().map(|r| r.at).min(), self.retiring.iter().filter_map(|r| r.kill_at).min()].into_iter().flatten().min();
         [self.routing.next_deadline(), self.settle_by, self.stopping.as_ref().map(|s| s.next_step), sweep, restart, retry]
             .into_iter()
             .flatten()
@@ -359,7 +376,9 @@ impl Hub {
         }
         match reply {
             ReplyTo::Outbox => self.send_to_client(client, msg),
-            // The HTTP request may be gone (client disconnected): nothing else is owed to it.
+            // A POST whose client reads slowly gets no more than a stream's worth of notifications
+            // queued; the response itself always goes. If the request is gone, nothing is owed to it.
+            ReplyTo::Request(tx) if tx.len() >= STREAM_QUEUE && msg.kind() != crate::jsonrpc::Kind::Response => {}
             ReplyTo::Request(tx) => drop(tx.send(Reply::Message(msg))),
         }
     }

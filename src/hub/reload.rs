@@ -7,6 +7,10 @@
 use super::backends::{Backend, State};
 use super::{catalog, BackendId, Hub};
 use crate::config::ServerConfig;
+use std::time::{Duration, Instant};
+
+/// How long a stopped backend has to exit after SIGTERM before SIGKILL.
+const RETIRE_GRACE: Duration = Duration::from_secs(3);
 
 impl Hub {
     pub(super) fn apply_reload(&mut self, servers: Vec<ServerConfig>, overrides: catalog::Overrides) {
@@ -50,13 +54,25 @@ impl Hub {
     /// Stops a backend's connection for good and fails what was waiting on it.
     fn retire(&mut self, backend: BackendId, why: &str) {
         let key = self.backend_key(backend).to_owned();
-        if let Some(connection) = self.backends[backend.0].connection.take() {
+        if let Some(mut connection) = self.backends[backend.0].connection.take() {
             log::info!("[{key}] stopping: {why}");
-            connection.retire();
+            connection.close_input();
+            connection.terminate();
+            let generation = self.backends[backend.0].generation;
+            let kill_at = Some(Instant::now() + RETIRE_GRACE);
+            self.retiring.push(super::Retiring { backend, generation, connection, kill_at });
         }
         self.backends[backend.0].restart_at = None;
         self.abandon_backend_requests(backend, &format!("server '{key}' was stopped: {why}"));
         self.backends[backend.0].state = State::Disabled;
+    }
+
+    /// Escalates to SIGKILL for stopped backends that outlived their grace period.
+    pub(super) fn kill_overdue(&mut self, now: Instant) {
+        for retiring in self.retiring.iter_mut().filter(|r| r.kill_at.is_some_and(|at| at <= now)) {
+            retiring.connection.kill();
+            retiring.kill_at = None;
+        }
     }
 
     fn start_if_active(&mut self, backend: BackendId) {

@@ -103,13 +103,14 @@ impl<I> Routing<I> {
         self.by_client.get(&(client, id.to_string())).copied()
     }
 
-    /// Where to send progress for a proxy progress token, and the client's own token, pushing the
-    /// request's deadline back: a backend that reports progress is alive.
-    pub fn progress(&mut self, token: u64) -> Option<(ClientId, ReplyTo, Value)> {
-        let key = *self.tokens.get(&token)?;
+    /// Where to send progress a backend reports for a proxy token, and the client's own token,
+    /// pushing the request's deadline back: a backend that reports progress is alive. Only the backend
+    /// the request went to may report on it. The heap is not touched here (a chatty backend would
+    /// grow it): `next_deadline` moves the entry when it comes up.
+    pub fn progress(&mut self, backend: BackendId, token: u64) -> Option<(ClientId, ReplyTo, Value)> {
+        let key = *self.tokens.get(&token).filter(|(b, _)| *b == backend)?;
         let entry = self.requests.get_mut(&key)?;
         entry.deadline = Instant::now() + entry.timeout;
-        self.deadlines.push(Reverse((entry.deadline, key.0, key.1)));
         match &entry.origin {
             Origin::Client { caller, progress_token: Some(t) } => Some((caller.client, caller.reply.clone(), t.clone())),
             _ => None,
@@ -157,8 +158,14 @@ impl<I> Routing<I> {
         while let Some(Reverse((at, backend, id))) = self.deadlines.peek().copied() {
             match self.requests.get(&(backend, id)) {
                 Some(entry) if entry.deadline == at => return Some(at),
-                // Answered, or pushed back by progress: a stale heap entry.
-                _ => {
+                // Pushed back by progress: the entry moves to its new deadline.
+                Some(entry) => {
+                    let later = entry.deadline;
+                    self.deadlines.pop();
+                    self.deadlines.push(Reverse((later, backend, id)));
+                }
+                // Answered: a stale heap entry.
+                None => {
                     self.deadlines.pop();
                 }
             }
@@ -218,7 +225,7 @@ mod tests {
     fn progress_token_maps_back_to_the_clients_own_token() {
         let mut r = Routing::default();
         let (_, token) = r.open(B, client(C1, 5, Some("tok")), "tools/call", MINUTE);
-        let (client, _, original) = r.progress(token.unwrap()).unwrap();
+        let (client, _, original) = r.progress(B, token.unwrap()).unwrap();
         assert_eq!((client, original), (C1, Value::from("tok")));
     }
 
@@ -227,7 +234,7 @@ mod tests {
         let mut r = Routing::default();
         let (id, token) = r.open(B, client(C1, 5, Some("tok")), "tools/call", MINUTE);
         r.close((B, id));
-        assert!(r.progress(token.unwrap()).is_none());
+        assert!(r.progress(B, token.unwrap()).is_none());
         assert_eq!(r.find_client_request(C1, &Value::from(5)), None);
     }
 
@@ -270,9 +277,26 @@ mod tests {
         let (_, token) = r.open(B, client(C1, 1, Some("t")), "tools/call", Duration::from_millis(50));
         let first = r.next_deadline().unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        r.progress(token.unwrap());
+        r.progress(B, token.unwrap());
         assert!(r.next_deadline().unwrap() > first);
         assert!(r.expire(first).is_empty());
+    }
+
+    #[test]
+    fn progress_from_another_backend_is_ignored() {
+        let mut r = Routing::default();
+        let (_, token) = r.open(B, client(C1, 5, Some("tok")), "tools/call", MINUTE);
+        assert!(r.progress(BackendId(1), token.unwrap()).is_none());
+    }
+
+    #[test]
+    fn a_flood_of_progress_does_not_grow_the_deadline_heap() {
+        let mut r = Routing::default();
+        let (_, token) = r.open(B, client(C1, 5, Some("tok")), "tools/call", MINUTE);
+        for _ in 0..1000 {
+            r.progress(B, token.unwrap());
+        }
+        assert_eq!(r.deadlines.len(), 1);
     }
 
     #[test]

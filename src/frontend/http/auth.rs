@@ -21,39 +21,32 @@ impl Auth {
     /// True when auth is off, or the request carries a valid `Authorization: Bearer` token, `X-Api-Key`
     /// header or `?key=` query parameter.
     pub fn allows(&self, req: &Request) -> bool {
-        if !self.enabled() {
-            return true;
-        }
+        !self.enabled() || self.identify(req).is_some()
+    }
+
+    /// The configured token or key the request carries, as `token #N` / `key #N` (never the secret
+    /// itself), looked for in that order: the bearer token, the `X-Api-Key` header, `?key=`. It is
+    /// both what lets a request in and the owner of a session, for the per-key session limit.
+    pub fn identify(&self, req: &Request) -> Option<String> {
         let bearer = req.header("authorization").and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
         });
-        let key_header = req.header("x-api-key").map(|k| k.trim().to_owned());
-        let key_query = req.query_param("key");
-        // Every candidate is compared with every secret: the time taken does not say which one matched.
-        let mut ok = false;
-        ok |= bearer.is_some_and(|t| matches_any(&t, &self.tokens));
-        ok |= key_header.is_some_and(|k| matches_any(&k, &self.keys));
-        ok |= key_query.is_some_and(|k| matches_any(&k, &self.keys));
-        ok
-    }
-
-    /// Which configured key or token the request carries, as `key #N` / `token #N` (never the
-    /// secret itself): the owner of a session, for the per-key session limit.
-    pub fn owner(&self, req: &Request) -> Option<String> {
-        let bearer = req.header("authorization").and_then(|v| v.trim().split_once(' ')).map(|(_, t)| t.trim().to_owned());
-        let key = req.header("x-api-key").map(|k| k.trim().to_owned()).or_else(|| req.query_param("key"));
-        let find = |candidate: Option<String>, secrets: &[String], kind: &str| {
-            let candidate = candidate?;
-            let index = secrets.iter().position(|s| constant_time_eq(candidate.as_bytes(), s.as_bytes()))?;
-            Some(format!("{kind} #{}", index + 1))
-        };
-        find(bearer, &self.tokens, "token").or_else(|| find(key, &self.keys, "key"))
+        let header_key = req.header("x-api-key").map(|k| k.trim().to_owned());
+        let candidates = [(bearer, &self.tokens, "token"), (header_key, &self.keys, "key"), (req.query_param("key"), &self.keys, "key")];
+        candidates.into_iter().find_map(|(candidate, secrets, kind)| {
+            matching(&candidate?, secrets).map(|index| format!("{kind} #{}", index + 1))
+        })
     }
 }
 
-fn matches_any(candidate: &str, secrets: &[String]) -> bool {
-    secrets.iter().fold(false, |found, secret| found | constant_time_eq(candidate.as_bytes(), secret.as_bytes()))
+/// The index of the secret a candidate equals. Every secret is compared, so the time taken does not
+/// say which one matched.
+fn matching(candidate: &str, secrets: &[String]) -> Option<usize> {
+    secrets.iter().enumerate().fold(None, |found, (index, secret)| {
+        let equal = constant_time_eq(candidate.as_bytes(), secret.as_bytes());
+        found.or(equal.then_some(index))
+    })
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a secret was guessed right.
@@ -83,6 +76,13 @@ pub fn origin_allowed(req: &Request, allowed: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_matching_secret_is_found_by_index() {
+        let secrets = vec!["a1".to_owned(), "b2".to_owned()];
+        assert_eq!(matching("b2", &secrets), Some(1));
+        assert_eq!(matching("c3", &secrets), None);
+    }
 
     #[test]
     fn equal_and_unequal_secrets() {

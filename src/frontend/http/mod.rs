@@ -110,7 +110,7 @@ impl Frontend {
             .map_err(|e| Response::error(500, &format!("cannot make a session id: {e}")))?;
         let client = ClientId::fresh();
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let owner = self.auth.owner(req);
+        let owner = self.auth.identify(req);
         let open = Event::OpenSession { client, session: session.clone(), outbox, owner, reply };
         self.events.send(open).map_err(|_| Response::error(503, "shutting down"))?;
         match answer.recv_timeout(ACK_TIMEOUT) {

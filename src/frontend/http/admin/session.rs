@@ -45,10 +45,13 @@ impl Sessions {
     pub fn login(&self, settings: &AdminSettings, user: &str, password: &str, peer: Option<IpAddr>) -> Result<(String, Session), LoginError> {
         let now = Instant::now();
         {
+            // Old failures are forgotten for every address, so the map cannot grow with addresses.
             let mut failures = locked(&self.failures);
-            let recent = failures.entry(peer).or_default();
-            recent.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
-            if recent.len() >= FAILURES_ALLOWED {
+            failures.retain(|_, times| {
+                times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+                !times.is_empty()
+            });
+            if failures.get(&peer).is_some_and(|times| times.len() >= FAILURES_ALLOWED) {
                 return Err(LoginError::RateLimited);
             }
         }

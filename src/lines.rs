@@ -2,9 +2,12 @@
 //!
 //! MCP over stdio is one JSON message per line. A peer that prints a huge line (a runaway log, a binary
 //! dump) must not make the proxy buffer it all: a line over the cap is skipped up to its newline and
-//! reported as [`Line::TooLong`], and reading goes on with the next line.
+//! reported as [`Line::TooLong`], and reading goes on with the next line. Writing is
+//! [`write_messages`]: one JSON object per line.
 
-use std::io::{self, BufRead};
+use crate::jsonrpc::Message;
+use crossbeam_channel::Receiver;
+use std::io::{self, BufRead, BufWriter, Write};
 
 /// One read from a [`LineReader`].
 #[derive(Debug, PartialEq, Eq)]
@@ -69,6 +72,21 @@ impl<R: BufRead> LineReader<R> {
             Err(e) => Line::NotUtf8(e.into_bytes().len()),
         }
     }
+}
+
+/// Writes each message from `inbox` as one line until the channel closes. A message is serialised
+/// straight into the buffer, and the buffer is flushed only when no other message is waiting: one write
+/// per burst, with no added latency.
+pub fn write_messages(out: impl Write, inbox: &Receiver<Message>) -> io::Result<()> {
+    let mut out = BufWriter::new(out);
+    for msg in inbox {
+        serde_json::to_writer(&mut out, &msg)?;
+        out.write_all(b"\n")?;
+        if inbox.is_empty() {
+            out.flush()?;
+        }
+    }
+    out.flush()
 }
 
 fn memchr_newline(bytes: &[u8]) -> Option<usize> {

@@ -24,8 +24,10 @@ pub fn run(hub: Hub, events: Sender<Event>, inbox: Receiver<Event>, startup: Dur
     let (outbox, replies) = crossbeam_channel::unbounded();
     let init = json!({ "protocolVersion": crate::hub::LATEST_PROTOCOL_VERSION, "capabilities": {},
                        "clientInfo": { "name": "mcp-proxy-server --list-tools", "version": env!("CARGO_PKG_VERSION") } });
-    let send = |msg| events.send(Event::FromClient { client, msg });
-    events.send(Event::ClientConnected { client, outbox })?;
+    // A send fails only when the dispatcher has stopped: there is nothing more to say than that.
+    let stopped = |_| "the dispatcher stopped";
+    let send = |msg| events.send(Event::FromClient { client, msg }).map_err(stopped);
+    events.send(Event::ClientConnected { client, outbox }).map_err(stopped)?;
     send(Message::request(Value::from(1), "initialize", Some(raw(&init))))?;
     send(Message::notification("notifications/initialized", None))?;
     send(Message::request(Value::from(2), "tools/list", None))?;
@@ -38,9 +40,9 @@ pub fn run(hub: Hub, events: Sender<Event>, inbox: Receiver<Event>, startup: Dur
         }
     };
     let (reply, inspected) = crossbeam_channel::bounded(1);
-    events.send(Event::Inspect { reply })?;
+    events.send(Event::Inspect { reply }).map_err(stopped)?;
     let inspection = inspected.recv_timeout(Duration::from_secs(5))?;
-    events.send(Event::ClientGone { client })?;
+    events.send(Event::ClientGone { client }).map_err(stopped)?;
     let _ = dispatcher.join();
     let result: Value = match listed?.result {
         Some(result) => serde_json::from_str(result.get())?,

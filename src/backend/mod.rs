@@ -117,3 +117,9 @@ impl Connection {
         }
     }
 }
+
+/// The start of a text, at most `chars` characters, for a log line about it.
+fn preview(text: &str, chars: usize) -> &str {
+    let end = text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i);
+    &text[..end]
+}

@@ -114,7 +114,7 @@ impl Remote {
             serde_json::from_str(text).map(|one| vec![one]).unwrap_or_default()
         };
         if items.is_empty() {
-            log::warn!("[{}] ignoring a body that is not JSON-RPC: {}", self.key, preview(text));
+            log::warn!("[{}] ignoring a body that is not JSON-RPC: {}", self.key, super::preview(text, 300));
         }
         for item in items {
             match Message::parse(item.get()) {
@@ -161,7 +161,7 @@ pub fn header(response: &Response<Body>, name: &str) -> Option<String> {
 pub fn status_error(response: Response<Body>) -> String {
     let status = response.status().as_u16();
     let body = response.into_body().with_config().limit(4096).read_to_string().unwrap_or_default();
-    format!("HTTP {status}: {}", preview(body.trim()))
+    format!("HTTP {status}: {}", super::preview(body.trim(), 300))
 }
 
 /// Resolves the `endpoint` a legacy SSE server announces against the URL of its stream: absolute URLs
@@ -179,11 +179,6 @@ pub fn resolve(base: &str, reference: &str) -> String {
     let path = path.split(['?', '#']).next().unwrap_or("");
     let dir = path.rfind('/').map_or("/", |i| &path[..=i]);
     format!("{}{dir}{reference}", &base[..path_start])
-}
-
-fn preview(text: &str) -> &str {
-    let end = text.char_indices().nth(300).map_or(text.len(), |(i, _)| i);
-    &text[..end]
 }
 
 #[cfg(test)]

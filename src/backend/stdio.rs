@@ -11,7 +11,7 @@ use crate::config::StdioConfig;
 use crate::jsonrpc::Message;
 use crate::lines::{Line, LineReader};
 use crossbeam_channel::{Receiver, Sender};
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,16 +116,8 @@ fn spawn_thread(name: String, stack: usize, f: impl FnOnce() + Send + 'static) -
 }
 
 fn write_loop(stdin: ChildStdin, inbox: Receiver<Message>) {
-    let mut out = BufWriter::new(stdin);
-    while let Ok(msg) = inbox.recv() {
-        let mut line = msg.to_json();
-        line.push('\n');
-        // Flush per message unless more are already queued: one syscall per burst, no added latency.
-        let written = out.write_all(line.as_bytes()).and_then(|_| if inbox.is_empty() { out.flush() } else { Ok(()) });
-        if written.is_err() {
-            return; // The child closed stdin or died; the reader reports the exit.
-        }
-    }
+    // An error means the child closed stdin or died; the reader thread reports the exit.
+    let _ = crate::lines::write_messages(stdin, &inbox);
 }
 
 fn read_loop(key: &str, stdout: impl io::Read, link: &Link) {
@@ -139,7 +131,7 @@ fn read_loop(key: &str, stdout: impl io::Read, link: &Link) {
                         return; // The dispatcher is gone: the proxy is exiting.
                     }
                 }
-                Err(e) => log::warn!("[{key}] ignoring a stdout line that is not MCP ({e}): {}", preview(&text)),
+                Err(e) => log::warn!("[{key}] ignoring a stdout line that is not MCP ({e}): {}", super::preview(&text, 200)),
             },
             Ok(Some(Line::TooLong(len))) => log::warn!("[{key}] dropped a {len}-byte stdout line (limit {MAX_LINE})"),
             Ok(Some(Line::NotUtf8(len))) => log::warn!("[{key}] dropped a {len}-byte stdout line that is not UTF-8"),
@@ -192,9 +184,4 @@ fn kill_group(pgid: i32, signal: libc::c_int) {
             libc::kill(-pgid, signal);
         }
     }
-}
-
-fn preview(text: &str) -> &str {
-    let end = text.char_indices().nth(200).map_or(text.len(), |(i, _)| i);
-    &text[..end]
 }

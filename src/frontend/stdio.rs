@@ -8,7 +8,7 @@ use crate::hub::{ClientId, Event};
 use crate::jsonrpc::Message;
 use crate::lines::{Line, LineReader};
 use crossbeam_channel::{Receiver, Sender};
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader};
 use std::thread::{self, JoinHandle};
 
 /// Longest line accepted from the client.
@@ -56,14 +56,7 @@ fn read_loop(client: ClientId, events: &Sender<Event>) {
 }
 
 fn write_loop(inbox: &Receiver<Message>) {
-    let mut out = BufWriter::new(io::stdout().lock());
-    for msg in inbox {
-        let mut line = msg.to_json();
-        line.push('\n');
-        let written = out.write_all(line.as_bytes()).and_then(|_| if inbox.is_empty() { out.flush() } else { Ok(()) });
-        if let Err(e) = written {
-            log::error!("stdout: {e}; the client is gone");
-            return;
-        }
+    if let Err(e) = crate::lines::write_messages(io::stdout().lock(), inbox) {
+        log::error!("stdout: {e}; the client is gone");
     }
 }

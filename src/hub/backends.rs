@@ -3,7 +3,8 @@
 //!
 //! A backend is `Starting` from spawn until its `initialize` answer and every list it offers have arrived,
 //! then `Ready`; only ready backends contribute to the catalog. A backend that exits is `Failed`: its tools
-//! are withdrawn (clients get `list_changed`) and every request in flight to it fails at once.
+//! are withdrawn (clients get `list_changed`), every request in flight to it fails at once, and it is
+//! started again after a backoff.
 
 use super::catalog::{Catalog, Source};
 use super::routing::{InFlight, Key, Origin};
@@ -314,7 +315,7 @@ impl Hub {
         self.backends.get(backend.0).and_then(|b| b.config.timeout).unwrap_or(self.settings.request_timeout)
     }
 
-    pub(super) fn from_backend(&mut self, backend: BackendId, msg: Message) {
+    pub(super) fn on_backend_message(&mut self, backend: BackendId, msg: Message) {
         match msg.kind() {
             Kind::Response => self.backend_response(backend, msg),
             Kind::Notification => self.backend_notification(backend, msg),

@@ -53,7 +53,7 @@ impl Hub {
         None
     }
 
-    pub(super) fn from_client(&mut self, client: ClientId, msg: Message, reply: ReplyTo) {
+    pub(super) fn on_client_message(&mut self, client: ClientId, msg: Message, reply: ReplyTo) {
         if let Some(c) = self.clients.get_mut(&client) {
             c.last_active = Instant::now();
         }
@@ -72,16 +72,16 @@ impl Hub {
     }
 
     /// A message posted over HTTP: accepted for a known session, else refused so the client starts anew.
-    pub(super) fn from_session(&mut self, session: &str, msg: Message, reply: Sender<Reply>, inline: bool) {
+    pub(super) fn on_session_message(&mut self, session: &str, msg: Message, reply: Sender<Reply>, inline: bool) {
         let Some(client) = self.sessions.get(session).copied() else {
             let _ = reply.send(Reply::UnknownSession);
             return;
         };
         if msg.kind() == Kind::Request && inline {
-            self.from_client(client, msg, ReplyTo::Request(reply));
+            self.on_client_message(client, msg, ReplyTo::Request(reply));
         } else {
             let _ = reply.send(Reply::Accepted);
-            self.from_client(client, msg, ReplyTo::Outbox);
+            self.on_client_message(client, msg, ReplyTo::Outbox);
         }
     }
 
@@ -131,7 +131,7 @@ impl Hub {
 
     /// True while something of the client's is in flight, held or waiting for a retry.
     fn has_work_for(&self, client: ClientId) -> bool {
-        !self.routing.keys_for_client(client).is_empty()
+        self.routing.client_busy(client)
             || self.held.iter().any(|(caller, _)| caller.client == client)
             || self.retries.iter().any(|r| r.caller.client == client)
     }
@@ -385,6 +385,7 @@ impl Hub {
         if self.routing.in_flight(backend) >= limit {
             let why = format!("server '{}' has {limit} requests in flight, the limit; try again later", self.backend_key(backend));
             log::warn!("{why}");
+            self.metrics.record(backend, method, true, std::time::Duration::ZERO);
             self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
             return Ok(());
         }

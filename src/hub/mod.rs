@@ -5,8 +5,9 @@
 //! outbox channel. Because nothing else touches the catalog, the in-flight table or the client list, none
 //! of them needs a lock, and the order of events is the order of truth.
 //!
-//! The work is split by side: `clients.rs` handles what clients send, `backends.rs` starts backends, runs
-//! their handshake, keeps their lists in sync and handles what they send.
+//! The work is split by side: `clients.rs` handles what clients send (and sessions), `backends.rs` starts
+//! backends, runs their handshake, keeps their lists in sync and handles what they send; `reload.rs`
+//! applies a new configuration; `catalog.rs`, `routing.rs` and `metrics.rs` are the pure data they share.
 
 mod backends;
 pub mod catalog;
@@ -301,11 +302,11 @@ impl Hub {
                 };
                 let _ = reply.send(answer);
             }
-            Event::FromClient { client, msg } => self.from_client(client, msg, ReplyTo::Outbox),
+            Event::FromClient { client, msg } => self.on_client_message(client, msg, ReplyTo::Outbox),
             Event::InvalidFromClient { client, error } => {
                 self.send_to_client(client, Message::error_response(Value::Null, error.code(), &error.to_string()));
             }
-            Event::FromSession { session, msg, reply, inline } => self.from_session(&session, msg, reply, inline),
+            Event::FromSession { session, msg, reply, inline } => self.on_session_message(&session, msg, reply, inline),
             Event::OpenStream { session, stream, outbox, reply } => self.open_stream(&session, stream, outbox, &reply),
             Event::StreamClosed { session, stream } => self.stream_closed(&session, stream),
             Event::EndSession { session, reply } => match self.sessions.get(&session).copied() {
@@ -320,7 +321,7 @@ impl Hub {
             Event::Metrics { reply } => drop(reply.send(self.render_metrics())),
             Event::ClientGone { client } => self.client_gone(client),
             Event::FromBackend { backend, generation, msg } if self.is_current(backend, generation) => {
-                self.from_backend(backend, msg);
+                self.on_backend_message(backend, msg);
             }
             Event::BackendExited { backend, generation, reason } if self.is_current(backend, generation) => {
                 self.backend_exited(backend, &reason);

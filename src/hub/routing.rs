@@ -42,6 +42,8 @@ pub struct Routing<I> {
     deadlines: BinaryHeap<Reverse<(Instant, BackendId, u64)>>,
     /// Requests in flight per backend, kept as a count for the per-backend limit.
     per_backend: HashMap<BackendId, usize>,
+    /// Requests in flight per client, kept as a count for the idle-session sweep.
+    per_client: HashMap<ClientId, usize>,
 }
 
 impl<I> Default for Routing<I> {
@@ -53,6 +55,7 @@ impl<I> Default for Routing<I> {
             tokens: HashMap::new(),
             deadlines: BinaryHeap::new(),
             per_backend: HashMap::new(),
+            per_client: HashMap::new(),
         }
     }
 }
@@ -66,6 +69,7 @@ impl<I> Routing<I> {
         let token = match &origin {
             Origin::Client { caller, progress_token } => {
                 self.by_client.insert((caller.client, caller.id.to_string()), key);
+                *self.per_client.entry(caller.client).or_default() += 1;
                 progress_token.as_ref().map(|_| {
                     let token = self.take_id();
                     self.tokens.insert(token, key);
@@ -91,6 +95,12 @@ impl<I> Routing<I> {
         }
         if let Origin::Client { caller, .. } = &entry.origin {
             self.by_client.remove(&(caller.client, caller.id.to_string()));
+            if let Some(count) = self.per_client.get_mut(&caller.client) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_client.remove(&caller.client);
+                }
+            }
         }
         if let Some(token) = entry.token {
             self.tokens.remove(&token);
@@ -125,6 +135,11 @@ impl<I> Routing<I> {
     /// True while any client request is in flight (the proxy's own requests do not count).
     pub fn has_client_requests(&self) -> bool {
         !self.by_client.is_empty()
+    }
+
+    /// True while a request of this client is in flight.
+    pub fn client_busy(&self, client: ClientId) -> bool {
+        self.per_client.contains_key(&client)
     }
 
     /// Requests in flight to one backend.
@@ -189,7 +204,8 @@ impl<I> Routing<I> {
         expired
     }
 
-    /// A fresh id for a message the proxy originates towards a client (a forwarded server request).
+    /// A fresh number from the one counter behind every backend-side id, progress token and id of a
+    /// server request forwarded to a client.
     pub fn take_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -257,7 +273,7 @@ mod tests {
         r.close((B, a));
         r.close((B, a));
         assert_eq!(r.in_flight(B), 1);
-        assert!(r.has_client_requests());
+        assert!(r.has_client_requests() && r.client_busy(C1) && !r.client_busy(C2));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Each request runs on its HTTP connection thread. Messages go to the dispatcher as
 //! [`Event::FromSession`], which owns the sessions and answers through a per-request channel; streams
-//! (`GET /sse`, `GET /mcp`, a `POST /mcp` that turns into SSE) are pumped from a bounded channel by the
-//! connection's own thread, so a slow client only ever blocks itself.
+//! (`GET /sse`, `GET /mcp`, a `POST /mcp` that turns into SSE) are pumped from a channel by the
+//! connection's own thread (the dispatcher drops a client whose queue passes `hub::STREAM_QUEUE`), so a
+//! slow client only ever blocks itself.
 
 pub mod admin;
 mod auth;

@@ -199,11 +199,11 @@ impl Admin {
     }
 
     fn reload(&self) -> Response {
-        match config_watch::read(&self.watch).map(|event| self.events.send(event)) {
-            Ok(Ok(())) => {
+        match config_watch::read(&self.watch).map(|event| self.events.send(event).is_ok()) {
+            Ok(true) => {
                 Response::json(200, &json!({ "success": true, "message": "Server configuration reloaded successfully." }))
             }
-            Ok(Err(_)) => Response::error(503, "shutting down"),
+            Ok(false) => Response::error(503, "shutting down"),
             Err(details) => Response::json(
                 400,
                 &json!({ "success": false, "error": "Failed to reload server configuration.", "details": details }),

@@ -98,7 +98,7 @@ impl Terminals {
             ("GET", "/xterm.css") => Response::new(200, "text/css; charset=utf-8", XTERM_CSS),
             ("POST", "/start") => self.open(req),
             ("GET", "/list") => self.list(),
-            (method, path) => match path.trim_start_matches('/').split_once('/').map(|(id, action)| (id, action)) {
+            (method, path) => match path.trim_start_matches('/').split_once('/') {
                 Some((id, "output")) if method == "GET" => return self.stream(id, ex),
                 Some((id, "input")) if method == "POST" => self.with(id, |t| t.input(req)),
                 Some((id, "resize")) if method == "POST" => self.with(id, |t| t.resize(req)),

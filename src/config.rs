@@ -67,13 +67,14 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     // Iterative matcher with one backtrack point for the last `*`: linear in practice, no recursion.
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        // `*` is a wildcard first, even against a `*` in the text.
+        if pi < p.len() && p[pi] == '*' {
             star = Some(pi);
             mark = ti;
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some(s) = star {
             pi = s + 1;
             mark += 1;
@@ -516,6 +517,8 @@ mod tests {
         assert!(!glob_match("a?c", "ac"));
         assert!(glob_match("*_file*", "read_file_v2"));
         assert!(!glob_match("read", "read_file"));
+        assert!(glob_match("*", "*b"));
+        assert!(glob_match("delete_*", "delete_*x"));
     }
 
     #[test]

@@ -359,3 +359,16 @@ fn call_made_while_an_sse_backend_reconnects_is_retried_and_succeeds() {
     assert_eq!(response.pointer("/result/content/0/text"), Some(&json!("retried")), "{response}");
 }
 
+
+/// A Streamable HTTP backend has no standing connection to tell the proxy it went down: the call itself
+/// finds out, when its POST is refused. Nothing reached the tool, so the call is retried.
+#[test]
+fn call_to_a_streamable_http_backend_whose_server_is_briefly_down_is_retried_and_succeeds() {
+    let mut server = RemoteServer::start(Transport::StreamableHttp, "http-retry");
+    let mut proxy = start(&[("modern", remote(&server, Transport::StreamableHttp, json!({})))], &RETRIES);
+    server.kill();
+    let call = proxy.start_request("tools/call", json!({ "name": "modern__echo", "arguments": { "text": "retried" } }));
+    server.restart_as("http-retry");
+    let response = proxy.wait_for("the retried call's response", Duration::from_secs(15), |m| m["id"] == call);
+    assert_eq!(response.pointer("/result/content/0/text"), Some(&json!("retried")), "{response}");
+}

@@ -35,6 +35,11 @@ impl Link {
         self.events.send(event).is_ok()
     }
 
+    /// Reports that a request (by the id the proxy gave it) was never delivered.
+    pub fn undelivered(&self, id: serde_json::Value) {
+        let _ = self.events.send(Event::Undelivered { backend: self.backend, generation: self.generation, id });
+    }
+
     /// Reports that the connection has ended; `reason` is for the log.
     pub fn exited(&self, reason: String) {
         let _ = self.events.send(Event::BackendExited { backend: self.backend, generation: self.generation, reason });

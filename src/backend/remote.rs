@@ -31,7 +31,9 @@ pub struct Remote {
 
 /// Why an HTTP exchange with the backend failed.
 pub enum Failure {
-    /// The server cannot be reached: the connection as a whole is down.
+    /// No connection could be made: nothing was sent, the server is down.
+    Refused(String),
+    /// The connection broke: the server is gone, and the message may or may not have arrived.
     Unreachable(String),
     /// This one request failed (bad status, bad body); others may still work.
     Request(String),
@@ -127,6 +129,16 @@ impl Remote {
         }
     }
 
+    /// Tells the dispatcher that a request never reached the server (no connection could be made), so
+    /// it may be tried again; followed by the end of the connection.
+    pub fn refused(&self, msg: &Message, why: &str) {
+        log::warn!("[{}] cannot reach {}: {why}", self.key, self.config.url);
+        if let (Some(id), crate::jsonrpc::Kind::Request) = (&msg.id, msg.kind()) {
+            self.link.undelivered(id.clone());
+        }
+        self.close(format!("cannot reach {}: {why}", self.config.url));
+    }
+
     /// Answers a request the backend could not be asked, so its caller gets an error instead of a wait.
     pub fn fail_request(&self, msg: &Message, why: &str) {
         log::warn!("[{}] {} failed: {why}", self.key, msg.method());
@@ -145,7 +157,8 @@ pub fn classify(e: ureq::Error) -> Failure {
     match e {
         ureq::Error::ConnectionFailed
         | ureq::Error::HostNotFound
-        | ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => Failure::Unreachable(e.to_string()),
+        | ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => Failure::Refused(e.to_string()),
+        ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => Failure::Refused(e.to_string()),
         ureq::Error::Io(ref io) if io.kind() != std::io::ErrorKind::TimedOut && io.kind() != std::io::ErrorKind::WouldBlock => {
             Failure::Unreachable(e.to_string())
         }

@@ -108,6 +108,7 @@ impl Shared {
                 Ok(response) if response.status().is_success() => {}
                 Ok(response) => self.remote.fail_request(&msg, &status_error(response)),
                 Err(e) => match classify(e) {
+                    Failure::Refused(why) => return self.remote.refused(&msg, &why),
                     Failure::Unreachable(why) => return self.remote.close(format!("cannot reach {endpoint}: {why}")),
                     Failure::Request(why) => self.remote.fail_request(&msg, &why),
                 },

@@ -186,6 +186,7 @@ impl Shared {
 
     fn failed(&self, msg: &Message, failure: Failure) {
         match failure {
+            Failure::Refused(why) => self.remote.refused(msg, &why),
             Failure::Unreachable(why) => {
                 log::warn!("[{}] cannot reach {}: {why}", self.remote.key, self.remote.config.url);
                 self.remote.close(format!("cannot reach {}: {why}", self.remote.config.url));

@@ -6,7 +6,7 @@
 //! in time instead of an empty proxy.
 
 use super::backends::State;
-use super::routing::Origin;
+use super::routing::{Key, Origin};
 use super::{BackendId, Caller, Client, ClientId, Hub, Internal, Reply, ReplyTo, Retry, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
 use crate::jsonrpc::{code, raw, Kind, Message};
 use crossbeam_channel::Sender;
@@ -218,7 +218,8 @@ impl Hub {
                 let mut forwarded = params.clone();
                 forwarded.insert("name".into(), Value::String(route.name));
                 match self.try_forward(caller, route.backend, "tools/call", forwarded) {
-                    Ok(()) => return,
+                    Ok(Some(key)) => return self.routing.keep_for_retry(key, params, attempt),
+                    Ok(None) => return,
                     Err(caller) => return self.retry_or_fail(caller, params, route.backend, attempt),
                 }
             }
@@ -227,6 +228,20 @@ impl Hub {
         match backend {
             Some(backend) => self.retry_or_fail(caller, params, backend, attempt),
             None => self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown tool: '{name}'")),
+        }
+    }
+
+    /// A request that a remote backend could not be sent: a tool call is tried again within its retry
+    /// policy (it cannot have run); anything else fails at once.
+    pub(super) fn undelivered(&mut self, backend: BackendId, id: &Value) {
+        let Some(entry) = id.as_u64().and_then(|id| self.routing.close((backend, id))) else { return };
+        match (entry.origin, entry.retry) {
+            (Origin::Client { caller, .. }, Some((params, attempt))) => self.retry_or_fail(caller, params, backend, attempt),
+            (Origin::Client { caller, .. }, None) => {
+                let why = format!("server '{}' cannot be reached", self.backend_key(backend));
+                self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
+            }
+            (Origin::Internal(_), _) => {} // The connection's end follows, and with it a restart.
         }
     }
 
@@ -373,13 +388,14 @@ impl Hub {
     }
 
     /// Sends a client's request to a backend under a fresh id, with the client's progress token
-    /// swapped for one of the proxy's. Gives the caller back when the backend cannot be written to.
-    fn try_forward(&mut self, caller: Caller, backend: BackendId, method: &str, mut params: Params) -> Result<(), Caller> {
+    /// swapped for one of the proxy's. Returns the request's key when it was sent, nothing when it was
+    /// answered here (a limit), and gives the caller back when the backend cannot be written to.
+    fn try_forward(&mut self, caller: Caller, backend: BackendId, method: &str, mut params: Params) -> Result<Option<Key>, Caller> {
         // A second request under an id still in flight would make the two indistinguishable (for
         // cancellation, and for the answer's way back).
         if self.routing.find_client_request(caller.client, &caller.id).is_some() {
             self.answer_error(&caller, code::INVALID_REQUEST, &format!("request id {} is already in use", caller.id));
-            return Ok(());
+            return Ok(None);
         }
         let limit = self.settings.max_in_flight;
         if self.routing.in_flight(backend) >= limit {
@@ -387,7 +403,7 @@ impl Hub {
             log::warn!("{why}");
             self.metrics.record(backend, method, true, std::time::Duration::ZERO);
             self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
-            return Ok(());
+            return Ok(None);
         }
         let progress_token = params.get("_meta").and_then(|m| m.get("progressToken")).cloned();
         let origin = Origin::Client { caller: caller.clone(), progress_token };
@@ -398,7 +414,7 @@ impl Hub {
         }
         let msg = Message::request(Value::from(backend_id), method, Some(raw(&Value::Object(params))));
         if self.send_to_backend(backend, msg) {
-            Ok(())
+            Ok(Some((backend, backend_id)))
         } else {
             self.routing.close((backend, backend_id));
             Err(caller)

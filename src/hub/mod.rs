@@ -74,6 +74,8 @@ pub enum Event {
     ClientGone { client: ClientId },
     /// `generation` tells connections of one backend apart across restarts.
     FromBackend { backend: BackendId, generation: u64, msg: Message },
+    /// A request to a remote backend could not be sent at all (no connection): it may be retried.
+    Undelivered { backend: BackendId, generation: u64, id: Value },
     /// The backend's connection ended (process exited, stream closed); `reason` is for the log.
     BackendExited { backend: BackendId, generation: u64, reason: String },
     /// A new, already validated configuration to apply without a restart.
@@ -323,6 +325,10 @@ impl Hub {
             Event::FromBackend { backend, generation, msg } if self.is_current(backend, generation) => {
                 self.on_backend_message(backend, msg);
             }
+            Event::Undelivered { backend, generation, id } if self.is_current(backend, generation) => {
+                self.undelivered(backend, &id);
+            }
+            Event::Undelivered { .. } => {}
             Event::BackendExited { backend, generation, reason } if self.is_current(backend, generation) => {
                 self.backend_exited(backend, &reason);
             }

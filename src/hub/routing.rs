@@ -25,6 +25,9 @@ pub struct InFlight<I> {
     pub method: String,
     pub timeout: Duration,
     pub opened: Instant,
+    /// A tool call's own params and attempt, kept so that it can be tried again if it turns out it
+    /// never reached its backend.
+    pub retry: Option<(serde_json::Map<String, Value>, u32)>,
     deadline: Instant,
     token: Option<u64>,
 }
@@ -81,7 +84,7 @@ impl<I> Routing<I> {
         let opened = Instant::now();
         let deadline = opened + timeout;
         self.deadlines.push(Reverse((deadline, backend, id)));
-        let entry = InFlight { origin, method: method.to_owned(), timeout, opened, deadline, token };
+        let entry = InFlight { origin, method: method.to_owned(), timeout, opened, retry: None, deadline, token };
         self.requests.insert(key, entry);
         *self.per_backend.entry(backend).or_default() += 1;
         (id, token)
@@ -106,6 +109,13 @@ impl<I> Routing<I> {
             self.tokens.remove(&token);
         }
         Some(entry)
+    }
+
+    /// Keeps a tool call's params with its entry, for a retry if it is reported undelivered.
+    pub fn keep_for_retry(&mut self, key: Key, params: serde_json::Map<String, Value>, attempt: u32) {
+        if let Some(entry) = self.requests.get_mut(&key) {
+            entry.retry = Some((params, attempt));
+        }
     }
 
     /// The key of a client's request, by the id the client gave it.

@@ -103,7 +103,7 @@ fn serve_connection(stream: TcpStream, limits: &Limits, handler: &Handler) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let Ok(read_half) = stream.try_clone() else { return };
     let peer = stream.peer_addr().ok().map(|a| a.ip());
-    let mut reader = BufReader::new(read_half);
+    let mut reader = BufReader::new(request::Conn::new(read_half));
     loop {
         let request = match request::read(&mut reader, limits, peer) {
             Ok(request) => request,

@@ -109,31 +109,53 @@ impl Request {
     }
 }
 
+/// A connection's read side that will not read past a deadline. The socket's own timeout bounds each
+/// read; this bounds their sum, so a client trickling one byte at a time (slowloris) is cut off too.
+pub struct Conn {
+    stream: TcpStream,
+    deadline: Option<Instant>,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream) -> Conn {
+        Conn { stream, deadline: None }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.read(buf)
+    }
+}
+
 /// Reads the next request from a kept-alive connection whose client is `peer`.
-pub fn read(reader: &mut BufReader<TcpStream>, limits: &Limits, peer: Option<std::net::IpAddr>) -> Result<Request, ReadError> {
+pub fn read(reader: &mut BufReader<Conn>, limits: &Limits, peer: Option<std::net::IpAddr>) -> Result<Request, ReadError> {
     // Waiting for a request to start is idleness, not slowness.
-    reader.get_ref().set_read_timeout(Some(limits.idle_timeout))?;
+    reader.get_mut().deadline = None;
+    reader.get_ref().stream.set_read_timeout(Some(limits.idle_timeout))?;
     match reader.fill_buf() {
         Ok([]) => return Err(ReadError::Closed),
         Ok(_) => {}
         Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Err(ReadError::Closed),
         Err(e) => return Err(ReadError::Io(e)),
     }
-    let deadline = Instant::now() + limits.read_timeout;
-    // From the first byte on, the request's own deadline bounds every read (not the idle timeout).
-    reader.get_ref().set_read_timeout(Some(limits.read_timeout))?;
-    let head = read_head(reader, limits.max_head, deadline)?;
+    // From the first byte on, the request's own deadline bounds the reads (not the idle timeout).
+    reader.get_mut().deadline = Some(Instant::now() + limits.read_timeout);
+    reader.get_ref().stream.set_read_timeout(Some(limits.read_timeout))?;
+    let head = read_head(reader, limits.max_head)?;
     let mut request = parse_head(&head)?;
     request.peer = peer;
-    request.body = read_body(reader, &request, limits, deadline)?;
+    request.body = read_body(reader, &request, limits)?;
     super::BYTES_IN.fetch_add((head.len() + request.body.len()) as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(request)
 }
 
-fn read_head(reader: &mut BufReader<TcpStream>, max: usize, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+fn read_head(reader: &mut BufReader<Conn>, max: usize) -> Result<Vec<u8>, ReadError> {
     let mut head = Vec::with_capacity(1024);
     loop {
-        set_deadline(reader, deadline)?;
         let room = (max + 1).saturating_sub(head.len()) as u64;
         let before = head.len();
         let n = reader.by_ref().take(room).read_until(b'\n', &mut head)?;
@@ -178,7 +200,7 @@ pub fn parse_head(head: &[u8]) -> Result<Request, ReadError> {
     })
 }
 
-fn read_body(reader: &mut BufReader<TcpStream>, req: &Request, limits: &Limits, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+fn read_body(reader: &mut BufReader<Conn>, req: &Request, limits: &Limits) -> Result<Vec<u8>, ReadError> {
     let chunked = req.header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
     let length = match req.header("content-length") {
         Some(v) => Some(v.trim().parse::<usize>().map_err(|_| ReadError::Malformed(format!("bad Content-Length '{v}'")))?),
@@ -191,15 +213,14 @@ fn read_body(reader: &mut BufReader<TcpStream>, req: &Request, limits: &Limits, 
         return Err(ReadError::BodyTooLarge);
     }
     if req.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
-        reader.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        reader.get_mut().stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
     if chunked {
-        return read_chunked(reader, limits.max_body, deadline);
+        return read_chunked(reader, limits.max_body);
     }
     let mut body = vec![0; length.unwrap_or(0)];
     let mut filled = 0;
     while filled < body.len() {
-        set_deadline(reader, deadline)?;
         match reader.read(&mut body[filled..])? {
             0 => return Err(ReadError::Malformed("connection closed mid-body".into())),
             n => filled += n,
@@ -208,16 +229,16 @@ fn read_body(reader: &mut BufReader<TcpStream>, req: &Request, limits: &Limits, 
     Ok(body)
 }
 
-fn read_chunked(reader: &mut BufReader<TcpStream>, max: usize, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+fn read_chunked(reader: &mut BufReader<Conn>, max: usize) -> Result<Vec<u8>, ReadError> {
     let mut body = Vec::new();
     loop {
-        let size_line = read_line(reader, deadline)?;
+        let size_line = read_line(reader)?;
         let size_hex = size_line.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_hex, 16)
             .map_err(|_| ReadError::Malformed(format!("bad chunk size '{size_hex}'")))?;
         if size == 0 {
             // Trailers, up to the empty line.
-            while !read_line(reader, deadline)?.is_empty() {}
+            while !read_line(reader)?.is_empty() {}
             return Ok(body);
         }
         // Compared without adding: a chunk size near usize::MAX must not wrap around the check.
@@ -226,34 +247,21 @@ fn read_chunked(reader: &mut BufReader<TcpStream>, max: usize, deadline: Instant
         }
         let start = body.len();
         body.resize(start + size, 0);
-        set_deadline(reader, deadline)?;
         reader.read_exact(&mut body[start..])?;
-        if !read_line(reader, deadline)?.is_empty() {
+        if !read_line(reader)?.is_empty() {
             return Err(ReadError::Malformed("chunk not followed by CRLF".into()));
         }
     }
 }
 
 /// A short line (chunk sizes, trailers) without its line ending.
-fn read_line(reader: &mut BufReader<TcpStream>, deadline: Instant) -> Result<String, ReadError> {
+fn read_line(reader: &mut BufReader<Conn>) -> Result<String, ReadError> {
     let mut line = Vec::new();
-    set_deadline(reader, deadline)?;
     reader.by_ref().take(4096).read_until(b'\n', &mut line)?;
     if line.last() != Some(&b'\n') {
         return Err(ReadError::Malformed("chunk line too long or cut off".into()));
     }
     Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned())
-}
-
-/// Bounds the next socket read by what is left until the deadline. Skipped while buffered bytes
-/// remain (the next read will not touch the socket): one `setsockopt` per read, not per line.
-fn set_deadline(reader: &BufReader<TcpStream>, deadline: Instant) -> Result<(), ReadError> {
-    if !reader.buffer().is_empty() {
-        return Ok(());
-    }
-    let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()).ok_or(ReadError::Timeout)?;
-    reader.get_ref().set_read_timeout(Some(left))?;
-    Ok(())
 }
 
 /// Decodes `%XX` escapes and `+` (as a space), as query strings use them.

@@ -152,6 +152,11 @@ impl Hub {
             "initialize" => {
                 let result = self.initialize_result(&params);
                 self.answer(&caller, &result);
+                // From here on the client hears about list changes: the spec only holds back *requests*
+                // until `notifications/initialized`, and waiting for it would lose changes in between.
+                if let Some(c) = self.clients.get_mut(&caller.client) {
+                    c.initialized = true;
+                }
             }
             "ping" => self.answer(&caller, &json!({})),
             "tools/list" => self.answer(&caller, &json!({ "tools": self.catalog.tools })),

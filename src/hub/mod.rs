@@ -163,6 +163,7 @@ struct Client {
     session: Option<String>,
     /// The API key or token the session came with (an index, never the secret).
     owner: Option<String>,
+    /// Answered its `initialize`: from then on it gets broadcast notifications (list changes, logs).
     initialized: bool,
     last_active: Instant,
 }

@@ -107,6 +107,8 @@ pub struct StdioConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteConfig {
     pub url: String,
+    /// The `${VAR}` names the url was written with (their values are secrets).
+    pub url_variables: Vec<String>,
     pub api_key: Option<String>,
     pub bearer_token: Option<String>,
     pub headers: BTreeMap<String, String>,
@@ -123,6 +125,16 @@ impl Transport {
 }
 
 impl ServerConfig {
+    /// Values that must not be shown: a remote server's `apiKey`, `bearerToken` and header values, and
+    /// what `${VAR}` put into its `url` (a token in a query string, say).
+    pub fn secrets(&self, env: Env) -> Vec<String> {
+        let (Transport::Sse(remote) | Transport::StreamableHttp(remote)) = &self.transport else { return Vec::new() };
+        let mut secrets: Vec<String> = remote.api_key.iter().chain(&remote.bearer_token).cloned().collect();
+        secrets.extend(remote.headers.values().cloned());
+        secrets.extend(remote.url_variables.iter().filter_map(|name| env(name)));
+        secrets
+    }
+
     /// The prefix of this server's exposed names: its `namespace` if set, else its key.
     pub fn prefix(&self) -> &str {
         self.namespace.as_deref().unwrap_or(&self.key)
@@ -239,6 +251,7 @@ fn parse_transport(fields: &Fields) -> Result<Transport, String> {
 
 fn remote(fields: &Fields, url: Option<String>) -> Result<RemoteConfig, String> {
     Ok(RemoteConfig {
+        url_variables: Vec::new(),
         url: url.ok_or("a remote server needs 'url'")?,
         api_key: fields.string("apiKey")?,
         bearer_token: fields.string("bearerToken")?,
@@ -254,6 +267,7 @@ fn expand_transport(transport: Transport, env: Env) -> Result<Transport, String>
     let optional = |value: Option<String>| value.map(|v| expand(&v, env)).transpose();
     let remote = |r: RemoteConfig| -> Result<RemoteConfig, String> {
         Ok(RemoteConfig {
+            url_variables: variables(&r.url),
             url: expand(&r.url, env)?,
             api_key: optional(r.api_key)?,
             bearer_token: optional(r.bearer_token)?,
@@ -265,6 +279,11 @@ fn expand_transport(transport: Transport, env: Env) -> Result<Transport, String>
         Transport::Sse(r) => Transport::Sse(remote(r)?),
         Transport::StreamableHttp(r) => Transport::StreamableHttp(remote(r)?),
     })
+}
+
+/// The names of the `${NAME}` references in a text.
+fn variables(text: &str) -> Vec<String> {
+    text.split("${").skip(1).filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned())).collect()
 }
 
 /// Replaces each `${NAME}` with the variable's value. An unset variable is an error, so a missing
@@ -479,6 +498,14 @@ mod tests {
         let s = one(r#"{"command": "x", "args": ["--t=${TOKEN}"], "env": {"T": "${TOKEN}"}}"#).unwrap();
         let Transport::Stdio(c) = s.transport else { panic!("not stdio") };
         assert_eq!((c.args[0].as_str(), c.env["T"].as_str()), ("--t=s3cret", "s3cret"));
+    }
+
+    #[test]
+    fn credentials_and_url_variables_are_secrets() {
+        let s = one(r#"{"type": "http", "url": "http://h/mcp?t=${TOKEN}", "apiKey": "key-1234", "headers": {"X-A": "hv-5678"}}"#).unwrap();
+        let mut secrets = s.secrets(&|name| (name == "TOKEN").then(|| "s3cret".to_owned()));
+        secrets.sort();
+        assert_eq!(secrets, ["hv-5678", "key-1234", "s3cret"]);
     }
 
     #[test]

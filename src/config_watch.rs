@@ -68,5 +68,6 @@ pub fn read(watch: &Watch) -> Result<Event, Vec<String>> {
     if !problems.is_empty() {
         return Err(problems);
     }
+    crate::logging::add_secrets(servers.servers.iter().flat_map(|s| s.secrets(&|name| std::env::var(name).ok())));
     Ok(Event::Reload { servers: servers.servers, overrides: tools.tools })
 }

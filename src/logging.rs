@@ -7,21 +7,21 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Lines kept for `GET /admin/logs`.
 const KEEP: usize = 500;
 
 static RECENT: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
-static SECRETS: OnceLock<Vec<String>> = OnceLock::new();
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Starts logging with an env_logger filter such as `info` or `mcp_proxy_server=debug`. Every
 /// occurrence of a secret (API keys, tokens, the admin password) in a line is replaced by `***`.
 /// With `json`, each line is an object: `{"ts", "level", "msg"}`, plus `"backend"` when the message
 /// is about one (it starts with `[key]`).
 pub fn init(filter: &str, json: bool, secrets: Vec<String>) {
-    let _ = SECRETS.set(secrets.into_iter().filter(|s| s.len() >= 4).collect());
+    add_secrets(secrets);
     env_logger::Builder::new()
         .parse_filters(filter)
         .target(env_logger::Target::Stderr)
@@ -61,10 +61,22 @@ fn remember(line: &str) {
     }
 }
 
+/// More values to mask from now on (the credentials of remote backends, as configs are loaded).
+/// Values shorter than 4 characters are not masked: they would garble ordinary words.
+pub fn add_secrets(secrets: impl IntoIterator<Item = String>) {
+    let mut known = SECRETS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for secret in secrets.into_iter().filter(|s| s.len() >= 4) {
+        if !known.contains(&secret) {
+            known.push(secret);
+        }
+    }
+}
+
 /// Replaces every configured secret in `text` with `***`.
 pub fn mask(text: &str) -> String {
     let mut masked = text.to_owned();
-    for secret in SECRETS.get().map_or(&[][..], Vec::as_slice) {
+    let secrets = SECRETS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for secret in secrets.iter() {
         if masked.contains(secret.as_str()) {
             masked = masked.replace(secret.as_str(), "***");
         }

@@ -43,7 +43,9 @@ fn main() -> ExitCode {
 
 /// Runs the mode asked for; `Ok(false)` when it ran but found problems (`--check`).
 fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
-    let config = config::load(&settings.config_path, &|name| std::env::var(name).ok())?;
+    let env = |name: &str| std::env::var(name).ok();
+    let config = config::load(&settings.config_path, &env)?;
+    logging::add_secrets(config.servers.iter().flat_map(|s| s.secrets(&env)));
     for problem in &config.problems {
         log::error!("{problem} (this server is skipped)");
     }

@@ -170,7 +170,7 @@ impl Backend {
         let (state, error) = match &self.state {
             State::Starting => ("connecting", None),
             State::Ready => ("connected", None),
-            State::Failed(why) => ("failed", Some(why.as_str())),
+            State::Failed(why) => ("failed", Some(crate::logging::mask(why))),
             State::Disabled | State::Removed => ("inactive", None),
         };
         json!({

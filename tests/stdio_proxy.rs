@@ -7,29 +7,10 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{
+use support::{MOCK_TOOLS, 
     config, error_code, mock, mock_with, names, processes_with, result_text, start, start_initialized, unique, with,
     Proxy, ProxyBuilder, MOCK_SERVER, WAIT,
 };
-
-/// The fifteen tools every mock serves.
-const MOCK_TOOLS: [&str; 15] = [
-    "echo",
-    "whoami",
-    "sleep",
-    "progress",
-    "add_tool",
-    "log",
-    "stderr",
-    "fail",
-    "crash",
-    "client_info",
-    "cancellable",
-    "cancelled_ids",
-    "update_resource",
-    "set_level_seen",
-    "ask_roots",
-];
 
 const INVALID_PARAMS: i64 = -32602;
 const BACKEND_UNAVAILABLE: i64 = -32000;

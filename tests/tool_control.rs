@@ -11,29 +11,10 @@ mod toolctl_support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{config, error_code, mock, mock_with, names, processes_with, result_text, unique, with, Proxy, WAIT};
+use support::{MOCK_TOOLS, config, error_code, mock, mock_with, names, processes_with, result_text, unique, with, Proxy, WAIT};
 use toolctl_support::{
     run_cli, signal, spawn_with_tool_config, start_with_tool_config, wait_until, write_atomically, ConfigDir,
 };
-
-/// The fifteen tools every mock serves.
-const MOCK_TOOLS: [&str; 15] = [
-    "echo",
-    "whoami",
-    "sleep",
-    "progress",
-    "add_tool",
-    "log",
-    "stderr",
-    "fail",
-    "crash",
-    "client_info",
-    "cancellable",
-    "cancelled_ids",
-    "update_resource",
-    "set_level_seen",
-    "ask_roots",
-];
 
 const INVALID_PARAMS: i64 = -32602;
 const TOOLS_CHANGED: &str = "notifications/tools/list_changed";

@@ -34,6 +34,26 @@ pub const MOCK_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtur
 /// The protocol version the test client asks for.
 pub const CLIENT_PROTOCOL: &str = "2025-06-18";
 
+/// The fifteen tools every mock serves.
+pub const MOCK_TOOLS: [&str; 15] = [
+    "echo",
+    "whoami",
+    "sleep",
+    "progress",
+    "add_tool",
+    "log",
+    "stderr",
+    "fail",
+    "crash",
+    "client_info",
+    "cancellable",
+    "cancelled_ids",
+    "update_resource",
+    "set_level_seen",
+    "ask_roots",
+];
+
+
 /// A name no other test (or test process) uses: `<label>-<pid>-<n>`.
 pub fn unique(label: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);

@@ -172,8 +172,7 @@ pub fn load(path: &Path, env: Env) -> Result<ProxyConfig, ConfigError> {
 
 /// Checks the text of a config file; `path` is only used in messages.
 pub fn parse(text: &str, path: &Path, env: Env) -> Result<ProxyConfig, ConfigError> {
-    let root: Value =
-        serde_json::from_str(text).map_err(|source| ConfigError::Syntax { path: path.into(), source })?;
+    let root: Value = serde_json::from_str(text).map_err(|source| ConfigError::Syntax { path: path.into(), source })?;
     let shape = |problem: &str| ConfigError::Shape { path: path.into(), problem: problem.into() };
     let servers = match root.as_object().map(|o| o.get("mcpServers")) {
         None => return Err(shape("the file must hold a JSON object")),
@@ -192,8 +191,25 @@ pub fn parse(text: &str, path: &Path, env: Env) -> Result<ProxyConfig, ConfigErr
 }
 
 const KNOWN_KEYS: &[&str] = &[
-    "type", "transport", "name", "active", "namespace", "command", "args", "env", "cwd", "url", "apiKey",
-    "bearerToken", "headers", "timeout", "installDirectory", "installCommands", "tools", "prompts", "resources",
+    "type",
+    "transport",
+    "name",
+    "active",
+    "namespace",
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "url",
+    "apiKey",
+    "bearerToken",
+    "headers",
+    "timeout",
+    "installDirectory",
+    "installCommands",
+    "tools",
+    "prompts",
+    "resources",
 ];
 
 fn parse_server(key: &str, entry: &Value, env: Env) -> Result<ServerConfig, String> {
@@ -242,9 +258,7 @@ fn parse_transport(fields: &Fields) -> Result<Transport, String> {
             cwd: fields.string("cwd")?.map(PathBuf::from),
         })),
         "sse" => Ok(Transport::Sse(remote(fields, url)?)),
-        "http" | "streamable-http" | "streamableHttp" | "streamable_http" => {
-            Ok(Transport::StreamableHttp(remote(fields, url)?))
-        }
+        "http" | "streamable-http" | "streamableHttp" | "streamable_http" => Ok(Transport::StreamableHttp(remote(fields, url)?)),
         other => Err(format!("unknown type '{other}' (expected stdio, sse, http or streamable-http)")),
     }
 }
@@ -324,10 +338,9 @@ impl Fields<'_> {
     fn string_list(&self, key: &str) -> Result<Vec<String>, String> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| format!("'{key}' must hold only strings")))
-                .collect(),
+            Some(Value::Array(items)) => {
+                items.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(|| format!("'{key}' must hold only strings"))).collect()
+            }
             Some(other) => Err(format!("'{key}' must be a list of strings, not {}", type_of(other))),
         }
     }
@@ -353,7 +366,9 @@ impl Fields<'_> {
         let obj = match self.0.get(key) {
             None | Some(Value::Null) => return Ok(Filter::default()),
             Some(Value::Object(obj)) => obj,
-            Some(other) => return Err(format!("'{key}' must be an object like {{\"allow\": [...], \"deny\": [...]}}, not {}", type_of(other))),
+            Some(other) => {
+                return Err(format!("'{key}' must be an object like {{\"allow\": [...], \"deny\": [...]}}, not {}", type_of(other)))
+            }
         };
         if let Some(unknown) = obj.keys().find(|k| *k != "allow" && *k != "deny") {
             return Err(format!("'{key}.{unknown}' is not known (expected 'allow' and 'deny')"));

@@ -92,13 +92,8 @@ impl Message {
                 Err(e) => Err(ParseError::Syntax(e)),
             };
         }
-        let msg: Message = serde_json::from_str(text).map_err(|e| {
-            if e.is_data() {
-                ParseError::Invalid(e.to_string())
-            } else {
-                ParseError::Syntax(e)
-            }
-        })?;
+        let msg: Message =
+            serde_json::from_str(text).map_err(|e| if e.is_data() { ParseError::Invalid(e.to_string()) } else { ParseError::Syntax(e) })?;
         if msg.method.is_none() && msg.result.is_none() && msg.error.is_none() {
             return Err(ParseError::Invalid("neither method nor result nor error".into()));
         }

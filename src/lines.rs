@@ -105,10 +105,7 @@ mod tests {
 
     #[test]
     fn splits_lines_and_strips_carriage_returns() {
-        assert_eq!(
-            read_all(b"one\r\ntwo\nthree", 100),
-            [Line::Text("one".into()), Line::Text("two".into()), Line::Text("three".into())]
-        );
+        assert_eq!(read_all(b"one\r\ntwo\nthree", 100), [Line::Text("one".into()), Line::Text("two".into()), Line::Text("three".into())]);
     }
 
     #[test]

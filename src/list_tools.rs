@@ -18,7 +18,13 @@ pub enum Report {
 }
 
 /// Runs the dispatcher until the tools are listed; `Ok(false)` when `--check` found problems.
-pub fn run(hub: Hub, events: Sender<Event>, inbox: Receiver<Event>, startup: Duration, report: Report) -> Result<bool, Box<dyn std::error::Error>> {
+pub fn run(
+    hub: Hub,
+    events: Sender<Event>,
+    inbox: Receiver<Event>,
+    startup: Duration,
+    report: Report,
+) -> Result<bool, Box<dyn std::error::Error>> {
     let dispatcher = std::thread::Builder::new().name("hub".into()).spawn(move || hub.run(inbox))?;
     let client = ClientId::fresh();
     let (outbox, replies) = crossbeam_channel::unbounded();
@@ -82,7 +88,11 @@ fn print_check(inspection: &Value) -> bool {
     let mut ok = problems.is_empty();
     for backend in &backends {
         let state = text(backend, "state");
-        println!("server {}: {state}{}", text(backend, "key"), backend.get("lastError").and_then(Value::as_str).map(|e| format!(" ({e})")).unwrap_or_default());
+        println!(
+            "server {}: {state}{}",
+            text(backend, "key"),
+            backend.get("lastError").and_then(Value::as_str).map(|e| format!(" ({e})")).unwrap_or_default()
+        );
         ok &= matches!(state, "connected" | "inactive");
     }
     for note in &notes {

@@ -111,7 +111,10 @@ mod tests {
     #[test]
     fn json_lines_name_the_backend() {
         let line: serde_json::Value = serde_json::from_str(&super::json_line("t", "INFO", "[time] ready")).unwrap();
-        assert_eq!((line["level"].as_str(), line["backend"].as_str(), line["msg"].as_str()), (Some("INFO"), Some("time"), Some("[time] ready")));
+        assert_eq!(
+            (line["level"].as_str(), line["backend"].as_str(), line["msg"].as_str()),
+            (Some("INFO"), Some("time"), Some("[time] ready"))
+        );
     }
 
     #[test]

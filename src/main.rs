@@ -3,8 +3,8 @@
 //! `main` reads the settings, starts logging, loads the server config and hands over to the mode asked
 //! for. ARCHITECTURE.md maps the threads and channels; the dispatcher lives in `hub`.
 
-use mcp_proxy_server::{config, config_watch, frontend, hub, list_tools, logging, settings, signals, tool_config};
 use hub::{Event, Hub, HubSettings};
+use mcp_proxy_server::{config, config_watch, frontend, hub, list_tools, logging, settings, signals, tool_config};
 use settings::{Mode, Settings};
 use std::process::ExitCode;
 
@@ -83,9 +83,7 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
             poll: settings.config_poll,
         };
         let watcher_events = events.clone();
-        std::thread::Builder::new()
-            .name("config-watch".into())
-            .spawn(move || config_watch::run(watch, reload_requests, watcher_events))?;
+        std::thread::Builder::new().name("config-watch".into()).spawn(move || config_watch::run(watch, reload_requests, watcher_events))?;
     }
     match settings.mode {
         Mode::ListTools => list_tools::run(hub, events, inbox, settings.startup_timeout, list_tools::Report::Tools),
@@ -130,7 +128,11 @@ fn bind(http: &settings::HttpSettings) -> Result<std::net::TcpListener, Box<dyn 
 
 /// The admin UI, if enabled and safe: with the original's default password it is served on loopback
 /// only (with a warning), never on an address other machines can reach.
-fn admin_ui(settings: &Settings, listener: &std::net::TcpListener, events: crossbeam_channel::Sender<Event>) -> std::io::Result<Option<frontend::http::admin::Admin>> {
+fn admin_ui(
+    settings: &Settings,
+    listener: &std::net::TcpListener,
+    events: crossbeam_channel::Sender<Event>,
+) -> std::io::Result<Option<frontend::http::admin::Admin>> {
     let Some(admin) = settings.http.admin.clone() else {
         log::info!("Admin UI is DISABLED. Set ENABLE_ADMIN_UI=true to enable.");
         return Ok(None);

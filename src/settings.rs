@@ -254,8 +254,7 @@ impl Settings {
         } else {
             Mode::Stdio
         };
-        let config_flag: Option<PathBuf> =
-            args.opt_value_from_os_str("--config", |s| Ok::<_, String>(PathBuf::from(s))).map_err(usage)?;
+        let config_flag: Option<PathBuf> = args.opt_value_from_os_str("--config", |s| Ok::<_, String>(PathBuf::from(s))).map_err(usage)?;
         let tool_config_flag: Option<PathBuf> =
             args.opt_value_from_os_str("--tool-config", |s| Ok::<_, String>(PathBuf::from(s))).map_err(usage)?;
         let host_flag: Option<String> = args.opt_value_from_str("--host").map_err(usage)?;
@@ -269,9 +268,8 @@ impl Settings {
 
         let mut warnings = Vec::new();
         let non_empty = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let config_path = config_flag
-            .or_else(|| non_empty("MCP_PROXY_CONFIG").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+        let config_path =
+            config_flag.or_else(|| non_empty("MCP_PROXY_CONFIG").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
         let tool_config_path = tool_config_flag
             .or_else(|| non_empty("MCP_PROXY_TOOL_CONFIG").map(PathBuf::from))
             .unwrap_or_else(|| config_path.with_file_name("tool_config.json"));
@@ -522,7 +520,11 @@ mod tests {
 
     #[test]
     fn retries_follow_the_originals_variables() {
-        let s = parse(&[], &[("RETRY_SSE_TOOL_CALL", "false"), ("HTTP_TOOL_CALL_MAX_RETRIES", "5"), ("STDIO_TOOL_CALL_RETRY_DELAY_BASE_MS", "50")]).unwrap();
+        let s = parse(
+            &[],
+            &[("RETRY_SSE_TOOL_CALL", "false"), ("HTTP_TOOL_CALL_MAX_RETRIES", "5"), ("STDIO_TOOL_CALL_RETRY_DELAY_BASE_MS", "50")],
+        )
+        .unwrap();
         assert_eq!(s.retries.sse.max_retries, 0);
         assert_eq!(s.retries.http.max_retries, 5);
         assert_eq!(s.retries.stdio, RetryPolicy { max_retries: 2, base_delay: Duration::from_millis(50) });
@@ -534,7 +536,8 @@ mod tests {
         let admin = parse(&["--sse"], &[("ENABLE_ADMIN_UI", "YES")]).unwrap().http.admin.unwrap();
         assert_eq!((admin.username.as_str(), admin.password.as_str()), ("admin", "password"));
         assert!(admin.has_default_password() && !admin.cookie_secure);
-        let admin = parse(&[], &[("ENABLE_ADMIN_UI", "1"), ("NODE_ENV", "production"), ("ADMIN_PASSWORD", "s")]).unwrap().http.admin.unwrap();
+        let admin =
+            parse(&[], &[("ENABLE_ADMIN_UI", "1"), ("NODE_ENV", "production"), ("ADMIN_PASSWORD", "s")]).unwrap().http.admin.unwrap();
         assert!(admin.cookie_secure && !admin.has_default_password());
     }
 

@@ -8,9 +8,7 @@
 mod admin_support;
 mod http_support;
 
-use admin_support::{
-    backend, events_until, file_names, mock_entry, temp_dir, wait_for, Admin, AdminBuilder, AdminProxy, PASSWORD, USER,
-};
+use admin_support::{backend, events_until, file_names, mock_entry, temp_dir, wait_for, Admin, AdminBuilder, AdminProxy, PASSWORD, USER};
 use http_support::{initialize_on, mcp_post, result_text, rpc, tool_call, Conn, EventStream, Req, SseEvent, WAIT};
 use serde_json::{json, Value};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -71,8 +69,7 @@ fn default_password_on_a_non_loopback_address_refuses_the_admin_ui_but_serves_mc
     // MCP is served as usual.
     let mut conn = proxy.connect();
     let session = initialize_on(&mut conn);
-    let response =
-        conn.roundtrip(&mcp_post(Some(&session), &tool_call(1, "mock__echo", json!({ "text": "still here" }))));
+    let response = conn.roundtrip(&mcp_post(Some(&session), &tool_call(1, "mock__echo", json!({ "text": "still here" }))));
     assert_eq!(response.status, 200, "tools/call: {response:?}");
     assert_eq!(result_text(&response.json()), "still here");
     assert_eq!(proxy.request(&Req::get("/health")).status, 200, "the proxy keeps running");
@@ -92,10 +89,8 @@ fn default_password_on_loopback_is_served() {
 fn default_password_warning_is_readable() {
     let mut proxy = AdminBuilder::new("default-pw-warn").unset("ADMIN_PASSWORD").start();
     let stderr = proxy.wait_for_stderr("admin UI on /admin/");
-    let warning = stderr
-        .lines()
-        .find(|l| l.contains("WARN") && l.contains("ADMIN_PASSWORD"))
-        .unwrap_or_else(|| panic!("no warning: {stderr}"));
+    let warning =
+        stderr.lines().find(|l| l.contains("WARN") && l.contains("ADMIN_PASSWORD")).unwrap_or_else(|| panic!("no warning: {stderr}"));
     assert!(warning.contains("default password"), "the warning says what is wrong: {warning}");
 }
 
@@ -173,15 +168,8 @@ fn data_routes_without_a_session_are_401() {
             assert_eq!(response.status, 401, "GET {path} with cookie {cookie:?}: {response:?}");
             assert_eq!(response.json(), json!({ "error": "Unauthorized" }), "GET {path}");
         }
-        for path in [
-            "/admin/config",
-            "/admin/tools/config",
-            "/admin/server/reload",
-            "/admin/logout",
-            "/admin/server/install/mock",
-        ] {
-            let response =
-                proxy.request(&with(Req::post(path).header("X-CSRF-Token", "x").json(&json!({ "mcpServers": {} }))));
+        for path in ["/admin/config", "/admin/tools/config", "/admin/server/reload", "/admin/logout", "/admin/server/install/mock"] {
+            let response = proxy.request(&with(Req::post(path).header("X-CSRF-Token", "x").json(&json!({ "mcpServers": {} }))));
             assert_eq!(response.status, 401, "POST {path} with cookie {cookie:?}: {response:?}");
         }
     }
@@ -213,10 +201,7 @@ fn state_changing_calls_without_the_csrf_token_are_403() {
     }
     // Another session's token is no good either.
     let other = proxy.login();
-    let req = Req::post("/admin/config")
-        .header("Cookie", &admin.cookie)
-        .header("X-CSRF-Token", &other.csrf)
-        .json(&new_config);
+    let req = Req::post("/admin/config").header("Cookie", &admin.cookie).header("X-CSRF-Token", &other.csrf).json(&new_config);
     assert_eq!(admin.send(&req).status, 403, "a token from another session");
     assert_eq!(std::fs::read_to_string(&proxy.config_path).unwrap(), before, "nothing was written");
     assert!(!proxy.dir.join("tool_config.json").exists(), "no tool config was written");
@@ -302,8 +287,7 @@ fn invalid_config_is_400_with_problems_naming_file_and_key_and_nothing_is_writte
         let response = admin.post("/admin/config", &bad);
         assert_eq!(response.status, 400, "POST {bad}: {response:?}");
     }
-    let response =
-        admin.send(&admin.req("POST", "/admin/config").header("Content-Type", "application/json").body("{not json"));
+    let response = admin.send(&admin.req("POST", "/admin/config").header("Content-Type", "application/json").body("{not json"));
     assert_eq!(response.status, 400, "a body that is not JSON: {response:?}");
     assert_eq!(std::fs::read_to_string(&proxy.config_path).unwrap(), before, "the file is unchanged");
     assert_eq!(file_names(&proxy.dir), files_before, "no backup and no temporary file");
@@ -331,18 +315,15 @@ fn valid_config_replaces_the_file_atomically_keeps_a_backup_and_preserves_keys_a
         mock = http_support::MOCK_SERVER
     );
     let posted: Value = serde_json::from_str(&text).unwrap();
-    let response =
-        admin.send(&admin.req("POST", "/admin/config").header("Content-Type", "application/json").body(text.clone()));
+    let response = admin.send(&admin.req("POST", "/admin/config").header("Content-Type", "application/json").body(text.clone()));
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(response.json(), json!({ "success": true }));
 
     let written = std::fs::read_to_string(&proxy.config_path).unwrap();
-    let parsed: Value =
-        serde_json::from_str(&written).unwrap_or_else(|e| panic!("the file is not JSON ({e}): {written}"));
+    let parsed: Value = serde_json::from_str(&written).unwrap_or_else(|e| panic!("the file is not JSON ({e}): {written}"));
     assert_eq!(parsed, posted, "every key and value kept");
     let order = |needles: &[&str]| {
-        let at: Vec<usize> =
-            needles.iter().map(|n| written.find(n).unwrap_or_else(|| panic!("{n} not in {written}"))).collect();
+        let at: Vec<usize> = needles.iter().map(|n| written.find(n).unwrap_or_else(|| panic!("{n} not in {written}"))).collect();
         assert!(at.windows(2).all(|w| w[0] < w[1]), "keys out of order {needles:?} in:\n{written}");
     };
     order(&["\"zzz_comment\"", "\"mcpServers\"", "\"aaa_trailer\""]);
@@ -350,11 +331,7 @@ fn valid_config_replaces_the_file_atomically_keeps_a_backup_and_preserves_keys_a
     order(&["\"args\"", "\"command\"", "\"x-owner\"", "\"active\""]);
     order(&["\"b\"", "\"a\""]);
 
-    assert_eq!(
-        std::fs::read_to_string(proxy.dir.join("mcp_server.json.bak")).unwrap(),
-        before,
-        "the previous version is kept"
-    );
+    assert_eq!(std::fs::read_to_string(proxy.dir.join("mcp_server.json.bak")).unwrap(), before, "the previous version is kept");
     let meta = std::fs::metadata(&proxy.config_path).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "mode 0600");
     assert_ne!(meta.ino(), old_inode, "a new file renamed into place, not the old one rewritten");
@@ -371,19 +348,13 @@ fn tool_config_with_an_invalid_exposed_name_is_400_and_not_written() {
     let too_long = "x".repeat(65);
     // (An empty name means "no override", as in the original's files.)
     for name in ["has space", "dots.not.allowed", too_long.as_str(), "ünïcode"] {
-        let response =
-            admin.post("/admin/tools/config", &json!({ "tools": { "mock__echo": { "exposedName": name } } }));
+        let response = admin.post("/admin/tools/config", &json!({ "tools": { "mock__echo": { "exposedName": name } } }));
         assert_eq!(response.status, 400, "exposedName {name:?}: {response:?}");
         let body = response.json();
         let problems = body["problems"].as_array().unwrap_or_else(|| panic!("no problems in {body}"));
-        assert!(
-            problems.iter().any(|p| p.as_str().is_some_and(|p| p.contains("mock__echo"))),
-            "the problem names the tool: {body}"
-        );
+        assert!(problems.iter().any(|p| p.as_str().is_some_and(|p| p.contains("mock__echo"))), "the problem names the tool: {body}");
     }
-    for bad in
-        [json!({ "tools": [] }), json!({ "nottools": {} }), json!({ "tools": { "mock__echo": { "enabled": "no" } } })]
-    {
+    for bad in [json!({ "tools": [] }), json!({ "nottools": {} }), json!({ "tools": { "mock__echo": { "enabled": "no" } } })] {
         let response = admin.post("/admin/tools/config", &bad);
         assert_eq!(response.status, 400, "{bad}: {response:?}");
     }
@@ -409,10 +380,7 @@ fn tool_config_with_a_duplicate_exposed_name_is_400_and_not_written() {
     assert_eq!(response.status, 400, "{response:?}");
     let body = response.json();
     let problems = body["problems"].as_array().unwrap_or_else(|| panic!("no problems in {body}"));
-    assert!(
-        problems.iter().any(|p| p.as_str().is_some_and(|p| p.contains("same"))),
-        "the problem names the name: {body}"
-    );
+    assert!(problems.iter().any(|p| p.as_str().is_some_and(|p| p.contains("same"))), "the problem names the name: {body}");
     assert!(!proxy.tool_config_path().exists(), "nothing written");
 }
 
@@ -456,10 +424,7 @@ fn reload_applies_a_new_server_and_keeps_open_mcp_sessions() {
     let session = initialize_on(&mut conn);
     let mut stream = open_mcp_stream(&proxy, &session);
     let before = tool_names(&mut conn, &session, 1);
-    assert!(
-        before.contains(&"mock__echo".to_owned()) && !before.iter().any(|n| n.starts_with("extra__")),
-        "{before:?}"
-    );
+    assert!(before.contains(&"mock__echo".to_owned()) && !before.iter().any(|n| n.starts_with("extra__")), "{before:?}");
 
     let config = json!({ "mcpServers": { "mock": mock_entry("mock"), "extra": mock_entry("extra") } });
     assert_eq!(admin.post("/admin/config", &config).status, 200);
@@ -551,9 +516,7 @@ fn status_shows_each_backends_state() {
         .start();
     let admin = proxy.login();
     let status = admin.wait_status("mock connected and broken failed", |s| {
-        let state = |k: &str| {
-            s["backends"].as_array().and_then(|b| b.iter().find(|b| b["key"] == k)).map(|b| b["state"].clone())
-        };
+        let state = |k: &str| s["backends"].as_array().and_then(|b| b.iter().find(|b| b["key"] == k)).map(|b| b["state"].clone());
         state("mock") == Some(json!("connected")) && state("broken") == Some(json!("failed"))
     });
     assert_eq!(status["status"], "ok");
@@ -582,19 +545,12 @@ fn logs_return_recent_lines_and_never_a_secret() {
     }
     let admin = proxy.login();
     let body = admin.get_json("/admin/logs");
-    let lines: Vec<&str> = body["lines"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no lines: {body}"))
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let lines: Vec<&str> =
+        body["lines"].as_array().unwrap_or_else(|| panic!("no lines: {body}")).iter().filter_map(Value::as_str).collect();
     assert!(lines.iter().any(|l| l.contains("listening on http://")), "recent lines are kept: {lines:#?}");
     let failed: Vec<&&str> = lines.iter().filter(|l| l.contains("login failed")).collect();
     assert_eq!(failed.len(), 3, "each failed login logged: {lines:#?}");
-    assert!(
-        lines.iter().all(|l| l.len() > 21 && l.as_bytes()[4] == b'-' && l.as_bytes()[19] == b'Z'),
-        "timestamped: {lines:#?}"
-    );
+    assert!(lines.iter().all(|l| l.len() > 21 && l.as_bytes()[4] == b'-' && l.as_bytes()[19] == b'Z'), "timestamped: {lines:#?}");
     let text = lines.join("\n");
     for secret in [PASSWORD, api_keys[0], api_keys[1]] {
         assert!(!text.contains(secret), "GET /admin/logs shows the secret {secret:?}:\n{text}");
@@ -611,13 +567,7 @@ fn logs_never_show_a_password_holding_quotes_or_backslashes() {
     let proxy = AdminBuilder::new("logs-escape").env("ADMIN_PASSWORD", password).start();
     assert_eq!(proxy.login_response(password, "nope").status, 401);
     let admin = proxy.login_as(USER, password);
-    let text = admin.get_json("/admin/logs")["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect::<Vec<_>>()
-        .join("\n");
+    let text = admin.get_json("/admin/logs")["lines"].as_array().unwrap().iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n");
     let escaped = format!("{password:?}");
     let escaped = escaped.trim_matches('"');
     for form in [password, escaped] {
@@ -674,8 +624,7 @@ fn install_streams_info_stdout_stderr_and_complete() {
         "{events:#?}"
     );
     assert!(of_kind(&events, "install_error").is_empty(), "{events:#?}");
-    let info: Vec<String> =
-        of_kind(&events, "install_info").iter().map(|e| e["message"].as_str().unwrap().to_owned()).collect();
+    let info: Vec<String> = of_kind(&events, "install_info").iter().map(|e| e["message"].as_str().unwrap().to_owned()).collect();
     let target = tools.join("pkg");
     assert!(info.iter().any(|m| m.contains(target.to_str().unwrap())), "names the target: {info:?}");
     for command in commands {
@@ -684,11 +633,7 @@ fn install_streams_info_stdout_stderr_and_complete() {
     // The commands run in the target's parent folder.
     let canonical = tools.canonicalize().unwrap();
     let stdout = of_kind(&events, "install_stdout");
-    assert_eq!(
-        stdout,
-        vec![json!({ "serverKey": "pkg", "output": format!("out from {}\n", canonical.display()) })],
-        "{events:#?}"
-    );
+    assert_eq!(stdout, vec![json!({ "serverKey": "pkg", "output": format!("out from {}\n", canonical.display()) })], "{events:#?}");
     assert_eq!(of_kind(&events, "install_stderr"), vec![json!({ "serverKey": "pkg", "output": "err-line\n" })]);
     assert!(target.join("installed").exists(), "the commands ran");
     let order: Vec<&str> = events.iter().filter_map(|e| e.event.as_deref()).collect();
@@ -699,22 +644,15 @@ fn install_streams_info_stdout_stderr_and_complete() {
 
 #[test]
 fn install_skips_an_existing_target() {
-    let (_proxy, admin, tools) =
-        tools_folder_proxy("install-skip", &[("pkg", installable("pkg", &["touch ran-anyway"]))]);
+    let (_proxy, admin, tools) = tools_folder_proxy("install-skip", &[("pkg", installable("pkg", &["touch ran-anyway"]))]);
     std::fs::create_dir_all(tools.join("pkg")).unwrap();
     let mut updates = admin.events("/admin/sse/updates");
     start_install(&admin, "pkg");
     let events = install_events_until_done(&mut updates, "pkg");
-    assert_eq!(
-        of_kind(&events, "install_complete"),
-        vec![json!({ "serverKey": "pkg", "code": 0, "message": "Already installed." })]
-    );
+    assert_eq!(of_kind(&events, "install_complete"), vec![json!({ "serverKey": "pkg", "code": 0, "message": "Already installed." })]);
     let info = of_kind(&events, "install_info");
     assert!(info.iter().any(|i| i["message"].as_str().unwrap().contains("already exists")), "{info:?}");
-    assert!(
-        of_kind(&events, "install_stdout").is_empty() && of_kind(&events, "install_stderr").is_empty(),
-        "{events:#?}"
-    );
+    assert!(of_kind(&events, "install_stdout").is_empty() && of_kind(&events, "install_stderr").is_empty(), "{events:#?}");
     assert!(!tools.join("ran-anyway").exists(), "no command ran");
     let _ = std::fs::remove_dir_all(tools);
 }
@@ -746,10 +684,7 @@ fn install_refuses_non_stdio_unknown_and_commandless_servers() {
         "install-refuse",
         &[
             ("mock", mock_entry("mock")),
-            (
-                "remote",
-                json!({ "type": "http", "url": "http://127.0.0.1:9/mcp", "installCommands": ["true"], "active": false }),
-            ),
+            ("remote", json!({ "type": "http", "url": "http://127.0.0.1:9/mcp", "installCommands": ["true"], "active": false })),
         ],
     );
     let response = admin.post("/admin/server/install/remote", &json!({}));
@@ -766,8 +701,7 @@ fn install_refuses_non_stdio_unknown_and_commandless_servers() {
 
 #[test]
 fn second_install_while_one_runs_is_409() {
-    let (_proxy, admin, tools) =
-        tools_folder_proxy("install-409", &[("pkg", installable("pkg", &["sleep 2", "mkdir pkg"]))]);
+    let (_proxy, admin, tools) = tools_folder_proxy("install-409", &[("pkg", installable("pkg", &["sleep 2", "mkdir pkg"]))]);
     let mut updates = admin.events("/admin/sse/updates");
     start_install(&admin, "pkg");
     let response = admin.post("/admin/server/install/pkg", &json!({}));
@@ -788,8 +722,7 @@ fn second_install_while_one_runs_is_409() {
 
 #[test]
 fn install_of_a_key_with_a_slash_under_tools_folder_is_400() {
-    let (_proxy, admin, tools) =
-        tools_folder_proxy("install-slash", &[("a/b", installable("a/b", &["touch escaped"]))]);
+    let (_proxy, admin, tools) = tools_folder_proxy("install-slash", &[("a/b", installable("a/b", &["touch escaped"]))]);
     let response = admin.post("/admin/server/install/a/b", &json!({}));
     assert_eq!(response.status, 400, "{response:?}");
     assert!(response.text().contains("a/b"), "{response:?}");

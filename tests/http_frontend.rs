@@ -5,8 +5,8 @@
 mod http_support;
 
 use http_support::{
-    initialize_on, initialize_request, mcp_post, notification, result_text, rpc, start, tool_call, HttpProxy,
-    ProxyBuilder, Req, SseItem, MCP_ACCEPT, WAIT,
+    initialize_on, initialize_request, mcp_post, notification, result_text, rpc, start, tool_call, HttpProxy, ProxyBuilder, Req, SseItem,
+    MCP_ACCEPT, WAIT,
 };
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -50,8 +50,7 @@ fn run_concurrently(count: usize, work: impl Fn(usize) + Send + Sync + Clone + '
         .enumerate()
         .filter_map(|(i, h)| {
             h.join().err().map(|e| {
-                let why =
-                    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+                let why = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
                 format!("client {i}: {}", why.unwrap_or_default())
             })
         })
@@ -85,8 +84,7 @@ fn legacy_sse_post_is_accepted_and_the_reply_arrives_on_the_stream() {
 
     let accepted = proxy.request(&Req::post(&sse.endpoint).json(&notification("notifications/initialized", json!({}))));
     assert_eq!(accepted.status, 202, "{accepted:?}");
-    let call =
-        proxy.request(&Req::post(&sse.endpoint).json(&tool_call("c", "mock__echo", json!({ "text": "via sse" }))));
+    let call = proxy.request(&Req::post(&sse.endpoint).json(&tool_call("c", "mock__echo", json!({ "text": "via sse" }))));
     assert_eq!(call.status, 202, "{call:?}");
     let reply = sse.events.next_message(WAIT);
     assert_eq!((reply["id"].clone(), result_text(&reply)), (json!("c"), "via sse"), "{reply}");
@@ -134,8 +132,7 @@ fn streamable_tools_list_in_a_session_is_answered_with_json() {
     assert!(response.content_type().starts_with("application/json"), "{response:?}");
     let body = response.json();
     assert_eq!(body["id"], 2, "{body}");
-    let names: Vec<&str> =
-        body["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    let names: Vec<&str> = body["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
     assert!(names.contains(&"mock__echo") && names.contains(&"mock__sleep"), "{names:?}");
 }
 
@@ -144,10 +141,7 @@ fn streamable_request_without_session_header_is_400() {
     let proxy = start();
     let response = proxy.post_mcp(None, &rpc(2, "tools/list", json!({})));
     assert_eq!(response.status, 400, "{response:?}");
-    assert!(
-        response.json()["error"]["message"].as_str().unwrap_or_default().contains("Mcp-Session-Id"),
-        "{response:?}"
-    );
+    assert!(response.json()["error"]["message"].as_str().unwrap_or_default().contains("Mcp-Session-Id"), "{response:?}");
 }
 
 #[test]
@@ -228,11 +222,8 @@ fn streamable_connection_is_reused_after_an_answer_sent_as_an_event_stream() {
     let proxy = start();
     let mut conn = proxy.connect();
     let session = initialize_on(&mut conn);
-    let call = rpc(
-        5,
-        "tools/call",
-        json!({ "name": "mock__progress", "arguments": { "steps": 2, "ms": 10 }, "_meta": { "progressToken": 1 } }),
-    );
+    let call =
+        rpc(5, "tools/call", json!({ "name": "mock__progress", "arguments": { "steps": 2, "ms": 10 }, "_meta": { "progressToken": 1 } }));
     let streamed = conn.roundtrip(&mcp_post(Some(&session), &call));
     assert!(streamed.content_type().starts_with("text/event-stream"), "{streamed:?}");
     let next = conn.roundtrip(&mcp_post(Some(&session), &rpc(6, "tools/list", json!({}))));
@@ -288,8 +279,7 @@ fn streamable_client(addr: SocketAddr, index: usize) {
         let (echo_id, sleep_id) = (2 * round + 1, 2 * round + 2);
         // Alternate which connection carries which call, so both kinds share connections.
         let (echo_conn, sleep_conn) = if round % 2 == 0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
-        sleep_conn
-            .send(&mcp_post(Some(&session), &tool_call(sleep_id, "mock__sleep", json!({ "ms": ms, "text": text }))));
+        sleep_conn.send(&mcp_post(Some(&session), &tool_call(sleep_id, "mock__sleep", json!({ "ms": ms, "text": text }))));
         echo_conn.send(&mcp_post(Some(&session), &tool_call(echo_id, "mock__echo", json!({ "text": text }))));
         let echo = echo_conn.response();
         let slept = sleep_conn.response();
@@ -321,8 +311,7 @@ fn legacy_client(proxy_addr: SocketAddr, index: usize) {
     assert_eq!(accepted.status, 202, "initialize: {accepted:?}");
     let (init, _) = sse.events.wait_message(WAIT, |m| m["id"] == 0);
     assert!(init.get("result").is_some(), "{init}");
-    let accepted =
-        post.roundtrip(&Req::post(&sse.endpoint).json(&notification("notifications/initialized", json!({}))));
+    let accepted = post.roundtrip(&Req::post(&sse.endpoint).json(&notification("notifications/initialized", json!({}))));
     assert_eq!(accepted.status, 202, "initialized: {accepted:?}");
 
     let mut expected = std::collections::HashMap::new();
@@ -550,9 +539,8 @@ fn body_over_the_limit_is_413_and_others_are_still_served() {
 #[test]
 fn chunked_body_over_the_limit_is_413() {
     let proxy = ProxyBuilder::new().env("MCP_PROXY_MAX_BODY_BYTES", "1000").start();
-    let mut bytes = String::from(
-        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
-    );
+    let mut bytes =
+        String::from("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
     for _ in 0..3 {
         bytes.push_str(&format!("{:x}\r\n{}\r\n", 600, "a".repeat(600)));
     }

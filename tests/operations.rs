@@ -14,8 +14,7 @@
 mod http_support;
 
 use http_support::{
-    initialize_request, mcp_post, notification, result_text, rpc, tool_call, HttpProxy, ProxyBuilder, Req, MCP_ACCEPT,
-    PROXY_BIN, WAIT,
+    initialize_request, mcp_post, notification, result_text, rpc, tool_call, HttpProxy, ProxyBuilder, Req, MCP_ACCEPT, PROXY_BIN, WAIT,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -86,10 +85,7 @@ fn parse_metrics(text: &str) -> Metrics {
                 (name.to_owned(), parse_labels(body, line))
             }
         };
-        assert!(
-            name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':'),
-            "bad metric name {name:?} in {line:?}"
-        );
+        assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':'), "bad metric name {name:?} in {line:?}");
         let family = ["_bucket", "_sum", "_count"]
             .iter()
             .find_map(|suffix| name.strip_suffix(suffix).filter(|base| types.get(*base).is_some_and(|k| k == "histogram")))

@@ -62,10 +62,7 @@ fn tools_of_an_sse_and_a_streamable_http_backend_are_listed_and_callable() {
     let legacy = RemoteServer::start(Transport::Sse, "legacy-server");
     let modern = RemoteServer::start(Transport::StreamableHttp, "modern-server");
     let mut proxy = start(
-        &[
-            ("legacy", remote(&legacy, Transport::Sse, json!({}))),
-            ("modern", remote(&modern, Transport::StreamableHttp, json!({}))),
-        ],
+        &[("legacy", remote(&legacy, Transport::Sse, json!({}))), ("modern", remote(&modern, Transport::StreamableHttp, json!({})))],
         &[],
     );
     let tools = proxy.tool_names();
@@ -118,10 +115,7 @@ fn api_key_bearer_token_and_headers_go_on_every_request_to_an_sse_backend() {
 #[test]
 fn api_key_bearer_token_and_headers_go_on_every_request_to_a_streamable_http_backend() {
     let server = RemoteServer::start(Transport::StreamableHttp, "http-auth");
-    let mut proxy = start(
-        &[("modern", remote(&server, Transport::StreamableHttp, auth_config()))],
-        &[("REMOTE_TEST_SECRET", "s3cr3t")],
-    );
+    let mut proxy = start(&[("modern", remote(&server, Transport::StreamableHttp, auth_config()))], &[("REMOTE_TEST_SECRET", "s3cr3t")]);
     assert_eq!(proxy.tool_text("modern__echo", json!({ "text": "one" })), "one");
     assert_eq!(proxy.tool_text("modern__echo", json!({ "text": "two" })), "two");
     let seen = assert_every_request_authenticated(&mut proxy, "modern");
@@ -239,10 +233,7 @@ fn streamable_http_backend_down_at_start_is_connected_once_its_server_is_up() {
 fn proxy_with_remote_backends_exits_promptly_on_stdin_eof_and_ends_its_streamable_http_session() {
     let sse = RemoteServer::start(Transport::Sse, "exit-sse");
     let http = RemoteServer::start(Transport::StreamableHttp, "exit-http");
-    let servers = [
-        ("legacy", remote(&sse, Transport::Sse, json!({}))),
-        ("modern", remote(&http, Transport::StreamableHttp, json!({}))),
-    ];
+    let servers = [("legacy", remote(&sse, Transport::Sse, json!({}))), ("modern", remote(&http, Transport::StreamableHttp, json!({})))];
     let mut proxy = start(&servers, &[]);
     assert_eq!(proxy.tool_text("modern__whoami", json!({})), "exit-http");
     let session = requests_seen(&mut proxy, "modern").iter().rev().find_map(session_of).unwrap().to_owned();
@@ -358,7 +349,6 @@ fn call_made_while_an_sse_backend_reconnects_is_retried_and_succeeds() {
     let response = proxy.wait_for("the retried call's response", Duration::from_secs(15), |m| m["id"] == call);
     assert_eq!(response.pointer("/result/content/0/text"), Some(&json!("retried")), "{response}");
 }
-
 
 /// A Streamable HTTP backend has no standing connection to tell the proxy it went down: the call itself
 /// finds out, when its POST is refused. Nothing reached the tool, so the call is retried.

@@ -7,9 +7,9 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{MOCK_TOOLS, 
-    config, error_code, mock, mock_with, names, processes_with, result_text, start, start_initialized, unique, with,
-    Proxy, ProxyBuilder, MOCK_SERVER, WAIT,
+use support::{
+    config, error_code, mock, mock_with, names, processes_with, result_text, start, start_initialized, unique, with, Proxy, ProxyBuilder,
+    MOCK_SERVER, MOCK_TOOLS, WAIT,
 };
 
 const INVALID_PARAMS: i64 = -32602;
@@ -129,8 +129,7 @@ fn tools_of_two_backends_are_listed_with_their_prefixes() {
     let result = proxy.request_ok("tools/list", json!({}));
     let mut listed = names(&result["tools"]);
     listed.sort();
-    let mut expected: Vec<String> =
-        ["alpha", "beta"].iter().flat_map(|s| MOCK_TOOLS.iter().map(move |t| format!("{s}__{t}"))).collect();
+    let mut expected: Vec<String> = ["alpha", "beta"].iter().flat_map(|s| MOCK_TOOLS.iter().map(move |t| format!("{s}__{t}"))).collect();
     expected.sort();
     assert_eq!(listed, expected);
     assert!(result.get("nextCursor").is_none(), "{result}");
@@ -287,8 +286,7 @@ fn tool_added_at_run_time_is_announced_and_listed() {
 
 fn progress_with_token(token: Value) {
     let mut proxy = start_initialized(&two_mocks());
-    let params =
-        json!({"name": "alpha__progress", "arguments": {"steps": 3, "ms": 10}, "_meta": {"progressToken": token}});
+    let params = json!({"name": "alpha__progress", "arguments": {"steps": 3, "ms": 10}, "_meta": {"progressToken": token}});
     let response = proxy.request("tools/call", params);
     assert_eq!(result_text(&response), "done 3");
     // The mock sends its progress before its answer, and the proxy keeps that order.
@@ -316,8 +314,7 @@ fn progress_keeps_a_call_alive_past_the_request_timeout() {
     let mut proxy = ProxyBuilder::new(&two_mocks()).env("MCP_PROXY_REQUEST_TIMEOUT", "1").spawn();
     proxy.initialize();
     // 5 steps of 300 ms: 1.5 s in all, never 1 s without progress.
-    let params =
-        json!({"name": "alpha__progress", "arguments": {"steps": 5, "ms": 300}, "_meta": {"progressToken": "t"}});
+    let params = json!({"name": "alpha__progress", "arguments": {"steps": 5, "ms": 300}, "_meta": {"progressToken": "t"}});
     let response = proxy.request("tools/call", params);
     assert_eq!(result_text(&response), "done 5", "{response}");
     assert_eq!(proxy.take_notifications("notifications/progress").len(), 5);
@@ -327,11 +324,7 @@ fn progress_keeps_a_call_alive_past_the_request_timeout() {
 fn client_cancellation_reaches_the_backend_under_the_backends_id() {
     let mut proxy = start_initialized(&two_mocks());
     let id = json!("cancel-me");
-    proxy.start_request_with_id(
-        id.clone(),
-        "tools/call",
-        json!({"name": "alpha__cancellable", "arguments": {"ms": 5000}}),
-    );
+    proxy.start_request_with_id(id.clone(), "tools/call", json!({"name": "alpha__cancellable", "arguments": {"ms": 5000}}));
     proxy.notify("notifications/cancelled", json!({"requestId": id, "reason": "changed my mind"}));
     let ids = parse(&proxy.tool_text("alpha__cancelled_ids", json!({})));
     let ids = ids.as_array().unwrap();
@@ -441,8 +434,7 @@ fn cancelled_call_waiting_for_a_retry_gets_no_answer() {
     // alpha is down: this call waits for a retry, and the client gives up on it meanwhile.
     let id = proxy.start_request("tools/call", json!({"name": "alpha__whoami", "arguments": {}}));
     proxy.notify("notifications/cancelled", json!({"requestId": id, "reason": "no longer needed"}));
-    let late: Vec<Value> =
-        proxy.drain(Duration::from_millis(800)).into_iter().filter(|m| m.get("id") == Some(&id)).collect();
+    let late: Vec<Value> = proxy.drain(Duration::from_millis(800)).into_iter().filter(|m| m.get("id") == Some(&id)).collect();
     assert_eq!(late, Vec::<Value>::new(), "answers to the cancelled request");
 }
 
@@ -566,8 +558,7 @@ fn clashing_prompt_is_exposed_with_the_second_servers_prefix() {
 #[test]
 fn completion_by_prompt_ref_is_forwarded() {
     let mut proxy = start_initialized(&two_mocks());
-    let params =
-        json!({"ref": {"type": "ref/prompt", "name": "beta__greet"}, "argument": {"name": "who", "value": "an"}});
+    let params = json!({"ref": {"type": "ref/prompt", "name": "beta__greet"}, "argument": {"name": "who", "value": "an"}});
     let result = proxy.request_ok("completion/complete", params);
     assert_eq!(result["completion"]["values"], json!(["an-1", "an-2"]), "{result}");
     let unknown = json!({"ref": {"type": "ref/prompt", "name": "nope"}, "argument": {"name": "who", "value": "x"}});
@@ -585,8 +576,7 @@ fn read_text(proxy: &mut Proxy, uri: &str) -> String {
 fn resource_read_is_routed_by_uri() {
     let mut proxy = start_initialized(&two_mocks());
     let listed = proxy.request_ok("resources/list", json!({}));
-    let mut uris: Vec<&str> =
-        listed["resources"].as_array().unwrap().iter().filter_map(|r| r["uri"].as_str()).collect();
+    let mut uris: Vec<&str> = listed["resources"].as_array().unwrap().iter().filter_map(|r| r["uri"].as_str()).collect();
     uris.sort();
     assert_eq!(uris, ["mock://alpha/readme", "mock://beta/readme"]);
     assert_eq!(read_text(&mut proxy, "mock://beta/readme"), "content of mock://beta/readme from beta");
@@ -791,9 +781,7 @@ fn sigterm_stops_the_backends_and_exits_zero() {
 fn closing_stdin_kills_a_backend_that_ignores_eof_and_sigterm() {
     let marker = unique("marker-stubborn");
     // The mock exits at EOF, but its shell lingers, holding stdout open and ignoring SIGTERM.
-    let script = format!(
-        "trap '' TERM\npython3 {MOCK_SERVER} --name stubborn\npython3 -c 'import time; time.sleep(60)' {marker}"
-    );
+    let script = format!("trap '' TERM\npython3 {MOCK_SERVER} --name stubborn\npython3 -c 'import time; time.sleep(60)' {marker}");
     let entry = json!({"command": "sh", "args": ["-c", script]});
     let mut proxy = start_initialized(&config(&[("stubborn", entry), ("beta", mock("beta"))]));
     assert_eq!(proxy.tool_text("stubborn__whoami", json!({})), "stubborn");

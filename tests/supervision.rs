@@ -125,8 +125,7 @@ fn call_made_while_the_backend_restarts_is_retried_and_succeeds() {
 #[test]
 fn with_retries_off_a_call_to_a_restarting_backend_fails_fast_naming_the_server() {
     let marker = backend_support::unique("marker-noretry");
-    let mut proxy =
-        proxy_on_alpha(&marker, &[("MCP_PROXY_RESTART_BACKOFF_MIN", "5"), ("RETRY_STDIO_TOOL_CALL", "false")]);
+    let mut proxy = proxy_on_alpha(&marker, &[("MCP_PROXY_RESTART_BACKOFF_MIN", "5"), ("RETRY_STDIO_TOOL_CALL", "false")]);
     let crashed = proxy.call_tool("alpha__crash", json!({}));
     assert_eq!(error_code(&crashed), Some(BACKEND_UNAVAILABLE), "{crashed}");
     proxy.notification(TOOLS_CHANGED);
@@ -198,10 +197,7 @@ fn progress_pushes_the_timeout_back() {
 /// back through fd 3, since `sh` gives background jobs /dev/null.
 fn direct_and_wrapped(marker: &str) -> Value {
     let wrapped = format!("exec 3<&0; python3 {MOCK_SERVER} --name {marker}-wrapped <&3 3<&- & wait");
-    config(&[
-        ("direct", mock(&format!("{marker}-direct"))),
-        ("wrapped", json!({ "command": "sh", "args": ["-c", wrapped] })),
-    ])
+    config(&[("direct", mock(&format!("{marker}-direct"))), ("wrapped", json!({ "command": "sh", "args": ["-c", wrapped] }))])
 }
 
 /// Starts the proxy on [`direct_and_wrapped`] and checks that three processes hold the marker.
@@ -246,9 +242,8 @@ fn no_backend_process_is_left_after_sigint() {
 /// A proxy whose one backend, `wrapped`, is the mock behind `sh -c` next to a stubborn grandchild that
 /// holds the backend's stdout open, ignores SIGTERM and never reads stdin; initialized.
 fn proxy_with_stubborn_grandchild(marker: &str) -> Proxy {
-    let stubborn = format!(
-        "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)' {marker}-stubborn"
-    );
+    let stubborn =
+        format!("python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)' {marker}-stubborn");
     let script = format!("exec 3<&0; {stubborn} </dev/null & python3 {MOCK_SERVER} --name {marker}-mock <&3 3<&- & wait");
     let mut proxy = ProxyBuilder::new(&config(&[("wrapped", json!({ "command": "sh", "args": ["-c", script] }))])).spawn();
     proxy.initialize();

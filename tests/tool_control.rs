@@ -11,10 +11,8 @@ mod toolctl_support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{MOCK_TOOLS, config, error_code, mock, mock_with, names, processes_with, result_text, unique, with, Proxy, WAIT};
-use toolctl_support::{
-    run_cli, signal, spawn_with_tool_config, start_with_tool_config, wait_until, write_atomically, ConfigDir,
-};
+use support::{config, error_code, mock, mock_with, names, processes_with, result_text, unique, with, Proxy, MOCK_TOOLS, WAIT};
+use toolctl_support::{run_cli, signal, spawn_with_tool_config, start_with_tool_config, wait_until, write_atomically, ConfigDir};
 
 const INVALID_PARAMS: i64 = -32602;
 const TOOLS_CHANGED: &str = "notifications/tools/list_changed";
@@ -236,8 +234,7 @@ fn resource_filters_hide_denied_uris_and_templates_from_the_lists() {
     let uris: Vec<&str> = listed["resources"].as_array().unwrap().iter().filter_map(|r| r["uri"].as_str()).collect();
     assert_eq!(uris, ["mock://beta/readme"], "{listed}");
     let templates = proxy.request_ok("resources/templates/list", json!({}));
-    let patterns: Vec<&str> =
-        templates["resourceTemplates"].as_array().unwrap().iter().filter_map(|t| t["uriTemplate"].as_str()).collect();
+    let patterns: Vec<&str> = templates["resourceTemplates"].as_array().unwrap().iter().filter_map(|t| t["uriTemplate"].as_str()).collect();
     assert_eq!(patterns, ["mock://beta/items/{id}"], "{templates}");
     let read = proxy.request_ok("resources/read", json!({"uri": "mock://beta/readme"}));
     assert_eq!(read["contents"][0]["text"], "content of mock://beta/readme from beta", "{read}");
@@ -524,7 +521,8 @@ fn list_tools_prints_the_tools_and_a_count() {
     if !run.status.success() {
         run.fail("--list-tools failed");
     }
-    let listed: Vec<String> = run.stdout.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with("alpha__")).map(str::to_owned).collect();
+    let listed: Vec<String> =
+        run.stdout.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with("alpha__")).map(str::to_owned).collect();
     if sorted(listed) != sorted(qualified("alpha", &MOCK_TOOLS)) {
         run.fail("not every tool is listed");
     }

@@ -100,8 +100,7 @@ fn list(admin: &Admin) -> Vec<Value> {
 
 fn shell_pid(admin: &Admin, id: &str) -> i32 {
     let terminals = list(admin);
-    let entry =
-        terminals.iter().find(|t| t["id"] == id).unwrap_or_else(|| panic!("terminal {id} not listed: {terminals:?}"));
+    let entry = terminals.iter().find(|t| t["id"] == id).unwrap_or_else(|| panic!("terminal {id} not listed: {terminals:?}"));
     entry["pid"].as_i64().unwrap_or_else(|| panic!("no pid: {entry}")) as i32
 }
 
@@ -115,8 +114,7 @@ fn assert_gone(pids: &[(i32, &str)], proxy_pid: i32) {
         .iter()
         .filter(|(pid, _)| running(*pid, Some(proxy_pid)))
         .map(|(pid, what)| {
-            let ((state, ppid), (pgrp, sid)) =
-                (proc_state(*pid).unwrap_or_default(), proc_group(*pid).unwrap_or_default());
+            let ((state, ppid), (pgrp, sid)) = (proc_state(*pid).unwrap_or_default(), proc_group(*pid).unwrap_or_default());
             format!("{what} (pid {pid}: state {state}, parent {ppid}, process group {pgrp}, session {sid})")
         })
         .collect();
@@ -163,10 +161,8 @@ fn list_shows_each_open_terminal() {
     let terminals = list(&admin);
     assert_eq!(terminals.len(), 2, "{terminals:?}");
     for term in [&one, &two] {
-        let entry = terminals
-            .iter()
-            .find(|t| t["id"] == term.id.as_str())
-            .unwrap_or_else(|| panic!("{} not listed: {terminals:?}", term.id));
+        let entry =
+            terminals.iter().find(|t| t["id"] == term.id.as_str()).unwrap_or_else(|| panic!("{} not listed: {terminals:?}", term.id));
         let pid = entry["pid"].as_i64().expect("pid") as i32;
         assert!(running(pid, None), "the listed pid {pid} runs");
         assert!(entry["lastActivity"].as_u64().is_some(), "{entry}");
@@ -217,11 +213,7 @@ fn idle_terminals_expire() {
     wait_for("the idle terminal to leave the list", Duration::from_secs(6), || {
         (!list(&admin).iter().any(|t| t["id"] == term.id.as_str())).then_some(())
     });
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "expired before the idle timeout: {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_millis(900), "expired before the idle timeout: {:?}", started.elapsed());
     assert_gone(&[(shell, "the idle terminal's shell")], proxy.pid());
 }
 
@@ -234,11 +226,7 @@ fn a_second_output_stream_replays_earlier_output() {
     term.read_until("before-42");
     drop(term.output);
     // A reloaded page: a new stream first gets what was printed, then what comes next.
-    let mut again = Term {
-        id: term.id.clone(),
-        output: admin.events(&format!("/admin/terminal/{}/output", term.id)),
-        seen: String::new(),
-    };
+    let mut again = Term { id: term.id.clone(), output: admin.events(&format!("/admin/terminal/{}/output", term.id)), seen: String::new() };
     let first = again.output.next_event(WAIT);
     assert_eq!(first.event.as_deref(), Some("output"), "the replay comes first: {first:?}");
     assert!(output_text(&first).contains("before-42"), "the replay holds earlier output: {first:?}");
@@ -260,9 +248,7 @@ fn exit_ends_the_stream_with_the_exit_code() {
         }
     };
     assert_eq!(exit["exitCode"], 3, "{exit}");
-    wait_for("the exited terminal to leave the list", WAIT, || {
-        (!list(&admin).iter().any(|t| t["id"] == term.id.as_str())).then_some(())
-    });
+    wait_for("the exited terminal to leave the list", WAIT, || (!list(&admin).iter().any(|t| t["id"] == term.id.as_str())).then_some(()));
 }
 
 #[test]
@@ -285,9 +271,8 @@ fn terminal_api_needs_a_session_and_csrf() {
     let term = Term::start(&admin, 80, 24);
     let stranger = Req::get(&format!("/admin/terminal/{}/output", term.id));
     assert_eq!(proxy.request(&stranger).status, 401, "output without login");
-    let no_csrf = Req::post(&format!("/admin/terminal/{}/input", term.id))
-        .header("Cookie", &admin.cookie)
-        .json(&json!({ "input": "id\n" }));
+    let no_csrf =
+        Req::post(&format!("/admin/terminal/{}/input", term.id)).header("Cookie", &admin.cookie).json(&json!({ "input": "id\n" }));
     assert_eq!(admin.send(&no_csrf).status, 403, "input without the CSRF token");
     let no_csrf = Req::post("/admin/terminal/start").header("Cookie", &admin.cookie).json(&json!({}));
     assert_eq!(admin.send(&no_csrf).status, 403, "start without the CSRF token");
@@ -318,21 +303,14 @@ fn terminal_page_and_scripts_are_served() {
     assert_eq!(admin.get_json("/admin/environment")["webTerminal"], true);
     let page = admin.get("/admin/terminal.html");
     assert_eq!(page.status, 200, "{page:?}");
-    assert!(
-        page.content_type().starts_with("text/html") && page.text().contains("/admin/terminal/terminal.js"),
-        "{page:?}"
-    );
+    assert!(page.content_type().starts_with("text/html") && page.text().contains("/admin/terminal/terminal.js"), "{page:?}");
     let js = admin.get("/admin/terminal/terminal.js");
     assert_eq!(js.status, 200);
     assert!(js.content_type().starts_with("text/javascript"), "{js:?}");
     let xterm = admin.send(&admin.req("GET", "/admin/terminal/xterm.mjs").header("Accept-Encoding", "gzip"));
     assert_eq!(xterm.status, 200);
     assert_eq!(xterm.header("content-encoding"), Some("gzip"), "{:?}", xterm.headers);
-    assert!(
-        xterm.body.starts_with(&[0x1f, 0x8b]) && xterm.body.len() > 10_000,
-        "a gzip body ({} bytes)",
-        xterm.body.len()
-    );
+    assert!(xterm.body.starts_with(&[0x1f, 0x8b]) && xterm.body.len() > 10_000, "a gzip body ({} bytes)", xterm.body.len());
     for asset in ["/admin/terminal/addon-fit.mjs", "/admin/terminal/xterm.css"] {
         assert_eq!(admin.get(asset).status, 200, "{asset}");
     }
@@ -352,11 +330,7 @@ fn no_shell_survives_the_proxys_exit() {
     let status = proxy.wait_exit(Duration::from_secs(15));
     assert!(status.success(), "exit status after SIGTERM: {status:?}\n{}", proxy.stderr());
     assert_gone(
-        &[
-            (shell, "a terminal's shell"),
-            (child, "its background `sleep 1000 &`"),
-            (second_shell, "another terminal's shell"),
-        ],
+        &[(shell, "a terminal's shell"), (child, "its background `sleep 1000 &`"), (second_shell, "another terminal's shell")],
         proxy_pid,
     );
 }

@@ -56,7 +56,10 @@ pub enum Connection {
 /// Why a backend could not be started.
 #[derive(Debug)]
 pub enum StartError {
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
     /// A thread for a remote connection could not be started.
     Thread(std::io::Error),
 }
@@ -80,9 +83,7 @@ impl Connection {
             Transport::Stdio(cfg) => stdio::StdioBackend::spawn(key, cfg, link)
                 .map(Connection::Stdio)
                 .map_err(|source| StartError::Spawn { command: cfg.command.clone(), source }),
-            Transport::Sse(cfg) => {
-                sse::SseBackend::start(key, cfg.clone(), link, timeout).map(Connection::Sse).map_err(StartError::Thread)
-            }
+            Transport::Sse(cfg) => sse::SseBackend::start(key, cfg.clone(), link, timeout).map(Connection::Sse).map_err(StartError::Thread),
             Transport::StreamableHttp(cfg) => streamable_http::StreamableHttpBackend::start(key, cfg.clone(), link, timeout)
                 .map(Connection::StreamableHttp)
                 .map_err(StartError::Thread),

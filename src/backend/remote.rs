@@ -155,9 +155,9 @@ impl Remote {
 pub fn classify(e: ureq::Error) -> Failure {
     use ureq::Timeout;
     match e {
-        ureq::Error::ConnectionFailed
-        | ureq::Error::HostNotFound
-        | ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => Failure::Refused(e.to_string()),
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => {
+            Failure::Refused(e.to_string())
+        }
         ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => Failure::Refused(e.to_string()),
         ureq::Error::Io(ref io) if io.kind() != std::io::ErrorKind::TimedOut && io.kind() != std::io::ErrorKind::WouldBlock => {
             Failure::Unreachable(e.to_string())

@@ -33,11 +33,8 @@ struct Shared {
 
 impl SseBackend {
     pub fn start(key: &str, config: RemoteConfig, link: Link, timeout: Duration) -> io::Result<SseBackend> {
-        let shared = Arc::new(Shared {
-            remote: Remote::new(key, config, link, timeout),
-            endpoint: Mutex::new(None),
-            announced: Condvar::new(),
-        });
+        let shared =
+            Arc::new(Shared { remote: Remote::new(key, config, link, timeout), endpoint: Mutex::new(None), announced: Condvar::new() });
         let (outbox, inbox) = crossbeam_channel::unbounded();
         let reader = shared.clone();
         thread::Builder::new().name(format!("{key}-sse")).stack_size(THREAD_STACK).spawn(move || reader.read_stream())?;

@@ -42,20 +42,13 @@ impl StdioBackend {
     /// Spawns the child and its three threads.
     pub fn spawn(key: &str, cfg: &StdioConfig, link: Link) -> io::Result<StdioBackend> {
         let mut command = Command::new(&cfg.command);
-        command
-            .args(&cfg.args)
-            .envs(&cfg.env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        command.args(&cfg.args).envs(&cfg.env).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
         if let Some(cwd) = &cfg.cwd {
             command.current_dir(cwd);
         }
         let mut child = command.spawn()?;
         let pgid = child.id() as i32;
-        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
+        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
             kill_group(pgid, libc::SIGKILL);
             let _ = child.wait();
             return Err(io::Error::other("child has no stdio pipes"));

@@ -60,10 +60,7 @@ impl StreamableHttpBackend {
         let shared = Arc::new(Shared { remote, session: Mutex::default(), reinit: Mutex::new(()) });
         let (outbox, inbox) = crossbeam_channel::unbounded();
         let writer = shared.clone();
-        thread::Builder::new()
-            .name(format!("{key}-http"))
-            .stack_size(WORKER_STACK)
-            .spawn(move || writer.write_loop(&inbox))?;
+        thread::Builder::new().name(format!("{key}-http")).stack_size(WORKER_STACK).spawn(move || writer.write_loop(&inbox))?;
         Ok(StreamableHttpBackend { outbox: Some(outbox), shared })
     }
 
@@ -123,7 +120,6 @@ impl Shared {
         self.remote.close("session closed".into());
     }
 
-
     fn session(&self) -> MutexGuard<'_, Session> {
         // A worker that panicked holding the lock left consistent data: the fields are set whole.
         self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -140,7 +136,9 @@ impl Shared {
             let s = self.session();
             (s.id.clone(), s.protocol_version.clone())
         };
-        let mut req = self.remote.with_auth(self.remote.agent().post(&self.remote.config.url))
+        let mut req = self
+            .remote
+            .with_auth(self.remote.agent().post(&self.remote.config.url))
             .header("Content-Type", "application/json")
             .header("Accept", "application/json, text/event-stream");
         if let Some(id) = &session_id {
@@ -212,7 +210,9 @@ impl Shared {
         let Some(init) = self.session().initialize.clone() else {
             return Err("no initialize to replay".into());
         };
-        let mut req = self.remote.with_auth(self.remote.agent().post(&self.remote.config.url))
+        let mut req = self
+            .remote
+            .with_auth(self.remote.agent().post(&self.remote.config.url))
             .header("Content-Type", "application/json")
             .header("Accept", "application/json, text/event-stream");
         if let Some(version) = self.session().protocol_version.clone() {
@@ -249,7 +249,9 @@ impl Shared {
             let Some(session_id) = self.session().id.clone() else { return };
             // A silent stream is normal, but not forever: after a long quiet spell the stream is opened
             // again, which also lets this thread notice that the connection was closed meanwhile.
-            let req = self.remote.with_auth(self.remote.agent().get(&self.remote.config.url))
+            let req = self
+                .remote
+                .with_auth(self.remote.agent().get(&self.remote.config.url))
                 .header("Accept", "text/event-stream")
                 .header("Mcp-Session-Id", &session_id)
                 .config()

@@ -184,11 +184,7 @@ pub fn parse_head(head: &[u8]) -> Result<Request, ReadError> {
     }
     let target = parsed.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let headers = parsed
-        .headers
-        .iter()
-        .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
-        .collect();
+    let headers = parsed.headers.iter().map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned())).collect();
     Ok(Request {
         method: parsed.method.unwrap_or("GET").to_owned(),
         path: path.to_owned(),
@@ -234,8 +230,7 @@ fn read_chunked(reader: &mut BufReader<Conn>, max: usize) -> Result<Vec<u8>, Rea
     loop {
         let size_line = read_line(reader)?;
         let size_hex = size_line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| ReadError::Malformed(format!("bad chunk size '{size_hex}'")))?;
+        let size = usize::from_str_radix(size_hex, 16).map_err(|_| ReadError::Malformed(format!("bad chunk size '{size_hex}'")))?;
         if size == 0 {
             // Trailers, up to the empty line.
             while !read_line(reader)?.is_empty() {}

@@ -439,10 +439,7 @@ impl Hub {
         b.state = State::Ready;
         b.ready_since = Some(Instant::now());
         let [tools, prompts, resources, templates] = b.lists.each_ref().map(Vec::len);
-        log::info!(
-            "[{}] ready: {tools} tools, {prompts} prompts, {resources} resources, {templates} resource templates",
-            b.config.key
-        );
+        log::info!("[{}] ready: {tools} tools, {prompts} prompts, {resources} resources, {templates} resource templates", b.config.key);
         self.refresh_catalog();
         self.restore_client_state(backend);
     }
@@ -453,8 +450,7 @@ impl Hub {
         if let Some(level) = self.log_level.clone().filter(|_| self.backends[backend.0].has_capability("logging")) {
             self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(json!({ "level": level })));
         }
-        let uris: Vec<String> =
-            self.subscribers.keys().filter(|uri| self.catalog.resource_owner(uri) == Some(backend)).cloned().collect();
+        let uris: Vec<String> = self.subscribers.keys().filter(|uri| self.catalog.resource_owner(uri) == Some(backend)).cloned().collect();
         for uri in uris {
             self.request_internal(backend, Internal::Ignore, "resources/subscribe", Some(json!({ "uri": uri })));
         }

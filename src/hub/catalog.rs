@@ -229,10 +229,9 @@ impl Catalog {
                 }
                 let exposed = if self.prompt_routes.contains_key(name) {
                     let qualified = qualify(src.prefix, sep, name);
-                    found.notes.push(format!(
-                        "prompt '{name}' of server '{}' clashes with another server's; exposed as '{qualified}'",
-                        src.key
-                    ));
+                    found
+                        .notes
+                        .push(format!("prompt '{name}' of server '{}' clashes with another server's; exposed as '{qualified}'", src.key));
                     qualified
                 } else {
                     name.to_owned()
@@ -259,9 +258,9 @@ fn exposed_name(prefix: &str, sep: &str, name: &str, over: Option<&ToolOverride>
         if is_portable_name(wanted) {
             return wanted.to_owned();
         }
-        found.problems.push(format!(
-            "tool config: '{key}': exposedName '{wanted}' is not 1-64 letters, digits, '_' or '-'; using the default name"
-        ));
+        found
+            .problems
+            .push(format!("tool config: '{key}': exposedName '{wanted}' is not 1-64 letters, digits, '_' or '-'; using the default name"));
     }
     let default = qualify(prefix, sep, name);
     if default.len() > 64 {
@@ -307,7 +306,16 @@ mod tests {
     }
 
     fn lists(key: &'static str) -> Lists {
-        Lists { key, prefix: key, ready: true, filters: Filters::default(), tools: vec![], prompts: vec![], resources: vec![], templates: vec![] }
+        Lists {
+            key,
+            prefix: key,
+            ready: true,
+            filters: Filters::default(),
+            tools: vec![],
+            prompts: vec![],
+            resources: vec![],
+            templates: vec![],
+        }
     }
 
     /// The catalog and every finding, problems first, then notes.
@@ -462,8 +470,11 @@ mod tests {
                               "outputSchema": {"type": "object"}, "_meta": {"x": 1}})];
         let (catalog, problems) = build(&[a]);
         assert!(problems.is_empty());
-        assert_eq!(catalog.tools, [json!({"name": "a__echo", "title": "Echo", "annotations": {"readOnlyHint": true},
-                                          "outputSchema": {"type": "object"}, "_meta": {"x": 1}})]);
+        assert_eq!(
+            catalog.tools,
+            [json!({"name": "a__echo", "title": "Echo", "annotations": {"readOnlyHint": true},
+                                          "outputSchema": {"type": "object"}, "_meta": {"x": 1}})]
+        );
         assert_eq!(catalog.tool("a__echo"), Some(&Route { backend: BackendId(0), name: "echo".into() }));
         assert_eq!(catalog.tool("echo"), None);
     }
@@ -488,7 +499,11 @@ mod tests {
         assert_eq!(catalog.tools.len(), 1);
         assert_eq!(catalog.tool("echo").map(|r| r.backend), Some(BackendId(0)));
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("server 'a' tool 'echo' keeps it") && problems[0].contains("server 'b' tool 'echo' is skipped"), "{}", problems[0]);
+        assert!(
+            problems[0].contains("server 'a' tool 'echo' keeps it") && problems[0].contains("server 'b' tool 'echo' is skipped"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]

@@ -201,9 +201,8 @@ impl Hub {
             "capabilities": capabilities,
             "serverInfo": { "name": "mcp-proxy-server", "title": "MCP Proxy Server", "version": env!("CARGO_PKG_VERSION") },
         });
-        let instructions: Vec<String> = ready()
-            .filter_map(|b| b.instructions().map(|text| format!("## {}\n{text}", b.config.key)))
-            .collect();
+        let instructions: Vec<String> =
+            ready().filter_map(|b| b.instructions().map(|text| format!("## {}\n{text}", b.config.key))).collect();
         if !instructions.is_empty() {
             result["instructions"] = Value::String(instructions.join("\n\n"));
         }
@@ -505,8 +504,7 @@ impl Hub {
     /// requests held meanwhile.
     pub(super) fn check_settled(&mut self, now: Instant) {
         let Some(deadline) = self.settle_by else { return };
-        let starting: Vec<&str> =
-            self.backends.iter().filter(|b| b.state == State::Starting).map(|b| b.config.key.as_str()).collect();
+        let starting: Vec<&str> = self.backends.iter().filter(|b| b.state == State::Starting).map(|b| b.config.key.as_str()).collect();
         if !starting.is_empty() && now < deadline {
             return;
         }

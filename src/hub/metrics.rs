@@ -48,12 +48,22 @@ impl Metrics {
         out.push_str("# HELP mcp_proxy_backend_requests_total Client requests forwarded to a backend, by method.\n");
         out.push_str("# TYPE mcp_proxy_backend_requests_total counter\n");
         for ((backend, method), (count, _)) in &self.requests {
-            let _ = writeln!(out, "mcp_proxy_backend_requests_total{{backend=\"{}\",method=\"{}\"}} {count}", label(&key(*backend)), label(method));
+            let _ = writeln!(
+                out,
+                "mcp_proxy_backend_requests_total{{backend=\"{}\",method=\"{}\"}} {count}",
+                label(&key(*backend)),
+                label(method)
+            );
         }
         out.push_str("# HELP mcp_proxy_backend_errors_total Forwarded requests answered with a JSON-RPC error.\n");
         out.push_str("# TYPE mcp_proxy_backend_errors_total counter\n");
         for ((backend, method), (_, errors)) in &self.requests {
-            let _ = writeln!(out, "mcp_proxy_backend_errors_total{{backend=\"{}\",method=\"{}\"}} {errors}", label(&key(*backend)), label(method));
+            let _ = writeln!(
+                out,
+                "mcp_proxy_backend_errors_total{{backend=\"{}\",method=\"{}\"}} {errors}",
+                label(&key(*backend)),
+                label(method)
+            );
         }
         out.push_str("# HELP mcp_proxy_tool_call_seconds Time from forwarding a tools/call to its answer.\n");
         out.push_str("# TYPE mcp_proxy_tool_call_seconds histogram\n");

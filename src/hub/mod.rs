@@ -45,41 +45,96 @@ pub struct BackendId(pub usize);
 /// Everything the dispatcher reacts to.
 pub enum Event {
     /// The stdio client (or `--list-tools`) is there; the dispatcher writes to it through `outbox`.
-    ClientConnected { client: ClientId, outbox: Sender<Message> },
+    ClientConnected {
+        client: ClientId,
+        outbox: Sender<Message>,
+    },
     /// An HTTP client asks for a session. `outbox` is its standing stream for messages that answer no
     /// request of its own (a Streamable HTTP client has none yet); `owner` names the API key or token it
     /// came with, for the per-key limit. `reply` gets [`Reply::Accepted`] or [`Reply::Refused`].
-    OpenSession { client: ClientId, session: String, outbox: Option<Sender<Message>>, owner: Option<String>, reply: Sender<Reply> },
-    FromClient { client: ClientId, msg: Message },
+    OpenSession {
+        client: ClientId,
+        session: String,
+        outbox: Option<Sender<Message>>,
+        owner: Option<String>,
+        reply: Sender<Reply>,
+    },
+    FromClient {
+        client: ClientId,
+        msg: Message,
+    },
     /// The client sent something that is not a JSON-RPC message; it gets an error with a null id.
-    InvalidFromClient { client: ClientId, error: crate::jsonrpc::ParseError },
+    InvalidFromClient {
+        client: ClientId,
+        error: crate::jsonrpc::ParseError,
+    },
     /// A message posted over HTTP for a session. `reply` first gets [`Reply::UnknownSession`] or, for a
     /// notification or a response, [`Reply::Accepted`]; for a request with `inline` set it then gets
     /// the messages about that request (progress, the response), else those go to the session's outbox.
-    FromSession { session: String, msg: Message, reply: Sender<Reply>, inline: bool },
+    FromSession {
+        session: String,
+        msg: Message,
+        reply: Sender<Reply>,
+        inline: bool,
+    },
     /// A new standing stream for a session (Streamable HTTP `GET`); replaces the previous one.
     /// `stream` is unique per stream, so the end of a replaced stream is not taken for the new one's.
-    OpenStream { session: String, stream: u64, outbox: Sender<Message>, reply: Sender<Reply> },
+    OpenStream {
+        session: String,
+        stream: u64,
+        outbox: Sender<Message>,
+        reply: Sender<Reply>,
+    },
     /// A standing stream ended (its client went away); the session lives on until it expires.
-    StreamClosed { session: String, stream: u64 },
+    StreamClosed {
+        session: String,
+        stream: u64,
+    },
     /// Streamable HTTP `DELETE`: the client ends its session.
-    EndSession { session: String, reply: Sender<Reply> },
+    EndSession {
+        session: String,
+        reply: Sender<Reply>,
+    },
     /// `GET /health`: the dispatcher answers with a JSON status; `detailed` adds the backends.
-    Health { detailed: bool, reply: Sender<Value> },
+    Health {
+        detailed: bool,
+        reply: Sender<Value>,
+    },
     /// `GET /metrics`: the dispatcher's counters in the Prometheus text format.
-    Metrics { reply: Sender<String> },
+    Metrics {
+        reply: Sender<String>,
+    },
     /// The effective catalog: every exposed tool with its server and original name, the problems
     /// found building it, and the backends' states (`--check`, the admin API).
-    Inspect { reply: Sender<Value> },
-    ClientGone { client: ClientId },
+    Inspect {
+        reply: Sender<Value>,
+    },
+    ClientGone {
+        client: ClientId,
+    },
     /// `generation` tells connections of one backend apart across restarts.
-    FromBackend { backend: BackendId, generation: u64, msg: Message },
+    FromBackend {
+        backend: BackendId,
+        generation: u64,
+        msg: Message,
+    },
     /// A request to a remote backend could not be sent at all (no connection): it may be retried.
-    Undelivered { backend: BackendId, generation: u64, id: Value },
+    Undelivered {
+        backend: BackendId,
+        generation: u64,
+        id: Value,
+    },
     /// The backend's connection ended (process exited, stream closed); `reason` is for the log.
-    BackendExited { backend: BackendId, generation: u64, reason: String },
+    BackendExited {
+        backend: BackendId,
+        generation: u64,
+        reason: String,
+    },
     /// A new, already validated configuration to apply without a restart.
-    Reload { servers: Vec<ServerConfig>, overrides: catalog::Overrides },
+    Reload {
+        servers: Vec<ServerConfig>,
+        overrides: catalog::Overrides,
+    },
     /// SIGTERM, SIGINT: stop the backends and return.
     Shutdown,
 }
@@ -346,7 +401,8 @@ impl Hub {
     fn next_wakeup(&mut self) -> Option<Instant> {
         let sweep = (!self.sessions.is_empty()).then_some(self.sweep_at);
         let restart = self.next_restart();
-        let retry = [self.retries.iter().map(|r| r.at).min(), self.retiring.iter().filter_map(|r| r.kill_at).min()].into_iter().flatten().min();
+        let retry =
+            [self.retries.iter().map(|r| r.at).min(), self.retiring.iter().filter_map(|r| r.kill_at).min()].into_iter().flatten().min();
         [self.routing.next_deadline(), self.settle_by, self.stopping.as_ref().map(|s| s.next_step), sweep, restart, retry]
             .into_iter()
             .flatten()

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 /// Who is waiting for a backend's answer.
 #[derive(Debug)]
 pub enum Origin<I> {
-    Client { caller: Caller, progress_token: Option<Value> },
+    Client {
+        caller: Caller,
+        progress_token: Option<Value>,
+    },
     /// The proxy itself (handshake, list refresh); `I` says what to do with the answer.
     Internal(I),
 }

@@ -64,11 +64,7 @@ const PROXY_ENV: &[&str] = &[
 /// A fresh folder no other test (or test process) uses.
 pub fn temp_dir(label: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "mcp-admin-{label}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = std::env::temp_dir().join(format!("mcp-admin-{label}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
     dir
@@ -151,9 +147,10 @@ impl AdminBuilder {
     pub fn start(self) -> AdminProxy {
         let dir = temp_dir(&self.label);
         let config_path = dir.join("mcp_server.json");
-        let text = self.config_text.clone().unwrap_or_else(|| {
-            serde_json::to_string_pretty(&json!({ "mcpServers": Value::Object(self.servers.clone()) })).unwrap() + "\n"
-        });
+        let text = self
+            .config_text
+            .clone()
+            .unwrap_or_else(|| serde_json::to_string_pretty(&json!({ "mcpServers": Value::Object(self.servers.clone()) })).unwrap() + "\n");
         std::fs::write(&config_path, text).expect("cannot write the config");
         if let Some(tools) = &self.tool_config {
             std::fs::write(dir.join("tool_config.json"), serde_json::to_string_pretty(tools).unwrap()).unwrap();
@@ -235,9 +232,7 @@ impl AdminProxy {
                 let status = self.child.try_wait().ok().flatten();
                 let seen = text.clone();
                 drop(text);
-                panic!(
-                    "stderr did not show {needle:?} (exit status {status:?})\n--- proxy stderr ---\n{seen}--- end ---"
-                );
+                panic!("stderr did not show {needle:?} (exit status {status:?})\n--- proxy stderr ---\n{seen}--- end ---");
             }
             text = changed.wait_timeout(text, left.min(Duration::from_millis(100))).unwrap().0;
         }
@@ -289,8 +284,7 @@ impl AdminProxy {
         if response.status != 200 {
             self.fail(&format!("login failed: {response:?}"));
         }
-        let cookie =
-            response.header("set-cookie").unwrap_or_else(|| self.fail(&format!("no Set-Cookie: {response:?}")));
+        let cookie = response.header("set-cookie").unwrap_or_else(|| self.fail(&format!("no Set-Cookie: {response:?}")));
         let pair = cookie.split(';').next().unwrap_or_default().trim().to_owned();
         let csrf = response.json()["csrfToken"].as_str().unwrap_or_else(|| self.fail("no csrfToken")).to_owned();
         Admin { addr: self.addr, cookie: pair, csrf }

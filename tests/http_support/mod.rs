@@ -192,9 +192,7 @@ impl HttpProxy {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || matches!(self.child.try_wait(), Ok(Some(_))) {
                 let status = self.child.try_wait().ok().flatten();
-                panic!(
-                    "stderr did not show {needle:?} (exit status {status:?})\n--- proxy stderr ---\n{text}--- end ---"
-                );
+                panic!("stderr did not show {needle:?} (exit status {status:?})\n--- proxy stderr ---\n{text}--- end ---");
             }
             text = changed.wait_timeout(text, left.min(Duration::from_millis(100))).unwrap().0;
         }
@@ -331,8 +329,7 @@ pub fn mcp_post(session: Option<&str>, message: &Value) -> Req {
 pub fn initialize_on(conn: &mut Conn) -> String {
     let response = conn.roundtrip(&mcp_post(None, &initialize_request(0)));
     assert_eq!(response.status, 200, "initialize: {response:?}");
-    let session =
-        response.header("mcp-session-id").unwrap_or_else(|| panic!("no Mcp-Session-Id: {response:?}")).to_owned();
+    let session = response.header("mcp-session-id").unwrap_or_else(|| panic!("no Mcp-Session-Id: {response:?}")).to_owned();
     let initialized = conn.roundtrip(&mcp_post(Some(&session), &notification("notifications/initialized", json!({}))));
     assert_eq!(initialized.status, 202, "notifications/initialized: {initialized:?}");
     session
@@ -486,8 +483,7 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
-        let stream =
-            TcpStream::connect_timeout(&addr, WAIT).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+        let stream = TcpStream::connect_timeout(&addr, WAIT).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
         stream.set_read_timeout(Some(WAIT)).unwrap();
         stream.set_write_timeout(Some(WAIT)).unwrap();
         let _ = stream.set_nodelay(true);
@@ -530,8 +526,7 @@ impl Conn {
         let mut parts = status_line.splitn(3, ' ');
         let version = parts.next().unwrap_or_default();
         assert!(version.starts_with("HTTP/1."), "not an HTTP status line: {status_line:?}");
-        let status =
-            parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {status_line:?}"));
         let mut headers = Vec::new();
         loop {
             let line = self.line("a header line");

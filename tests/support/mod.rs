@@ -53,7 +53,6 @@ pub const MOCK_TOOLS: [&str; 15] = [
     "ask_roots",
 ];
 
-
 /// A name no other test (or test process) uses: `<label>-<pid>-<n>`.
 pub fn unique(label: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -406,10 +405,7 @@ impl Proxy {
                         Ok(Some(status)) => format!("the proxy has exited ({status})"),
                         _ => "the proxy is still running".to_owned(),
                     };
-                    self.fail(&format!(
-                        "no {what} within {timeout:?}; {status}; unclaimed messages:\n  {}",
-                        seen.join("\n  ")
-                    ));
+                    self.fail(&format!("no {what} within {timeout:?}; {status}; unclaimed messages:\n  {}", seen.join("\n  ")));
                 }
             }
         }

@@ -34,9 +34,9 @@ impl Auth {
         });
         let header_key = req.header("x-api-key").map(|k| k.trim().to_owned());
         let candidates = [(bearer, &self.tokens, "token"), (header_key, &self.keys, "key"), (req.query_param("key"), &self.keys, "key")];
-        candidates.into_iter().find_map(|(candidate, secrets, kind)| {
-            matching(&candidate?, secrets).map(|index| format!("{kind} #{}", index + 1))
-        })
+        candidates
+            .into_iter()
+            .find_map(|(candidate, secrets, kind)| matching(&candidate?, secrets).map(|index| format!("{kind} #{}", index + 1)))
     }
 }
 

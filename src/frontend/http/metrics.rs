@@ -23,9 +23,8 @@ pub fn render(events: &Sender<Event>) -> Response {
     gauge("mcp_proxy_http_sent_bytes_total", "counter", "Bytes of HTTP responses written.", http::BYTES_OUT.load(Ordering::Relaxed));
     gauge("mcp_proxy_http_connections", "gauge", "HTTP connections open now.", http::OPEN_CONNECTIONS.load(Ordering::Relaxed) as u64);
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-    };
+    let field =
+        |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
     gauge("process_resident_memory_bytes", "gauge", "Resident memory of the proxy process.", field("VmRSS:").unwrap_or(0) * 1024);
     gauge("process_threads", "gauge", "Threads of the proxy process.", field("Threads:").unwrap_or(0));
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);

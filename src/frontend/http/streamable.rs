@@ -32,9 +32,9 @@ pub(super) fn handle(fe: &Frontend, req: &Request, ex: &mut Exchange) {
         "POST" => post(fe, req, ex),
         "GET" => get(fe, req, ex),
         "DELETE" => ex.respond(delete(fe, req)),
-        other => ex.respond(
-            rpc_error(405, -32600, &format!("Method {other} not allowed on /mcp")).with_header("Allow", "GET, POST, DELETE"),
-        ),
+        other => {
+            ex.respond(rpc_error(405, -32600, &format!("Method {other} not allowed on /mcp")).with_header("Allow", "GET, POST, DELETE"))
+        }
     }
 }
 

@@ -95,7 +95,8 @@ impl Admin {
         let response = match (method, path) {
             ("POST", "/admin/logout") => {
                 self.sessions.logout(req);
-                Response::json(200, &json!({ "success": true })).with_header("Set-Cookie", &session::cookie(None, self.settings.cookie_secure))
+                Response::json(200, &json!({ "success": true }))
+                    .with_header("Set-Cookie", &session::cookie(None, self.settings.cookie_secure))
             }
             ("GET", "/admin/session") => Response::json(200, &json!({ "user": session.user, "csrfToken": session.csrf })),
             ("GET", "/admin/config") => read_file(&self.watch.config_path, None),
@@ -200,14 +201,11 @@ impl Admin {
 
     fn reload(&self) -> Response {
         match config_watch::read(&self.watch).map(|event| self.events.send(event).is_ok()) {
-            Ok(true) => {
-                Response::json(200, &json!({ "success": true, "message": "Server configuration reloaded successfully." }))
-            }
+            Ok(true) => Response::json(200, &json!({ "success": true, "message": "Server configuration reloaded successfully." })),
             Ok(false) => Response::error(503, "shutting down"),
-            Err(details) => Response::json(
-                400,
-                &json!({ "success": false, "error": "Failed to reload server configuration.", "details": details }),
-            ),
+            Err(details) => {
+                Response::json(400, &json!({ "success": false, "error": "Failed to reload server configuration.", "details": details }))
+            }
         }
     }
 

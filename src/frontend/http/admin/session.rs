@@ -42,7 +42,13 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Sessions {
     /// Checks credentials; on success returns the new session's id and CSRF token.
-    pub fn login(&self, settings: &AdminSettings, user: &str, password: &str, peer: Option<IpAddr>) -> Result<(String, Session), LoginError> {
+    pub fn login(
+        &self,
+        settings: &AdminSettings,
+        user: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<(String, Session), LoginError> {
         let now = Instant::now();
         {
             // Old failures are forgotten for every address, so the map cannot grow with addresses.

@@ -192,11 +192,8 @@ impl Terminals {
     }
 
     fn reap_idle(&self) {
-        let idle: Vec<String> = locked(&self.live)
-            .values()
-            .filter(|t| locked(&t.last_activity).elapsed() >= self.idle_timeout)
-            .map(|t| t.id.clone())
-            .collect();
+        let idle: Vec<String> =
+            locked(&self.live).values().filter(|t| locked(&t.last_activity).elapsed() >= self.idle_timeout).map(|t| t.id.clone()).collect();
         for id in idle {
             log::info!("terminal {} idle for {:?}; killing it", &id[..8], self.idle_timeout);
             self.kill(&id);

@@ -6,7 +6,7 @@
 //! applying a half-valid file would stop servers that are working.
 
 use crate::config;
-use crate::hub::Event;
+use crate::event::Event;
 use crate::tool_config;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::path::{Path, PathBuf};

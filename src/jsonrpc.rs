@@ -134,6 +134,12 @@ impl Message {
         Message { id: Some(id), error: Some(raw(&error)), ..Message::empty() }
     }
 
+    /// Reads `params` one level deep (absent params read as an empty object): enough to route a
+    /// request and rewrite a member, while tool arguments stay raw text.
+    pub fn params(&self) -> Result<Params, String> {
+        Params::parse(self.params.as_deref())
+    }
+
     /// Parses `params` as a JSON object; absent params read as an empty object.
     pub fn params_object(&self) -> Result<serde_json::Map<String, Value>, String> {
         match &self.params {
@@ -154,6 +160,89 @@ impl Message {
 
     fn empty() -> Message {
         Message { jsonrpc: Version, id: None, method: None, params: None, result: None, error: None }
+    }
+}
+
+/// A request's `params` object read one level deep: each member keeps its value as raw JSON text, in
+/// the order it came. The dispatcher reads and rewrites a few small members (`name`, `uri`, `_meta`)
+/// and never builds a tree of the rest (a tool's arguments may be megabytes).
+#[derive(Debug, Clone, Default)]
+pub struct Params(Vec<(String, Box<RawValue>)>);
+
+impl Params {
+    /// Reads a params member; `None` reads as an empty object.
+    pub fn parse(raw: Option<&RawValue>) -> Result<Params, String> {
+        let Some(raw) = raw else { return Ok(Params::default()) };
+        serde_json::from_str::<Params>(raw.get()).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => "params must be an object".to_owned(),
+            _ => format!("params: {e}"),
+        })
+    }
+
+    /// A member's raw JSON text.
+    pub fn get(&self, key: &str) -> Option<&RawValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| &**v)
+    }
+
+    /// A member that is a JSON string, unescaped; `None` when absent or not a string.
+    pub fn str(&self, key: &str) -> Option<String> {
+        serde_json::from_str(self.get(key)?.get()).ok()
+    }
+
+    /// A member parsed into a tree, for the small members the proxy looks inside (`_meta`, `ref`).
+    pub fn value(&self, key: &str) -> Option<Value> {
+        serde_json::from_str(self.get(key)?.get()).ok()
+    }
+
+    /// Sets a member, in place when it exists, else at the end.
+    pub fn set(&mut self, key: &str, value: Box<RawValue>) {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((key.to_owned(), value)),
+        }
+    }
+
+    /// Sets a member that is a string.
+    pub fn set_str(&mut self, key: &str, value: &str) {
+        self.set(key, raw(&Value::from(value)));
+    }
+
+    /// The object as raw JSON text again, members in their order.
+    pub fn to_raw(&self) -> Box<RawValue> {
+        let mut text = String::with_capacity(2 + self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>());
+        text.push('{');
+        for (i, (key, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            // A string always serialises; the key is written as a JSON string.
+            text.push_str(&serde_json::to_string(key).unwrap_or_default());
+            text.push(':');
+            text.push_str(value.get());
+        }
+        text.push('}');
+        RawValue::from_string(text).unwrap_or_else(|_| raw(&Value::Object(serde_json::Map::new())))
+    }
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Params, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Params;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
+                let mut params = Params::default();
+                // A repeated member: the last one counts, as when the object is read into a map.
+                while let Some((key, value)) = map.next_entry::<String, Box<RawValue>>()? {
+                    params.set(&key, value);
+                }
+                Ok(params)
+            }
+        }
+        d.deserialize_map(Members)
     }
 }
 
@@ -246,6 +335,28 @@ mod tests {
     fn message_with_no_method_nor_result_is_invalid() {
         let err = Message::parse(r#"{"jsonrpc":"2.0","id":1}"#).unwrap_err();
         assert_eq!(err.code(), code::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn params_keep_nested_members_as_raw_text_and_rewrite_one_in_place() {
+        let msg = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__x","arguments":{"b": [1.50, 2]}}}"#)
+            .unwrap();
+        let mut params = msg.params().unwrap();
+        assert_eq!(params.str("name").as_deref(), Some("a__x"));
+        params.set_str("name", "x\"y");
+        assert_eq!(params.to_raw().get(), r#"{"name":"x\"y","arguments":{"b": [1.50, 2]}}"#);
+    }
+
+    #[test]
+    fn params_that_are_not_an_object_are_refused() {
+        let msg = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1]}"#).unwrap();
+        assert_eq!(msg.params().unwrap_err(), "params must be an object");
+    }
+
+    #[test]
+    fn absent_params_read_as_an_empty_object() {
+        let msg = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
+        assert_eq!(msg.params().unwrap().to_raw().get(), "{}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod config;
 pub mod config_watch;
+pub mod event;
 pub mod files;
 pub mod frontend;
 pub mod http;

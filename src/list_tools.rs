@@ -4,7 +4,8 @@
 //! what it prints is exactly what a real client would see. `--check` also prints where each tool
 //! leads and fails (exit 1) when a server could not start or the catalog has problems.
 
-use crate::hub::{ClientId, Event, Hub};
+use crate::event::{BackendState, ClientId, Event, Inspection};
+use crate::hub::Hub;
 use crate::jsonrpc::{raw, Message};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::{json, Value};
@@ -28,7 +29,7 @@ pub fn run(
     let dispatcher = std::thread::Builder::new().name("hub".into()).spawn(move || hub.run(inbox))?;
     let client = ClientId::fresh();
     let (outbox, replies) = crossbeam_channel::unbounded();
-    let init = json!({ "protocolVersion": crate::hub::LATEST_PROTOCOL_VERSION, "capabilities": {},
+    let init = json!({ "protocolVersion": crate::event::LATEST_PROTOCOL_VERSION, "capabilities": {},
                        "clientInfo": { "name": "mcp-proxy-server --list-tools", "version": env!("CARGO_PKG_VERSION") } });
     // A send fails only when the dispatcher has stopped: there is nothing more to say than that.
     let stopped = |_| "the dispatcher stopped";
@@ -77,30 +78,25 @@ fn print_tools(tools: &[Value]) {
 }
 
 /// Prints the effective catalog and every problem; true when there is none.
-fn print_check(inspection: &Value) -> bool {
-    let list = |key| inspection.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-    let (tools, problems, notes, backends) = (list("tools"), list("problems"), list("notes"), list("backends"));
-    let width = tools.iter().map(|t| text(t, "name").len()).max().unwrap_or(4).max(4);
+fn print_check(inspection: &Inspection) -> bool {
+    let tools = &inspection.tools;
+    let width = tools.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
     println!("{:<width$}  server / original name", "tool");
-    for tool in &tools {
-        println!("{:<width$}  {} / {}", text(tool, "name"), text(tool, "server"), text(tool, "original"));
+    for tool in tools {
+        println!("{:<width$}  {} / {}", tool.name, tool.server, tool.original);
     }
-    let mut ok = problems.is_empty();
-    for backend in &backends {
-        let state = text(backend, "state");
-        println!(
-            "server {}: {state}{}",
-            text(backend, "key"),
-            backend.get("lastError").and_then(Value::as_str).map(|e| format!(" ({e})")).unwrap_or_default()
-        );
-        ok &= matches!(state, "connected" | "inactive");
+    let mut ok = inspection.problems.is_empty();
+    for backend in &inspection.backends {
+        let error = backend.last_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default();
+        println!("server {}: {}{error}", backend.key, backend.state);
+        ok &= matches!(backend.state, BackendState::Connected | BackendState::Inactive);
     }
-    for note in &notes {
-        println!("note: {}", note.as_str().unwrap_or_default());
+    for note in &inspection.notes {
+        println!("note: {note}");
     }
-    for problem in &problems {
-        println!("problem: {}", problem.as_str().unwrap_or_default());
+    for problem in &inspection.problems {
+        println!("problem: {problem}");
     }
-    println!("{} tools, {} problems: {}", tools.len(), problems.len(), if ok { "ok" } else { "NOT OK" });
+    println!("{} tools, {} problems: {}", tools.len(), inspection.problems.len(), if ok { "ok" } else { "NOT OK" });
     ok
 }

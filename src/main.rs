@@ -3,8 +3,9 @@
 //! `main` reads the settings, starts logging, loads the server config and hands over to the mode asked
 //! for. ARCHITECTURE.md maps the threads and channels; the dispatcher lives in `hub`.
 
-use hub::{Event, Hub, HubSettings};
-use mcp_proxy_server::{config, config_watch, frontend, hub, list_tools, logging, settings, signals, tool_config};
+use event::Event;
+use hub::{Hub, HubSettings};
+use mcp_proxy_server::{config, config_watch, event, frontend, hub, list_tools, logging, settings, signals, tool_config};
 use settings::{Mode, Settings};
 use std::process::ExitCode;
 

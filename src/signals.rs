@@ -6,7 +6,7 @@
 //! handler, so there is nothing async-signal-unsafe to get wrong. Children get a clean mask: std resets
 //! it before exec.
 
-use crate::hub::Event;
+use crate::event::Event;
 use crossbeam_channel::Sender;
 use std::io;
 

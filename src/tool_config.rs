@@ -25,10 +25,13 @@ impl Default for ToolOverride {
     }
 }
 
+/// Per-tool overrides by `<serverKey><sep><tool>`.
+pub type Overrides = BTreeMap<String, ToolOverride>;
+
 /// All overrides, by `<serverKey><sep><tool>`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ToolConfig {
-    pub tools: BTreeMap<String, ToolOverride>,
+    pub tools: Overrides,
     /// Entries that could not be used, each naming the file and the key.
     pub problems: Vec<String>,
 }

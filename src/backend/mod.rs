@@ -10,7 +10,7 @@ pub mod stdio;
 pub mod streamable_http;
 
 use crate::config::{ServerConfig, Transport};
-use crate::hub::{BackendId, Event};
+use crate::event::{BackendId, Event};
 use crate::jsonrpc::Message;
 use crossbeam_channel::Sender;
 use std::fmt;
@@ -51,7 +51,14 @@ pub enum Connection {
     Stdio(stdio::StdioBackend),
     Sse(sse::SseBackend),
     StreamableHttp(streamable_http::StreamableHttpBackend),
+    /// A backend in the test's hands: what the dispatcher sends it arrives on the other end of the
+    /// channel, and the test reports for it through its [`Link`]. Closing its input drops the sender.
+    #[cfg(test)]
+    Memory(Option<crossbeam_channel::Sender<Message>>),
 }
+
+/// How the dispatcher starts a backend's connection: [`Connection::start`], or an in-memory one in tests.
+pub type Connector = Box<dyn FnMut(&ServerConfig, Link, std::time::Duration) -> Result<Connection, StartError> + Send>;
 
 /// Why a backend could not be started.
 #[derive(Debug)]
@@ -96,6 +103,8 @@ impl Connection {
             Connection::Stdio(b) => b.send(msg),
             Connection::Sse(b) => b.send(msg),
             Connection::StreamableHttp(b) => b.send(msg),
+            #[cfg(test)]
+            Connection::Memory(tx) => tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok()),
         }
     }
 
@@ -105,6 +114,8 @@ impl Connection {
             Connection::Stdio(b) => b.close_input(),
             Connection::Sse(b) => b.close_input(),
             Connection::StreamableHttp(b) => b.close_input(),
+            #[cfg(test)]
+            Connection::Memory(tx) => *tx = None,
         }
     }
 

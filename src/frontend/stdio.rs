@@ -4,7 +4,7 @@
 //! messages to stdout, one JSON object per line. stdout carries nothing else: logs go to stderr. When
 //! stdin closes the client is gone, and in stdio mode that ends the proxy.
 
-use crate::hub::{ClientId, Event};
+use crate::event::{ClientId, Event};
 use crate::jsonrpc::Message;
 use crate::lines::{Line, LineReader};
 use crossbeam_channel::{Receiver, Sender};

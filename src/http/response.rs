@@ -1,7 +1,6 @@
 //! Writing HTTP/1.1 responses: whole ones with `Content-Length`, and event streams (SSE) in chunked
 //! encoding with every event flushed as it is written, so a stream can end and the connection be reused.
 
-use serde_json::Value;
 use std::io::{self, Write};
 use std::net::TcpStream;
 
@@ -18,8 +17,9 @@ impl Response {
         Response { status, headers: vec![("Content-Type".into(), content_type.into())], body: body.into() }
     }
 
-    pub fn json(status: u16, value: &Value) -> Response {
-        Response::new(status, "application/json", value.to_string())
+    pub fn json(status: u16, value: &impl serde::Serialize) -> Response {
+        // The proxy's own answers always serialise (string keys, no failing Serialize impls).
+        Response::new(status, "application/json", serde_json::to_string(value).unwrap_or_default())
     }
 
     /// `{"error": message}`: the original proxy's shape for transport-level errors.

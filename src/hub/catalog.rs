@@ -17,10 +17,61 @@
 //!   when only one backend offers resources at all, to that one.
 
 use crate::config::Filters;
-use crate::hub::BackendId;
-use crate::tool_config::{is_portable_name, shorten, ToolOverride};
-use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::event::BackendId;
+use crate::jsonrpc::raw;
+use crate::tool_config::{is_portable_name, shorten, Overrides, ToolOverride};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+
+/// The four lists a backend may offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    Tools = 0,
+    Prompts = 1,
+    Resources = 2,
+    Templates = 3,
+}
+
+impl ListKind {
+    pub const ALL: [ListKind; 4] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::Templates];
+
+    pub fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::Templates => "resources/templates/list",
+        }
+    }
+
+    /// The member of the list result that holds the items.
+    pub fn member(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The capability a backend declares when it offers this list.
+    pub fn capability(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources | ListKind::Templates => "resources",
+        }
+    }
+
+    pub fn changed_notification(self) -> &'static str {
+        match self {
+            ListKind::Tools => "notifications/tools/list_changed",
+            ListKind::Prompts => "notifications/prompts/list_changed",
+            ListKind::Resources | ListKind::Templates => "notifications/resources/list_changed",
+        }
+    }
+}
 
 /// One backend's lists (its last known ones when it is down), as the catalog reads them.
 pub struct Source<'a> {
@@ -60,6 +111,24 @@ pub struct Catalog {
     withdrawn: HashMap<String, BackendId>,
     /// A backend's tool (by its own name) to the name it is exposed under.
     exposed: HashMap<(BackendId, String), String>,
+    results: Results,
+}
+
+/// Each list's `result` as clients get it (`{"tools": [...]}`), serialised once per build, by
+/// [`ListKind`]; empty lists before the first build.
+#[derive(Debug)]
+struct Results([Box<RawValue>; 4]);
+
+impl Results {
+    fn of(lists: impl Fn(ListKind) -> Value) -> Results {
+        Results(ListKind::ALL.map(|kind| raw(&json!({ kind.member(): lists(kind) }))))
+    }
+}
+
+impl Default for Results {
+    fn default() -> Results {
+        Results::of(|_| json!([]))
+    }
 }
 
 /// What a build found, for the log, `--check` and the admin page.
@@ -69,10 +138,17 @@ pub struct Findings {
     pub problems: Vec<String>,
     /// A clash or a long name resolved by a documented rule.
     pub notes: Vec<String>,
+    /// The problems that are two tools wanting one name (also in `problems`): what the admin API
+    /// checks a tool config for before saving it.
+    pub clashes: Vec<String>,
 }
 
-/// Per-tool overrides by `<serverKey><sep><tool>`.
-pub type Overrides = BTreeMap<String, ToolOverride>;
+impl Findings {
+    fn clash(&mut self, why: String) {
+        self.clashes.push(why.clone());
+        self.problems.push(why);
+    }
+}
 
 impl Catalog {
     /// Builds the catalog, with what it found: problems (a tool dropped by a clash, an unusable
@@ -88,11 +164,27 @@ impl Catalog {
             }
         }
         catalog.add_prompts(sources, sep, &mut found);
+        catalog.results = Results::of(|kind| Value::from(catalog.list(kind)));
         if sources.iter().all(|s| s.ready) {
             let unused = overrides.keys().filter(|k| !used.contains(k.as_str()));
             found.problems.extend(unused.map(|k| format!("tool config: '{k}' names no tool of any server")));
         }
         (catalog, found)
+    }
+
+    /// The exposed definitions of one kind, in the order clients see them.
+    pub fn list(&self, kind: ListKind) -> &[Value] {
+        match kind {
+            ListKind::Tools => &self.tools,
+            ListKind::Prompts => &self.prompts,
+            ListKind::Resources => &self.resources,
+            ListKind::Templates => &self.templates,
+        }
+    }
+
+    /// The answer to a list request (`{"tools": [...]}` and so on), already serialised.
+    pub fn list_result(&self, kind: ListKind) -> Box<RawValue> {
+        self.results.0[kind as usize].clone()
     }
 
     pub fn tool(&self, exposed: &str) -> Option<&Route> {
@@ -164,7 +256,7 @@ impl Catalog {
                 continue;
             }
             if let Some(earlier) = self.tool_routes.get(&exposed) {
-                found.problems.push(format!(
+                found.clash(format!(
                     "tool name '{exposed}' is exposed twice: server '{}' tool '{}' keeps it, server '{}' tool '{name}' \
                      is skipped; give one of them an exposedName in the tool config, or its server another 'namespace'",
                     key_of(sources, earlier.backend),
@@ -262,13 +354,25 @@ fn exposed_name(prefix: &str, sep: &str, name: &str, over: Option<&ToolOverride>
             .problems
             .push(format!("tool config: '{key}': exposedName '{wanted}' is not 1-64 letters, digits, '_' or '-'; using the default name"));
     }
-    let default = qualify(prefix, sep, name);
-    if default.len() > 64 {
-        let short = shorten(&default);
-        found.notes.push(format!("tool name '{default}' is over 64 characters, which clients reject; exposed as '{short}'"));
-        return short;
+    let default = default_name(prefix, sep, name);
+    if default.len() < qualify(prefix, sep, name).len() {
+        found.notes.push(format!(
+            "tool name '{}' is over 64 characters, which clients reject; exposed as '{default}'",
+            qualify(prefix, sep, name)
+        ));
     }
     default
+}
+
+/// The name a tool is exposed under when no override renames it: `<prefix><sep><name>`, shortened when
+/// over 64 characters.
+pub fn default_name(prefix: &str, sep: &str, name: &str) -> String {
+    let full = qualify(prefix, sep, name);
+    if full.len() > 64 {
+        shorten(&full)
+    } else {
+        full
+    }
 }
 
 /// `prefix + sep + name`, or the bare name when the prefix is empty.

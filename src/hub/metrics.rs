@@ -2,7 +2,7 @@
 //! request and answer anyway, so counting costs a hash lookup and no lock), rendered in the Prometheus
 //! text format. Hand-written: the format is a few lines of text and needs no crate.
 
-use super::BackendId;
+use crate::event::BackendId;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;

@@ -4,41 +4,46 @@
 //! on), a changed one is stopped and started again, a new one is started and a removed one stopped.
 //! Slots are never reused for another key, so a `BackendId` always means the same server.
 
-use super::backends::{Backend, State};
-use super::{catalog, BackendId, Hub};
+use super::backends::State;
+use super::Hub;
 use crate::config::ServerConfig;
-use std::time::{Duration, Instant};
-
-/// How long a stopped backend has to exit after SIGTERM before SIGKILL.
-const RETIRE_GRACE: Duration = Duration::from_secs(3);
+use crate::event::BackendId;
+use crate::tool_config::Overrides;
 
 impl Hub {
-    pub(super) fn apply_reload(&mut self, servers: Vec<ServerConfig>, overrides: catalog::Overrides) {
-        if self.stopping.is_some() {
+    pub(super) fn apply_reload(&mut self, servers: Vec<ServerConfig>, overrides: Overrides) {
+        if self.shutdown.is_stopping() {
             return;
         }
         let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
-        for index in 0..self.backends.len() {
-            let b = &self.backends[index];
-            if b.state != State::Removed && !servers.iter().any(|s| s.key == b.config.key) {
-                removed.push(b.config.key.clone());
-                self.retire(BackendId(index), "removed from the configuration");
-                self.backends[index].state = State::Removed;
+        let gone: Vec<BackendId> = self
+            .backends
+            .iter()
+            .filter(|(_, b)| b.state != State::Removed && !servers.iter().any(|s| s.key == b.config.key))
+            .map(|(id, _)| id)
+            .collect();
+        for id in gone {
+            removed.push(self.backends.key(id).to_owned());
+            self.retire(id, "removed from the configuration");
+            if let Some(b) = self.backends.get_mut(id) {
+                b.state = State::Removed;
             }
         }
         for server in servers {
-            match self.backends.iter().position(|b| b.config.key == server.key) {
-                Some(index) if self.backends[index].config == server && self.backends[index].state != State::Removed => {}
-                Some(index) => {
+            match self.backends.find(&server.key) {
+                Some(id) if self.backends.get(id).is_some_and(|b| b.config == server && b.state != State::Removed) => {}
+                Some(id) => {
                     changed.push(server.key.clone());
-                    self.retire(BackendId(index), "its configuration changed");
-                    self.backends[index].reset(server);
-                    self.start_if_active(BackendId(index));
+                    self.retire(id, "its configuration changed");
+                    if let Some(b) = self.backends.get_mut(id) {
+                        b.reset(server);
+                    }
+                    self.start_if_active(id);
                 }
                 None => {
                     added.push(server.key.clone());
-                    self.backends.push(Backend::new(server));
-                    self.start_if_active(BackendId(self.backends.len() - 1));
+                    let id = self.backends.add(server);
+                    self.start_if_active(id);
                 }
             }
         }
@@ -53,30 +58,21 @@ impl Hub {
 
     /// Stops a backend's connection for good and fails what was waiting on it.
     fn retire(&mut self, backend: BackendId, why: &str) {
-        let key = self.backend_key(backend).to_owned();
-        if let Some(mut connection) = self.backends[backend.0].connection.take() {
+        let key = self.backends.key(backend).to_owned();
+        let Some(b) = self.backends.get_mut(backend) else { return };
+        b.restart_at = None;
+        b.state = State::Disabled;
+        if let Some(mut connection) = b.connection.take() {
             log::info!("[{key}] stopping: {why}");
             connection.close_input();
             connection.terminate();
-            let generation = self.backends[backend.0].generation;
-            let kill_at = Some(Instant::now() + RETIRE_GRACE);
-            self.retiring.push(super::Retiring { backend, generation, connection, kill_at });
+            self.shutdown.retire(backend, b.generation, connection);
         }
-        self.backends[backend.0].restart_at = None;
         self.abandon_backend_requests(backend, &format!("server '{key}' was stopped: {why}"));
-        self.backends[backend.0].state = State::Disabled;
-    }
-
-    /// Escalates to SIGKILL for stopped backends that outlived their grace period.
-    pub(super) fn kill_overdue(&mut self, now: Instant) {
-        for retiring in self.retiring.iter_mut().filter(|r| r.kill_at.is_some_and(|at| at <= now)) {
-            retiring.connection.kill();
-            retiring.kill_at = None;
-        }
     }
 
     fn start_if_active(&mut self, backend: BackendId) {
-        if self.backends[backend.0].config.active {
+        if self.backends.get(backend).is_some_and(|b| b.config.active) {
             self.start_backend(backend);
         }
     }

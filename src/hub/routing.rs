@@ -5,7 +5,8 @@
 //! token is replaced by a fresh proxy token for the same reason. The table maps both back, keeps the
 //! client's id for cancellation, and keeps each request's deadline in a heap for timeouts.
 
-use crate::hub::{BackendId, Caller, ClientId, ReplyTo};
+use crate::event::{BackendId, Caller, ClientId, ReplyTo};
+use crate::jsonrpc::Params;
 use serde_json::Value;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -30,7 +31,7 @@ pub struct InFlight<I> {
     pub opened: Instant,
     /// A tool call's own params and attempt, kept so that it can be tried again if it turns out it
     /// never reached its backend.
-    pub retry: Option<(serde_json::Map<String, Value>, u32)>,
+    pub retry: Option<(Params, u32)>,
     deadline: Instant,
     token: Option<u64>,
 }
@@ -115,7 +116,7 @@ impl<I> Routing<I> {
     }
 
     /// Keeps a tool call's params with its entry, for a retry if it is reported undelivered.
-    pub fn keep_for_retry(&mut self, key: Key, params: serde_json::Map<String, Value>, attempt: u32) {
+    pub fn keep_for_retry(&mut self, key: Key, params: Params, attempt: u32) {
         if let Some(entry) = self.requests.get_mut(&key) {
             entry.retry = Some((params, attempt));
         }

@@ -3,8 +3,8 @@
 //! reply arrives on the stream. The session lives exactly as long as its stream.
 
 use super::{parse_body, pump, Frontend, ACK_TIMEOUT};
+use crate::event::{Event, Reply};
 use crate::http::{Exchange, Request, Response};
-use crate::hub::{Event, Reply};
 
 pub(super) fn open(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     let (outbox, inbox) = crossbeam_channel::unbounded();

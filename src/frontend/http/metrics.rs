@@ -1,8 +1,8 @@
 //! `GET /metrics` in the Prometheus text format: the dispatcher's counters plus what only the process
 //! knows (bytes in and out, connections, resident memory, threads, open file descriptors from `/proc`).
 
+use crate::event::Event;
 use crate::http::{self, Response};
-use crate::hub::Event;
 use crossbeam_channel::Sender;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;

@@ -4,7 +4,7 @@
 //! Each request runs on its HTTP connection thread. Messages go to the dispatcher as
 //! [`Event::FromSession`], which owns the sessions and answers through a per-request channel; streams
 //! (`GET /sse`, `GET /mcp`, a `POST /mcp` that turns into SSE) are pumped from a channel by the
-//! connection's own thread (the dispatcher drops a client whose queue passes `hub::STREAM_QUEUE`), so a
+//! connection's own thread (the dispatcher drops a client whose queue passes `event::STREAM_QUEUE`), so a
 //! slow client only ever blocks itself.
 
 pub mod admin;
@@ -13,8 +13,8 @@ mod legacy_sse;
 mod metrics;
 mod streamable;
 
+use crate::event::{ClientId, Event, Reply};
 use crate::http::{self, EventStream, Exchange, Request, Response};
-use crate::hub::{ClientId, Event, Reply};
 use crate::jsonrpc::Message;
 use crate::settings::HttpSettings;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};

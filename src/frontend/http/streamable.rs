@@ -8,8 +8,8 @@
 //! stream, `DELETE` ends the session.
 
 use super::{parse_body, pump, rpc_error, Frontend, ACK_TIMEOUT};
+use crate::event::{Event, Reply, PROTOCOL_VERSIONS};
 use crate::http::{Exchange, Request, Response};
-use crate::hub::{Event, Reply, PROTOCOL_VERSIONS};
 use crate::jsonrpc::{Kind, Message};
 use crossbeam_channel::Receiver;
 use serde_json::Value;

@@ -13,8 +13,8 @@ pub mod terminal;
 use super::rpc_error;
 use crate::config;
 use crate::config_watch::{self, Watch};
+use crate::event::Event;
 use crate::http::{EventStream, Exchange, Request, Response};
-use crate::hub::Event;
 use crate::settings::AdminSettings;
 use crate::tool_config;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -179,24 +179,10 @@ impl Admin {
         write(path, &text, json!({ "success": true, "message": "Tool configuration saved." }))
     }
 
-    /// Exposed names two enabled tools would share under these overrides, checked against every tool
-    /// the connected servers offer (an override may take another tool's default name).
-    fn name_clashes(&self, overrides: &std::collections::BTreeMap<String, tool_config::ToolOverride>) -> Vec<String> {
-        let tools = self.query(|reply| Event::Inspect { reply }).map(|v| v["allTools"].clone()).unwrap_or_default();
-        let mut owners: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-        let mut clashes = Vec::new();
-        for tool in tools.as_array().map_or(&[][..], Vec::as_slice) {
-            let (Some(key), Some(default)) = (tool["key"].as_str(), tool["defaultName"].as_str()) else { continue };
-            let over = overrides.get(key);
-            if over.is_some_and(|o| !o.enabled) {
-                continue;
-            }
-            let name = over.and_then(|o| o.exposed_name.clone()).unwrap_or_else(|| default.to_owned());
-            if let Some(other) = owners.insert(name.clone(), key.to_owned()) {
-                clashes.push(format!("tool '{key}': exposed name '{name}' is also the name of '{other}'"));
-            }
-        }
-        clashes
+    /// Exposed names two enabled tools would share under these overrides, in today's catalog: the
+    /// dispatcher answers by building it, so the rule is the catalog's own (renames, shortening).
+    fn name_clashes(&self, overrides: &tool_config::Overrides) -> Vec<String> {
+        self.query(|reply| Event::CheckOverrides { overrides: overrides.clone(), reply }).unwrap_or_default()
     }
 
     fn reload(&self) -> Response {
@@ -234,14 +220,14 @@ impl Admin {
     }
 
     /// Asks the dispatcher something and answers with what it says.
-    fn ask(&self, event: impl FnOnce(Sender<Value>) -> Event) -> Response {
+    fn ask<T: serde::Serialize>(&self, event: impl FnOnce(Sender<T>) -> Event) -> Response {
         match self.query(event) {
             Some(value) => Response::json(200, &value),
             None => Response::error(503, "the dispatcher did not answer"),
         }
     }
 
-    fn query(&self, event: impl FnOnce(Sender<Value>) -> Event) -> Option<Value> {
+    fn query<T>(&self, event: impl FnOnce(Sender<T>) -> Event) -> Option<T> {
         let (reply, answer) = crossbeam_channel::bounded(1);
         self.events.send(event(reply)).ok()?;
         answer.recv_timeout(DISPATCHER_TIMEOUT).ok()
@@ -251,7 +237,7 @@ impl Admin {
         let Some(inspection) = self.query(|reply| Event::Inspect { reply }) else {
             return Response::error(503, "the dispatcher did not answer");
         };
-        Response::json(200, &json!({ "tools": inspection["allTools"], "problems": inspection["problems"] }))
+        Response::json(200, &json!({ "tools": inspection.all_tools, "problems": inspection.problems }))
     }
 
     fn install(&self, key: &str) -> Response {

@@ -1,0 +1,255 @@
+//! The contract between the dispatcher and the threads around it: the [`Event`]s they send it, the ids
+//! that name clients and backends, and the typed answers it gives back.
+//!
+//! Frontends (client connections), backends (server connections), the signal and config-watch threads
+//! and the dispatcher (`hub`) all import this module and none of them imports another: a backend knows
+//! nothing of clients, a frontend nothing of backends, and the dispatcher nothing of sockets or pipes.
+
+use crate::config::ServerConfig;
+use crate::jsonrpc::{Message, ParseError};
+use crate::tool_config::Overrides;
+use crossbeam_channel::Sender;
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A client connection (the stdio client, an HTTP session). Unique for the life of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+impl ClientId {
+    pub fn fresh() -> ClientId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ClientId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// A backend slot: its index in the dispatcher's table, in config key order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId(pub usize);
+
+/// Everything the dispatcher reacts to.
+pub enum Event {
+    /// The stdio client (or `--list-tools`) is there; the dispatcher writes to it through `outbox`.
+    ClientConnected {
+        client: ClientId,
+        outbox: Sender<Message>,
+    },
+    /// An HTTP client asks for a session. `outbox` is its standing stream for messages that answer no
+    /// request of its own (a Streamable HTTP client has none yet); `owner` names the API key or token it
+    /// came with, for the per-key limit. `reply` gets [`Reply::Accepted`] or [`Reply::Refused`].
+    OpenSession {
+        client: ClientId,
+        session: String,
+        outbox: Option<Sender<Message>>,
+        owner: Option<String>,
+        reply: Sender<Reply>,
+    },
+    FromClient {
+        client: ClientId,
+        msg: Message,
+    },
+    /// The client sent something that is not a JSON-RPC message; it gets an error with a null id.
+    InvalidFromClient {
+        client: ClientId,
+        error: ParseError,
+    },
+    /// A message posted over HTTP for a session. `reply` first gets [`Reply::UnknownSession`] or, for a
+    /// notification or a response, [`Reply::Accepted`]; for a request with `inline` set it then gets
+    /// the messages about that request (progress, the response), else those go to the session's outbox.
+    FromSession {
+        session: String,
+        msg: Message,
+        reply: Sender<Reply>,
+        inline: bool,
+    },
+    /// A new standing stream for a session (Streamable HTTP `GET`); replaces the previous one.
+    /// `stream` is unique per stream, so the end of a replaced stream is not taken for the new one's.
+    OpenStream {
+        session: String,
+        stream: u64,
+        outbox: Sender<Message>,
+        reply: Sender<Reply>,
+    },
+    /// A standing stream ended (its client went away); the session lives on until it expires.
+    StreamClosed {
+        session: String,
+        stream: u64,
+    },
+    /// Streamable HTTP `DELETE`: the client ends its session.
+    EndSession {
+        session: String,
+        reply: Sender<Reply>,
+    },
+    ClientGone {
+        client: ClientId,
+    },
+    /// `GET /health`: the proxy's status; `detailed` adds the backends.
+    Health {
+        detailed: bool,
+        reply: Sender<Health>,
+    },
+    /// `GET /metrics`: the dispatcher's counters in the Prometheus text format.
+    Metrics {
+        reply: Sender<String>,
+    },
+    /// The effective catalog (`--check`, the admin API).
+    Inspect {
+        reply: Sender<Inspection>,
+    },
+    /// The name clashes these tool overrides would cause in today's catalog (the admin API checks a
+    /// `tool_config.json` before saving it, by the catalog's own naming rule).
+    CheckOverrides {
+        overrides: Overrides,
+        reply: Sender<Vec<String>>,
+    },
+    /// `generation` tells connections of one backend apart across restarts.
+    FromBackend {
+        backend: BackendId,
+        generation: u64,
+        msg: Message,
+    },
+    /// A request to a remote backend could not be sent at all (no connection): it may be retried.
+    Undelivered {
+        backend: BackendId,
+        generation: u64,
+        id: Value,
+    },
+    /// The backend's connection ended (process exited, stream closed); `reason` is for the log.
+    BackendExited {
+        backend: BackendId,
+        generation: u64,
+        reason: String,
+    },
+    /// A new, already validated configuration to apply without a restart.
+    Reload {
+        servers: Vec<ServerConfig>,
+        overrides: Overrides,
+    },
+    /// SIGTERM, SIGINT: stop the backends and return.
+    Shutdown,
+}
+
+/// Messages a session's stream may have queued before its client counts as not reading and is dropped.
+pub const STREAM_QUEUE: usize = 1024;
+
+/// Protocol versions the proxy speaks with clients and backends, oldest first.
+pub const PROTOCOL_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// What an HTTP request thread hears back about a message it posted.
+#[derive(Debug)]
+pub enum Reply {
+    Accepted,
+    UnknownSession,
+    /// A session refused by a limit: the HTTP status to answer with, and why.
+    Refused(u16, String),
+    Message(Message),
+}
+
+/// Where the messages about one client request go.
+#[derive(Debug, Clone)]
+pub enum ReplyTo {
+    /// The client's standing stream (stdio, legacy SSE).
+    Outbox,
+    /// The HTTP request that carried it (Streamable HTTP `POST`).
+    Request(Sender<Reply>),
+}
+
+/// A client request being served: who asked, under which id, and where the answer goes.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub client: ClientId,
+    pub id: Value,
+    pub reply: ReplyTo,
+}
+
+/// The answer to [`Event::Health`], served as JSON by `GET /health` and `GET /admin/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Vec<BackendStatus>>,
+    /// Open HTTP sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<usize>,
+}
+
+/// One backend as `/health`, `--check` and the admin UI show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendStatus {
+    pub key: String,
+    #[serde(rename = "type")]
+    pub transport: &'static str,
+    pub state: BackendState,
+    /// Why it failed, with credentials masked.
+    pub last_error: Option<String>,
+    pub restarts: u32,
+    /// Tools it offers while ready.
+    pub tools: usize,
+}
+
+/// A backend's state as reported outside the dispatcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    Connecting,
+    Connected,
+    Failed,
+    Inactive,
+}
+
+impl std::fmt::Display for BackendState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendState::Connecting => "connecting",
+            BackendState::Connected => "connected",
+            BackendState::Failed => "failed",
+            BackendState::Inactive => "inactive",
+        })
+    }
+}
+
+/// The answer to [`Event::Inspect`]: what clients are offered and why.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inspection {
+    /// Every exposed tool and where it leads.
+    pub tools: Vec<ExposedTool>,
+    /// Every tool of every ready backend that its filters let through, disabled ones included: what
+    /// the admin Tools page edits.
+    pub all_tools: Vec<ToolRow>,
+    /// Something configured is not served as asked: `--check` fails on these.
+    pub problems: Vec<String>,
+    /// A clash or a long name resolved by a documented rule.
+    pub notes: Vec<String>,
+    pub backends: Vec<BackendStatus>,
+}
+
+/// An exposed tool: its name, its server and the name that server knows it by.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExposedTool {
+    pub name: String,
+    pub server: String,
+    pub original: String,
+    pub description: Option<Value>,
+}
+
+/// A backend's tool with the override `tool_config.json` gives it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolRow {
+    /// The tool's own name at its server.
+    pub name: String,
+    pub server_name: String,
+    /// `<serverKey><sep><name>`: its key in `tool_config.json`.
+    pub key: String,
+    pub exposed_name: String,
+    /// The name it has without an override.
+    pub default_name: String,
+    pub description: Option<Value>,
+    pub exposed_description: Option<String>,
+    pub enabled: bool,
+}

@@ -1,0 +1,102 @@
+//! What backends send: answers to requests (a client's, or the proxy's own), notifications (progress,
+//! logs, list changes, resource updates, cancellations) and their own requests to clients (sampling,
+//! roots, elicitation), each delivered to the client it belongs to.
+
+use super::catalog::ListKind;
+use super::requests::Upstream;
+use super::routing::Origin;
+use super::Hub;
+use crate::event::{BackendId, ReplyTo};
+use crate::jsonrpc::{code, raw, Kind, Message};
+use serde_json::{json, Value};
+
+impl Hub {
+    pub(super) fn on_backend_message(&mut self, backend: BackendId, msg: Message) {
+        match msg.kind() {
+            Kind::Response => self.backend_response(backend, msg),
+            Kind::Notification => self.backend_notification(backend, msg),
+            Kind::Request => self.backend_request(backend, msg),
+        }
+    }
+
+    fn backend_response(&mut self, backend: BackendId, mut msg: Message) {
+        let Some(id) = msg.id.as_ref().and_then(Value::as_u64) else {
+            log::warn!("[{}] response with an id the proxy never sent: {:?}", self.backends.key(backend), msg.id);
+            return;
+        };
+        let Some(entry) = self.requests.table.close((backend, id)) else {
+            log::debug!("[{}] late response to request {id} (cancelled or timed out)", self.backends.key(backend));
+            return;
+        };
+        match entry.origin {
+            Origin::Client { caller, .. } => {
+                self.metrics.record(backend, &entry.method, msg.error.is_some(), entry.opened.elapsed());
+                msg.id = Some(caller.id);
+                self.deliver(caller.client, &caller.reply, msg);
+            }
+            Origin::Internal(op) => self.internal_response(backend, op, &entry.method, msg),
+        }
+    }
+
+    fn backend_notification(&mut self, backend: BackendId, msg: Message) {
+        match msg.method() {
+            "notifications/progress" => self.backend_progress(backend, msg),
+            "notifications/message" => self.broadcast(msg),
+            "notifications/tools/list_changed" => self.refetch(backend, &[ListKind::Tools]),
+            "notifications/prompts/list_changed" => self.refetch(backend, &[ListKind::Prompts]),
+            "notifications/resources/list_changed" => self.refetch(backend, &[ListKind::Resources, ListKind::Templates]),
+            "notifications/resources/updated" => {
+                let uri = msg.params().ok().and_then(|p| p.str("uri")).unwrap_or_default();
+                for client in self.subscriptions.subscribers(&uri).to_vec() {
+                    self.send_to_client(client, msg.clone());
+                }
+            }
+            "notifications/cancelled" => self.backend_cancelled(backend, &msg),
+            other => log::debug!("[{}] notification {other} not relayed", self.backends.key(backend)),
+        }
+    }
+
+    /// Progress goes to the client that asked for it, under its own token; only the backend the
+    /// request went to may report on it.
+    fn backend_progress(&mut self, backend: BackendId, msg: Message) {
+        let Ok(mut params) = msg.params() else { return };
+        let token = params.value("progressToken").and_then(|t| t.as_u64());
+        let Some((client, reply, original)) = token.and_then(|t| self.requests.table.progress(backend, t)) else { return };
+        params.set("progressToken", raw(&original));
+        self.deliver(client, &reply, Message::notification("notifications/progress", Some(params.to_raw())));
+    }
+
+    /// A backend withdrew one of its own requests to a client.
+    fn backend_cancelled(&mut self, backend: BackendId, msg: &Message) {
+        let Ok(mut params) = msg.params() else { return };
+        let Some(request_id) = params.value("requestId") else { return };
+        let Some((proxy_id, client)) = self.requests.cancelled_upstream(backend, &request_id) else { return };
+        params.set("requestId", raw(&Value::from(proxy_id)));
+        self.send_to_client(client, Message::notification("notifications/cancelled", Some(params.to_raw())));
+    }
+
+    /// A backend asks something of a client (sampling, roots, elicitation, ping). It goes to the client
+    /// whose requests are in flight to that backend when there is exactly one, else to the only client
+    /// connected; when no client can be determined the backend gets an error, never silence.
+    fn backend_request(&mut self, backend: BackendId, mut msg: Message) {
+        let Some(backend_id) = msg.id.clone() else { return };
+        if msg.method() == "ping" {
+            self.backends.send(backend, Message::response(backend_id, raw(&json!({}))));
+            return;
+        }
+        let waiting = self.requests.table.callers_waiting_on(backend);
+        let target = match waiting.as_slice() {
+            [only] => Some((only.client, only.reply.clone())),
+            [] => self.clients.only().map(|client| (client, ReplyTo::Outbox)),
+            _ => None,
+        };
+        let Some((client, reply)) = target else {
+            let why = format!("the proxy cannot tell which client should answer '{}'", msg.method());
+            self.backends.send(backend, Message::error_response(backend_id, code::METHOD_NOT_FOUND, &why));
+            return;
+        };
+        let proxy_id = self.requests.forward_upstream(Upstream { backend, backend_id, client });
+        msg.id = Some(Value::from(proxy_id));
+        self.deliver(client, &reply, msg);
+    }
+}

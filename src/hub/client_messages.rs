@@ -1,0 +1,407 @@
+//! What clients send: requests answered from the catalog or forwarded to the backend that owns the tool,
+//! prompt or resource; notifications (cancellation); answers to backends' requests; and a client's end.
+//!
+//! Until start-up settles (every backend ready or failed, or the start-up timeout) requests other than
+//! `ping` are held, so a client's first `initialize` and `tools/list` see every backend that could start
+//! in time instead of an empty proxy. A tool call whose backend is down is retried within the
+//! `RETRY_*` policy, since it cannot have run.
+
+use super::catalog::ListKind;
+use super::clients::SessionLimits;
+use super::requests::{Internal, Retry};
+use super::routing::{Key, Origin};
+use super::Hub;
+use crate::event::{BackendId, Caller, ClientId, Reply, ReplyTo, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
+use crate::jsonrpc::{code, raw, Kind, Message, Params};
+use crossbeam_channel::Sender;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+impl Hub {
+    /// An HTTP client asks for a session: refused by a limit, or accepted.
+    pub(super) fn open_session(
+        &mut self,
+        client: ClientId,
+        session: String,
+        outbox: Option<Sender<Message>>,
+        owner: Option<String>,
+    ) -> Reply {
+        if self.shutdown.is_stopping() {
+            return Reply::Refused(503, "the proxy is shutting down".into());
+        }
+        let limits = SessionLimits { total: self.settings.max_sessions, per_key: self.settings.max_sessions_per_key };
+        match self.clients.refusal(owner.as_deref(), limits) {
+            Some((status, why)) => Reply::Refused(status, why),
+            None => {
+                self.clients.connect(client, Some(session), outbox, owner);
+                Reply::Accepted
+            }
+        }
+    }
+
+    pub(super) fn on_client_message(&mut self, client: ClientId, msg: Message, reply: ReplyTo) {
+        self.clients.touch(client);
+        match msg.kind() {
+            Kind::Request => {
+                if msg.method() == "initialize" {
+                    let capabilities = msg.params().ok().and_then(|p| p.value("capabilities"));
+                    self.set_client_capabilities(capabilities.unwrap_or_else(|| json!({})));
+                }
+                let caller = Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply };
+                self.client_request(caller, msg);
+            }
+            Kind::Notification => self.client_notification(client, &msg),
+            Kind::Response => self.client_response(client, msg),
+        }
+    }
+
+    /// A message posted over HTTP: accepted for a known session, else refused so the client starts anew.
+    pub(super) fn on_session_message(&mut self, session: &str, msg: Message, reply: Sender<Reply>, inline: bool) {
+        let Some(client) = self.clients.by_session(session) else {
+            let _ = reply.send(Reply::UnknownSession);
+            return;
+        };
+        if msg.kind() == Kind::Request && inline {
+            self.on_client_message(client, msg, ReplyTo::Request(reply));
+        } else {
+            let _ = reply.send(Reply::Accepted);
+            self.on_client_message(client, msg, ReplyTo::Outbox);
+        }
+    }
+
+    /// Forgets Streamable HTTP sessions with no stream, no request in flight and no message for the
+    /// idle timeout, with everything they held (subscriptions, in-flight requests).
+    pub(super) fn sweep_sessions(&mut self, now: Instant) {
+        if now < self.sweep_at {
+            return;
+        }
+        let idle = self.settings.session_idle_timeout;
+        self.sweep_at = now + (idle / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        for client in self.clients.idle_sessions(now, idle) {
+            if !self.requests.has_work_for(client) {
+                log::info!("session of client {} expired after {idle:?} idle", client.0);
+                self.client_gone(client);
+            }
+        }
+    }
+
+    pub(super) fn client_request(&mut self, caller: Caller, msg: Message) {
+        if self.shutdown.is_stopping() {
+            return self.answer_error(&caller, code::BACKEND_UNAVAILABLE, "the proxy is shutting down");
+        }
+        if self.settle_by.is_some() && msg.method() != "ping" {
+            return self.requests.hold(caller, msg);
+        }
+        let params = match msg.params() {
+            Ok(params) => params,
+            Err(why) => return self.answer_error(&caller, code::INVALID_PARAMS, &why),
+        };
+        match msg.method() {
+            "initialize" => {
+                let result = self.initialize_result(&params);
+                self.answer(&caller, raw(&result));
+                // From here on the client hears about list changes: the spec only holds back *requests*
+                // until `notifications/initialized`, and waiting for it would lose changes in between.
+                self.clients.mark_initialized(caller.client);
+            }
+            "ping" => self.answer(&caller, raw(&json!({}))),
+            "tools/list" => self.answer(&caller, self.catalog.list_result(ListKind::Tools)),
+            "prompts/list" => self.answer(&caller, self.catalog.list_result(ListKind::Prompts)),
+            "resources/list" => self.answer(&caller, self.catalog.list_result(ListKind::Resources)),
+            "resources/templates/list" => self.answer(&caller, self.catalog.list_result(ListKind::Templates)),
+            "tools/call" => self.call_tool(caller, params, 0),
+            "prompts/get" => self.get_prompt(caller, params),
+            "resources/read" => self.by_uri(caller, "resources/read", params),
+            "resources/subscribe" => self.subscribe(caller, params),
+            "resources/unsubscribe" => self.unsubscribe(caller, params),
+            "completion/complete" => self.complete(caller, params),
+            "logging/setLevel" => self.set_level(caller, &params),
+            other => {
+                let why = format!("method '{other}' is not supported by the proxy");
+                self.answer_error(&caller, code::METHOD_NOT_FOUND, &why);
+            }
+        }
+    }
+
+    fn initialize_result(&self, params: &Params) -> Value {
+        let asked = params.str("protocolVersion").unwrap_or_default();
+        let version = PROTOCOL_VERSIONS.iter().find(|v| **v == asked).copied().unwrap_or(LATEST_PROTOCOL_VERSION);
+        let any = |cap: &str| self.backends.ready().any(|b| b.has_capability(cap));
+        let mut capabilities = json!({ "tools": { "listChanged": true } });
+        if any("prompts") {
+            capabilities["prompts"] = json!({ "listChanged": true });
+        }
+        if any("resources") {
+            let subscribe = self.backends.ready().any(|b| b.capability_flag("resources", "subscribe"));
+            capabilities["resources"] = json!({ "listChanged": true, "subscribe": subscribe });
+        }
+        if any("logging") {
+            capabilities["logging"] = json!({});
+        }
+        if any("completions") {
+            capabilities["completions"] = json!({});
+        }
+        let mut result = json!({
+            "protocolVersion": version,
+            "capabilities": capabilities,
+            "serverInfo": { "name": "mcp-proxy-server", "title": "MCP Proxy Server", "version": env!("CARGO_PKG_VERSION") },
+        });
+        let instructions: Vec<String> =
+            self.backends.ready().filter_map(|b| b.instructions().map(|text| format!("## {}\n{text}", b.config.key))).collect();
+        if !instructions.is_empty() {
+            result["instructions"] = Value::String(instructions.join("\n\n"));
+        }
+        result
+    }
+
+    /// Routes a tool call. A call to a tool whose backend is down (or whose backend cannot be written
+    /// to) has not reached the tool, so it is tried again later within the retry policy.
+    fn call_tool(&mut self, caller: Caller, params: Params, attempt: u32) {
+        let name = params.str("name").unwrap_or_default();
+        let Some(route) = self.catalog.tool(&name).cloned() else {
+            return match self.catalog.withdrawn_tool(&name) {
+                Some(backend) => self.retry_or_fail(caller, params, backend, attempt),
+                None => self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown tool: '{name}'")),
+            };
+        };
+        // The client's own params (raw text, one level parsed) are kept for a retry.
+        let original = params.clone();
+        let mut forwarded = params;
+        forwarded.set_str("name", &route.name);
+        match self.try_forward(caller, route.backend, "tools/call", forwarded) {
+            Ok(Some(key)) => self.requests.table.keep_for_retry(key, original, attempt),
+            Ok(None) => {}
+            Err(caller) => self.retry_or_fail(caller, original, route.backend, attempt),
+        }
+    }
+
+    /// A request that a remote backend could not be sent: a tool call is tried again within its retry
+    /// policy (it cannot have run); anything else fails at once.
+    pub(super) fn undelivered(&mut self, backend: BackendId, id: &Value) {
+        let Some(entry) = id.as_u64().and_then(|id| self.requests.table.close((backend, id))) else { return };
+        match (entry.origin, entry.retry) {
+            (Origin::Client { caller, .. }, Some((params, attempt))) => self.retry_or_fail(caller, params, backend, attempt),
+            (Origin::Client { caller, .. }, None) => {
+                let why = format!("server '{}' cannot be reached", self.backends.key(backend));
+                self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
+            }
+            (Origin::Internal(_), _) => {} // The connection's end follows, and with it a restart.
+        }
+    }
+
+    fn retry_or_fail(&mut self, caller: Caller, params: Params, backend: BackendId, attempt: u32) {
+        let policy = self.backends.retry_policy(backend, &self.settings.retries);
+        if attempt < policy.max_retries {
+            let base = policy.base_delay;
+            let delay = base.saturating_mul(1 << attempt.min(16)) + base.mul_f64(0.5 * crate::random::unit());
+            return self.requests.schedule_retry(Retry { at: Instant::now() + delay, caller, params, attempt: attempt + 1 });
+        }
+        let tries = if attempt > 0 { format!(" (tried {} times)", attempt + 1) } else { String::new() };
+        let message =
+            format!("server '{}' is unavailable: {}{tries}", self.backends.key(backend), self.backends.unavailable_reason(backend));
+        // Counted like any failed call, so an outage shows in the error rate.
+        self.metrics.record(backend, "tools/call", true, Duration::ZERO);
+        self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &message);
+    }
+
+    /// Tries the tool calls whose retry time has come.
+    pub(super) fn retry_due(&mut self, now: Instant) {
+        for retry in self.requests.take_due_retries(now) {
+            self.call_tool(retry.caller, retry.params, retry.attempt);
+        }
+    }
+
+    fn get_prompt(&mut self, caller: Caller, mut params: Params) {
+        let name = params.str("name").unwrap_or_default();
+        let Some(route) = self.catalog.prompt(&name).cloned() else {
+            return self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown prompt: '{name}'"));
+        };
+        params.set_str("name", &route.name);
+        self.forward(caller, route.backend, "prompts/get", params);
+    }
+
+    /// Forwards a request about one resource URI to the backend that serves it.
+    fn by_uri(&mut self, caller: Caller, method: &str, params: Params) {
+        match self.uri_owner(&params) {
+            Ok(backend) => self.forward(caller, backend, method, params),
+            Err(why) => self.answer_error(&caller, code::RESOURCE_NOT_FOUND, &why),
+        }
+    }
+
+    fn uri_owner(&self, params: &Params) -> Result<BackendId, String> {
+        let uri = params.str("uri").unwrap_or_default();
+        self.catalog.resource_owner(&uri).ok_or_else(|| format!("Unknown resource: '{uri}'"))
+    }
+
+    /// Several clients may subscribe to one URI: the backend is subscribed by the first and
+    /// unsubscribed after the last, and the others are answered by the proxy.
+    fn subscribe(&mut self, caller: Caller, params: Params) {
+        if let Err(why) = self.uri_owner(&params) {
+            return self.answer_error(&caller, code::RESOURCE_NOT_FOUND, &why);
+        }
+        let uri = params.str("uri").unwrap_or_default();
+        if self.subscriptions.add(&uri, caller.client) {
+            self.by_uri(caller, "resources/subscribe", params);
+        } else {
+            self.answer(&caller, raw(&json!({})));
+        }
+    }
+
+    fn unsubscribe(&mut self, caller: Caller, params: Params) {
+        let uri = params.str("uri").unwrap_or_default();
+        if self.subscriptions.remove(&uri, caller.client) {
+            self.by_uri(caller, "resources/unsubscribe", params);
+        } else {
+            self.answer(&caller, raw(&json!({})));
+        }
+    }
+
+    /// `completion/complete` names a prompt or a resource in `ref`; it goes where that one lives.
+    fn complete(&mut self, caller: Caller, mut params: Params) {
+        let reference = params.value("ref").unwrap_or_default();
+        let target = match reference.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let name = reference.get("name").and_then(Value::as_str).unwrap_or_default();
+                self.catalog.prompt(name).cloned().map(|route| {
+                    params.set("ref", raw(&json!({ "type": "ref/prompt", "name": route.name })));
+                    route.backend
+                })
+            }
+            Some("ref/resource") => {
+                let uri = reference.get("uri").and_then(Value::as_str).unwrap_or_default();
+                self.catalog.resource_owner(uri)
+            }
+            _ => None,
+        };
+        match target {
+            Some(backend) => self.forward(caller, backend, "completion/complete", params),
+            None => self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown completion ref: {reference}")),
+        }
+    }
+
+    /// The level is set on every backend that logs, and on any that starts later; the last client to
+    /// set it wins.
+    fn set_level(&mut self, caller: Caller, params: &Params) {
+        self.clients.log_level = params.value("level");
+        for backend in self.backends.ready_with("logging") {
+            self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(params.to_raw()));
+        }
+        self.answer(&caller, raw(&json!({})));
+    }
+
+    /// Sends a client's request to its backend, or answers with an error when the backend is gone.
+    fn forward(&mut self, caller: Caller, backend: BackendId, method: &str, params: Params) {
+        if let Err(caller) = self.try_forward(caller, backend, method, params) {
+            let why = format!("server '{}' is not connected", self.backends.key(backend));
+            self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
+        }
+    }
+
+    /// Sends a client's request to a backend under a fresh id, with the client's progress token
+    /// swapped for one of the proxy's. Returns the request's key when it was sent, nothing when it was
+    /// answered here (a limit), and gives the caller back when the backend cannot be written to.
+    fn try_forward(&mut self, caller: Caller, backend: BackendId, method: &str, mut params: Params) -> Result<Option<Key>, Caller> {
+        // A second request under an id still in flight would make the two indistinguishable (for
+        // cancellation, and for the answer's way back).
+        if self.requests.table.find_client_request(caller.client, &caller.id).is_some() {
+            self.answer_error(&caller, code::INVALID_REQUEST, &format!("request id {} is already in use", caller.id));
+            return Ok(None);
+        }
+        let limit = self.settings.max_in_flight;
+        if self.requests.table.in_flight(backend) >= limit {
+            let why = format!("server '{}' has {limit} requests in flight, the limit; try again later", self.backends.key(backend));
+            log::warn!("{why}");
+            self.metrics.record(backend, method, true, Duration::ZERO);
+            self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
+            return Ok(None);
+        }
+        let mut meta = params.value("_meta");
+        let progress_token = meta.as_ref().and_then(|m| m.get("progressToken")).cloned();
+        let origin = Origin::Client { caller: caller.clone(), progress_token };
+        let timeout = self.backends.timeout(backend, self.settings.request_timeout);
+        let (backend_id, token) = self.requests.table.open(backend, origin, method, timeout);
+        if let (Some(token), Some(Value::Object(meta))) = (token, meta.as_mut()) {
+            meta.insert("progressToken".into(), Value::from(token));
+            params.set("_meta", raw(&Value::Object(meta.clone())));
+        }
+        let msg = Message::request(Value::from(backend_id), method, Some(params.to_raw()));
+        if self.backends.send(backend, msg) {
+            Ok(Some((backend, backend_id)))
+        } else {
+            self.requests.table.close((backend, backend_id));
+            Err(caller)
+        }
+    }
+
+    fn client_notification(&mut self, client: ClientId, msg: &Message) {
+        match msg.method() {
+            "notifications/initialized" => self.clients.mark_initialized(client),
+            "notifications/cancelled" => {
+                let params = msg.params().unwrap_or_default();
+                let Some(request_id) = params.value("requestId") else { return };
+                // Not sent yet (held for start-up, waiting for a retry): it is simply dropped.
+                self.requests.drop_unsent(client, &request_id);
+                if let Some(key) = self.requests.table.find_client_request(client, &request_id) {
+                    let reason = params.str("reason").unwrap_or_else(|| "cancelled by the client".to_owned());
+                    self.cancel_at_backend(key, &reason);
+                }
+            }
+            other => log::debug!("client {}: notification {other} not relayed", client.0),
+        }
+    }
+
+    /// A client's answer to a request a backend sent it through the proxy.
+    fn client_response(&mut self, client: ClientId, mut msg: Message) {
+        let Some(upstream) = self.requests.answered_upstream(client, msg.id.as_ref()) else {
+            log::debug!("client {}: response to an unknown request {:?}", client.0, msg.id);
+            return;
+        };
+        msg.id = Some(upstream.backend_id);
+        self.backends.send(upstream.backend, msg);
+    }
+
+    /// A client is gone: what it was waiting for is cancelled at the backends, what backends were
+    /// waiting for from it fails, and its subscriptions end.
+    pub(super) fn client_gone(&mut self, client: ClientId) {
+        if !self.clients.remove(client) {
+            return;
+        }
+        log::debug!("client {} gone", client.0);
+        self.requests.drop_unsent_of(client);
+        for key in self.requests.table.keys_for_client(client) {
+            self.cancel_at_backend(key, "the client disconnected");
+        }
+        for upstream in self.requests.take_upstream_of(client) {
+            let msg = Message::error_response(upstream.backend_id, code::INTERNAL_ERROR, "the client disconnected");
+            self.backends.send(upstream.backend, msg);
+        }
+        for uri in self.subscriptions.remove_client(client) {
+            if let Some(backend) = self.catalog.resource_owner(&uri) {
+                self.request_internal(backend, Internal::Ignore, "resources/unsubscribe", Some(raw(&json!({ "uri": uri }))));
+            }
+        }
+        if self.clients.is_empty() && self.settings.exit_when_no_clients {
+            self.begin_shutdown();
+        }
+    }
+
+    /// Ends the start-up wait once no backend is starting or the timeout has passed, and answers the
+    /// requests held meanwhile.
+    pub(super) fn check_settled(&mut self, now: Instant) {
+        let Some(deadline) = self.settle_by else { return };
+        let starting: Vec<&str> =
+            self.backends.iter().filter(|(_, b)| b.state == super::backends::State::Starting).map(|(_, b)| b.config.key.as_str()).collect();
+        if !starting.is_empty() && now < deadline {
+            return;
+        }
+        if !starting.is_empty() {
+            log::warn!("serving without servers still starting after {:?}: {}", self.settings.startup_timeout, starting.join(", "));
+        }
+        // No client said what it can do in time: backends go on without client capabilities.
+        self.set_client_capabilities(json!({}));
+        self.settle_by = None;
+        for (caller, msg) in self.requests.take_held() {
+            self.client_request(caller, msg);
+        }
+    }
+}

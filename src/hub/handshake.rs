@@ -1,0 +1,261 @@
+//! From a started connection to a ready backend, and keeping it in sync afterwards: the MCP handshake,
+//! fetching each list the backend offers (page by page), and rebuilding the catalog when a list changes.
+//!
+//! A backend is `Starting` from spawn until its `initialize` answer and every list it offers have arrived,
+//! then `Ready`; only ready backends contribute to the catalog. The proxy's own requests to a backend
+//! (handshake, list pages, log level, subscriptions it restores) are sent by [`Hub::request_internal`] and
+//! answered in [`Hub::internal_response`].
+
+use super::backends::State;
+use super::catalog::{Catalog, ListKind, Source};
+use super::requests::Internal;
+use super::routing::Origin;
+use super::Hub;
+use crate::event::{BackendId, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
+use crate::jsonrpc::{raw, Message};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// A list fetch beyond this many pages is taken as a backend that loops on its cursor.
+const MAX_PAGES: u32 = 1000;
+
+/// The client capabilities the proxy can route from a backend to a client.
+const ROUTABLE_CAPABILITIES: [&str; 3] = ["roots", "sampling", "elicitation"];
+
+/// A list being fetched page by page.
+#[derive(Debug)]
+pub(super) struct ListFetch {
+    kind: ListKind,
+    generation: u64,
+    items: Vec<Value>,
+    pages: u32,
+}
+
+impl Hub {
+    /// Sends `initialize`, declaring the client capabilities the proxy can route (roots, sampling,
+    /// elicitation) that its client has. Until that client is known (stdio mode) the backend waits.
+    pub(super) fn send_initialize(&mut self, id: BackendId) {
+        let Some(b) = self.backends.get_mut(id) else { return };
+        let Some(client_capabilities) = &self.client_capabilities else {
+            b.awaiting_initialize = true;
+            return;
+        };
+        b.awaiting_initialize = false;
+        let declared: serde_json::Map<String, Value> = client_capabilities
+            .as_object()
+            .map(|caps| {
+                caps.iter().filter(|(k, _)| ROUTABLE_CAPABILITIES.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+            })
+            .unwrap_or_default();
+        let params = json!({
+            "protocolVersion": LATEST_PROTOCOL_VERSION,
+            "capabilities": declared,
+            "clientInfo": { "name": "mcp-proxy-server", "version": env!("CARGO_PKG_VERSION") },
+        });
+        self.request_internal(id, Internal::Initialize, "initialize", Some(raw(&params)));
+    }
+
+    /// Learns which client capabilities to declare to backends, and lets waiting backends initialize.
+    pub(super) fn set_client_capabilities(&mut self, capabilities: Value) {
+        if self.client_capabilities.is_some() {
+            return;
+        }
+        self.client_capabilities = Some(capabilities);
+        // Backends start their handshake only now: they get the whole start-up time from here.
+        if let Some(settle_by) = &mut self.settle_by {
+            *settle_by = (*settle_by).max(Instant::now() + self.settings.startup_timeout);
+        }
+        let waiting: Vec<BackendId> =
+            self.backends.iter().filter(|(_, b)| b.awaiting_initialize && b.connection.is_some()).map(|(id, _)| id).collect();
+        for id in waiting {
+            self.send_initialize(id);
+        }
+    }
+
+    /// Sends one of the proxy's own requests to a backend.
+    pub(super) fn request_internal(&mut self, backend: BackendId, op: Internal, method: &str, params: Option<Box<RawValue>>) {
+        // A backend may take long to start (`npx -y` downloads first): the handshake gets the start-up
+        // timeout when that is the longer one.
+        let timeout = self.backends.timeout(backend, self.settings.request_timeout);
+        let timeout = match op {
+            Internal::Initialize | Internal::List(_) => timeout.max(self.settings.startup_timeout),
+            Internal::Ignore => timeout,
+        };
+        let (id, _) = self.requests.table.open(backend, Origin::Internal(op), method, timeout);
+        let msg = Message::request(Value::from(id), method, params);
+        if !self.backends.send(backend, msg) {
+            self.requests.table.close((backend, id));
+        }
+    }
+
+    pub(super) fn internal_response(&mut self, backend: BackendId, op: Internal, method: &str, msg: Message) {
+        let outcome = match (&msg.result, &msg.error) {
+            (Some(result), _) => serde_json::from_str::<Value>(result.get()).map_err(|e| e.to_string()),
+            (None, Some(error)) => Err(error.get().to_owned()),
+            (None, None) => Err("empty response".to_owned()),
+        };
+        match (op, outcome) {
+            (Internal::Initialize, Ok(result)) => self.initialized(backend, result),
+            (Internal::Initialize, Err(e)) => self.fail_backend(backend, &format!("initialize failed: {e}"), true),
+            (Internal::List(fetch), Ok(result)) => self.list_page(backend, fetch, &result),
+            (Internal::List(fetch), Err(e)) => {
+                log::warn!("[{}] {} failed: {e}", self.backends.key(backend), fetch.kind.method());
+                self.list_done(backend, ListFetch { items: Vec::new(), ..fetch });
+            }
+            (Internal::Ignore, Ok(_)) => {}
+            (Internal::Ignore, Err(e)) => log::warn!("[{}] {method} failed: {e}", self.backends.key(backend)),
+        }
+    }
+
+    fn initialized(&mut self, backend: BackendId, result: Value) {
+        let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if !PROTOCOL_VERSIONS.contains(&version.as_str()) {
+            let why = format!("it answered protocol version '{version}'; the proxy speaks {PROTOCOL_VERSIONS:?}");
+            return self.fail_backend(backend, &why, false);
+        }
+        let name = result.pointer("/serverInfo/name").and_then(Value::as_str).unwrap_or("?").to_owned();
+        log::info!("[{}] connected: {name}, protocol {version}", self.backends.key(backend));
+        self.backends.send(backend, Message::notification("notifications/initialized", None));
+        let Some(b) = self.backends.get_mut(backend) else { return };
+        b.init = Some(result);
+        let offered: Vec<ListKind> = ListKind::ALL.into_iter().filter(|k| b.has_capability(k.capability())).collect();
+        b.fetching = offered.len();
+        if offered.is_empty() {
+            self.mark_ready(backend);
+        }
+        for kind in offered {
+            self.fetch_list(backend, kind);
+        }
+    }
+
+    /// Fetches the lists of these kinds again, those the backend offers (it said one changed).
+    pub(super) fn refetch(&mut self, backend: BackendId, kinds: &[ListKind]) {
+        for &kind in kinds {
+            if self.backends.get(backend).is_some_and(|b| b.has_capability(kind.capability())) {
+                self.fetch_list(backend, kind);
+            }
+        }
+    }
+
+    fn fetch_list(&mut self, backend: BackendId, kind: ListKind) {
+        let Some(b) = self.backends.get_mut(backend) else { return };
+        b.list_generations[kind as usize] += 1;
+        let fetch = ListFetch { kind, generation: b.list_generations[kind as usize], items: Vec::new(), pages: 0 };
+        self.request_page(backend, fetch, None);
+    }
+
+    fn request_page(&mut self, backend: BackendId, fetch: ListFetch, cursor: Option<&str>) {
+        let method = fetch.kind.method();
+        let params = cursor.map(|c| raw(&json!({ "cursor": c })));
+        self.request_internal(backend, Internal::List(fetch), method, params);
+    }
+
+    fn list_page(&mut self, backend: BackendId, mut fetch: ListFetch, result: &Value) {
+        if let Some(items) = result.get(fetch.kind.member()).and_then(Value::as_array) {
+            fetch.items.extend(items.iter().cloned());
+        }
+        fetch.pages += 1;
+        match result.get("nextCursor").and_then(Value::as_str).filter(|c| !c.is_empty()) {
+            Some(_) if fetch.pages >= MAX_PAGES => {
+                log::warn!("[{}] {} still paging after {MAX_PAGES} pages; stopped", self.backends.key(backend), fetch.kind.method());
+                self.list_done(backend, fetch);
+            }
+            Some(cursor) => {
+                let cursor = cursor.to_owned();
+                self.request_page(backend, fetch, Some(&cursor));
+            }
+            None => self.list_done(backend, fetch),
+        }
+    }
+
+    fn list_done(&mut self, backend: BackendId, fetch: ListFetch) {
+        let kind = fetch.kind;
+        let Some(b) = self.backends.get_mut(backend) else { return };
+        if fetch.generation != b.list_generations[kind as usize] {
+            return; // A newer fetch of the same list is under way.
+        }
+        b.lists[kind as usize] = fetch.items;
+        match b.state {
+            State::Starting => {
+                b.fetching = b.fetching.saturating_sub(1);
+                if b.fetching == 0 {
+                    self.mark_ready(backend);
+                }
+            }
+            State::Ready => self.refresh_catalog(),
+            State::Failed(_) | State::Disabled | State::Removed => {}
+        }
+    }
+
+    fn mark_ready(&mut self, backend: BackendId) {
+        let Some(b) = self.backends.get_mut(backend) else { return };
+        b.state = State::Ready;
+        b.ready_since = Some(Instant::now());
+        let [tools, prompts, resources, templates] = ListKind::ALL.map(|kind| b.list(kind).len());
+        log::info!("[{}] ready: {tools} tools, {prompts} prompts, {resources} resources, {templates} resource templates", b.config.key);
+        self.refresh_catalog();
+        self.restore_client_state(backend);
+    }
+
+    /// Gives a (re)started backend what clients asked of its predecessor: the logging level and the
+    /// resource subscriptions.
+    fn restore_client_state(&mut self, backend: BackendId) {
+        let logs = self.backends.get(backend).is_some_and(|b| b.has_capability("logging"));
+        if let Some(level) = self.clients.log_level.clone().filter(|_| logs) {
+            self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(raw(&json!({ "level": level }))));
+        }
+        let uris: Vec<String> =
+            self.subscriptions.uris().filter(|uri| self.catalog.resource_owner(uri) == Some(backend)).map(str::to_owned).collect();
+        for uri in uris {
+            self.request_internal(backend, Internal::Ignore, "resources/subscribe", Some(raw(&json!({ "uri": uri }))));
+        }
+    }
+
+    /// Rebuilds the catalog and tells clients about each kind of list that changed (and only those:
+    /// a client that re-lists on a notification always finds something new).
+    pub(super) fn refresh_catalog(&mut self) {
+        let (catalog, found) = self.build_catalog(&self.overrides);
+        for problem in found.problems.iter().filter(|p| !self.findings.problems.contains(p)) {
+            log::warn!("{problem}");
+        }
+        for note in found.notes.iter().filter(|n| !self.findings.notes.contains(n)) {
+            log::info!("{note}");
+        }
+        self.findings = found;
+        let old = std::mem::replace(&mut self.catalog, catalog);
+        let new = &self.catalog;
+        let changed = |kinds: &[ListKind]| kinds.iter().any(|&k| old.list(k) != new.list(k));
+        let changed = [
+            (changed(&[ListKind::Tools]), ListKind::Tools),
+            (changed(&[ListKind::Prompts]), ListKind::Prompts),
+            (changed(&[ListKind::Resources, ListKind::Templates]), ListKind::Resources),
+        ];
+        for (_, kind) in changed.into_iter().filter(|(changed, _)| *changed) {
+            self.broadcast(Message::notification(kind.changed_notification(), None));
+        }
+    }
+
+    /// The catalog today's backends give under these overrides, and what building it found.
+    pub(super) fn build_catalog(&self, overrides: &crate::tool_config::Overrides) -> (Catalog, super::catalog::Findings) {
+        let mut sources: Vec<Source> = self
+            .backends
+            .iter()
+            .filter(|(_, b)| !matches!(b.state, State::Disabled | State::Removed))
+            .map(|(id, b)| Source {
+                id,
+                key: &b.config.key,
+                prefix: b.config.prefix(),
+                ready: b.is_ready(),
+                filters: &b.config.filters,
+                tools: b.list(ListKind::Tools),
+                prompts: b.list(ListKind::Prompts),
+                resources: b.list(ListKind::Resources),
+                templates: b.list(ListKind::Templates),
+            })
+            .collect();
+        // Key order decides every clash, whatever order the servers were added in.
+        sources.sort_by(|a, b| a.key.cmp(b.key));
+        Catalog::build(&sources, &self.settings.separator, overrides)
+    }
+}

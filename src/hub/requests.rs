@@ -1,0 +1,133 @@
+//! Every request the dispatcher is responsible for and has not answered yet: those in flight to backends
+//! (the routing table), those held until start-up settles, tool calls waiting for a retry, and requests
+//! from backends forwarded to clients.
+//!
+//! Pure state; the flows that open and close these live in `client_messages.rs` and
+//! `backend_messages.rs`.
+
+use super::handshake::ListFetch;
+use super::routing::Routing;
+use crate::event::{BackendId, Caller, ClientId};
+use crate::jsonrpc::{Message, Params};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// The proxy's own requests to backends, and what to do with their answers.
+#[derive(Debug)]
+pub(super) enum Internal {
+    Initialize,
+    List(ListFetch),
+    /// A request whose answer only matters for the log (a broadcast `logging/setLevel`, an unsubscribe).
+    Ignore,
+}
+
+/// A tool call waiting to be tried again because its backend was down.
+pub(super) struct Retry {
+    pub at: Instant,
+    pub caller: Caller,
+    pub params: Params,
+    pub attempt: u32,
+}
+
+/// A request from a backend forwarded to a client, waiting for the client's answer.
+pub(super) struct Upstream {
+    pub backend: BackendId,
+    pub backend_id: Value,
+    pub client: ClientId,
+}
+
+#[derive(Default)]
+pub(super) struct Requests {
+    /// In flight to backends.
+    pub table: Routing<Internal>,
+    /// Requests from backends forwarded to clients, by the id the proxy gave them there.
+    upstream: HashMap<u64, Upstream>,
+    /// Client requests held until start-up settles (all backends ready or failed, or the timeout).
+    held: Vec<(Caller, Message)>,
+    retries: Vec<Retry>,
+}
+
+impl Requests {
+    pub fn hold(&mut self, caller: Caller, msg: Message) {
+        self.held.push((caller, msg));
+    }
+
+    pub fn take_held(&mut self) -> Vec<(Caller, Message)> {
+        std::mem::take(&mut self.held)
+    }
+
+    pub fn schedule_retry(&mut self, retry: Retry) {
+        self.retries.push(retry);
+    }
+
+    /// The tool calls whose retry time has come.
+    pub fn take_due_retries(&mut self, now: Instant) -> Vec<Retry> {
+        let (due, later) = std::mem::take(&mut self.retries).into_iter().partition(|r| r.at <= now);
+        self.retries = later;
+        due
+    }
+
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.retries.iter().map(|r| r.at).min()
+    }
+
+    /// True while something of the client's is in flight, held or waiting for a retry.
+    pub fn has_work_for(&self, client: ClientId) -> bool {
+        self.table.client_busy(client)
+            || self.held.iter().any(|(caller, _)| caller.client == client)
+            || self.retries.iter().any(|r| r.caller.client == client)
+    }
+
+    /// Drops a client's request that was not sent yet (held, or waiting for a retry).
+    pub fn drop_unsent(&mut self, client: ClientId, id: &Value) {
+        let ours = |caller: &Caller| caller.client == client && &caller.id == id;
+        self.held.retain(|(caller, _)| !ours(caller));
+        self.retries.retain(|r| !ours(&r.caller));
+    }
+
+    /// Drops every request of a client that was not sent yet.
+    pub fn drop_unsent_of(&mut self, client: ClientId) {
+        self.held.retain(|(caller, _)| caller.client != client);
+        self.retries.retain(|r| r.caller.client != client);
+    }
+
+    /// Takes every request not sent yet, to be answered now (shutdown).
+    pub fn take_unsent(&mut self) -> Vec<Caller> {
+        let held = std::mem::take(&mut self.held).into_iter().map(|(caller, _)| caller);
+        held.chain(std::mem::take(&mut self.retries).into_iter().map(|r| r.caller)).collect()
+    }
+
+    /// Records a backend's request forwarded to a client; returns the id the client sees.
+    pub fn forward_upstream(&mut self, upstream: Upstream) -> u64 {
+        let id = self.table.take_id();
+        self.upstream.insert(id, upstream);
+        id
+    }
+
+    /// The forwarded request a client's response answers: only the client it was sent to may answer
+    /// it (ids are sequential, so easy to guess).
+    pub fn answered_upstream(&mut self, client: ClientId, id: Option<&Value>) -> Option<Upstream> {
+        let id = id.and_then(Value::as_u64).filter(|id| self.upstream.get(id).is_some_and(|u| u.client == client))?;
+        self.upstream.remove(&id)
+    }
+
+    /// A backend withdrew its request: the id the client knows it by, and that client.
+    pub fn cancelled_upstream(&mut self, backend: BackendId, backend_id: &Value) -> Option<(u64, ClientId)> {
+        let (&id, upstream) = self.upstream.iter().find(|(_, u)| u.backend == backend && &u.backend_id == backend_id)?;
+        let client = upstream.client;
+        self.upstream.remove(&id);
+        Some((id, client))
+    }
+
+    /// Takes the forwarded requests a client will never answer now.
+    pub fn take_upstream_of(&mut self, client: ClientId) -> Vec<Upstream> {
+        let ids: Vec<u64> = self.upstream.iter().filter(|(_, u)| u.client == client).map(|(id, _)| *id).collect();
+        ids.into_iter().filter_map(|id| self.upstream.remove(&id)).collect()
+    }
+
+    /// Forgets the forwarded requests of a backend that is gone.
+    pub fn forget_upstream_of(&mut self, backend: BackendId) {
+        self.upstream.retain(|_, u| u.backend != backend);
+    }
+}

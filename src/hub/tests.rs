@@ -1,0 +1,657 @@
+//! The dispatcher driven event by event: in-memory backends (what the hub sends them arrives on a
+//! channel, and the test answers for them through their `Link`) and in-memory clients (their outboxes
+//! are plain channels). No threads, no processes, no sleeping: time moves when a test calls
+//! [`Harness::later`], which from then on runs the dispatcher's timers as if that much more time had
+//! passed (so a timer it sets meanwhile, from the real clock, is due as soon as it is shorter).
+
+use super::{Hub, HubSettings};
+use crate::backend::{Connection, Link};
+use crate::config::ServerConfig;
+use crate::event::{BackendState, ClientId, Event, Reply};
+use crate::jsonrpc::Message;
+use crate::settings::{Retries, RetryPolicy};
+use crate::tool_config::{Overrides, ToolOverride};
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn settings() -> HubSettings {
+    let no_retry = RetryPolicy { max_retries: 0, base_delay: Duration::from_millis(10) };
+    HubSettings {
+        separator: "__".into(),
+        request_timeout: TIMEOUT,
+        startup_timeout: Duration::from_secs(5),
+        exit_when_no_clients: false,
+        session_idle_timeout: Duration::from_secs(60),
+        restart_backoff: (Duration::from_millis(100), Duration::from_secs(1)),
+        retries: Retries { stdio: no_retry, sse: no_retry, http: no_retry },
+        client_capabilities: Some(json!({})),
+        shutdown_grace: Duration::from_secs(5),
+        max_in_flight: 100,
+        max_sessions: 10,
+        max_sessions_per_key: 0,
+    }
+}
+
+/// Stdio servers by key, in the config file's format.
+fn servers(keys: &[&str]) -> Vec<ServerConfig> {
+    let entries: serde_json::Map<String, Value> = keys.iter().map(|k| (k.to_string(), json!({ "command": "unused" }))).collect();
+    let text = json!({ "mcpServers": entries }).to_string();
+    crate::config::parse(&text, Path::new("test.json"), &|_| None).expect("a valid config").servers
+}
+
+/// A backend connection the dispatcher started: its way back, and what it was sent.
+struct Wire {
+    link: Link,
+    sent: Receiver<Message>,
+}
+
+struct Harness {
+    hub: Hub,
+    /// What links report, pumped into the hub after every step.
+    events: Receiver<Event>,
+    started: Receiver<(String, Wire)>,
+    wires: HashMap<String, Wire>,
+    /// How many connections each backend has had.
+    starts: HashMap<String, u32>,
+    /// How far the test has moved time forward.
+    elapsed: Duration,
+    /// The dispatcher said its shutdown is complete.
+    finished: bool,
+}
+
+struct TestClient {
+    id: ClientId,
+    inbox: Receiver<Message>,
+}
+
+impl Harness {
+    fn new(keys: &[&str]) -> Harness {
+        Harness::with(settings(), servers(keys))
+    }
+
+    fn with(settings: HubSettings, servers: Vec<ServerConfig>) -> Harness {
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let (started_tx, started): (Sender<(String, Wire)>, _) = crossbeam_channel::unbounded();
+        let connect = Box::new(move |server: &ServerConfig, link: Link, _timeout: Duration| {
+            let (tx, sent) = crossbeam_channel::unbounded();
+            let _ = started_tx.send((server.key.clone(), Wire { link, sent }));
+            Ok(Connection::Memory(Some(tx)))
+        });
+        let hub = Hub::with_connector(settings, servers, Overrides::new(), events_tx, connect);
+        let mut h =
+            Harness { hub, events, started, wires: HashMap::new(), starts: HashMap::new(), elapsed: Duration::ZERO, finished: false };
+        h.hub.start();
+        h.pump();
+        h
+    }
+
+    /// Hands the hub what links reported, running its timers after each event as its loop does, and
+    /// notes the connections it started.
+    fn pump(&mut self) {
+        self.tick();
+        while let Ok(event) = self.events.try_recv() {
+            self.hub.handle(event);
+            self.tick();
+        }
+        while let Ok((key, wire)) = self.started.try_recv() {
+            *self.starts.entry(key.clone()).or_default() += 1;
+            self.wires.insert(key, wire);
+        }
+    }
+
+    fn tick(&mut self) {
+        self.finished |= self.hub.tick(Instant::now() + self.elapsed);
+    }
+
+    fn event(&mut self, event: Event) {
+        self.hub.handle(event);
+        self.pump();
+    }
+
+    /// Runs the timers as if `by` more time had passed.
+    fn later(&mut self, by: Duration) {
+        self.elapsed += by;
+        self.pump();
+    }
+
+    fn wire(&self, key: &str) -> &Wire {
+        self.wires.get(key).unwrap_or_else(|| panic!("backend '{key}' was never started"))
+    }
+
+    /// The next message the hub sent to a backend.
+    fn sent_to(&mut self, key: &str) -> Message {
+        self.pump();
+        self.wire(key).sent.try_recv().unwrap_or_else(|_| panic!("nothing was sent to '{key}'"))
+    }
+
+    fn nothing_to_backend(&mut self, key: &str) {
+        self.pump();
+        if let Ok(msg) = self.wire(key).sent.try_recv() {
+            panic!("'{key}' was sent {}", msg.to_json());
+        }
+    }
+
+    /// The backend says something.
+    fn backend_says(&mut self, key: &str, msg: Value) {
+        let msg = Message::parse(&msg.to_string()).expect("a valid message");
+        self.wire(key).link.message(msg);
+        self.pump();
+    }
+
+    /// The backend answers a request it was sent.
+    fn answer(&mut self, key: &str, request: &Message, result: Value) {
+        self.backend_says(key, json!({ "jsonrpc": "2.0", "id": request.id, "result": result }));
+    }
+
+    fn exits(&mut self, key: &str) {
+        self.wire(key).link.exited("killed by the test".into());
+        self.pump();
+    }
+
+    /// Takes a backend through its handshake with these tools.
+    fn ready(&mut self, key: &str, tools: &[&str]) {
+        let init = self.sent_to(key);
+        assert_eq!(init.method(), "initialize");
+        let capabilities = json!({ "tools": { "listChanged": true }, "logging": {} });
+        self.answer(key, &init, json!({ "protocolVersion": "2025-06-18", "capabilities": capabilities, "serverInfo": { "name": key } }));
+        assert_eq!(self.sent_to(key).method(), "notifications/initialized");
+        let list = self.sent_to(key);
+        assert_eq!(list.method(), "tools/list");
+        let tools: Vec<Value> = tools.iter().map(|t| json!({ "name": t, "inputSchema": { "type": "object" } })).collect();
+        self.answer(key, &list, json!({ "tools": tools }));
+    }
+
+    fn client(&mut self) -> TestClient {
+        let (outbox, inbox) = crossbeam_channel::unbounded();
+        let id = ClientId::fresh();
+        self.event(Event::ClientConnected { client: id, outbox });
+        TestClient { id, inbox }
+    }
+
+    /// An initialized client.
+    fn ready_client(&mut self) -> TestClient {
+        let client = self.client();
+        self.send(
+            &client,
+            json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": { "protocolVersion": "2025-06-18", "capabilities": {} } }),
+        );
+        assert!(client.next().get("result").is_some());
+        client
+    }
+
+    fn send(&mut self, client: &TestClient, msg: Value) {
+        let msg = Message::parse(&msg.to_string()).expect("a valid message");
+        self.event(Event::FromClient { client: client.id, msg });
+    }
+
+    fn call(&mut self, client: &TestClient, id: i64, tool: &str) {
+        self.send(
+            client,
+            json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": tool, "arguments": { "x": 1 } } }),
+        );
+    }
+
+    fn state(&mut self, key: &str) -> BackendState {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.event(Event::Health { detailed: true, reply });
+        let health = answer.try_recv().expect("an answer");
+        health.backends.unwrap_or_default().into_iter().find(|b| b.key == key).map(|b| b.state).expect("a known backend")
+    }
+}
+
+impl TestClient {
+    /// The next message the client was sent, as JSON.
+    fn next(&self) -> Value {
+        let msg = self.inbox.try_recv().expect("a message for the client");
+        serde_json::from_str(&msg.to_json()).expect("JSON")
+    }
+
+    fn nothing(&self) {
+        if let Ok(msg) = self.inbox.try_recv() {
+            panic!("the client was sent {}", msg.to_json());
+        }
+    }
+}
+
+fn params(msg: &Message) -> Value {
+    msg.params.as_ref().map_or(Value::Null, |p| serde_json::from_str(p.get()).expect("JSON params"))
+}
+
+// ----- start-up ------------------------------------------------------------------------------------
+
+#[test]
+fn requests_are_held_until_start_up_settles_and_then_see_every_backend() {
+    let mut h = Harness::new(&["a", "b"]);
+    let client = h.client();
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }));
+    h.ready("a", &["x"]);
+    client.nothing();
+    h.ready("b", &["y"]);
+    let names: Vec<Value> = client.next()["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
+    assert_eq!(names, [json!("a__x"), json!("b__y")]);
+}
+
+#[test]
+fn ping_is_answered_during_the_start_up_hold() {
+    let mut h = Harness::new(&["a"]);
+    let client = h.client();
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 7, "method": "ping" }));
+    assert_eq!(client.next(), json!({ "jsonrpc": "2.0", "id": 7, "result": {} }));
+}
+
+#[test]
+fn start_up_hold_ends_at_the_start_up_timeout_without_a_slow_backend() {
+    let mut h = Harness::new(&["a", "slow"]);
+    h.ready("a", &["x"]);
+    let client = h.client();
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }));
+    client.nothing();
+    h.later(Duration::from_secs(6));
+    assert_eq!(client.next()["result"]["tools"][0]["name"], "a__x");
+}
+
+#[test]
+fn backends_wait_for_the_first_clients_capabilities_before_initializing() {
+    let mut h = Harness::with(HubSettings { client_capabilities: None, ..settings() }, servers(&["a"]));
+    h.nothing_to_backend("a");
+    let client = h.client();
+    h.send(
+        &client,
+        json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": { "capabilities": { "sampling": {}, "experimental": {} } } }),
+    );
+    let init = h.sent_to("a");
+    assert_eq!(params(&init)["capabilities"], json!({ "sampling": {} }), "only what the proxy can route is declared");
+}
+
+// ----- calls ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_tool_call_reaches_its_backend_under_the_original_name_and_returns_under_the_clients_id() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 42, "a__x");
+    let forwarded = h.sent_to("a");
+    assert_eq!(params(&forwarded), json!({ "name": "x", "arguments": { "x": 1 } }));
+    assert_ne!(forwarded.id, Some(json!(42)), "the backend sees the proxy's own id");
+    h.answer("a", &forwarded, json!({ "content": [] }));
+    assert_eq!(client.next(), json!({ "jsonrpc": "2.0", "id": 42, "result": { "content": [] } }));
+}
+
+#[test]
+fn two_clients_using_the_same_request_id_each_get_their_own_answer() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (one, two) = (h.ready_client(), h.ready_client());
+    h.call(&one, 1, "a__x");
+    h.call(&two, 1, "a__x");
+    let (first, second) = (h.sent_to("a"), h.sent_to("a"));
+    h.answer("a", &second, json!({ "for": "two" }));
+    h.answer("a", &first, json!({ "for": "one" }));
+    assert_eq!(one.next()["result"]["for"], "one");
+    assert_eq!(two.next()["result"]["for"], "two");
+}
+
+#[test]
+fn a_second_request_under_an_id_still_in_flight_is_refused() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 5, "a__x");
+    h.call(&client, 5, "a__x");
+    assert_eq!(client.next()["error"]["code"], -32600);
+    h.sent_to("a");
+    h.nothing_to_backend("a");
+}
+
+#[test]
+fn an_unknown_tool_is_an_invalid_params_error_naming_it() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "a__nope");
+    let error = &client.next()["error"];
+    assert_eq!(error["code"], -32602);
+    assert!(error["message"].as_str().unwrap().contains("a__nope"));
+}
+
+#[test]
+fn progress_reaches_the_client_under_its_own_token() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    let call =
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "a__x", "_meta": { "progressToken": "mine" } } });
+    h.send(&client, call);
+    let forwarded = h.sent_to("a");
+    let token = params(&forwarded)["_meta"]["progressToken"].clone();
+    assert!(token.is_u64(), "the backend sees a proxy token, not {token}");
+    let progress = json!({ "progressToken": token, "progress": 1 });
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": progress }));
+    assert_eq!(client.next()["params"], json!({ "progressToken": "mine", "progress": 1 }));
+}
+
+#[test]
+fn a_clients_cancellation_reaches_the_backend_under_the_backends_id_and_the_late_answer_is_dropped() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 3, "a__x");
+    let forwarded = h.sent_to("a");
+    h.send(&client, json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 3, "reason": "bored" } }));
+    let cancel = h.sent_to("a");
+    assert_eq!(cancel.method(), "notifications/cancelled");
+    assert_eq!(params(&cancel), json!({ "requestId": forwarded.id, "reason": "bored" }));
+    h.answer("a", &forwarded, json!({}));
+    client.nothing();
+}
+
+#[test]
+fn a_call_not_answered_in_time_fails_with_a_timeout_and_is_cancelled_at_the_backend() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    let forwarded = h.sent_to("a");
+    h.later(TIMEOUT + Duration::from_secs(1));
+    assert_eq!(client.next()["error"]["code"], -32001);
+    let cancel = h.sent_to("a");
+    assert_eq!(params(&cancel)["requestId"], forwarded.id.unwrap());
+}
+
+#[test]
+fn a_call_in_flight_to_a_backend_that_exits_fails_at_once() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    h.sent_to("a");
+    h.exits("a");
+    let error = &client.next()["error"];
+    assert_eq!(error["code"], -32000);
+    assert!(error["message"].as_str().unwrap().contains("'a' exited"), "{error}");
+}
+
+#[test]
+fn a_call_to_a_tool_of_a_backend_that_is_down_is_retried_when_it_is_back() {
+    let retry = RetryPolicy { max_retries: 3, base_delay: Duration::from_secs(5) };
+    let settings = HubSettings { retries: Retries { stdio: retry, sse: retry, http: retry }, ..settings() };
+    let mut h = Harness::with(settings, servers(&["a"]));
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.exits("a");
+    assert_eq!(client.next()["method"], "notifications/tools/list_changed");
+    h.call(&client, 1, "a__x");
+    client.nothing();
+    h.later(Duration::from_secs(1)); // the restart
+    h.ready("a", &["x"]);
+    assert_eq!(client.next()["method"], "notifications/tools/list_changed");
+    h.later(Duration::from_secs(7)); // the first retry
+    let forwarded = h.sent_to("a");
+    assert_eq!(params(&forwarded)["name"], "x");
+}
+
+#[test]
+fn a_call_to_a_tool_of_a_backend_that_is_down_fails_naming_the_server_without_retries() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.exits("a");
+    client.next();
+    h.call(&client, 1, "a__x");
+    let error = &client.next()["error"];
+    assert_eq!(error["code"], -32000);
+    assert!(error["message"].as_str().unwrap().starts_with("server 'a' is unavailable"), "{error}");
+}
+
+#[test]
+fn requests_beyond_the_in_flight_limit_are_refused() {
+    let mut h = Harness::with(HubSettings { max_in_flight: 1, ..settings() }, servers(&["a"]));
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    h.call(&client, 2, "a__x");
+    let refused = client.next();
+    assert_eq!((refused["id"].clone(), refused["error"]["code"].clone()), (json!(2), json!(-32000)));
+}
+
+// ----- requests from backends ----------------------------------------------------------------------
+
+#[test]
+fn a_backend_request_goes_to_the_client_whose_call_is_in_flight_and_its_answer_comes_back() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (caller, other) = (h.ready_client(), h.ready_client());
+    h.call(&caller, 1, "a__x");
+    h.sent_to("a");
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": {} }));
+    let request = caller.next();
+    other.nothing();
+    assert_eq!(request["method"], "sampling/createMessage");
+    h.send(&caller, json!({ "jsonrpc": "2.0", "id": request["id"], "result": { "content": "hi" } }));
+    let answer = h.sent_to("a");
+    assert_eq!(answer.id, Some(json!("s1")));
+}
+
+#[test]
+fn a_backend_request_that_no_one_client_can_answer_gets_an_error() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (one, two) = (h.ready_client(), h.ready_client());
+    h.call(&one, 1, "a__x");
+    h.call(&two, 1, "a__x");
+    h.sent_to("a");
+    h.sent_to("a");
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": 9, "method": "roots/list" }));
+    let refused: Value = serde_json::from_str(&h.sent_to("a").to_json()).unwrap();
+    assert_eq!(refused["id"], 9);
+    assert!(refused["error"]["message"].as_str().unwrap().contains("cannot tell which client"));
+}
+
+#[test]
+fn only_the_client_a_backend_request_went_to_may_answer_it() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (caller, intruder) = (h.ready_client(), h.ready_client());
+    h.call(&caller, 1, "a__x");
+    h.sent_to("a");
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": 9, "method": "roots/list" }));
+    let request = caller.next();
+    h.send(&intruder, json!({ "jsonrpc": "2.0", "id": request["id"], "result": { "roots": [] } }));
+    h.nothing_to_backend("a");
+}
+
+// ----- list changes --------------------------------------------------------------------------------
+
+#[test]
+fn a_backends_list_change_refreshes_the_catalog_and_tells_initialized_clients_once() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (initialized, fresh) = (h.ready_client(), h.client());
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" }));
+    let list = h.sent_to("a");
+    assert_eq!(list.method(), "tools/list");
+    h.answer("a", &list, json!({ "tools": [{ "name": "x" }, { "name": "y" }] }));
+    assert_eq!(initialized.next()["method"], "notifications/tools/list_changed");
+    initialized.nothing();
+    fresh.nothing();
+    h.send(&initialized, json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" }));
+    assert_eq!(initialized.next()["result"]["tools"][1]["name"], "a__y");
+}
+
+#[test]
+fn a_list_change_that_changes_nothing_is_not_announced() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" }));
+    let list = h.sent_to("a");
+    h.answer("a", &list, json!({ "tools": [{ "name": "x", "inputSchema": { "type": "object" } }] }));
+    client.nothing();
+}
+
+// ----- supervision ---------------------------------------------------------------------------------
+
+#[test]
+fn a_backend_that_exits_is_withdrawn_and_started_again_after_its_backoff() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    h.exits("a");
+    assert_eq!(h.state("a"), BackendState::Failed);
+    assert_eq!(h.starts["a"], 1);
+    h.later(Duration::from_secs(2));
+    assert_eq!(h.starts["a"], 2);
+    h.ready("a", &["x"]);
+    assert_eq!(h.state("a"), BackendState::Connected);
+}
+
+#[test]
+fn a_backend_that_does_not_finish_its_handshake_in_time_is_started_again() {
+    let mut h = Harness::new(&["a"]);
+    assert_eq!(h.sent_to("a").method(), "initialize");
+    h.later(TIMEOUT + Duration::from_secs(1));
+    assert_eq!(h.starts["a"], 2);
+    assert_eq!(h.sent_to("a").method(), "initialize");
+}
+
+#[test]
+fn events_from_a_replaced_connection_are_ignored() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let old = h.wire("a").link.clone();
+    h.exits("a");
+    h.later(Duration::from_secs(2));
+    old.exited("late words".into());
+    h.pump();
+    assert_eq!(h.state("a"), BackendState::Connecting);
+}
+
+// ----- reload --------------------------------------------------------------------------------------
+
+#[test]
+fn reload_leaves_an_unchanged_server_and_its_call_in_flight_alone() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    let forwarded = h.sent_to("a");
+    h.event(Event::Reload { servers: servers(&["a", "b"]), overrides: Overrides::new() });
+    assert_eq!(h.starts.get("b"), Some(&1));
+    h.answer("a", &forwarded, json!({ "ok": true }));
+    assert_eq!(client.next()["result"]["ok"], true);
+}
+
+#[test]
+fn reload_that_removes_a_server_fails_its_calls_and_withdraws_its_tools() {
+    let mut h = Harness::new(&["a", "b"]);
+    h.ready("a", &["x"]);
+    h.ready("b", &["y"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "b__y");
+    h.sent_to("b");
+    h.event(Event::Reload { servers: servers(&["a"]), overrides: Overrides::new() });
+    let failed = client.next();
+    assert!(failed["error"]["message"].as_str().unwrap().contains("was stopped"), "{failed}");
+    assert_eq!(client.next()["method"], "notifications/tools/list_changed");
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" }));
+    assert_eq!(client.next()["result"]["tools"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn reload_with_new_overrides_renames_a_tool_and_announces_it() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    let rename = ToolOverride { exposed_name: Some("better".into()), ..ToolOverride::default() };
+    h.event(Event::Reload { servers: servers(&["a"]), overrides: Overrides::from([("a__x".to_owned(), rename)]) });
+    assert_eq!(client.next()["method"], "notifications/tools/list_changed");
+    h.call(&client, 1, "better");
+    assert_eq!(params(&h.sent_to("a"))["name"], "x");
+}
+
+#[test]
+fn override_clashes_are_checked_by_the_catalogs_own_naming_rule() {
+    let mut h = Harness::new(&["a", "b"]);
+    h.ready("a", &["x"]);
+    h.ready("b", &["y"]);
+    let take = ToolOverride { exposed_name: Some("a__x".into()), ..ToolOverride::default() };
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    h.event(Event::CheckOverrides { overrides: Overrides::from([("b__y".to_owned(), take)]), reply });
+    let clashes = answer.try_recv().unwrap();
+    assert_eq!(clashes.len(), 1);
+    assert!(clashes[0].contains("'a__x' is exposed twice"), "{clashes:?}");
+}
+
+// ----- sessions and clients ------------------------------------------------------------------------
+
+#[test]
+fn sessions_beyond_the_limit_are_refused_with_503() {
+    let mut h = Harness::with(HubSettings { max_sessions: 1, ..settings() }, servers(&["a"]));
+    let open = |h: &mut Harness, session: &str| {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        h.event(Event::OpenSession { client: ClientId::fresh(), session: session.into(), outbox: None, owner: None, reply });
+        answer.try_recv().unwrap()
+    };
+    assert!(matches!(open(&mut h, "s1"), Reply::Accepted));
+    assert!(matches!(open(&mut h, "s2"), Reply::Refused(503, _)));
+}
+
+#[test]
+fn a_client_that_leaves_has_its_calls_cancelled_at_the_backend() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    let forwarded = h.sent_to("a");
+    h.event(Event::ClientGone { client: client.id });
+    let cancel = h.sent_to("a");
+    assert_eq!((cancel.method(), params(&cancel)["requestId"].clone()), ("notifications/cancelled", forwarded.id.unwrap()));
+}
+
+#[test]
+fn an_http_request_gets_its_answer_on_its_own_reply_channel() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (reply, answers) = crossbeam_channel::unbounded();
+    let (open, _) = crossbeam_channel::bounded(1);
+    h.event(Event::OpenSession { client: ClientId::fresh(), session: "s".into(), outbox: None, owner: None, reply: open });
+    let msg = Message::parse(r#"{"jsonrpc":"2.0","id":"q","method":"tools/list"}"#).unwrap();
+    h.event(Event::FromSession { session: "s".into(), msg, reply, inline: true });
+    let Ok(Reply::Message(answer)) = answers.try_recv() else { panic!("no answer on the request's channel") };
+    assert_eq!(answer.id, Some(json!("q")));
+}
+
+// ----- shutdown ------------------------------------------------------------------------------------
+
+#[test]
+fn shutdown_lets_a_call_in_flight_finish_then_closes_the_backends_input() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    let forwarded = h.sent_to("a");
+    h.event(Event::Shutdown);
+    h.call(&client, 2, "a__x");
+    assert_eq!(client.next()["error"]["message"], "the proxy is shutting down");
+    h.answer("a", &forwarded, json!({ "done": true }));
+    assert_eq!(client.next()["result"]["done"], true);
+    assert!(!h.finished, "the backend has not exited yet");
+    assert!(matches!(h.wire("a").sent.try_recv(), Err(crossbeam_channel::TryRecvError::Disconnected)), "its input is closed");
+    h.exits("a");
+    assert!(h.finished, "done once every backend has exited");
+}
+
+#[test]
+fn requests_held_at_shutdown_are_answered_with_an_error() {
+    let mut h = Harness::new(&["a"]);
+    let client = h.client();
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }));
+    client.nothing();
+    h.event(Event::Shutdown);
+    assert_eq!(client.next()["error"]["code"], -32000);
+}

@@ -7,6 +7,7 @@
 
 use crate::config::ServerConfig;
 use crate::jsonrpc::{Message, ParseError};
+pub use crate::modern::Era;
 use crate::tool_config::Overrides;
 use crossbeam_channel::Sender;
 use serde::Serialize;
@@ -45,14 +46,22 @@ pub enum Event {
         owner: Option<String>,
         reply: Sender<Reply>,
     },
+    /// A message from a connected client (stdio); `era` is the one its connection speaks.
     FromClient {
         client: ClientId,
         msg: Message,
+        era: Era,
     },
     /// The client sent something that is not a JSON-RPC message; it gets an error with a null id.
     InvalidFromClient {
         client: ClientId,
         error: ParseError,
+    },
+    /// A request its frontend refused before routing (it does not fit the era its connection speaks):
+    /// the dispatcher only writes the answer, in order with the client's other messages.
+    Refused {
+        client: ClientId,
+        answer: Message,
     },
     /// A message posted over HTTP for a session. `reply` first gets [`Reply::UnknownSession`] or, for a
     /// notification or a response, [`Reply::Accepted`]; for a request with `inline` set it then gets
@@ -62,6 +71,16 @@ pub enum Event {
         msg: Message,
         reply: Sender<Reply>,
         inline: bool,
+    },
+    /// A request that belongs to no session (a
+    /// 2026-07-28 request over Streamable HTTP): `client` is made up for it alone, and everything about
+    /// it goes to `reply`.
+    /// `ClientGone` for that client means its connection closed: the request is cancelled.
+    Stateless {
+        client: ClientId,
+        msg: Message,
+        era: Era,
+        reply: Sender<Reply>,
     },
     /// A new standing stream for a session (Streamable HTTP `GET`); replaces the previous one.
     /// `stream` is unique per stream, so the end of a replaced stream is not taken for the new one's.
@@ -156,12 +175,14 @@ pub enum ReplyTo {
     Request(Sender<Reply>),
 }
 
-/// A client request being served: who asked, under which id, and where the answer goes.
+/// A client request being served: who asked, under which id, where the answer goes, and the era
+/// its client speaks (which decides how a backend's question during the request can reach it).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub client: ClientId,
     pub id: Value,
     pub reply: ReplyTo,
+    pub era: Era,
 }
 
 /// The answer to [`Event::Health`], served as JSON by `GET /health` and `GET /admin/status`.

@@ -20,8 +20,14 @@ pub mod code {
     pub const BACKEND_UNAVAILABLE: i64 = -32000;
     /// The backend did not answer within the request timeout.
     pub const REQUEST_TIMEOUT: i64 = -32001;
-    /// MCP: the resource URI is not known to any backend.
+    /// MCP (handshake era): the resource URI is not known to any backend. 2026-07-28 uses INVALID_PARAMS.
     pub const RESOURCE_NOT_FOUND: i64 = -32002;
+    /// MCP 2026-07-28: an HTTP routing header does not match the request body.
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// MCP 2026-07-28: answering needs a client capability the request did not declare.
+    pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+    /// MCP 2026-07-28: the request's protocol version is not one the proxy speaks (`data.supported`).
+    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 }
 
 /// One JSON-RPC message: a request, a notification or a response.
@@ -130,8 +136,12 @@ impl Message {
     }
 
     pub fn error_response(id: Value, code: i64, message: &str) -> Message {
-        let error = serde_json::json!({ "code": code, "message": message });
-        Message { id: Some(id), error: Some(raw(&error)), ..Message::empty() }
+        Message::error_response_raw(id, raw(&serde_json::json!({ "code": code, "message": message })))
+    }
+
+    /// An error response with a whole error object (one that carries `data`).
+    pub fn error_response_raw(id: Value, error: Box<RawValue>) -> Message {
+        Message { id: Some(id), error: Some(error), ..Message::empty() }
     }
 
     /// Reads `params` one level deep (absent params read as an empty object): enough to route a

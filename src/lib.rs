@@ -14,6 +14,7 @@ pub mod jsonrpc;
 pub mod lines;
 pub mod list_tools;
 pub mod logging;
+pub mod modern;
 pub mod random;
 pub mod settings;
 pub mod signals;

@@ -74,13 +74,14 @@ impl<R: BufRead> LineReader<R> {
     }
 }
 
-/// Writes each message from `inbox` as one line until the channel closes. A message is serialised
-/// straight into the buffer, and the buffer is flushed only when no other message is waiting: one write
-/// per burst, with no added latency.
-pub fn write_messages(out: impl Write, inbox: &Receiver<Message>) -> io::Result<()> {
+/// Writes each message from `inbox` as one line until the channel closes, after `prepare` (a frontend
+/// dresses answers for its client's protocol era there). A message is serialised straight into the
+/// buffer, and the buffer is flushed only when no other message is waiting: one write per burst, with no
+/// added latency.
+pub fn write_messages(out: impl Write, inbox: &Receiver<Message>, mut prepare: impl FnMut(Message) -> Message) -> io::Result<()> {
     let mut out = BufWriter::new(out);
     for msg in inbox {
-        serde_json::to_writer(&mut out, &msg)?;
+        serde_json::to_writer(&mut out, &prepare(msg))?;
         out.write_all(b"\n")?;
         if inbox.is_empty() {
             out.flush()?;

@@ -4,7 +4,7 @@
 //! what it prints is exactly what a real client would see. `--check` also prints where each tool
 //! leads and fails (exit 1) when a server could not start or the catalog has problems.
 
-use crate::event::{BackendState, ClientId, Event, Inspection};
+use crate::event::{BackendState, ClientId, Era, Event, Inspection};
 use crate::hub::Hub;
 use crate::jsonrpc::{raw, Message};
 use crossbeam_channel::{Receiver, Sender};
@@ -33,7 +33,7 @@ pub fn run(
                        "clientInfo": { "name": "mcp-proxy-server --list-tools", "version": env!("CARGO_PKG_VERSION") } });
     // A send fails only when the dispatcher has stopped: there is nothing more to say than that.
     let stopped = |_| "the dispatcher stopped";
-    let send = |msg| events.send(Event::FromClient { client, msg }).map_err(stopped);
+    let send = |msg| events.send(Event::FromClient { client, msg, era: Era::Handshake }).map_err(stopped);
     events.send(Event::ClientConnected { client, outbox }).map_err(stopped)?;
     send(Message::request(Value::from(1), "initialize", Some(raw(&init))))?;
     send(Message::notification("notifications/initialized", None))?;

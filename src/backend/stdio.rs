@@ -110,7 +110,7 @@ fn spawn_thread(name: String, stack: usize, f: impl FnOnce() + Send + 'static) -
 
 fn write_loop(stdin: ChildStdin, inbox: Receiver<Message>) {
     // An error means the child closed stdin or died; the reader thread reports the exit.
-    let _ = crate::lines::write_messages(stdin, &inbox);
+    let _ = crate::lines::write_messages(stdin, &inbox, |msg| msg);
 }
 
 fn read_loop(key: &str, stdout: impl io::Read, link: &Link) {

@@ -3,60 +3,120 @@
 //! A reader thread turns stdin lines into [`Event::FromClient`]; a writer thread writes the dispatcher's
 //! messages to stdout, one JSON object per line. stdout carries nothing else: logs go to stderr. When
 //! stdin closes the client is gone, and in stdio mode that ends the proxy.
+//!
+//! The client's first request decides the era the connection speaks, as the 2026-07-28 stdio transport
+//! says: `initialize` (or anything without the modern envelope) keeps it in the handshake era, a request
+//! carrying `io.modelcontextprotocol/protocolVersion` in `_meta` makes it modern. A request that does
+//! not fit the connection's era is refused here; the answers to a modern client's requests are dressed
+//! for it by the writer, which learns each request's method from the reader.
 
-use crate::event::{ClientId, Event};
-use crate::jsonrpc::Message;
+use crate::event::{ClientId, Era, Event};
+use crate::jsonrpc::{Kind, Message};
 use crate::lines::{Line, LineReader};
+use crate::modern;
 use crossbeam_channel::{Receiver, Sender};
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufReader};
 use std::thread::{self, JoinHandle};
 
 /// Longest line accepted from the client.
 const MAX_LINE: usize = 64 * 1024 * 1024;
 
+/// A modern client's request in flight, for the writer: its id (as JSON text) and method.
+type Note = (String, String);
+
 /// Connects stdin and stdout to the dispatcher. The returned thread ends once the dispatcher has let
 /// go of the client and every queued message is written: join it before exiting.
 pub fn serve(events: Sender<Event>) -> io::Result<JoinHandle<()>> {
     let client = ClientId::fresh();
     let (outbox, inbox) = crossbeam_channel::unbounded();
+    let (notes, noted) = crossbeam_channel::unbounded();
     // Connected before the reader starts, so the dispatcher knows the client before its first message.
     let _ = events.send(Event::ClientConnected { client, outbox });
-    thread::Builder::new().name("stdin".into()).stack_size(256 * 1024).spawn(move || read_loop(client, &events))?;
-    thread::Builder::new().name("stdout".into()).stack_size(64 * 1024).spawn(move || write_loop(&inbox))
+    let reader = Reader { client, events, notes, era: None };
+    thread::Builder::new().name("stdin".into()).stack_size(256 * 1024).spawn(move || reader.run())?;
+    thread::Builder::new().name("stdout".into()).stack_size(64 * 1024).spawn(move || write_loop(&inbox, &noted))
 }
 
-fn read_loop(client: ClientId, events: &Sender<Event>) {
-    let mut lines = LineReader::new(BufReader::new(io::stdin().lock()), MAX_LINE);
-    loop {
-        let event = match lines.next_line() {
-            Ok(Some(Line::Text(text))) if text.trim().is_empty() => continue,
-            Ok(Some(Line::Text(text))) => match Message::parse(&text) {
-                Ok(msg) => Event::FromClient { client, msg },
-                Err(error) => Event::InvalidFromClient { client, error },
-            },
-            Ok(Some(Line::TooLong(len))) => {
-                log::warn!("stdin: dropped a {len}-byte line (limit {MAX_LINE})");
-                continue;
+struct Reader {
+    client: ClientId,
+    events: Sender<Event>,
+    notes: Sender<Note>,
+    /// Decided by the first request.
+    era: Option<Era>,
+}
+
+impl Reader {
+    fn run(mut self) {
+        let mut lines = LineReader::new(BufReader::new(io::stdin().lock()), MAX_LINE);
+        loop {
+            let event = match lines.next_line() {
+                Ok(Some(Line::Text(text))) if text.trim().is_empty() => continue,
+                Ok(Some(Line::Text(text))) => match Message::parse(&text) {
+                    Ok(msg) => self.admit(msg),
+                    Err(error) => Event::InvalidFromClient { client: self.client, error },
+                },
+                Ok(Some(Line::TooLong(len))) => {
+                    log::warn!("stdin: dropped a {len}-byte line (limit {MAX_LINE})");
+                    continue;
+                }
+                Ok(Some(Line::NotUtf8(len))) => {
+                    log::warn!("stdin: dropped a {len}-byte line that is not UTF-8");
+                    continue;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    log::error!("stdin: {e}");
+                    break;
+                }
+            };
+            if self.events.send(event).is_err() {
+                return;
             }
-            Ok(Some(Line::NotUtf8(len))) => {
-                log::warn!("stdin: dropped a {len}-byte line that is not UTF-8");
-                continue;
-            }
-            Ok(None) => break,
-            Err(e) => {
-                log::error!("stdin: {e}");
-                break;
-            }
-        };
-        if events.send(event).is_err() {
-            return;
         }
+        let _ = self.events.send(Event::ClientGone { client: self.client });
     }
-    let _ = events.send(Event::ClientGone { client });
+
+    /// Fixes the connection's era at its first request and checks each request against it; a request
+    /// that does not fit is refused. A modern request's method is noted for the writer.
+    fn admit(&mut self, msg: Message) -> Event {
+        let client = self.client;
+        if msg.kind() != Kind::Request {
+            return Event::FromClient { client, msg, era: self.era.unwrap_or_default() };
+        }
+        let era = *self.era.get_or_insert_with(|| modern::era_of_first(&msg));
+        let id = msg.id.clone().unwrap_or_default();
+        if let Err(refusal) = modern::check(&msg, era) {
+            return Event::Refused { client, answer: refusal.to_message(id) };
+        }
+        if era == Era::Modern {
+            let _ = self.notes.send((id.to_string(), msg.method().to_owned()));
+        }
+        Event::FromClient { client, msg, era }
+    }
 }
 
-fn write_loop(inbox: &Receiver<Message>) {
-    if let Err(e) = crate::lines::write_messages(io::stdout().lock(), inbox) {
+fn write_loop(inbox: &Receiver<Message>, noted: &Receiver<Note>) {
+    let mut pending: HashMap<String, VecDeque<String>> = HashMap::new();
+    let dress = |msg: Message| {
+        if msg.kind() != Kind::Response {
+            return msg;
+        }
+        // A note is sent before its request reaches the dispatcher, so it is here before the answer.
+        for (id, method) in noted.try_iter() {
+            pending.entry(id).or_default().push_back(method);
+        }
+        let id = msg.id.as_ref().map(|id| id.to_string()).unwrap_or_default();
+        let method = pending.get_mut(&id).and_then(VecDeque::pop_front);
+        if pending.get(&id).is_some_and(VecDeque::is_empty) {
+            pending.remove(&id);
+        }
+        match method {
+            Some(method) => modern::dress(&method, msg),
+            None => msg,
+        }
+    };
+    if let Err(e) = crate::lines::write_messages(io::stdout().lock(), inbox, dress) {
         log::error!("stdout: {e}; the client is gone");
     }
 }

@@ -53,6 +53,11 @@ impl<'a> Exchange<'a> {
         EventStream::start(self.stream, headers)
     }
 
+    /// True when the client has closed the connection: a request it no longer waits for can be dropped.
+    pub fn peer_closed(&self) -> bool {
+        response::peer_closed(self.stream)
+    }
+
     /// Ends a stream cleanly, so the connection can serve another request.
     pub fn finish_stream(&mut self, stream: EventStream<'a>) {
         self.reusable = self.keep_alive && stream.finish().is_ok();

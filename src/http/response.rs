@@ -97,15 +97,7 @@ impl<'a> EventStream<'a> {
     /// True when the client has closed its end. A write to a closed connection often succeeds (the
     /// kernel buffers it), so without this a dead stream is only noticed at the second keep-alive.
     pub fn peer_closed(&self) -> bool {
-        use std::os::fd::AsRawFd;
-        let mut byte = [0u8; 1];
-        // SAFETY: recv writes at most one byte into `byte`, which outlives the call.
-        let n = unsafe { libc::recv(self.out.as_raw_fd(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-        match n {
-            0 => true,
-            n if n > 0 => false,
-            _ => !matches!(io::Error::last_os_error().kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted),
-        }
+        peer_closed(self.out)
     }
 
     /// Ends the stream cleanly; the connection may then serve another request.
@@ -151,6 +143,19 @@ fn reason(status: u16) -> &'static str {
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "",
+    }
+}
+
+/// True when the client has closed its end of the connection (a peek that finds the end of the stream).
+pub(super) fn peer_closed(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    // SAFETY: recv writes at most one byte into `byte`, which outlives the call.
+    let n = unsafe { libc::recv(stream.as_raw_fd(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    match n {
+        0 => true,
+        n if n > 0 => false,
+        _ => !matches!(io::Error::last_os_error().kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted),
     }
 }
 

@@ -6,7 +6,7 @@ use super::catalog::ListKind;
 use super::requests::Upstream;
 use super::routing::Origin;
 use super::Hub;
-use crate::event::{BackendId, ReplyTo};
+use crate::event::{BackendId, Era, ReplyTo};
 use crate::jsonrpc::{code, raw, Kind, Message};
 use serde_json::{json, Value};
 
@@ -48,7 +48,9 @@ impl Hub {
             "notifications/resources/updated" => {
                 let uri = msg.params().ok().and_then(|p| p.str("uri")).unwrap_or_default();
                 for client in self.subscriptions.subscribers(&uri).to_vec() {
-                    self.send_to_client(client, msg.clone());
+                    if !self.update_listeners(client, &uri, &msg) {
+                        self.send_to_client(client, msg.clone());
+                    }
                 }
             }
             "notifications/cancelled" => self.backend_cancelled(backend, &msg),
@@ -86,12 +88,21 @@ impl Hub {
         }
         let waiting = self.requests.table.callers_waiting_on(backend);
         let target = match waiting.as_slice() {
-            [only] => Some((only.client, only.reply.clone())),
-            [] => self.clients.only().map(|client| (client, ReplyTo::Outbox)),
+            [only] => Some((only.client, only.reply.clone(), only.era)),
+            [] => self.clients.only().map(|client| (client, ReplyTo::Outbox, self.clients.era(client).unwrap_or_default())),
             _ => None,
         };
-        let Some((client, reply)) = target else {
-            let why = format!("the proxy cannot tell which client should answer '{}'", msg.method());
+        let refusal = match target {
+            None => Some(format!("the proxy cannot tell which client should answer '{}'", msg.method())),
+            // A 2026-07-28 client takes no requests: its questions come inside input_required results,
+            // which the proxy does not make of a handshake-era backend's requests yet.
+            Some((_, _, Era::Modern)) => {
+                Some(format!("the client speaks MCP 2026-07-28, which takes no '{}' request from a server", msg.method()))
+            }
+            Some(_) => None,
+        };
+        let Some((client, reply, _)) = target.filter(|_| refusal.is_none()) else {
+            let why = refusal.unwrap_or_default();
             self.backends.send(backend, Message::error_response(backend_id, code::METHOD_NOT_FOUND, &why));
             return;
         };

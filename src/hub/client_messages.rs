@@ -11,8 +11,9 @@ use super::clients::SessionLimits;
 use super::requests::{Internal, Retry};
 use super::routing::{Key, Origin};
 use super::Hub;
-use crate::event::{BackendId, Caller, ClientId, Reply, ReplyTo, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
+use crate::event::{BackendId, Caller, ClientId, Era, Reply, ReplyTo, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
 use crate::jsonrpc::{code, raw, Kind, Message, Params};
+use crate::modern;
 use crossbeam_channel::Sender;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -39,15 +40,16 @@ impl Hub {
         }
     }
 
-    pub(super) fn on_client_message(&mut self, client: ClientId, msg: Message, reply: ReplyTo) {
-        self.clients.touch(client);
+    pub(super) fn on_client_message(&mut self, client: ClientId, msg: Message, reply: ReplyTo, era: Era) {
+        self.clients.heard(client, era);
         match msg.kind() {
             Kind::Request => {
-                if msg.method() == "initialize" {
-                    let capabilities = msg.params().ok().and_then(|p| p.value("capabilities"));
-                    self.set_client_capabilities(capabilities.unwrap_or_else(|| json!({})));
+                if self.client_capabilities.is_none() {
+                    if let Some(capabilities) = modern::declared_capabilities(&msg) {
+                        self.set_client_capabilities(capabilities);
+                    }
                 }
-                let caller = Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply };
+                let caller = Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply, era };
                 self.client_request(caller, msg);
             }
             Kind::Notification => self.client_notification(client, &msg),
@@ -62,10 +64,22 @@ impl Hub {
             return;
         };
         if msg.kind() == Kind::Request && inline {
-            self.on_client_message(client, msg, ReplyTo::Request(reply));
+            self.on_client_message(client, msg, ReplyTo::Request(reply), Era::Handshake);
         } else {
             let _ = reply.send(Reply::Accepted);
-            self.on_client_message(client, msg, ReplyTo::Outbox);
+            self.on_client_message(client, msg, ReplyTo::Outbox, Era::Handshake);
+        }
+    }
+
+    /// A request that belongs to no session: its client exists only for it, and hears everything on
+    /// the request's own channel. Anything but a request has nobody to be about.
+    pub(super) fn on_stateless_message(&mut self, client: ClientId, msg: Message, era: Era, reply: Sender<Reply>) {
+        match msg.kind() {
+            Kind::Request => {
+                let caller = Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply: ReplyTo::Request(reply), era };
+                self.client_request(caller, msg);
+            }
+            Kind::Notification | Kind::Response => drop(reply.send(Reply::Accepted)),
         }
     }
 
@@ -89,7 +103,7 @@ impl Hub {
         if self.shutdown.is_stopping() {
             return self.answer_error(&caller, code::BACKEND_UNAVAILABLE, "the proxy is shutting down");
         }
-        if self.settle_by.is_some() && msg.method() != "ping" {
+        if self.settle_by.is_some() && waits_for_backends(msg.method()) {
             return self.requests.hold(caller, msg);
         }
         let params = match msg.params() {
@@ -105,6 +119,8 @@ impl Hub {
                 self.clients.mark_initialized(caller.client);
             }
             "ping" => self.answer(&caller, raw(&json!({}))),
+            "server/discover" => self.answer(&caller, raw(&self.discover_result())),
+            "subscriptions/listen" => self.listen(caller, &params),
             "tools/list" => self.answer(&caller, self.catalog.list_result(ListKind::Tools)),
             "prompts/list" => self.answer(&caller, self.catalog.list_result(ListKind::Prompts)),
             "resources/list" => self.answer(&caller, self.catalog.list_result(ListKind::Resources)),
@@ -126,6 +142,40 @@ impl Hub {
     fn initialize_result(&self, params: &Params) -> Value {
         let asked = params.str("protocolVersion").unwrap_or_default();
         let version = PROTOCOL_VERSIONS.iter().find(|v| **v == asked).copied().unwrap_or(LATEST_PROTOCOL_VERSION);
+        let mut result = json!({ "protocolVersion": version, "capabilities": self.capabilities(), "serverInfo": modern::server_info() });
+        if let Some(instructions) = self.instructions() {
+            result["instructions"] = Value::String(instructions);
+        }
+        result
+    }
+
+    /// The answer to `server/discover` (the frontend adds `resultType`, caching hints and `serverInfo`).
+    /// It is never held for start-up: clients probe with a short timeout. While backends are still
+    /// starting it names every capability the proxy can serve, since it cannot know yet which it will.
+    fn discover_result(&self) -> Value {
+        let mut capabilities = match self.settle_by {
+            Some(_) => json!({
+                "tools": { "listChanged": true },
+                "prompts": { "listChanged": true },
+                "resources": { "listChanged": true, "subscribe": true },
+                "completions": {},
+            }),
+            None => self.capabilities(),
+        };
+        // Log messages reach 2026-07-28 clients only for requests that ask for them, which the proxy
+        // does not relay yet: it does not offer logging to them.
+        if let Some(caps) = capabilities.as_object_mut() {
+            caps.remove("logging");
+        }
+        let mut result = json!({ "supportedVersions": modern::VERSIONS, "capabilities": capabilities });
+        if let Some(instructions) = self.instructions() {
+            result["instructions"] = Value::String(instructions);
+        }
+        result
+    }
+
+    /// What the aggregate can do: the union of the ready backends' capabilities, as the proxy serves them.
+    fn capabilities(&self) -> Value {
         let any = |cap: &str| self.backends.ready().any(|b| b.has_capability(cap));
         let mut capabilities = json!({ "tools": { "listChanged": true } });
         if any("prompts") {
@@ -141,17 +191,14 @@ impl Hub {
         if any("completions") {
             capabilities["completions"] = json!({});
         }
-        let mut result = json!({
-            "protocolVersion": version,
-            "capabilities": capabilities,
-            "serverInfo": { "name": "mcp-proxy-server", "title": "MCP Proxy Server", "version": env!("CARGO_PKG_VERSION") },
-        });
-        let instructions: Vec<String> =
+        capabilities
+    }
+
+    /// The ready backends' instructions, each under its server's name.
+    fn instructions(&self) -> Option<String> {
+        let parts: Vec<String> =
             self.backends.ready().filter_map(|b| b.instructions().map(|text| format!("## {}\n{text}", b.config.key))).collect();
-        if !instructions.is_empty() {
-            result["instructions"] = Value::String(instructions.join("\n\n"));
-        }
-        result
+        (!parts.is_empty()).then(|| parts.join("\n\n"))
     }
 
     /// Routes a tool call. A call to a tool whose backend is down (or whose backend cannot be written
@@ -320,9 +367,16 @@ impl Hub {
         let origin = Origin::Client { caller: caller.clone(), progress_token };
         let timeout = self.backends.timeout(backend, self.settings.request_timeout);
         let (backend_id, token) = self.requests.table.open(backend, origin, method, timeout);
-        if let (Some(token), Some(Value::Object(meta))) = (token, meta.as_mut()) {
-            meta.insert("progressToken".into(), Value::from(token));
-            params.set("_meta", raw(&Value::Object(meta.clone())));
+        if let Some(Value::Object(meta)) = meta.as_mut() {
+            // Backends speak the handshake era, which takes no 2026-07-28 envelope (a dual-era server
+            // refuses it on a handshake connection).
+            let stripped = modern::strip_envelope(meta);
+            if let Some(token) = token {
+                meta.insert("progressToken".into(), Value::from(token));
+            }
+            if stripped || token.is_some() {
+                params.set("_meta", raw(&Value::Object(std::mem::take(meta))));
+            }
         }
         let msg = Message::request(Value::from(backend_id), method, Some(params.to_raw()));
         if self.backends.send(backend, msg) {
@@ -339,6 +393,9 @@ impl Hub {
             "notifications/cancelled" => {
                 let params = msg.params().unwrap_or_default();
                 let Some(request_id) = params.value("requestId") else { return };
+                if self.end_listen(client, &request_id) {
+                    return;
+                }
                 // Not sent yet (held for start-up, waiting for a retry): it is simply dropped.
                 self.requests.drop_unsent(client, &request_id);
                 if let Some(key) = self.requests.table.find_client_request(client, &request_id) {
@@ -363,10 +420,10 @@ impl Hub {
     /// A client is gone: what it was waiting for is cancelled at the backends, what backends were
     /// waiting for from it fails, and its subscriptions end.
     pub(super) fn client_gone(&mut self, client: ClientId) {
-        if !self.clients.remove(client) {
-            return;
-        }
+        // A client of one stateless request was never registered; its request is cancelled all the same.
+        let known = self.clients.remove(client);
         log::debug!("client {} gone", client.0);
+        self.end_listens_of(client);
         self.requests.drop_unsent_of(client);
         for key in self.requests.table.keys_for_client(client) {
             self.cancel_at_backend(key, "the client disconnected");
@@ -380,7 +437,7 @@ impl Hub {
                 self.request_internal(backend, Internal::Ignore, "resources/unsubscribe", Some(raw(&json!({ "uri": uri }))));
             }
         }
-        if self.clients.is_empty() && self.settings.exit_when_no_clients {
+        if known && self.clients.is_empty() && self.settings.exit_when_no_clients {
             self.begin_shutdown();
         }
     }
@@ -404,4 +461,25 @@ impl Hub {
             self.client_request(caller, msg);
         }
     }
+}
+
+/// Whether a request's answer depends on the backends, so it waits for start-up to settle. Requests the
+/// proxy answers from its own state (`ping`, `server/discover`, unknown methods) never wait.
+fn waits_for_backends(method: &str) -> bool {
+    matches!(
+        method,
+        "initialize"
+            | "tools/list"
+            | "tools/call"
+            | "prompts/list"
+            | "prompts/get"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "completion/complete"
+            | "logging/setLevel"
+            | "subscriptions/listen"
+    )
 }

@@ -3,7 +3,7 @@
 //!
 //! Pure state. What clients send is handled in `client_messages.rs`.
 
-use crate::event::{ClientId, STREAM_QUEUE};
+use crate::event::{ClientId, Era, STREAM_QUEUE};
 use crate::jsonrpc::Message;
 use crossbeam_channel::{Sender, TrySendError};
 use serde_json::Value;
@@ -22,6 +22,8 @@ pub(super) struct Client {
     owner: Option<String>,
     /// Answered its `initialize`: from then on it gets broadcast notifications (list changes, logs).
     initialized: bool,
+    /// The era its messages came in (a stdio connection's first request decides it).
+    era: Era,
     last_active: Instant,
 }
 
@@ -69,7 +71,16 @@ impl Clients {
             self.sessions.insert(session.clone(), client);
         }
         let needs_stream = outbox.is_some();
-        let record = Client { outbox, stream: 0, needs_stream, session, owner, initialized: false, last_active: Instant::now() };
+        let record = Client {
+            outbox,
+            stream: 0,
+            needs_stream,
+            session,
+            owner,
+            initialized: false,
+            era: Era::Handshake,
+            last_active: Instant::now(),
+        };
         self.by_id.insert(client, record);
     }
 
@@ -114,6 +125,18 @@ impl Clients {
         if let Some(c) = self.by_id.get_mut(&client) {
             c.last_active = Instant::now();
         }
+    }
+
+    /// Notes a message from the client, in the era it came in.
+    pub fn heard(&mut self, client: ClientId, era: Era) {
+        if let Some(c) = self.by_id.get_mut(&client) {
+            c.last_active = Instant::now();
+            c.era = era;
+        }
+    }
+
+    pub fn era(&self, client: ClientId) -> Option<Era> {
+        self.by_id.get(&client).map(|c| c.era)
     }
 
     /// From here on the client hears broadcasts (list changes, log messages).

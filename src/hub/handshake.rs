@@ -233,6 +233,7 @@ impl Hub {
         ];
         for (_, kind) in changed.into_iter().filter(|(changed, _)| *changed) {
             self.broadcast(Message::notification(kind.changed_notification(), None));
+            self.announce_to_listeners(kind);
         }
     }
 

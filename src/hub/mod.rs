@@ -7,8 +7,8 @@
 //!
 //! [`Hub`] composes the state, each part in the file that names it: `clients.rs` (clients and sessions),
 //! `backends.rs` (backend records), `requests.rs` (in flight, held, retried, forwarded upstream; the table
-//! itself is `routing.rs`), `subscriptions.rs`, `catalog.rs` (the aggregated view), `metrics.rs` and
-//! `shutdown.rs`. The flows between them: `client_messages.rs` (what clients send), `backend_messages.rs`
+//! itself is `routing.rs`), `subscriptions.rs`, `listen.rs` (`subscriptions/listen` streams), `catalog.rs`
+//! (the aggregated view), `metrics.rs` and `shutdown.rs`. The flows between them: `client_messages.rs` (what clients send), `backend_messages.rs`
 //! (what backends send), `handshake.rs` (from spawn to ready, list sync), `supervision.rs` (start, exit,
 //! restart, timeouts), `reload.rs` (a new configuration) and `status.rs` (health, metrics, inspection).
 
@@ -18,6 +18,7 @@ pub mod catalog;
 mod client_messages;
 mod clients;
 mod handshake;
+mod listen;
 mod metrics;
 mod reload;
 mod requests;
@@ -84,6 +85,7 @@ pub struct Hub {
     findings: Findings,
     clients: Clients,
     subscriptions: Subscriptions,
+    listeners: listen::Listeners,
     requests: Requests,
     metrics: metrics::Metrics,
     shutdown: Shutdown,
@@ -120,6 +122,7 @@ impl Hub {
             findings: Findings::default(),
             clients: Clients::default(),
             subscriptions: Subscriptions::default(),
+            listeners: listen::Listeners::default(),
             requests: Requests::default(),
             metrics: metrics::Metrics::default(),
             shutdown: Shutdown::default(),
@@ -170,11 +173,13 @@ impl Hub {
                 let answer = self.open_session(client, session, outbox, owner);
                 let _ = reply.send(answer);
             }
-            Event::FromClient { client, msg } => self.on_client_message(client, msg, ReplyTo::Outbox),
+            Event::FromClient { client, msg, era } => self.on_client_message(client, msg, ReplyTo::Outbox, era),
             Event::InvalidFromClient { client, error } => {
                 self.send_to_client(client, Message::error_response(Value::Null, error.code(), &error.to_string()));
             }
+            Event::Refused { client, answer } => self.send_to_client(client, answer),
             Event::FromSession { session, msg, reply, inline } => self.on_session_message(&session, msg, reply, inline),
+            Event::Stateless { client, msg, era, reply } => self.on_stateless_message(client, msg, era, reply),
             Event::OpenStream { session, stream, outbox, reply } => {
                 let known = self.clients.open_stream(&session, stream, outbox);
                 let _ = reply.send(if known { Reply::Accepted } else { Reply::UnknownSession });

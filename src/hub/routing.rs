@@ -237,7 +237,7 @@ mod tests {
     const MINUTE: Duration = Duration::from_secs(60);
 
     fn client(client: ClientId, id: i64, token: Option<&str>) -> Origin<()> {
-        let caller = Caller { client, id: Value::from(id), reply: ReplyTo::Outbox };
+        let caller = Caller { client, id: Value::from(id), reply: ReplyTo::Outbox, era: crate::event::Era::Handshake };
         Origin::Client { caller, progress_token: token.map(Value::from) }
     }
 

@@ -79,6 +79,7 @@ impl Hub {
         for caller in self.requests.take_unsent() {
             self.answer_error(&caller, code::BACKEND_UNAVAILABLE, "the proxy is shutting down");
         }
+        self.close_listens();
         log::info!("shutting down: finishing requests in flight (up to {:?})", self.settings.shutdown_grace);
         self.shutdown.step = Some((Phase::Draining, Instant::now() + self.settings.shutdown_grace));
     }

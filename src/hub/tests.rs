@@ -7,7 +7,7 @@
 use super::{Hub, HubSettings};
 use crate::backend::{Connection, Link};
 use crate::config::ServerConfig;
-use crate::event::{BackendState, ClientId, Event, Reply};
+use crate::event::{BackendState, ClientId, Era, Event, Reply};
 use crate::jsonrpc::Message;
 use crate::settings::{Retries, RetryPolicy};
 use crate::tool_config::{Overrides, ToolOverride};
@@ -186,7 +186,7 @@ impl Harness {
 
     fn send(&mut self, client: &TestClient, msg: Value) {
         let msg = Message::parse(&msg.to_string()).expect("a valid message");
-        self.event(Event::FromClient { client: client.id, msg });
+        self.event(Event::FromClient { client: client.id, msg, era: Era::Handshake });
     }
 
     fn call(&mut self, client: &TestClient, id: i64, tool: &str) {

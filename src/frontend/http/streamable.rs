@@ -6,14 +6,20 @@
 //! is the first thing the dispatcher sends back; if progress or a server request comes first, the
 //! response turns into an SSE stream that ends with the answer. `GET` opens the session's standing
 //! stream, `DELETE` ends the session.
+//!
+//! A `POST` whose `MCP-Protocol-Version` names no handshake-era version is a 2026-07-28 request: no
+//! session, its routing headers checked against its body, its answer dressed for its era, and closing
+//! its connection cancels it.
 
-use super::{parse_body, pump, rpc_error, Frontend, ACK_TIMEOUT};
-use crate::event::{Event, Reply, PROTOCOL_VERSIONS};
-use crate::http::{Exchange, Request, Response};
+use super::{parse_body, pump, rpc_error, Frontend, ACK_TIMEOUT, LIVENESS_CHECK};
+use crate::event::{ClientId, Era, Event, Reply, PROTOCOL_VERSIONS};
+use crate::http::{EventStream, Exchange, Request, Response};
 use crate::jsonrpc::{Kind, Message};
-use crossbeam_channel::Receiver;
+use crate::modern;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 const SESSION_HEADER: &str = "Mcp-Session-Id";
 
@@ -22,11 +28,17 @@ pub(super) fn handle(fe: &Frontend, req: &Request, ex: &mut Exchange) {
         let why = "Method not allowed: this proxy runs stateless (no sessions, no GET stream)";
         return ex.respond(rpc_error(405, -32000, why).with_header("Allow", "POST"));
     }
-    if let Some(version) = req.header("mcp-protocol-version") {
-        if !PROTOCOL_VERSIONS.contains(&version.trim()) {
-            let why = format!("Bad Request: unsupported MCP-Protocol-Version '{version}' (supported: {PROTOCOL_VERSIONS:?})");
-            return ex.respond(rpc_error(400, -32600, &why));
-        }
+    // A protocol version header that names no handshake-era version marks a 2026-07-28 request (or one
+    // for a version the proxy does not speak, which the modern checks refuse with the versions it does).
+    if req.header("mcp-protocol-version").is_some_and(|v| !PROTOCOL_VERSIONS.contains(&v.trim())) {
+        return match req.method.as_str() {
+            "POST" => modern_post(fe, req, ex),
+            // 2026-07-28 has no sessions, so no standing stream to GET and nothing to DELETE.
+            method => ex.respond(
+                rpc_error(405, -32600, &format!("Method {method} not allowed: MCP 2026-07-28 has no sessions"))
+                    .with_header("Allow", "POST"),
+            ),
+        };
     }
     match req.method.as_str() {
         "POST" => post(fe, req, ex),
@@ -88,8 +100,51 @@ fn exchange(fe: &Frontend, req: &Request, ex: &mut Exchange, msg: Message, sessi
         Some(Reply::Accepted) => ex.respond(Response::empty(202)),
         Some(Reply::UnknownSession) => ex.respond(unknown_session(&session)),
         Some(Reply::Refused(status, why)) => ex.respond(Response::error(status, &why)),
-        Some(Reply::Message(msg)) => answer(ex, req, headers, msg, &replies, request_id.as_ref()),
+        Some(Reply::Message(msg)) => drop(answer(ex, req, headers, msg, &replies, request_id.as_ref(), &|m| m, fe.settings.keepalive)),
         None => ex.respond(Response::error(503, "the dispatcher did not answer")),
+    }
+}
+
+/// A 2026-07-28 request: checked (routing headers against the body, the envelope, the method), then
+/// handed to the dispatcher with no session, and answered on this connection alone. Notifications have
+/// nothing to say to the proxy over this transport (a request is cancelled by closing its stream).
+fn modern_post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
+    let msg = match parse_body(req) {
+        Ok(msg) => msg,
+        Err(response) => return ex.respond(response),
+    };
+    if msg.kind() != Kind::Request {
+        return ex.respond(Response::empty(202));
+    }
+    let id = msg.id.clone().unwrap_or_default();
+    let checked = modern::check_headers(&msg, |name| req.header(name)).and_then(|()| modern::check(&msg, Era::Modern));
+    if let Err(refusal) = checked {
+        return ex.respond(json_response(refusal.status(), &[], &refusal.to_message(id)));
+    }
+    let method = msg.method().to_owned();
+    let client = ClientId::fresh();
+    let (reply, replies) = crossbeam_channel::unbounded();
+    if fe.events.send(Event::Stateless { client, msg, era: Era::Modern, reply }).is_err() {
+        return ex.respond(Response::error(503, "shutting down"));
+    }
+    let dress = |m: Message| modern::dress(&method, m);
+    let answered = first_reply(ex, &replies).map(|first| answer(ex, req, &[], first, &replies, Some(&id), &dress, fe.settings.keepalive));
+    if answered != Some(Answered::Completely) {
+        // The client went away first: the request is cancelled, as closing its stream means.
+        let _ = fe.events.send(Event::ClientGone { client });
+    }
+}
+
+/// The first message about a request, waited for as long as its client is there to read it.
+fn first_reply(ex: &Exchange, replies: &Receiver<Reply>) -> Option<Message> {
+    loop {
+        match replies.recv_timeout(LIVENESS_CHECK) {
+            Ok(Reply::Message(msg)) => return Some(msg),
+            Ok(_) => continue,
+            Err(RecvTimeoutError::Timeout) if ex.peer_closed() => return None,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
     }
 }
 
@@ -104,12 +159,35 @@ fn start_session(fe: &Frontend, req: &Request) -> Result<String, Response> {
     Ok(session)
 }
 
+/// How the answer to a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answered {
+    /// The response was written.
+    Completely,
+    /// The client went away, or the dispatcher let go of the request, before the response.
+    Cut,
+}
+
 /// Writes the answer to a request: JSON if the response is the first message, else an SSE stream of
-/// every message about the request, ending with the response.
-fn answer(ex: &mut Exchange, req: &Request, headers: &[(&str, &str)], first: Message, replies: &Receiver<Reply>, id: Option<&Value>) {
+/// every message about the request (kept alive with comments while it waits), ending with the response.
+/// `dress` prepares each message for the client's protocol era.
+#[allow(clippy::too_many_arguments)] // One exchange's parts; grouping them would only rename them.
+fn answer(
+    ex: &mut Exchange,
+    req: &Request,
+    headers: &[(&str, &str)],
+    first: Message,
+    replies: &Receiver<Reply>,
+    id: Option<&Value>,
+    dress: &dyn Fn(Message) -> Message,
+    keepalive: Duration,
+) -> Answered {
     let is_response = |m: &Message| m.kind() == Kind::Response && m.id.as_ref() == id;
     if is_response(&first) {
-        return ex.respond(json_response(headers, &first));
+        let first = dress(first);
+        let status = first.error.as_ref().map_or(200, |e| error_status(e.get()));
+        ex.respond(json_response(status, headers, &first));
+        return Answered::Completely;
     }
     if !req.accepts("text/event-stream") {
         // The client cannot take a stream: only the response can reach it.
@@ -118,29 +196,60 @@ fn answer(ex: &mut Exchange, req: &Request, headers: &[(&str, &str)], first: Mes
             _ => None,
         });
         return match response {
-            Some(m) => ex.respond(json_response(headers, &m)),
-            None => ex.respond(Response::error(503, "the dispatcher did not answer")),
+            Some(m) => {
+                ex.respond(json_response(200, headers, &dress(m)));
+                Answered::Completely
+            }
+            None => {
+                ex.respond(Response::error(503, "the dispatcher did not answer"));
+                Answered::Cut
+            }
         };
     }
-    let Ok(mut stream) = ex.stream(headers) else { return };
+    let Ok(mut stream) = ex.stream(headers) else { return Answered::Cut };
     let mut next = Some(first);
     while let Some(msg) = next.take() {
         let done = is_response(&msg);
-        if stream.event(Some("message"), None, &msg.to_json()).is_err() {
-            return;
+        if stream.event(Some("message"), None, &dress(msg).to_json()).is_err() {
+            return Answered::Cut;
         }
         if done {
-            return ex.finish_stream(stream);
+            ex.finish_stream(stream);
+            return Answered::Completely;
         }
-        next = replies.iter().find_map(|r| match r {
-            Reply::Message(m) => Some(m),
-            _ => None,
-        });
+        next = next_message(&mut stream, replies, keepalive);
+    }
+    Answered::Cut
+}
+
+/// The next message for a request's stream, with a comment every `keepalive` while there is none; `None`
+/// once the client or the dispatcher has let go.
+fn next_message(stream: &mut EventStream, replies: &Receiver<Reply>, keepalive: Duration) -> Option<Message> {
+    let mut last_write = Instant::now();
+    loop {
+        match replies.recv_timeout(keepalive.min(LIVENESS_CHECK)) {
+            Ok(Reply::Message(m)) => return Some(m),
+            Ok(_) => continue,
+            Err(RecvTimeoutError::Timeout) if stream.peer_closed() => return None,
+            Err(RecvTimeoutError::Timeout) if last_write.elapsed() >= keepalive => {
+                stream.comment("keepalive").ok()?;
+                last_write = Instant::now();
+            }
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
     }
 }
 
-fn json_response(headers: &[(&str, &str)], msg: &Message) -> Response {
-    headers.iter().fold(Response::new(200, "application/json", msg.to_json()), |r, (k, v)| r.with_header(k, v))
+/// The HTTP status of an error answer: a 2026-07-28 client learns a malformed request from a 400 and an
+/// unknown method from a 404; any other error is the request's own outcome (200).
+fn error_status(error: &str) -> u16 {
+    let code = serde_json::from_str::<Value>(error).ok().and_then(|e| e.get("code").and_then(Value::as_i64));
+    code.map_or(200, modern::http_status)
+}
+
+fn json_response(status: u16, headers: &[(&str, &str)], msg: &Message) -> Response {
+    headers.iter().fold(Response::new(status, "application/json", msg.to_json()), |r, (k, v)| r.with_header(k, v))
 }
 
 fn unknown_session(session: &str) -> Response {

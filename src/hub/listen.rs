@@ -1,0 +1,177 @@
+//! `subscriptions/listen` (MCP 2026-07-28): a request that stays open and carries the notifications its
+//! client asked for (list changes of the aggregate, updates of named resources), each tagged with the
+//! listen request's id, until the client cancels it (stdio `notifications/cancelled`, HTTP: closing the
+//! stream) or the proxy stops, which answers it.
+//!
+//! Resource URIs are subscribed at their backends through the same [`super::subscriptions`] table as
+//! the handshake era's `resources/subscribe`, so one backend subscription serves every kind of client.
+
+use super::catalog::ListKind;
+use super::requests::Internal;
+use super::Hub;
+use crate::event::{Caller, ClientId};
+use crate::jsonrpc::{raw, Message, Params};
+use crate::modern::meta::SUBSCRIPTION_ID;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// One open `subscriptions/listen` request and what it asked for.
+pub(super) struct Listener {
+    caller: Caller,
+    tools: bool,
+    prompts: bool,
+    resources: bool,
+    /// Resource URIs whose updates it hears.
+    uris: Vec<String>,
+}
+
+impl Listener {
+    fn wants(&self, kind: ListKind) -> bool {
+        match kind {
+            ListKind::Tools => self.tools,
+            ListKind::Prompts => self.prompts,
+            ListKind::Resources | ListKind::Templates => self.resources,
+        }
+    }
+
+    /// A notification on this listen stream: `params` with the subscription id in `_meta`.
+    fn tagged(&self, method: &str, params: Option<Params>) -> Message {
+        let mut params = params.unwrap_or_default();
+        let mut meta = params.value("_meta").filter(Value::is_object).unwrap_or_else(|| json!({}));
+        meta[SUBSCRIPTION_ID] = self.caller.id.clone();
+        params.set("_meta", raw(&meta));
+        Message::notification(method, Some(params.to_raw()))
+    }
+}
+
+/// Open listen requests, by client and request id (as JSON text: ids may be numbers or strings).
+#[derive(Default)]
+pub(super) struct Listeners(HashMap<(ClientId, String), Listener>);
+
+impl Listeners {
+    fn key(client: ClientId, id: &Value) -> (ClientId, String) {
+        (client, id.to_string())
+    }
+
+    /// Whether another listen of this client still wants the URI.
+    fn client_wants(&self, client: ClientId, uri: &str) -> bool {
+        self.0.iter().any(|((c, _), l)| *c == client && l.uris.iter().any(|u| u == uri))
+    }
+}
+
+impl Hub {
+    /// Opens a listen stream: acknowledges what it will deliver (list changes always; resource updates
+    /// for URIs whose backend can subscribe), subscribes those URIs at their backends, and keeps the
+    /// request open.
+    pub(super) fn listen(&mut self, caller: Caller, params: &Params) {
+        let asked = params.value("notifications").unwrap_or_default();
+        let flag = |name: &str| asked.get(name).and_then(Value::as_bool).unwrap_or(false);
+        let uris: Vec<String> = asked
+            .get("resourceSubscriptions")
+            .and_then(Value::as_array)
+            .map(|uris| uris.iter().filter_map(Value::as_str).filter(|uri| self.can_subscribe(uri)).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let listener = Listener {
+            caller,
+            tools: flag("toolsListChanged"),
+            prompts: flag("promptsListChanged"),
+            resources: flag("resourcesListChanged"),
+            uris,
+        };
+        let mut honored = json!({});
+        for (name, on) in
+            [("toolsListChanged", listener.tools), ("promptsListChanged", listener.prompts), ("resourcesListChanged", listener.resources)]
+        {
+            if on {
+                honored[name] = Value::Bool(true);
+            }
+        }
+        if !listener.uris.is_empty() {
+            honored["resourceSubscriptions"] = json!(listener.uris);
+        }
+        let ack = listener.tagged("notifications/subscriptions/acknowledged", Some(params_of(json!({ "notifications": honored }))));
+        let (client, reply) = (listener.caller.client, listener.caller.reply.clone());
+        for uri in &listener.uris {
+            if self.subscriptions.add(uri, client) {
+                self.subscribe_at_backend(uri);
+            }
+        }
+        self.deliver(client, &reply, ack);
+        self.listeners.0.insert(Listeners::key(client, &listener.caller.id), listener);
+    }
+
+    fn can_subscribe(&self, uri: &str) -> bool {
+        let owner = self.catalog.resource_owner(uri).and_then(|b| self.backends.get(b));
+        owner.is_some_and(|b| b.capability_flag("resources", "subscribe"))
+    }
+
+    fn subscribe_at_backend(&mut self, uri: &str) {
+        if let Some(backend) = self.catalog.resource_owner(uri) {
+            self.request_internal(backend, Internal::Ignore, "resources/subscribe", Some(raw(&json!({ "uri": uri }))));
+        }
+    }
+
+    /// The client cancelled one of its listen requests; true when `id` was one. A cancelled request
+    /// gets no answer.
+    pub(super) fn end_listen(&mut self, client: ClientId, id: &Value) -> bool {
+        let Some(listener) = self.listeners.0.remove(&Listeners::key(client, id)) else { return false };
+        for uri in &listener.uris {
+            if !self.listeners.client_wants(client, uri) && self.subscriptions.remove(uri, client) {
+                if let Some(backend) = self.catalog.resource_owner(uri) {
+                    self.request_internal(backend, Internal::Ignore, "resources/unsubscribe", Some(raw(&json!({ "uri": uri }))));
+                }
+            }
+        }
+        true
+    }
+
+    /// Forgets the listen requests of a client that is gone (its subscriptions go with the client).
+    pub(super) fn end_listens_of(&mut self, client: ClientId) {
+        self.listeners.0.retain(|(c, _), _| *c != client);
+    }
+
+    /// Tells every listener that asked for it that a list of this kind changed.
+    pub(super) fn announce_to_listeners(&mut self, kind: ListKind) {
+        let notices: Vec<(Caller, Message)> = self
+            .listeners
+            .0
+            .values()
+            .filter(|l| l.wants(kind))
+            .map(|l| (l.caller.clone(), l.tagged(kind.changed_notification(), None)))
+            .collect();
+        for (caller, msg) in notices {
+            self.deliver(caller.client, &caller.reply, msg);
+        }
+    }
+
+    /// Delivers a resource update to a client's listen streams that named the URI; false when the
+    /// client has none (it subscribed the handshake way).
+    pub(super) fn update_listeners(&mut self, client: ClientId, uri: &str, update: &Message) -> bool {
+        let params = update.params().unwrap_or_default();
+        let notices: Vec<(Caller, Message)> = self
+            .listeners
+            .0
+            .iter()
+            .filter(|((c, _), l)| *c == client && l.uris.iter().any(|u| u == uri))
+            .map(|(_, l)| (l.caller.clone(), l.tagged("notifications/resources/updated", Some(params.clone()))))
+            .collect();
+        let any = !notices.is_empty();
+        for (caller, msg) in notices {
+            self.deliver(caller.client, &caller.reply, msg);
+        }
+        any
+    }
+
+    /// Ends every listen stream with its answer, as the spec's graceful end (the proxy is stopping).
+    pub(super) fn close_listens(&mut self) {
+        for (_, listener) in std::mem::take(&mut self.listeners.0) {
+            let result = json!({ "_meta": { SUBSCRIPTION_ID: listener.caller.id } });
+            self.answer(&listener.caller, raw(&result));
+        }
+    }
+}
+
+/// An object's members as [`Params`].
+fn params_of(object: Value) -> Params {
+    Params::parse(Some(&raw(&object))).unwrap_or_default()
+}

@@ -1,0 +1,245 @@
+"""Interop: the official MCP Python SDK as a 2026-07-28 ("modern") client of the proxy.
+
+The SDK's ``Client`` is pinned with ``mode="2026-07-28"`` (no handshake, every
+request carrying its protocol version in ``_meta``) or left in ``mode="auto"``
+(it probes ``server/discover`` and must end up on 2026-07-28). It talks to the
+proxy over stdio and over Streamable HTTP; behind the proxy are two real,
+pinned servers that the proxy speaks the handshake era to:
+
+- ``everything``: @modelcontextprotocol/server-everything (TypeScript SDK,
+  handshake era only)
+- ``time``: mcp-server-time (Python SDK 2.3, dual-era)
+
+Each test proves one behaviour: tools listed and called, a resource read, a
+prompt got, a completion, progress reaching the callback, an auto client
+settling on 2026-07-28, and ``subscriptions/listen`` delivering a list change
+(caused by a config reload that adds a server). The wire details (envelope
+checks, headers, ``resultType``, caching hints) are pinned by tests/modern.rs.
+
+The proxy binary is ``MCP_PROXY_BIN`` (default ``target/debug/mcp-proxy-server``).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters, types
+
+REPO = Path(__file__).resolve().parents[2]
+DEPS = REPO / ".deps"
+PROXY_BIN = Path(os.environ.get("MCP_PROXY_BIN", REPO / "target/debug/mcp-proxy-server"))
+EVERYTHING_ENTRY = DEPS / "node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+TIME_SERVER = DEPS / "venv/bin/mcp-server-time"
+INSTALL_HINT = "run scripts/install-test-deps.sh"
+
+MODERN = "2026-07-28"
+TIMEOUT_S = 30
+STARTUP_TIMEOUT_S = 20
+TRANSPORTS = ["stdio", "streamable_http"]
+
+
+def require(path: Path | str | None, hint: str) -> str:
+    if path is None or not Path(path).is_file():
+        pytest.fail(f"{path} not found: {hint}", pytrace=False)
+    return str(path)
+
+
+def everything() -> dict[str, Any]:
+    node = require(shutil.which("node"), "node must be on PATH for server-everything")
+    return {"command": node, "args": [require(EVERYTHING_ENTRY, INSTALL_HINT), "stdio"]}
+
+
+def time_server() -> dict[str, Any]:
+    return {"command": require(TIME_SERVER, INSTALL_HINT), "args": [], "env": {"TZ": "UTC"}}
+
+
+def write_config(folder: Path, servers: dict[str, Any]) -> Path:
+    config = folder / "mcp_server.json"
+    config.write_text(json.dumps({"mcpServers": servers}))
+    return config
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    """A config aggregating both reference servers."""
+    return write_config(tmp_path_factory.mktemp("modern"), {"everything": everything(), "time": time_server()})
+
+
+def proxy_env() -> dict[str, str]:
+    drop = ("ALLOWED_KEYS", "ALLOWED_TOKENS", "PORT", "HOST")
+    return {k: v for k, v in os.environ.items() if k not in drop} | {"MCP_PROXY_CONFIG_POLL": "0.2"}
+
+
+class HttpProxy:
+    """The proxy serving HTTP on a free port, stopped with SIGTERM."""
+
+    def __init__(self, config: Path):
+        self.log = config.with_name("proxy.log")
+        args = [require(PROXY_BIN, "cargo build"), "--sse", "--config", str(config), "--host", "127.0.0.1", "--port", "0"]
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=proxy_env())
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not (found := re.search(r"listening on (http://127\.0\.0\.1:\d+)", self.log.read_text(errors="replace"))):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the proxy did not start:\n{self.log.read_text(errors='replace')}", pytrace=False)
+            time.sleep(0.02)
+        self.url = found.group(1) + "/mcp"
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            pytest.fail("the proxy ignored SIGTERM", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def http_proxy(config) -> Iterator[HttpProxy]:
+    proxy = HttpProxy(config)
+    yield proxy
+    proxy.stop()
+
+
+@asynccontextmanager
+async def modern_client(transport: str, config: Path, http: HttpProxy | None, **options: Any) -> AsyncIterator[Client]:
+    """An SDK client of the proxy, pinned to 2026-07-28 unless `options` say otherwise."""
+    options = {"mode": MODERN} | options
+    if transport == "stdio":
+        server: Any = StdioServerParameters(command=require(PROXY_BIN, "cargo build"), args=["--config", str(config)], env=proxy_env())
+    else:
+        assert http is not None
+        server = http.url
+    with anyio.fail_after(TIMEOUT_S):
+        async with Client(server, **options) as client:
+            yield client
+
+
+def run(scenario) -> None:
+    anyio.run(scenario)
+
+
+def only_text(result: types.CallToolResult) -> str:
+    [content] = result.content
+    assert isinstance(content, types.TextContent), content
+    return content.text
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def http(request, transport) -> HttpProxy | None:
+    return request.getfixturevalue("http_proxy") if transport == "streamable_http" else None
+
+
+def test_tools_of_both_backends_are_listed(transport, config, http):
+    async def scenario():
+        async with modern_client(transport, config, http) as client:
+            assert client.protocol_version == MODERN
+            names = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"everything__echo", "time__get_current_time"} <= names, names
+
+    run(scenario)
+
+
+def test_calls_reach_a_handshake_era_and_a_dual_era_backend(transport, config, http):
+    async def scenario():
+        async with modern_client(transport, config, http) as client:
+            echoed = await client.call_tool("everything__echo", {"message": "modern"})
+            now = await client.call_tool("time__get_current_time", {"timezone": "UTC"})
+        assert only_text(echoed) == "Echo: modern"
+        assert json.loads(only_text(now))["timezone"] == "UTC"
+
+    run(scenario)
+
+
+def test_a_resource_is_read_by_its_original_uri(transport, config, http):
+    uri = "demo://resource/static/document/features.md"
+
+    async def scenario():
+        async with modern_client(transport, config, http) as client:
+            result = await client.read_resource(uri)
+        [contents] = result.contents
+        assert isinstance(contents, types.TextResourceContents), contents
+        assert contents.text.startswith("# Everything Server - Features")
+
+    run(scenario)
+
+
+def test_a_prompt_is_got_with_its_arguments(transport, config, http):
+    async def scenario():
+        async with modern_client(transport, config, http) as client:
+            result = await client.get_prompt("args-prompt", {"city": "Paris", "state": "IDF"})
+        [message] = result.messages
+        assert isinstance(message.content, types.TextContent), message
+        assert message.content.text == "What's weather in Paris, IDF?"
+
+    run(scenario)
+
+
+def test_a_completion_is_answered_by_the_prompts_backend(transport, config, http):
+    async def scenario():
+        async with modern_client(transport, config, http) as client:
+            result = await client.complete(types.PromptReference(type="ref/prompt", name="completable-prompt"), {"name": "department", "value": "E"})
+        assert result.completion.values == ["Engineering"]
+
+    run(scenario)
+
+
+def test_progress_of_a_long_running_tool_reaches_the_callback(transport, config, http):
+    async def scenario():
+        progress: list[tuple[float, float | None]] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append((value, total))
+
+        async with modern_client(transport, config, http) as client:
+            result = await client.call_tool("everything__trigger-long-running-operation", {"duration": 1, "steps": 3}, progress_callback=on_progress)
+        assert "Long running operation completed" in only_text(result)
+        assert progress == [(1, 3), (2, 3), (3, 3)]
+
+    run(scenario)
+
+
+def test_an_auto_client_ends_up_on_2026_07_28(transport, config, http):
+    async def scenario():
+        async with modern_client(transport, config, http, mode="auto") as client:
+            assert client.protocol_version == MODERN
+            assert only_text(await client.call_tool("everything__echo", {"message": "auto"})) == "Echo: auto"
+
+    run(scenario)
+
+
+def test_listen_hears_the_list_change_of_a_reload_that_adds_a_server(transport, tmp_path):
+    config = write_config(tmp_path, {"time": time_server()})
+    http = HttpProxy(config) if transport == "streamable_http" else None
+
+    async def scenario():
+        async with modern_client(transport, config, http) as client:
+            assert not any(t.name.startswith("everything__") for t in (await client.list_tools()).tools)
+            async with client.listen(tools_list_changed=True) as subscription:
+                assert subscription.honored.tools_list_changed
+                write_config(tmp_path, {"time": time_server(), "everything": everything()})
+                async for event in subscription:
+                    names = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
+                    if "everything__echo" in names:
+                        break
+
+    try:
+        run(scenario)
+    finally:
+        if http:
+            http.stop()

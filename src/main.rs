@@ -43,9 +43,8 @@ fn main() -> ExitCode {
 
 /// Runs the mode asked for; `Ok(false)` when it ran but found problems (`--check`).
 fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
-    let env = |name: &str| std::env::var(name).ok();
-    let config = config::load(&settings.config_path, &env)?;
-    logging::add_secrets(config.servers.iter().flat_map(|s| s.secrets(&env)));
+    let config = config::load(&settings.config_path, &settings::env_lookup)?;
+    logging::add_secrets(config.servers.iter().flat_map(|s| s.secrets(&settings::env_lookup)));
     for problem in &config.problems {
         log::error!("{problem} (this server is skipped)");
     }

@@ -5,7 +5,7 @@
 
 use hub::{Event, Hub, HubSettings};
 use mcp_proxy_server::{config, config_watch, frontend, hub, list_tools, logging, settings, signals, tool_config};
-use settings::{Mode, Settings};
+use settings::{env_lookup, Mode, Settings};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -43,8 +43,8 @@ fn main() -> ExitCode {
 
 /// Runs the mode asked for; `Ok(false)` when it ran but found problems (`--check`).
 fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
-    let config = config::load(&settings.config_path, &settings::env_lookup)?;
-    logging::add_secrets(config.servers.iter().flat_map(|s| s.secrets(&settings::env_lookup)));
+    let config = config::load(&settings.config_path, &env_lookup)?;
+    logging::add_secrets(config.servers.iter().flat_map(|s| s.secrets(&env_lookup)));
     for problem in &config.problems {
         log::error!("{problem} (this server is skipped)");
     }

@@ -17,14 +17,8 @@ fn main() -> ExitCode {
         }
     };
     match settings.mode {
-        Mode::Help => {
-            print!("{}", settings::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Mode::Version => {
-            println!("mcp-proxy-server {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
+        Mode::Help => return print(settings::USAGE),
+        Mode::Version => return print(&format!("mcp-proxy-server {}\n", env!("CARGO_PKG_VERSION"))),
         Mode::Stdio | Mode::Http | Mode::ListTools | Mode::Check => {}
     }
     logging::init(&settings.log_filter, settings.log_json, settings.secrets());
@@ -36,6 +30,17 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--help` and `--version`: `text` on stdout (a reader that has gone, as in `| head -1`, is no failure).
+fn print(text: &str) -> ExitCode {
+    match list_tools::to_stdout(|out| out.write_all(text.as_bytes())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-proxy-server: cannot write to stdout: {e}");
             ExitCode::FAILURE
         }
     }

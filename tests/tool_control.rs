@@ -10,9 +10,12 @@ mod support;
 mod toolctl_support;
 
 use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 use support::{config, error_code, mock, mock_with, names, processes_with, result_text, unique, with, Proxy, MOCK_TOOLS, WAIT};
-use toolctl_support::{run_cli, signal, spawn_with_tool_config, start_with_tool_config, wait_until, write_atomically, ConfigDir};
+use toolctl_support::{
+    run_cli, signal, spawn_cli, spawn_with_tool_config, start_with_tool_config, wait_cli, wait_until, write_atomically, ConfigDir,
+};
 
 const INVALID_PARAMS: i64 = -32602;
 const TOOLS_CHANGED: &str = "notifications/tools/list_changed";
@@ -531,5 +534,27 @@ fn list_tools_prints_the_tools_and_a_count() {
     }
     if run.last_line() != "15 tools" {
         run.fail("wrong count line");
+    }
+}
+
+/// `--list-tools | head -1`: a reader that stops early is no error. The listing is made longer than a
+/// pipe holds (20 KB descriptions), so the proxy is still writing when the reader goes.
+#[test]
+fn list_tools_whose_reader_stops_early_exits_0_without_a_panic() {
+    let long = "x".repeat(20_000);
+    let tools: serde_json::Map<String, Value> =
+        MOCK_TOOLS.iter().map(|t| (format!("alpha__{t}"), json!({"exposedDescription": long}))).collect();
+    let dir = ConfigDir::new(&config(&[("alpha", mock("alpha"))]), Some(&overrides(Value::Object(tools))));
+    let mut child = spawn_cli(&dir, &["--list-tools"]);
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    let read = stdout.read_line(&mut first);
+    drop(stdout);
+    let run = wait_cli(child, &["--list-tools"], CLI_WAIT);
+    if !matches!(read, Ok(n) if n > 0) || !first.starts_with("alpha__") {
+        run.fail(&format!("the first line is not a tool: {read:?} {:?}", &first[..first.len().min(80)]));
+    }
+    if run.status.code() != Some(0) || run.stderr.contains("panicked") {
+        run.fail("--list-tools did not exit quietly with 0 when its reader went away");
     }
 }

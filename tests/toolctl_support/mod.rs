@@ -4,7 +4,8 @@
 //!   `MCP_PROXY_TOOL_CONFIG`, since the harness writes the server config only when the proxy starts);
 //! - [`write_atomically`]: replacing a config file the way editors do, so the proxy's watcher never
 //!   reads a half-written file;
-//! - [`run_cli`]: one run of `--check` or `--list-tools`, with a deadline;
+//! - [`run_cli`]: one run of `--check` or `--list-tools`, with a deadline ([`spawn_cli`] and
+//!   [`wait_cli`] when the test reads stdout itself);
 //! - [`wait_until`] and [`signal`] for polling and SIGHUP.
 //!
 //! Every wait has a deadline, so a misbehaving proxy fails the test instead of hanging it.
@@ -16,7 +17,7 @@ use serde_json::Value;
 use std::io::Read;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -148,9 +149,8 @@ impl ConfigDir {
     }
 }
 
-/// Runs the proxy with `--config <dir>/mcp_server.json` and `args`, stdin closed, and waits for it to
-/// exit within `timeout` (killing it and failing the test if it does not).
-pub fn run_cli(dir: &ConfigDir, args: &[&str], timeout: Duration) -> CliRun {
+/// Starts the proxy with `--config <dir>/mcp_server.json` and `args`, stdin closed, stdout and stderr piped.
+pub fn spawn_cli(dir: &ConfigDir, args: &[&str]) -> Child {
     let mut command = Command::new(PROXY_BIN);
     command.arg("--config").arg(&dir.config_path).args(args);
     for (name, _) in std::env::vars_os() {
@@ -162,7 +162,18 @@ pub fn run_cli(dir: &ConfigDir, args: &[&str], timeout: Duration) -> CliRun {
     }
     command.env("LOGGING", "info").env("MCP_PROXY_STARTUP_TIMEOUT", "5");
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {PROXY_BIN}: {e}"));
+    command.spawn().unwrap_or_else(|e| panic!("cannot start {PROXY_BIN}: {e}"))
+}
+
+/// Runs the proxy as [`spawn_cli`] does and waits for it to exit within `timeout` (killing it and
+/// failing the test if it does not).
+pub fn run_cli(dir: &ConfigDir, args: &[&str], timeout: Duration) -> CliRun {
+    wait_cli(spawn_cli(dir, args), args, timeout)
+}
+
+/// Waits for a run of [`spawn_cli`] to exit within `timeout`, reading its stderr and whatever of its
+/// stdout the test has not taken (killing it and failing the test if it does not exit).
+pub fn wait_cli(mut child: Child, args: &[&str], timeout: Duration) -> CliRun {
     let read_all = |mut pipe: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut text = String::new();
@@ -170,7 +181,7 @@ pub fn run_cli(dir: &ConfigDir, args: &[&str], timeout: Duration) -> CliRun {
             text
         })
     };
-    let stdout = read_all(Box::new(child.stdout.take().expect("piped stdout")));
+    let stdout = child.stdout.take().map(|pipe| read_all(Box::new(pipe)));
     let stderr = read_all(Box::new(child.stderr.take().expect("piped stderr")));
     let deadline = Instant::now() + timeout;
     let (status, timed_out) = loop {
@@ -183,7 +194,8 @@ pub fn run_cli(dir: &ConfigDir, args: &[&str], timeout: Duration) -> CliRun {
             }
         }
     };
-    let run = CliRun { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() };
+    let stdout = stdout.map(|reader| reader.join().unwrap()).unwrap_or_default();
+    let run = CliRun { status, stdout, stderr: stderr.join().unwrap() };
     if timed_out {
         run.fail(&format!("proxy {args:?} did not exit within {timeout:?}"));
     }

@@ -4,7 +4,8 @@
 #      ours over stdio, Streamable HTTP (keep-alive, Mcp-Session-Id) and legacy SSE, and the peers
 #      (PyPI mcp-proxy, npm supergateway, npm mcp-proxy) in front of the same backend; plus one row set
 #      with the real backend mcp-server-time;
-#   2. throughput: BENCH_CLIENTS concurrent clients for BENCH_LOAD_SECS s over Streamable HTTP;
+#   2. throughput: BENCH_CLIENTS concurrent clients for BENCH_LOAD_SECS s over Streamable HTTP; and one
+#      pipelined stdio client (BENCH_PIPE_DEPTH requests in flight), direct and through ours, with the ratio;
 #   3. RSS of the proxy process: idle (ours with 3 stdio backends; the peers with their 1), after the load;
 #   4. BENCH_SESSIONS concurrent SSE sessions held open (legacy GET /sse, Streamable GET /mcp): RSS, errors;
 #   5. time from exec to port open, with 0 and 1 backend.
@@ -25,6 +26,8 @@ N="${BENCH_N:-2000}"                   # sequential calls per latency row (echo 
 WARMUP="${BENCH_WARMUP:-200}"
 TIME_N="${BENCH_TIME_N:-1000}"          # sequential calls per mcp-server-time row
 CLIENTS="${BENCH_CLIENTS:-32}"
+PIPE_N="${BENCH_PIPE_N:-100000}"         # calls per pipelined stdio row
+PIPE_DEPTH="${BENCH_PIPE_DEPTH:-32}"     # requests in flight in the pipelined rows
 LOAD_SECS="${BENCH_LOAD_SECS:-5}"
 SESSIONS="${BENCH_SESSIONS:-1000}"
 STARTUP_RUNS="${BENCH_STARTUP_RUNS:-20}"
@@ -178,6 +181,10 @@ log "latency: ours over stdio (1 backend), idle RSS with 3 backends"
 lg ours_stdio stdio --n "$N" --warmup "$WARMUP" --tool echo__echo -- "$PROXY" --config "$WORK/c1/mcp_server.json"
 lg ours_stdio3 stdio --n 200 --warmup 20 --idle-ms 1000 --tool b__echo -- "$PROXY" --config "$WORK/c3/mcp_server.json"
 
+log "pipelined stdio: $PIPE_DEPTH requests in flight, direct and through ours (1 backend)"
+lg pipe_direct pipeline --n "$PIPE_N" --warmup 5000 --depth "$PIPE_DEPTH" -- "$ECHO"
+lg pipe_ours pipeline --n "$PIPE_N" --warmup 5000 --depth "$PIPE_DEPTH" --tool echo__echo -- "$PROXY" --config "$WORK/c1/mcp_server.json"
+
 log "ours over HTTP (1 backend): latency /mcp and /sse, load"
 port=$(free_port); start ours "$PROXY" --sse --port "$port" --config "$WORK/c1/mcp_server.json"
 serve ours mcp+sse "$port" echo__echo
@@ -248,7 +255,11 @@ fi
 declare -A LABEL=([ours]="mcp-proxy-server (ours)" [pyproxy]="PyPI mcp-proxy 0.13.0" [supergw]="npm supergateway 4.0.0 --stateful" [npmproxy]="npm mcp-proxy 6.7.19")
 num() { [[ "$1" =~ ^[0-9.]+$ ]]; }
 sub() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f", a - b }'; else echo -; fi; }
-ratio() { if num "$1" && num "$2" && [ "$(awk -v b="$2" 'BEGIN { print (b > 0) }')" = 1 ]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; else echo -; fi; }
+ratio() { # ratio A B [DECIMALS]: A/B as "1.5x"
+  if num "$1" && num "$2" && [ "$(awk -v b="$2" 'BEGIN { print (b > 0) }')" = 1 ]; then
+    awk -v a="$1" -v b="$2" -v d="${3:-1}" 'BEGIN { printf "%." d "fx", a / b }'
+  else echo -; fi
+}
 mib() { if num "$1"; then awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'; else echo -; fi; }
 check() { # check VALUE BUDGET: OK / OVER / -
   if num "$1"; then awk -v v="$1" -v b="$2" 'BEGIN { print (v <= b) ? "OK" : "OVER" }'; else echo "-"; fi
@@ -296,6 +307,14 @@ for p in ours "${PEER_ROWS[@]}"; do
 done
 
 [ -n "${R[supergw.load.calls_per_s]:-}" ] && echo "(supergateway --stateful starts one backend per session, $((CLIENTS + 1)) here; the other proxies share one backend)"
+echo
+echo "== Throughput: one stdio client, $PIPE_DEPTH requests in flight (pipelined), $PIPE_N calls, echo backend =="
+printf '%-36s %10s %9s %9s %8s %12s\n' target calls/s "p50 µs" "p99 µs" errors "ours/direct"
+for r in "pipe_direct:direct (the ceiling)" "pipe_ours:${LABEL[ours]}"; do
+  IFS=: read -r row label <<<"$r"
+  printf '%-36s %10s %9s %9s %8s %12s\n' "$label" "$(get "$row.calls_per_s")" "$(get "$row.p50_us")" "$(get "$row.p99_us")" \
+    "$(get "$row.errors")" "$([ "$row" = pipe_ours ] && ratio "$(get pipe_ours.calls_per_s)" "$(get pipe_direct.calls_per_s)" 2 || echo -)"
+done
 echo
 echo "== RSS of the proxy process (MiB; backends not included) =="
 printf '%-36s %-34s %9s %s\n' target state MiB budget

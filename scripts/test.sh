@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Runs every test: Rust unit and integration tests, then the interop tests that drive the proxy with
-# the official MCP SDKs and reference servers (tests/interop: stdio and HTTP, Python and TypeScript
-# SDKs; three proxies behind a real nginx for scale-out), then the admin UI in a real headless Chromium
-# (tests/e2e), then the official MCP conformance suite's server scenarios through the proxy
-# (tests/conformance). The peers are installed, pinned, by scripts/install-test-deps.sh (nginx and
-# chromium from apt).
+# Checks formatting (cargo fmt) and lints (clippy, warnings are errors), then runs every test: Rust
+# unit and integration tests, then the interop tests that drive the proxy with the official MCP SDKs
+# and reference servers (tests/interop: stdio and HTTP, Python and TypeScript SDKs; three proxies
+# behind a real nginx for scale-out), then the admin UI in a real headless Chromium (tests/e2e), then
+# the official MCP conformance suite's server scenarios through the proxy (tests/conformance). The
+# peers are installed, pinned, by scripts/install-test-deps.sh (nginx and chromium from apt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
+# House rules first, so a developer sees what CI sees: unformatted code and any clippy warning fail.
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
 cargo build --locked
 cargo test --locked
 export MCP_PROXY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/mcp-proxy-server"

@@ -7,6 +7,7 @@
 
 use crate::config;
 use crate::event::Event;
+use crate::settings;
 use crate::tool_config;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::path::{Path, PathBuf};
@@ -62,12 +63,12 @@ pub fn run(watch: Watch, requests: Receiver<()>, events: Sender<Event>) {
 
 /// Reads both files; any problem at all refuses the whole reload.
 pub fn read(watch: &Watch) -> Result<Event, Vec<String>> {
-    let servers = config::load(&watch.config_path, &|name| std::env::var(name).ok()).map_err(|e| vec![e.to_string()])?;
+    let servers = config::load(&watch.config_path, &settings::env_lookup).map_err(|e| vec![e.to_string()])?;
     let tools = tool_config::load(&watch.tool_config_path).map_err(|e| vec![e.to_string()])?;
     let problems: Vec<String> = servers.problems.into_iter().chain(tools.problems).collect();
     if !problems.is_empty() {
         return Err(problems);
     }
-    crate::logging::add_secrets(servers.servers.iter().flat_map(|s| s.secrets(&|name| std::env::var(name).ok())));
+    crate::logging::add_secrets(servers.servers.iter().flat_map(|s| s.secrets(&settings::env_lookup)));
     Ok(Event::Reload { servers: servers.servers, overrides: tools.tools })
 }

@@ -2,13 +2,15 @@
 //!
 //! This is a client of the dispatcher like any other, speaking MCP through the same event channel, so
 //! what it prints is exactly what a real client would see. `--check` also prints where each tool
-//! leads and fails (exit 1) when a server could not start or the catalog has problems.
+//! leads and fails (exit 1) when a server could not start or the catalog has problems. A reader that
+//! stops early (`--list-tools | head`) ends the printing quietly, with the exit status it would have had.
 
 use crate::event::{BackendState, ClientId, Era, Event, Inspection};
 use crate::hub::Hub;
 use crate::jsonrpc::{raw, Message};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::{json, Value};
+use std::io::{self, Write};
 use std::time::Duration;
 
 /// What to print.
@@ -55,12 +57,26 @@ pub fn run(
         Some(result) => serde_json::from_str(result.get())?,
         None => return Err("tools/list failed".into()),
     };
-    match report {
-        Report::Tools => {
-            print_tools(result.get("tools").and_then(Value::as_array).map_or(&[], Vec::as_slice));
-            Ok(true)
-        }
-        Report::Check => Ok(print_check(&inspection)),
+    let tools: &[Value] = result.get("tools").and_then(Value::as_array).map_or(&[], Vec::as_slice);
+    let ok = match report {
+        Report::Tools => true,
+        Report::Check => check_ok(&inspection),
+    };
+    to_stdout(|out| match report {
+        Report::Tools => print_tools(out, tools),
+        Report::Check => print_check(out, &inspection, ok),
+    })
+    .map_err(|e| format!("cannot write to stdout: {e}"))?;
+    Ok(ok)
+}
+
+/// Writes to stdout through `print`. A reader that has gone (`--list-tools | head`) is no failure: like
+/// ripgrep and the coreutils, the rest is left unprinted and the exit is quiet, not a panic.
+pub fn to_stdout(print: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match print(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        written => written,
     }
 }
 
@@ -68,35 +84,38 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn print_tools(tools: &[Value]) {
+fn print_tools(out: &mut dyn Write, tools: &[Value]) -> io::Result<()> {
     let width = tools.iter().map(|t| text(t, "name").len()).max().unwrap_or(0);
     for tool in tools {
         let first_line = text(tool, "description").lines().next().unwrap_or("");
-        println!("{:<width$}  {first_line}", text(tool, "name"));
+        writeln!(out, "{:<width$}  {first_line}", text(tool, "name"))?;
     }
-    println!("{} tools", tools.len());
+    writeln!(out, "{} tools", tools.len())
 }
 
-/// Prints the effective catalog and every problem; true when there is none.
-fn print_check(inspection: &Inspection) -> bool {
+/// True when the catalog has no problem and every server is connected (or switched off).
+fn check_ok(inspection: &Inspection) -> bool {
+    inspection.problems.is_empty()
+        && inspection.backends.iter().all(|backend| matches!(backend.state, BackendState::Connected | BackendState::Inactive))
+}
+
+/// Prints the effective catalog, every server's state and every problem, then the verdict `ok`.
+fn print_check(out: &mut dyn Write, inspection: &Inspection, ok: bool) -> io::Result<()> {
     let tools = &inspection.tools;
     let width = tools.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
-    println!("{:<width$}  server / original name", "tool");
+    writeln!(out, "{:<width$}  server / original name", "tool")?;
     for tool in tools {
-        println!("{:<width$}  {} / {}", tool.name, tool.server, tool.original);
+        writeln!(out, "{:<width$}  {} / {}", tool.name, tool.server, tool.original)?;
     }
-    let mut ok = inspection.problems.is_empty();
     for backend in &inspection.backends {
         let error = backend.last_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default();
-        println!("server {}: {}{error}", backend.key, backend.state);
-        ok &= matches!(backend.state, BackendState::Connected | BackendState::Inactive);
+        writeln!(out, "server {}: {}{error}", backend.key, backend.state)?;
     }
     for note in &inspection.notes {
-        println!("note: {note}");
+        writeln!(out, "note: {note}")?;
     }
     for problem in &inspection.problems {
-        println!("problem: {problem}");
+        writeln!(out, "problem: {problem}")?;
     }
-    println!("{} tools, {} problems: {}", tools.len(), inspection.problems.len(), if ok { "ok" } else { "NOT OK" });
-    ok
+    writeln!(out, "{} tools, {} problems: {}", tools.len(), inspection.problems.len(), if ok { "ok" } else { "NOT OK" })
 }

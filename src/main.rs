@@ -6,7 +6,7 @@
 use event::Event;
 use hub::{Hub, HubSettings};
 use mcp_proxy_server::{config, config_watch, event, frontend, hub, list_tools, logging, settings, signals, tool_config};
-use settings::{Mode, Settings};
+use settings::{env_lookup, Mode, Settings};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -18,14 +18,8 @@ fn main() -> ExitCode {
         }
     };
     match settings.mode {
-        Mode::Help => {
-            print!("{}", settings::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Mode::Version => {
-            println!("mcp-proxy-server {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
+        Mode::Help => return print(settings::USAGE),
+        Mode::Version => return print(&format!("mcp-proxy-server {}\n", env!("CARGO_PKG_VERSION"))),
         Mode::Stdio | Mode::Http | Mode::ListTools | Mode::Check => {}
     }
     logging::init(&settings.log_filter, settings.log_json, settings.secrets());
@@ -42,11 +36,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--help` and `--version`: `text` on stdout (a reader that has gone, as in `| head -1`, is no failure).
+fn print(text: &str) -> ExitCode {
+    match list_tools::to_stdout(|out| out.write_all(text.as_bytes())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-proxy-server: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the mode asked for; `Ok(false)` when it ran but found problems (`--check`).
 fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
-    let env = |name: &str| std::env::var(name).ok();
-    let config = config::load(&settings.config_path, &env)?;
-    logging::add_secrets(config.servers.iter().flat_map(|s| s.secrets(&env)));
+    let config = config::load(&settings.config_path, &env_lookup)?;
+    logging::add_secrets(config.servers.iter().flat_map(|s| s.secrets(&env_lookup)));
     for problem in &config.problems {
         log::error!("{problem} (this server is skipped)");
     }

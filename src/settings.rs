@@ -231,11 +231,18 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// The environment lookup: the value of variable `name`, if it is set and valid UTF-8. Settings are read
+/// once at start-up, but `${VAR}` in config values is expanded each time a config file is read (at start,
+/// on every reload, when the admin API validates a save), so config expansion calls this at that moment.
+pub fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 impl Settings {
     /// Reads the real command line and environment.
     pub fn from_process() -> Result<Settings, UsageError> {
         let args = std::env::args_os().skip(1).collect();
-        Settings::parse(args, &|name| std::env::var(name).ok())
+        Settings::parse(args, &env_lookup)
     }
 
     pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, UsageError> {

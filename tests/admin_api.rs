@@ -3,17 +3,16 @@
 //! CSRF, the login rate limit, config and tool config editing (validation, atomic writes), live reload
 //! under an open MCP session, status, tools, logs (secrets masked) and installs with live output.
 //!
-//! One behaviour per test; each test starts its own proxy (tests/admin_support).
+//! One behaviour per test; each test starts its own proxy (tests/support/admin.rs).
 
-mod admin_support;
-mod http_support;
+mod support;
 
-use admin_support::{backend, events_until, file_names, mock_entry, temp_dir, wait_for, Admin, AdminBuilder, AdminProxy, PASSWORD, USER};
-use http_support::{initialize_on, mcp_post, result_text, rpc, tool_call, Conn, EventStream, Req, SseEvent, WAIT};
 use serde_json::{json, Value};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
 use std::time::{Duration, Instant};
+use support::admin::{backend, events_until, file_names, Admin, AdminBuilder, AdminProxy, PASSWORD, USER};
+use support::http::{initialize_on, mcp_post, rpc, tool_call, Conn, EventStream, Req, SseEvent};
+use support::{mock, result_text, wait_until, TempDir, MOCK_SERVER, WAIT};
 
 const INSTALL_WAIT: Duration = Duration::from_secs(20);
 
@@ -182,7 +181,7 @@ fn state_changing_calls_without_the_csrf_token_are_403() {
     let proxy = start();
     let admin = proxy.login();
     let before = std::fs::read_to_string(&proxy.config_path).unwrap();
-    let new_config = json!({ "mcpServers": { "mock": mock_entry("mock"), "other": mock_entry("other") } });
+    let new_config = json!({ "mcpServers": { "mock": mock("mock"), "other": mock("other") } });
     for token in [None, Some("wrong-token"), Some("")] {
         for (path, body) in [
             ("/admin/config", new_config.clone()),
@@ -248,7 +247,7 @@ fn logout_ends_the_session() {
 fn get_config_returns_the_file_text() {
     let text = format!(
         "{{\n  \"mcpServers\": {{\n    \"mock\": {{ \"command\": \"python3\", \"args\": [{:?}, \"--name\", \"mock\"] }}\n  }},\n  \"comment\": \"kept\"\n}}\n",
-        http_support::MOCK_SERVER
+        MOCK_SERVER
     );
     let proxy = AdminBuilder::new("get-config").config_text(&text).start();
     let admin = proxy.login();
@@ -267,7 +266,7 @@ fn invalid_config_is_400_with_problems_naming_file_and_key_and_nothing_is_writte
     let before = std::fs::read_to_string(&proxy.config_path).unwrap();
     let files_before = file_names(&proxy.dir);
     let invalid = json!({ "mcpServers": {
-        "mock": mock_entry("mock"),
+        "mock": mock("mock"),
         "broken": { "type": "stdio", "args": ["x"] },
         "badurl": { "type": "http" },
     } });
@@ -312,7 +311,7 @@ fn valid_config_replaces_the_file_atomically_keeps_a_backup_and_preserves_keys_a
   }},
   "aaa_trailer": [3, 2, 1]
 }}"#,
-        mock = http_support::MOCK_SERVER
+        mock = MOCK_SERVER
     );
     let posted: Value = serde_json::from_str(&text).unwrap();
     let response = admin.send(&admin.req("POST", "/admin/config").header("Content-Type", "application/json").body(text.clone()));
@@ -426,7 +425,7 @@ fn reload_applies_a_new_server_and_keeps_open_mcp_sessions() {
     let before = tool_names(&mut conn, &session, 1);
     assert!(before.contains(&"mock__echo".to_owned()) && !before.iter().any(|n| n.starts_with("extra__")), "{before:?}");
 
-    let config = json!({ "mcpServers": { "mock": mock_entry("mock"), "extra": mock_entry("extra") } });
+    let config = json!({ "mcpServers": { "mock": mock("mock"), "extra": mock("extra") } });
     assert_eq!(admin.post("/admin/config", &config).status, 200);
     let response = admin.post("/admin/server/reload", &json!({}));
     assert_eq!(response.status, 200, "{response:?}");
@@ -438,7 +437,7 @@ fn reload_applies_a_new_server_and_keeps_open_mcp_sessions() {
     assert_eq!(backend(&status, "mock")["restarts"], 0, "the unchanged server was left alone: {status}");
     // The session opened before the reload: told about the change, and it sees and calls the new tools.
     stream.wait_message(WAIT, |m| m["method"] == "notifications/tools/list_changed");
-    let after = wait_for("extra__echo listed", WAIT, || {
+    let after = wait_until("extra__echo listed", WAIT, || {
         let names = tool_names(&mut conn, &session, 2);
         names.contains(&"extra__echo".to_owned()).then_some(names)
     });
@@ -507,9 +506,9 @@ fn tools_list_includes_disabled_tools_with_enabled_false() {
 fn status_shows_each_backends_state() {
     let proxy = AdminBuilder::new("status")
         .servers(&[
-            ("mock", mock_entry("mock")),
+            ("mock", mock("mock")),
             ("broken", json!({ "command": "/nonexistent/mcp-server-binary" })),
-            ("off", json!({ "command": "python3", "args": [http_support::MOCK_SERVER], "active": false })),
+            ("off", json!({ "command": "python3", "args": [MOCK_SERVER], "active": false })),
         ])
         .env("MCP_PROXY_RESTART_BACKOFF_MIN", "30")
         .env("MCP_PROXY_RESTART_BACKOFF_MAX", "30")
@@ -580,7 +579,7 @@ fn logs_never_show_a_password_holding_quotes_or_backslashes() {
 
 /// An installable stdio server: the mock backend, with these install commands.
 fn installable(key: &str, commands: &[&str]) -> Value {
-    let mut entry = mock_entry(key);
+    let mut entry = mock(key);
     entry["installCommands"] = json!(commands);
     entry
 }
@@ -596,8 +595,8 @@ fn of_kind(events: &[SseEvent], kind: &str) -> Vec<Value> {
     events.iter().filter(|e| e.event.as_deref() == Some(kind)).map(SseEvent::json).collect()
 }
 
-fn tools_folder_proxy(label: &str, servers: &[(&str, Value)]) -> (AdminProxy, Admin, std::path::PathBuf) {
-    let tools = temp_dir(&format!("{label}-tools"));
+fn tools_folder_proxy(label: &str, servers: &[(&str, Value)]) -> (AdminProxy, Admin, TempDir) {
+    let tools = TempDir::named(&format!("admin-{label}-tools"));
     let proxy = AdminBuilder::new(label).servers(servers).env("TOOLS_FOLDER", tools.to_str().unwrap()).start();
     let admin = proxy.login();
     (proxy, admin, tools)
@@ -639,7 +638,6 @@ fn install_streams_info_stdout_stderr_and_complete() {
     let order: Vec<&str> = events.iter().filter_map(|e| e.event.as_deref()).collect();
     assert_eq!(order.first(), Some(&"install_info"), "{order:?}");
     assert_eq!(order.last(), Some(&"install_complete"), "{order:?}");
-    let _ = std::fs::remove_dir_all(tools);
 }
 
 #[test]
@@ -654,7 +652,6 @@ fn install_skips_an_existing_target() {
     assert!(info.iter().any(|i| i["message"].as_str().unwrap().contains("already exists")), "{info:?}");
     assert!(of_kind(&events, "install_stdout").is_empty() && of_kind(&events, "install_stderr").is_empty(), "{events:#?}");
     assert!(!tools.join("ran-anyway").exists(), "no command ran");
-    let _ = std::fs::remove_dir_all(tools);
 }
 
 #[test]
@@ -675,7 +672,6 @@ fn install_stops_at_the_first_failing_command() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(!tools.join("should-not-exist").exists(), "the third command ran");
     assert!(!tools.join("pkg").exists(), "a failed install created the target folder");
-    let _ = std::fs::remove_dir_all(tools);
 }
 
 #[test]
@@ -683,7 +679,7 @@ fn install_refuses_non_stdio_unknown_and_commandless_servers() {
     let (_proxy, admin, tools) = tools_folder_proxy(
         "install-refuse",
         &[
-            ("mock", mock_entry("mock")),
+            ("mock", mock("mock")),
             ("remote", json!({ "type": "http", "url": "http://127.0.0.1:9/mcp", "installCommands": ["true"], "active": false })),
         ],
     );
@@ -696,12 +692,11 @@ fn install_refuses_non_stdio_unknown_and_commandless_servers() {
     let response = admin.post("/admin/server/install/mock", &json!({}));
     assert_eq!(response.status, 400, "no installCommands: {response:?}");
     assert!(file_names(&tools).is_empty(), "nothing created: {:?}", file_names(&tools));
-    let _ = std::fs::remove_dir_all(tools);
 }
 
 #[test]
 fn second_install_while_one_runs_is_409() {
-    let (_proxy, admin, tools) = tools_folder_proxy("install-409", &[("pkg", installable("pkg", &["sleep 2", "mkdir pkg"]))]);
+    let (_proxy, admin, _tools) = tools_folder_proxy("install-409", &[("pkg", installable("pkg", &["sleep 2", "mkdir pkg"]))]);
     let mut updates = admin.events("/admin/sse/updates");
     start_install(&admin, "pkg");
     let response = admin.post("/admin/server/install/pkg", &json!({}));
@@ -710,14 +705,13 @@ fn second_install_while_one_runs_is_409() {
     assert_eq!(of_kind(&events, "install_complete").len(), 1, "{events:#?}");
     // Once it is over, installing again is allowed (and finds the target).
     let started = Instant::now();
-    let response = wait_for("the install to be released", WAIT, || {
+    let response = wait_until("the install to be released", WAIT, || {
         let response = admin.post("/admin/server/install/pkg", &json!({}));
         (response.status != 409).then_some(response)
     });
     assert_eq!(response.status, 200, "after {:?}: {response:?}", started.elapsed());
     let events = install_events_until_done(&mut updates, "pkg");
     assert_eq!(of_kind(&events, "install_complete")[0]["message"], "Already installed.");
-    let _ = std::fs::remove_dir_all(tools);
 }
 
 #[test]
@@ -727,14 +721,13 @@ fn install_of_a_key_with_a_slash_under_tools_folder_is_400() {
     assert_eq!(response.status, 400, "{response:?}");
     assert!(response.text().contains("a/b"), "{response:?}");
     assert!(file_names(&tools).is_empty(), "nothing created");
-    assert!(!Path::new(&tools).join("a").exists());
-    let _ = std::fs::remove_dir_all(tools);
+    assert!(!tools.join("a").exists());
 }
 
 /// The output survives a page reload: a stream opened after the install replays it, marked as replayed.
 #[test]
 fn install_output_is_replayed_to_a_page_that_connects_later() {
-    let (_proxy, admin, tools) = tools_folder_proxy("replay", &[("pkg", installable("pkg", &["echo first-line", "mkdir pkg"]))]);
+    let (_proxy, admin, _tools) = tools_folder_proxy("replay", &[("pkg", installable("pkg", &["echo first-line", "mkdir pkg"]))]);
     let mut updates = admin.events("/admin/sse/updates");
     start_install(&admin, "pkg");
     install_events_until_done(&mut updates, "pkg");
@@ -744,5 +737,4 @@ fn install_output_is_replayed_to_a_page_that_connects_later() {
     let stdout = of_kind(&replayed, "install_stdout");
     assert_eq!(stdout, vec![json!({ "serverKey": "pkg", "output": "first-line\n", "replayed": true })], "{replayed:#?}");
     assert_eq!(of_kind(&replayed, "install_complete").len(), 1, "{replayed:#?}");
-    let _ = std::fs::remove_dir_all(tools);
 }

@@ -2,16 +2,16 @@
 //! `std::net::TcpStream`, and the mock backend of `tests/fixtures/mock_server.py` (key `mock`, so its
 //! tools are exposed as `mock__echo`, `mock__sleep`, ...). One behaviour per test, named for it.
 
-mod http_support;
+mod support;
 
-use http_support::{
-    initialize_on, initialize_request, mcp_post, notification, result_text, rpc, start, tool_call, HttpProxy, ProxyBuilder, Req, SseItem,
-    MCP_ACCEPT, WAIT,
-};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::http::{
+    initialize_on, initialize_request, mcp_post, notification, rpc, start, tool_call, HttpProxy, ProxyBuilder, Req, SseItem, MCP_ACCEPT,
+};
+use support::{http, result_text, WAIT};
 
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
@@ -271,7 +271,7 @@ fn streamable_put_is_405() {
 /// same request ids every session uses; each answer must be this session's.
 fn streamable_client(addr: SocketAddr, index: usize) {
     let mut rng = Rng::new(index as u64);
-    let (mut a, mut b) = (http_support::Conn::open(addr), http_support::Conn::open(addr));
+    let (mut a, mut b) = (http::Conn::open(addr), http::Conn::open(addr));
     let session = initialize_on(&mut a);
     for round in 0..3u64 {
         let text = format!("client {index} round {round}");
@@ -305,8 +305,8 @@ fn hundred_concurrent_streamable_sessions_each_get_only_their_own_replies() {
 /// One legacy SSE session: echoes and sleeps posted back to back, answered on the stream in any order.
 fn legacy_client(proxy_addr: SocketAddr, index: usize) {
     let mut rng = Rng::new(1000 + index as u64);
-    let mut sse = http_support::open_sse(proxy_addr, &[]);
-    let mut post = http_support::Conn::open(proxy_addr);
+    let mut sse = http::open_sse(proxy_addr, &[]);
+    let mut post = http::Conn::open(proxy_addr);
     let accepted = post.roundtrip(&Req::post(&sse.endpoint).json(&initialize_request(0)));
     assert_eq!(accepted.status, 202, "initialize: {accepted:?}");
     let (init, _) = sse.events.wait_message(WAIT, |m| m["id"] == 0);

@@ -11,16 +11,15 @@
 //!
 //! Scale-out behind a real nginx is tested in `tests/interop/test_scale_out.py`.
 
-mod http_support;
+mod support;
 
-use http_support::{
-    initialize_request, mcp_post, notification, result_text, rpc, tool_call, HttpProxy, ProxyBuilder, Req, MCP_ACCEPT, PROXY_BIN, WAIT,
-};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+use support::http::{initialize_request, mcp_post, notification, rpc, tool_call, HttpProxy, ProxyBuilder, Req, MCP_ACCEPT};
+use support::{http, result_text, PROXY_BIN, WAIT};
 
 const BACKEND_UNAVAILABLE: i64 = -32000;
 const REQUEST_TIMEOUT: i64 = -32001;
@@ -459,10 +458,10 @@ fn json_log_lines_all_parse_and_a_backends_stderr_names_it() {
 
 /// Runs the binary to completion with `args` and a config of one mock backend; (status, stdout, stderr).
 fn run_once(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String, String) {
-    let dir = std::env::temp_dir().join(http_support::unique("mcp-proxy-ops-test"));
+    let dir = std::env::temp_dir().join(support::unique("mcp-proxy-ops-test"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("mcp_server.json");
-    let mock = http_support::MOCK_SERVER;
+    let mock = support::MOCK_SERVER;
     std::fs::write(&config, json!({ "mcpServers": { "mock": { "command": "python3", "args": [mock, "--name", "mock"] } } }).to_string())
         .unwrap();
     let mut command = Command::new(PROXY_BIN);
@@ -555,7 +554,7 @@ fn stateless_requests_leave_no_session_behind() {
         .map(|i| {
             let addr = proxy.addr();
             thread::spawn(move || {
-                let mut conn = http_support::Conn::open(addr);
+                let mut conn = http::Conn::open(addr);
                 let response = conn.roundtrip(&mcp_post(None, &tool_call(i, "mock__sleep", json!({ "ms": 100, "text": format!("t{i}") }))));
                 assert_eq!(response.status, 200, "{response:?}");
                 let body = response.json();

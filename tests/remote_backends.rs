@@ -13,13 +13,13 @@
 //! reports them through its `requests_seen` tool, so tests check what reached the server through the
 //! proxy itself.
 
-mod backend_support;
 mod support;
 
-use backend_support::{RemoteServer, Transport};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{config, error_code, Proxy, ProxyBuilder};
+use support::remote::{RemoteServer, Transport};
+use support::stdio::{Proxy, ProxyBuilder};
+use support::{config, error_code};
 
 const BACKEND_UNAVAILABLE: i64 = -32000;
 const REQUEST_TIMEOUT: i64 = -32001;
@@ -178,7 +178,7 @@ fn call_in_flight_fails_when_the_server_dies(transport: Transport) {
     let mut proxy = start(&[("remote", remote(&server, transport, json!({})))], &[("MCP_PROXY_RESTART_BACKOFF_MIN", "5")]);
     let call = proxy.start_request("tools/call", json!({ "name": "remote__sleep", "arguments": { "ms": 5000 } }));
     // The server records a request before running it: once the call is recorded, it is under way.
-    backend_support::wait_until("the call to reach the server", Duration::from_secs(5), || {
+    support::wait_until("the call to reach the server", Duration::from_secs(5), || {
         let seen = requests_seen(&mut proxy, "remote");
         seen.iter().any(|r| r["tool"] == "sleep").then_some(())
     });

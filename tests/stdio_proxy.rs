@@ -7,10 +7,8 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{
-    config, error_code, mock, mock_with, names, processes_with, result_text, start, start_initialized, unique, with, Proxy, ProxyBuilder,
-    MOCK_SERVER, MOCK_TOOLS, WAIT,
-};
+use support::stdio::{start, start_initialized, Proxy, ProxyBuilder};
+use support::{config, error_code, mock, mock_with, names, processes_with, result_text, unique, with, MOCK_SERVER, MOCK_TOOLS, WAIT};
 
 const INVALID_PARAMS: i64 = -32602;
 const BACKEND_UNAVAILABLE: i64 = -32000;

@@ -9,13 +9,13 @@
 //!
 //! Backends are found in `/proc` by a unique `--name marker-...` argument.
 
-mod backend_support;
 mod support;
 
-use backend_support::{http, live_processes_with, signal, wait_until, HttpProxy};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{config, error_code, mock, result_text, with, Proxy, ProxyBuilder, MOCK_SERVER, WAIT};
+use support::http::{self, mcp_post, Conn, EventStream, Req};
+use support::stdio::{Proxy, ProxyBuilder};
+use support::{config, error_code, live_processes_with, mock, result_text, signal, unique, wait_until, with, MOCK_SERVER, WAIT};
 
 const BACKEND_UNAVAILABLE: i64 = -32000;
 const REQUEST_TIMEOUT: i64 = -32001;
@@ -70,7 +70,7 @@ fn assert_none_left(proxy: &Proxy, marker: &str, after: &str) {
 
 #[test]
 fn backend_killed_mid_call_fails_the_call_at_once_withdraws_its_tools_and_comes_back() {
-    let marker = backend_support::unique("marker-killed");
+    let marker = unique("marker-killed");
     // Restarts wait 0.75 to 1 s: long enough to see the tools withdrawn in between.
     let mut proxy = proxy_on_alpha(&marker, &[("MCP_PROXY_RESTART_BACKOFF_MIN", "1")]);
     let pid = pid_of(&marker);
@@ -100,7 +100,7 @@ fn backend_killed_mid_call_fails_the_call_at_once_withdraws_its_tools_and_comes_
 
 #[test]
 fn call_made_while_the_backend_restarts_is_retried_and_succeeds() {
-    let marker = backend_support::unique("marker-retry");
+    let marker = unique("marker-retry");
     let mut proxy = proxy_on_alpha(
         &marker,
         &[
@@ -124,7 +124,7 @@ fn call_made_while_the_backend_restarts_is_retried_and_succeeds() {
 
 #[test]
 fn with_retries_off_a_call_to_a_restarting_backend_fails_fast_naming_the_server() {
-    let marker = backend_support::unique("marker-noretry");
+    let marker = unique("marker-noretry");
     let mut proxy = proxy_on_alpha(&marker, &[("MCP_PROXY_RESTART_BACKOFF_MIN", "5"), ("RETRY_STDIO_TOOL_CALL", "false")]);
     let crashed = proxy.call_tool("alpha__crash", json!({}));
     assert_eq!(error_code(&crashed), Some(BACKEND_UNAVAILABLE), "{crashed}");
@@ -142,7 +142,7 @@ fn with_retries_off_a_call_to_a_restarting_backend_fails_fast_naming_the_server(
 
 #[test]
 fn request_outliving_the_global_timeout_fails_with_32001_and_the_backend_is_told_to_cancel() {
-    let marker = backend_support::unique("marker-timeout");
+    let marker = unique("marker-timeout");
     let mut proxy = proxy_on_alpha(&marker, &[("MCP_PROXY_REQUEST_TIMEOUT", "1")]);
     let asked = Instant::now();
     let response = proxy.call_tool("alpha__cancellable", json!({ "ms": 10000 }));
@@ -157,8 +157,8 @@ fn request_outliving_the_global_timeout_fails_with_32001_and_the_backend_is_told
 
 #[test]
 fn per_server_timeout_overrides_the_global_one() {
-    let strict = backend_support::unique("marker-strict");
-    let lenient = backend_support::unique("marker-lenient");
+    let strict = unique("marker-strict");
+    let lenient = unique("marker-lenient");
     let servers = config(&[("alpha", with(mock(&strict), json!({ "timeout": 1 }))), ("beta", mock(&lenient))]);
     let mut proxy = ProxyBuilder::new(&servers).env("MCP_PROXY_REQUEST_TIMEOUT", "30").spawn();
     proxy.initialize();
@@ -176,7 +176,7 @@ fn per_server_timeout_overrides_the_global_one() {
 
 #[test]
 fn progress_pushes_the_timeout_back() {
-    let marker = backend_support::unique("marker-progress");
+    let marker = unique("marker-progress");
     let mut proxy = proxy_on_alpha(&marker, &[("MCP_PROXY_REQUEST_TIMEOUT", "1")]);
     let asked = Instant::now();
     let params = json!({ "name": "alpha__progress", "arguments": { "steps": 6, "ms": 400 }, "_meta": { "progressToken": "p-1" } });
@@ -214,7 +214,7 @@ fn proxy_with_children(marker: &str) -> Proxy {
 
 #[test]
 fn no_backend_process_is_left_after_stdin_eof() {
-    let marker = backend_support::unique("marker-eof");
+    let marker = unique("marker-eof");
     let mut proxy = proxy_with_children(&marker);
     proxy.close_stdin();
     proxy.wait_exit(Duration::from_secs(10));
@@ -223,7 +223,7 @@ fn no_backend_process_is_left_after_stdin_eof() {
 
 #[test]
 fn no_backend_process_is_left_after_sigterm() {
-    let marker = backend_support::unique("marker-term");
+    let marker = unique("marker-term");
     let mut proxy = proxy_with_children(&marker);
     signal(proxy.pid(), libc::SIGTERM);
     proxy.wait_exit(Duration::from_secs(10));
@@ -232,7 +232,7 @@ fn no_backend_process_is_left_after_sigterm() {
 
 #[test]
 fn no_backend_process_is_left_after_sigint() {
-    let marker = backend_support::unique("marker-int");
+    let marker = unique("marker-int");
     let mut proxy = proxy_with_children(&marker);
     signal(proxy.pid(), libc::SIGINT);
     proxy.wait_exit(Duration::from_secs(10));
@@ -255,7 +255,7 @@ fn proxy_with_stubborn_grandchild(marker: &str) -> Proxy {
 
 #[test]
 fn grandchild_that_ignores_sigterm_and_stdin_is_killed_when_the_proxy_exits() {
-    let marker = backend_support::unique("marker-stubborn");
+    let marker = unique("marker-stubborn");
     let mut proxy = proxy_with_stubborn_grandchild(&marker);
     signal(proxy.pid(), libc::SIGTERM);
     proxy.wait_exit(Duration::from_secs(15));
@@ -264,7 +264,7 @@ fn grandchild_that_ignores_sigterm_and_stdin_is_killed_when_the_proxy_exits() {
 
 #[test]
 fn with_no_call_in_flight_sigterm_escalates_to_sigkill_without_waiting_for_the_drain_grace() {
-    let marker = backend_support::unique("marker-prompt");
+    let marker = unique("marker-prompt");
     let mut proxy = proxy_with_stubborn_grandchild(&marker);
     signal(proxy.pid(), libc::SIGTERM);
     let signalled = Instant::now();
@@ -276,7 +276,7 @@ fn with_no_call_in_flight_sigterm_escalates_to_sigkill_without_waiting_for_the_d
 
 #[test]
 fn call_in_flight_on_sigterm_is_answered_before_the_proxy_exits() {
-    let marker = backend_support::unique("marker-drain");
+    let marker = unique("marker-drain");
     let mut proxy = proxy_on_alpha(&marker, &[]);
     let call = proxy.start_request("tools/call", json!({ "name": "alpha__sleep", "arguments": { "ms": 800 } }));
     // The backend reads its stdin in order: once a later call is answered, the sleep is under way.
@@ -300,27 +300,33 @@ fn open_session(addr: std::net::SocketAddr, name: &str) -> String {
             "clientInfo": { "name": name, "version": "0.0.0" },
         },
     });
-    let response = http::post_mcp(addr, None, &init);
+    let response = Conn::open(addr).roundtrip(&mcp_post(None, &init));
     assert_eq!(response.status, 200, "initialize of {name}: {:?}", response.headers);
     let session = response.header("mcp-session-id").unwrap_or_else(|| panic!("no session id for {name}")).to_owned();
-    let _ = response.text();
     let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-    let accepted = http::post_mcp(addr, Some(&session), &initialized);
+    let accepted = Conn::open(addr).roundtrip(&mcp_post(Some(&session), &initialized));
     assert_eq!(accepted.status, 202, "notifications/initialized of {name}");
     session
+}
+
+/// Sends `req` and reads its answer as an event stream (status 200 required).
+fn stream(addr: std::net::SocketAddr, req: &Req) -> EventStream {
+    let mut conn = Conn::open(addr);
+    conn.send(req);
+    let head = conn.head();
+    assert_eq!(head.status, 200, "{} {}: {head:?}", req.method, req.target);
+    conn.into_events(&head)
 }
 
 /// Calls `mock__ask_roots` as `session` and answers the `roots/list` that arrives on the call's own
 /// stream with `root`; the tool result text.
 fn ask_roots_answering(addr: std::net::SocketAddr, session: &str, root: &str) -> String {
     let call = json!({ "jsonrpc": "2.0", "id": "ask", "method": "tools/call", "params": { "name": "mock__ask_roots", "arguments": {} } });
-    let response = http::post_mcp(addr, Some(session), &call);
-    assert_eq!(response.status, 200, "tools/call: {:?}", response.headers);
-    let mut events = response.events();
+    let mut events = stream(addr, &mcp_post(Some(session), &call));
     let request = events.next_message(WAIT);
     assert_eq!(request["method"], "roots/list", "the first message on the call's stream: {request}");
     let answer = json!({ "jsonrpc": "2.0", "id": request["id"], "result": { "roots": [{ "uri": root, "name": "root" }] } });
-    let accepted = http::post_mcp(addr, Some(session), &answer);
+    let accepted = Conn::open(addr).roundtrip(&mcp_post(Some(session), &answer));
     assert_eq!(accepted.status, 202, "the answer to roots/list");
     let result = events.next_message(WAIT);
     assert_eq!(result["id"], "ask", "{result}");
@@ -330,20 +336,18 @@ fn ask_roots_answering(addr: std::net::SocketAddr, session: &str, root: &str) ->
 #[test]
 fn backend_request_reaches_the_client_whose_call_it_serves_and_its_answer_reaches_the_backend() {
     let servers = config(&[("mock", mock("roots-mock")), ("other", mock("roots-other"))]);
-    let proxy = HttpProxy::start(&servers, &[]);
-    proxy.wait_backends_connected();
+    let proxy = http::ProxyBuilder::new().config(&servers).start();
+    proxy.wait_backends_connected(&[]);
     let addr = proxy.addr();
     let a = open_session(addr, "client-a");
     let b = open_session(addr, "client-b");
 
     // A listens on its standing stream, where a misrouted request would show up, and has a call of
     // its own in flight, to the other backend.
-    let stream = http::request(addr, "GET", "/mcp", &[("Accept", "text/event-stream"), ("Mcp-Session-Id", &a)], None);
-    assert_eq!(stream.status, 200, "GET /mcp for A");
-    let mut a_stream = stream.events();
+    let mut a_stream = stream(addr, &Req::get("/mcp").headers(&[("Accept", "text/event-stream"), ("Mcp-Session-Id", &a)]));
     let a_call = std::thread::spawn(move || {
         let call = json!({ "jsonrpc": "2.0", "id": "a-sleep", "method": "tools/call", "params": { "name": "other__sleep", "arguments": { "ms": 1500 } } });
-        let response = http::post_mcp(addr, Some(&a), &call);
+        let response = Conn::open(addr).roundtrip(&mcp_post(Some(&a), &call));
         (a, response.status, response.text())
     });
 

@@ -7,12 +7,13 @@
 //! in `/proc` by a unique `--name marker-...` argument.
 
 mod support;
-mod toolctl_support;
 
 use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
-use support::{config, error_code, mock, mock_with, names, processes_with, result_text, unique, with, Proxy, MOCK_TOOLS, WAIT};
-use toolctl_support::{run_cli, signal, spawn_with_tool_config, start_with_tool_config, wait_until, write_atomically, ConfigDir};
+use support::stdio::Proxy;
+use support::toolctl::{run_cli, spawn_cli, spawn_with_tool_config, start_with_tool_config, wait_cli, write_atomically, ConfigDir};
+use support::{config, error_code, mock, mock_with, names, processes_with, result_text, signal, unique, with, MOCK_TOOLS, WAIT};
 
 const INVALID_PARAMS: i64 = -32602;
 const TOOLS_CHANGED: &str = "notifications/tools/list_changed";
@@ -72,14 +73,14 @@ fn assert_unknown_tool(proxy: &mut Proxy, name: &str) {
 
 /// The pid of the one live backend process run with `marker`.
 fn pid_of(proxy: &Proxy, marker: &str) -> u32 {
-    wait_until(proxy, &format!("one process of {marker}"), WAIT, || match processes_with(marker).as_slice() {
+    proxy.wait_until(&format!("one process of {marker}"), WAIT, || match processes_with(marker).as_slice() {
         [(pid, _)] => Some(*pid),
         _ => None,
     })
 }
 
 fn wait_until_gone(proxy: &Proxy, marker: &str) {
-    wait_until(proxy, &format!("the processes of {marker} to exit"), WAIT, || processes_with(marker).is_empty().then_some(()));
+    proxy.wait_until(&format!("the processes of {marker} to exit"), WAIT, || processes_with(marker).is_empty().then_some(()));
 }
 
 /// Waits, one `notifications/tools/list_changed` at a time, until `done` holds for the tool names.
@@ -288,7 +289,7 @@ fn tool_name_over_64_characters_is_shortened_callable_and_warned_about() {
 /// A proxy on `alpha` (left alone by the reload), `beta` (changed) and `gamma` (removed), each run
 /// with a unique marker as its mock name; initialized, polling its config files every 0.1 s.
 struct ReloadScene {
-    proxy: toolctl_support::Controlled,
+    proxy: support::toolctl::Controlled,
     alpha: String,
     beta: String,
     gamma: String,
@@ -531,5 +532,27 @@ fn list_tools_prints_the_tools_and_a_count() {
     }
     if run.last_line() != "15 tools" {
         run.fail("wrong count line");
+    }
+}
+
+/// `--list-tools | head -1`: a reader that stops early is no error. The listing is made longer than a
+/// pipe holds (20 KB descriptions), so the proxy is still writing when the reader goes.
+#[test]
+fn list_tools_whose_reader_stops_early_exits_0_without_a_panic() {
+    let long = "x".repeat(20_000);
+    let tools: serde_json::Map<String, Value> =
+        MOCK_TOOLS.iter().map(|t| (format!("alpha__{t}"), json!({"exposedDescription": long}))).collect();
+    let dir = ConfigDir::new(&config(&[("alpha", mock("alpha"))]), Some(&overrides(Value::Object(tools))));
+    let mut child = spawn_cli(&dir, &["--list-tools"]);
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    let read = stdout.read_line(&mut first);
+    drop(stdout);
+    let run = wait_cli(child, &["--list-tools"], CLI_WAIT);
+    if !matches!(read, Ok(n) if n > 0) || !first.starts_with("alpha__") {
+        run.fail(&format!("the first line is not a tool: {read:?} {:?}", &first[..first.len().min(80)]));
+    }
+    if run.status.code() != Some(0) || run.stderr.contains("panicked") {
+        run.fail("--list-tools did not exit quietly with 0 when its reader went away");
     }
 }

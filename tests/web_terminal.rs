@@ -4,13 +4,13 @@
 //! Processes are checked in `/proc`: a killed terminal's shell, and anything the shell started, must be
 //! gone (a zombie only init has yet to collect counts as gone; one the proxy should have reaped does not).
 
-mod admin_support;
-mod http_support;
+mod support;
 
-use admin_support::{kill_pid, proc_group, proc_state, running, wait_for, Admin, AdminBuilder, AdminProxy};
-use http_support::{EventStream, Req, SseEvent, WAIT};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use support::admin::{Admin, AdminBuilder, AdminProxy};
+use support::http::{EventStream, Req, SseEvent};
+use support::{kill_pid, proc_group, proc_state, running, wait_until, WAIT};
 
 /// How long a killed process may take to disappear.
 const GONE: Duration = Duration::from_secs(5);
@@ -195,7 +195,7 @@ fn delete_kills_a_foreground_child() {
     term.input(&admin, "echo fg=$$; exec sleep 1000\n");
     term.read_until("fg=");
     // `exec` replaces the shell: the terminal's process is now the sleep.
-    let pid = wait_for("the sleep", WAIT, || {
+    let pid = wait_until("the sleep", WAIT, || {
         let cmdline = std::fs::read(format!("/proc/{shell}/cmdline")).ok()?;
         String::from_utf8_lossy(&cmdline).starts_with("sleep").then_some(shell)
     });
@@ -210,7 +210,7 @@ fn idle_terminals_expire() {
     let term = Term::start(&admin, 80, 24);
     let shell = shell_pid(&admin, &term.id);
     let started = Instant::now();
-    wait_for("the idle terminal to leave the list", Duration::from_secs(6), || {
+    wait_until("the idle terminal to leave the list", Duration::from_secs(6), || {
         (!list(&admin).iter().any(|t| t["id"] == term.id.as_str())).then_some(())
     });
     assert!(started.elapsed() >= Duration::from_millis(900), "expired before the idle timeout: {:?}", started.elapsed());
@@ -248,7 +248,7 @@ fn exit_ends_the_stream_with_the_exit_code() {
         }
     };
     assert_eq!(exit["exitCode"], 3, "{exit}");
-    wait_for("the exited terminal to leave the list", WAIT, || (!list(&admin).iter().any(|t| t["id"] == term.id.as_str())).then_some(()));
+    wait_until("the exited terminal to leave the list", WAIT, || (!list(&admin).iter().any(|t| t["id"] == term.id.as_str())).then_some(()));
 }
 
 #[test]

@@ -5,6 +5,9 @@
 //!   stdio   [--n N] [--warmup W] [--tool T] [--args JSON] [--idle-ms MS] -- CMD ARGS...
 //!           spawns CMD as a stdio MCP server, initializes, then N sequential tools/call;
 //!           reports latency percentiles and the child's RSS idle (after tools/list + MS) and after.
+//!   pipeline [--n N] [--warmup W] [--depth D] [--tool T] [--args JSON] -- CMD ARGS...
+//!           the same child, but D requests in flight at all times: throughput (calls/s) of one
+//!           pipelined stdio client, and latency percentiles under that load.
 //!   http    --url URL [--transport mcp|sse] [--n N] [--warmup W] [--tool T] [--args JSON]
 //!           the same over Streamable HTTP (one keep-alive connection, one session) or legacy SSE.
 //!   load    --url URL [--clients C] [--secs S] [--tool T] [--args JSON]
@@ -18,7 +21,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -127,56 +130,103 @@ fn stop(child: &mut Child) {
 // ---------------------------------------------------------------------------------------------------
 // stdio
 
-fn cmd_stdio(a: &Args) {
-    if a.cmd.is_empty() {
-        die("stdio: no command after --");
+/// A stdio MCP server spawned by the client: newline-delimited JSON-RPC on its stdin and stdout.
+struct StdioPeer {
+    child: Child,
+    to: ChildStdin,
+    from: BufReader<ChildStdout>,
+    line: String,
+}
+
+impl StdioPeer {
+    /// Spawns `cmd`; a watchdog kills it if the whole run takes longer than `budget`.
+    fn spawn(cmd: &[String], budget: Duration) -> StdioPeer {
+        if cmd.is_empty() {
+            die("stdio: no command after --");
+        }
+        let mut child = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| die(&format!("spawn {}: {e}", cmd[0])));
+        let pid = child.id();
+        std::thread::spawn(move || {
+            std::thread::sleep(budget);
+            eprintln!("loadgen: stdio run over its time budget, killing the child");
+            unsafe { kill(pid as i32, 9) };
+        });
+        let to = child.stdin.take().unwrap();
+        let from = BufReader::new(child.stdout.take().unwrap());
+        StdioPeer { child, to, from, line: String::new() }
     }
-    let (n, warmup, tool, args) = (a.num("n", 1000), a.num("warmup", 100), a.str("tool", "echo"), a.call_args());
-    let mut child = Command::new(&a.cmd[0])
-        .args(&a.cmd[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| die(&format!("spawn {}: {e}", a.cmd[0])));
-    let pid = child.id();
-    let mut to = child.stdin.take().unwrap();
-    let mut from = BufReader::new(child.stdout.take().unwrap());
-    // A watchdog: the child gets killed if the whole run takes longer than this.
-    let budget = Duration::from_secs(60 + (n + warmup) / 100);
-    std::thread::spawn(move || {
-        std::thread::sleep(budget);
-        eprintln!("loadgen: stdio run over its time budget, killing the child");
-        unsafe { kill(pid as i32, 9) };
-    });
-    let mut line = String::new();
-    let mut rpc = |to: &mut std::process::ChildStdin, msg: &str, id: Option<u64>| -> Option<Value> {
-        to.write_all(msg.as_bytes()).ok()?;
-        to.write_all(b"\n").ok()?;
-        to.flush().ok()?;
-        let id = id?;
+
+    fn send(&mut self, msg: &str) -> Option<()> {
+        self.to.write_all(msg.as_bytes()).ok()?;
+        self.to.write_all(b"\n").ok()?;
+        self.to.flush().ok()
+    }
+
+    /// The next JSON line from the server; `None` when its stdout closes.
+    fn recv(&mut self) -> Option<Value> {
         loop {
-            line.clear();
-            if from.read_line(&mut line).ok()? == 0 {
+            self.line.clear();
+            if self.from.read_line(&mut self.line).ok()? == 0 {
                 return None;
             }
-            let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+            if let Ok(v) = serde_json::from_str::<Value>(&self.line) {
+                return Some(v);
+            }
+        }
+    }
+
+    /// Sends `msg` and waits for the response to `id` (messages in between are skipped).
+    fn rpc(&mut self, msg: &str, id: u64) -> Option<Value> {
+        self.send(msg)?;
+        loop {
+            let v = self.recv()?;
             if v.get("id").and_then(Value::as_u64) == Some(id) && v.get("method").is_none() {
                 return Some(v);
             }
         }
-    };
-    let t0 = Instant::now();
-    let Some(init) = rpc(&mut to, &init_msg(0), Some(0)) else { die("stdio: no answer to initialize") };
-    if init.get("result").is_none() {
-        die(&format!("stdio: initialize failed: {init}"));
     }
-    rpc(&mut to, INITIALIZED, None);
-    let list = rpc(&mut to, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, Some(1));
+
+    /// `initialize`, `notifications/initialized` and `tools/list`; the number of tools listed.
+    fn handshake(&mut self) -> usize {
+        let Some(init) = self.rpc(&init_msg(0), 0) else { die("stdio: no answer to initialize") };
+        if init.get("result").is_none() {
+            die(&format!("stdio: initialize failed: {init}"));
+        }
+        self.send(INITIALIZED);
+        let list = self.rpc(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, 1);
+        list.as_ref().and_then(|v| v.pointer("/result/tools")).and_then(Value::as_array).map_or(0, |t| t.len())
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes stdin (a proxy then stops its backends), waits up to 5 s, then stops the child.
+    fn finish(self) {
+        let StdioPeer { mut child, to, .. } = self;
+        drop(to);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop(&mut child);
+    }
+}
+
+fn cmd_stdio(a: &Args) {
+    let (n, warmup, tool, args) = (a.num("n", 1000), a.num("warmup", 100), a.str("tool", "echo"), a.call_args());
+    let mut peer = StdioPeer::spawn(&a.cmd, Duration::from_secs(60 + (n + warmup) / 100));
+    let t0 = Instant::now();
+    let tools = peer.handshake();
     let init_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let tools = list.as_ref().and_then(|v| v.pointer("/result/tools")).and_then(Value::as_array).map_or(0, |t| t.len());
     std::thread::sleep(Duration::from_millis(a.num("idle-ms", 300)));
-    let rss_idle = rss_kib(pid);
+    let rss_idle = rss_kib(peer.pid());
     let mut lat = Vec::with_capacity(n as usize);
     let mut errors = 0u64;
     let mut start = Instant::now();
@@ -186,7 +236,7 @@ fn cmd_stdio(a: &Args) {
             start = Instant::now();
         }
         let t = Instant::now();
-        match rpc(&mut to, &call_msg(10 + i, &tool, &args), Some(10 + i)) {
+        match peer.rpc(&call_msg(10 + i, &tool, &args), 10 + i) {
             Some(v) if call_ok(&v) => lat.push(t.elapsed().as_nanos() as u64),
             Some(v) => {
                 errors += 1;
@@ -202,15 +252,60 @@ fn cmd_stdio(a: &Args) {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    let rss_after = rss_kib(pid);
-    drop(to); // stdin EOF: a proxy stops its backends
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    stop(&mut child);
+    let rss_after = rss_kib(peer.pid());
+    peer.finish();
     println!(
         "calls={} errors={errors} {} calls_per_s={:.0} tools={tools} init_ms={init_ms:.1} rss_idle_kib={rss_idle} rss_after_kib={rss_after}",
+        lat.len(),
+        summary(lat.clone()),
+        lat.len() as f64 / secs
+    );
+}
+
+/// Pipelined stdio: `depth` tools/call in flight at all times (a new one sent as each answer arrives),
+/// `warmup` then `n` calls; reports calls/s and the latency of each call under that load. Requests are
+/// small, so `depth` of them fit in the pipe and writing never waits for reading.
+fn cmd_pipeline(a: &Args) {
+    let (n, warmup, depth, tool, args) =
+        (a.num("n", 20000), a.num("warmup", 1000), a.num("depth", 32), a.str("tool", "echo"), a.call_args());
+    let total = warmup + n;
+    let mut peer = StdioPeer::spawn(&a.cmd, Duration::from_secs(60 + total / 1000));
+    let tools = peer.handshake();
+    let mut sent_at: HashMap<u64, Instant> = HashMap::new();
+    let (mut next, mut answered, mut errors) = (0u64, 0u64, 0u64);
+    let mut lat = Vec::with_capacity(n as usize);
+    let mut start = Instant::now();
+    while answered < total {
+        while next < total && (sent_at.len() as u64) < depth {
+            sent_at.insert(10 + next, Instant::now());
+            if peer.send(&call_msg(10 + next, &tool, &args)).is_none() {
+                die("pipeline: cannot write to the child");
+            }
+            next += 1;
+        }
+        let Some(v) = peer.recv() else {
+            eprintln!("loadgen: the child closed its stdout with {} calls unanswered", total - answered);
+            errors += total - answered;
+            break;
+        };
+        let Some(t) = v.get("id").and_then(Value::as_u64).and_then(|id| sent_at.remove(&id)) else { continue };
+        answered += 1;
+        if call_ok(&v) {
+            lat.push(t.elapsed().as_nanos() as u64);
+        } else {
+            errors += 1;
+            if errors == 1 {
+                eprintln!("loadgen: call failed: {v}");
+            }
+        }
+        if answered == warmup {
+            (lat, errors, start) = (Vec::with_capacity(n as usize), 0, Instant::now());
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    peer.finish();
+    println!(
+        "calls={} errors={errors} depth={depth} {} calls_per_s={:.0} tools={tools}",
         lat.len(),
         summary(lat.clone()),
         lat.len() as f64 / secs
@@ -407,7 +502,14 @@ fn connect(addr: &str) -> io::Result<BufReader<TcpStream>> {
     Ok(BufReader::with_capacity(64 * 1024, s))
 }
 
-fn write_request(r: &mut BufReader<TcpStream>, method: &str, addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> io::Result<()> {
+fn write_request(
+    r: &mut BufReader<TcpStream>,
+    method: &str,
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<()> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
     for (k, v) in headers {
         req.push_str(k);
@@ -431,9 +533,10 @@ fn read_head(r: &mut BufReader<TcpStream>) -> io::Result<Head> {
         let status_line = read_line_crlf(r)?;
         let mut parts = status_line.splitn(3, ' ');
         let _version = parts.next();
-        let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {status_line:?}"))
-        })?;
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {status_line:?}")))?;
         let mut headers = Vec::new();
         loop {
             let l = read_line_crlf(r)?;
@@ -452,7 +555,7 @@ fn read_head(r: &mut BufReader<TcpStream>) -> io::Result<Head> {
 }
 
 fn other(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::Other, msg)
+    io::Error::other(msg)
 }
 
 /// One MCP client session over Streamable HTTP on one keep-alive connection.
@@ -487,8 +590,7 @@ impl McpHttp {
             self.conn = Some(connect(&self.url.addr)?);
         }
         let r = self.conn.as_mut().unwrap();
-        let mut headers: Vec<(&str, &str)> =
-            vec![("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")];
+        let mut headers: Vec<(&str, &str)> = vec![("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")];
         let sid = self.session.clone();
         if let Some(s) = &sid {
             headers.push(("Mcp-Session-Id", s));
@@ -506,7 +608,11 @@ impl McpHttp {
             let answer = if !(200..300).contains(&head.status) {
                 let mut text = Vec::new();
                 let _ = body.read_to_end(&mut text);
-                return Err(other(format!("HTTP {}: {}", head.status, String::from_utf8_lossy(&text).chars().take(200).collect::<String>())));
+                return Err(other(format!(
+                    "HTTP {}: {}",
+                    head.status,
+                    String::from_utf8_lossy(&text).chars().take(200).collect::<String>()
+                )));
             } else if head.is_sse() {
                 let mut found = None;
                 {
@@ -911,10 +1017,11 @@ fn cmd_startup(a: &Args) {
         let addr = format!("127.0.0.1:{port}");
         let argv: Vec<String> = a.cmd.iter().map(|s| s.replace("{port}", &port.to_string())).collect();
         let t0 = Instant::now();
-        let mut child = match Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
-            Ok(c) => c,
-            Err(e) => die(&format!("spawn {}: {e}", argv[0])),
-        };
+        let mut child =
+            match Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+                Ok(c) => c,
+                Err(e) => die(&format!("spawn {}: {e}", argv[0])),
+            };
         let mut ok = false;
         while t0.elapsed() < timeout {
             if TcpStream::connect(&addr).is_ok() {
@@ -951,10 +1058,11 @@ fn cmd_startup(a: &Args) {
 
 fn main() {
     let raw: Vec<String> = std::env::args().skip(1).collect();
-    let Some(sub) = raw.first() else { die("usage: loadgen stdio|http|load|hold|startup [options] [-- CMD...]") };
+    let Some(sub) = raw.first() else { die("usage: loadgen stdio|pipeline|http|load|hold|startup [options] [-- CMD...]") };
     let a = Args::parse(&raw[1..]);
     match sub.as_str() {
         "stdio" => cmd_stdio(&a),
+        "pipeline" => cmd_pipeline(&a),
         "http" => cmd_http(&a),
         "load" => cmd_load(&a),
         "hold" => cmd_hold(&a),

@@ -15,7 +15,7 @@ use crate::config;
 use crate::config_watch::{self, Watch};
 use crate::event::Event;
 use crate::http::{EventStream, Exchange, Request, Response};
-use crate::settings::AdminSettings;
+use crate::settings::{self, AdminSettings};
 use crate::tool_config;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde_json::{json, Value};
@@ -139,7 +139,7 @@ impl Admin {
         };
         let text = pretty(&value);
         let path = &self.watch.config_path;
-        match config::parse(&text, path, &|name| std::env::var(name).ok()) {
+        match config::parse(&text, path, &settings::env_lookup) {
             Err(e) => invalid("Invalid configuration", vec![e.to_string()]),
             Ok(parsed) if !parsed.problems.is_empty() => invalid("Invalid configuration", parsed.problems),
             Ok(_) => write(path, &text, json!({ "success": true })),
@@ -241,7 +241,7 @@ impl Admin {
     }
 
     fn install(&self, key: &str) -> Response {
-        let servers = match config::load(&self.watch.config_path, &|name| std::env::var(name).ok()) {
+        let servers = match config::load(&self.watch.config_path, &settings::env_lookup) {
             Ok(servers) => servers,
             Err(e) => return Response::error(500, &e.to_string()),
         };

@@ -1,75 +1,33 @@
-//! A harness for driving the real `mcp-proxy-server` binary in HTTP mode with a raw HTTP/1.1 client.
+//! HTTP: a raw HTTP/1.1 client, and the proxy in HTTP mode.
 //!
-//! [`ProxyBuilder`] writes a config naming mock backends (`tests/fixtures/mock_server.py`), starts the
-//! proxy with `--sse --host 127.0.0.1 --port 0` and reads the bound address from its stderr. [`Conn`] is
-//! one TCP connection speaking HTTP/1.1 by hand: it sends [`Req`]s (or raw bytes), reads whole
-//! [`Response`]s (`Content-Length`, chunked, or up to EOF) and can turn into an [`EventStream`] that reads
-//! server-sent events one at a time as they arrive.
+//! [`ProxyBuilder`] writes a config (mock backends by key, or a whole config), starts the proxy with
+//! `--sse --host 127.0.0.1 --port 0` and reads the bound address from its stderr. [`Conn`] is one TCP
+//! connection speaking HTTP/1.1 by hand: it sends [`Req`]s (or raw bytes), reads whole [`Response`]s
+//! (`Content-Length`, chunked, or up to EOF) and can turn into an [`EventStream`] that reads server-sent
+//! events one at a time as they arrive. Every read has a deadline.
 //!
-//! Every read has a deadline, so a misbehaving proxy fails a test instead of hanging it. Dropping an
-//! [`HttpProxy`] kills the proxy (its mock backends then see EOF on stdin and exit) and, when the test is
-//! panicking, prints the proxy's stderr.
+//! Dropping an [`HttpProxy`] kills the proxy (its mock backends then see EOF on stdin and exit) and, when
+//! the test is panicking, prints the proxy's stderr.
 
-#![allow(dead_code)] // Not every helper is used by every test.
-
+use super::{clear_proxy_env, ProxyProcess, TempDir, CLIENT_PROTOCOL, MOCK_SERVER, PROXY_BIN, WAIT};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// How long a test waits for any one thing (a response, an event, a log line). A passing test never
-/// waits this long; it is generous because tests run in parallel on small machines.
-pub const WAIT: Duration = Duration::from_secs(10);
-
-pub const PROXY_BIN: &str = env!("CARGO_BIN_EXE_mcp-proxy-server");
-pub const MOCK_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mock_server.py");
-
-/// The protocol version the test client asks for.
-pub const CLIENT_PROTOCOL: &str = "2025-06-18";
 
 /// What a Streamable HTTP client sends as `Accept` on `POST /mcp`.
 pub const MCP_ACCEPT: &str = "application/json, text/event-stream";
 
-/// Environment variables the proxy reads: cleared so the test runner's environment changes nothing.
-const PROXY_ENV: [&str; 19] = [
-    "LOGGING",
-    "RUST_LOG",
-    "HOST",
-    "PORT",
-    "MCP_PROXY_CONFIG",
-    "MCP_PROXY_REQUEST_TIMEOUT",
-    "MCP_PROXY_STARTUP_TIMEOUT",
-    "SERVER_TOOLNAME_SEPERATOR",
-    "SERVER_TOOLNAME_SEPARATOR",
-    "ALLOWED_KEYS",
-    "MCP_PROXY_SSE_ALLOWED_KEYS",
-    "ALLOWED_TOKENS",
-    "MCP_PROXY_ALLOWED_ORIGINS",
-    "MCP_PROXY_MAX_BODY_BYTES",
-    "MCP_PROXY_SSE_KEEPALIVE",
-    "MCP_PROXY_SESSION_IDLE_TIMEOUT",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-];
-
-/// A name no other test (or test process) uses: `<label>-<pid>-<n>`.
-pub fn unique(label: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!("{label}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
 // ----- starting the proxy -------------------------------------------------------------------------------
 
-/// How to start the proxy: which mock backends (by key, each run as `--name <key>`) and which environment.
+/// How to start the proxy: which backends and which environment.
 pub struct ProxyBuilder {
     backends: Vec<String>,
+    /// A whole config, instead of one mock backend per key of `backends`.
+    config: Option<Value>,
     env: Vec<(String, String)>,
     /// Seconds every backend waits before it starts (through `sh -c 'sleep ...; exec python3 ...'`).
     start_delay: Option<f64>,
@@ -84,11 +42,18 @@ impl Default for ProxyBuilder {
 impl ProxyBuilder {
     /// One mock backend, `mock`: its tools are exposed as `mock__echo`, `mock__sleep`, ...
     pub fn new() -> ProxyBuilder {
-        ProxyBuilder { backends: vec!["mock".to_owned()], env: Vec::new(), start_delay: None }
+        ProxyBuilder { backends: vec!["mock".to_owned()], config: None, env: Vec::new(), start_delay: None }
     }
 
+    /// One mock backend per key, each run as `--name <key>`.
     pub fn backends(mut self, keys: &[&str]) -> ProxyBuilder {
         self.backends = keys.iter().map(|k| k.to_string()).collect();
+        self
+    }
+
+    /// This whole config instead of mock backends.
+    pub fn config(mut self, config: &Value) -> ProxyBuilder {
+        self.config = Some(config.clone());
         self
     }
 
@@ -103,9 +68,7 @@ impl ProxyBuilder {
         self
     }
 
-    pub fn start(self) -> HttpProxy {
-        let dir = std::env::temp_dir().join(unique("mcp-proxy-http-test"));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    fn mock_config(&self) -> Value {
         let servers: serde_json::Map<String, Value> = self
             .backends
             .iter()
@@ -120,38 +83,24 @@ impl ProxyBuilder {
                 (key.clone(), entry)
             })
             .collect();
-        let config_path = dir.join("mcp_server.json");
-        std::fs::write(&config_path, json!({ "mcpServers": servers }).to_string()).expect("cannot write the config");
+        json!({ "mcpServers": servers })
+    }
+
+    pub fn start(self) -> HttpProxy {
+        let dir = TempDir::new();
+        let config_path = dir.path().join("mcp_server.json");
+        let config = self.config.clone().unwrap_or_else(|| self.mock_config());
+        std::fs::write(&config_path, config.to_string()).expect("cannot write the config");
 
         let mut command = Command::new(PROXY_BIN);
         command.args(["--sse", "--config"]).arg(&config_path).args(["--host", "127.0.0.1", "--port", "0"]);
-        for name in PROXY_ENV {
-            command.env_remove(name);
-        }
+        clear_proxy_env(&mut command);
         command.env("LOGGING", "info");
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
-        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {PROXY_BIN}: {e}"));
-
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new((Mutex::new(String::new()), Condvar::new()));
-        let collected = Arc::clone(&log);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let (text, changed) = &*collected;
-                let mut text = text.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-                changed.notify_all();
-            }
-        });
-        let mut proxy = HttpProxy { child, addr: "127.0.0.1:0".parse().unwrap(), log, dir };
-        let text = proxy.wait_for_stderr("listening on http://");
-        let after = text.split("listening on http://").nth(1).unwrap_or_default();
-        let addr = after.split_whitespace().next().unwrap_or_default();
-        proxy.addr = addr.parse().unwrap_or_else(|e| proxy.fail(&format!("cannot read the address '{addr}': {e}")));
-        proxy
+        command.stdin(Stdio::null()).stdout(Stdio::null());
+        let mut process = ProxyProcess::spawn(command);
+        let addr = process.listening_addr();
+        HttpProxy { process, addr, _dir: dir }
     }
 }
 
@@ -160,12 +109,11 @@ pub fn start() -> HttpProxy {
     ProxyBuilder::new().start()
 }
 
-/// A running proxy in HTTP mode.
+/// A running proxy in HTTP mode. Fields drop in order: the process, then its temp dir.
 pub struct HttpProxy {
-    child: Child,
+    process: ProxyProcess,
     addr: SocketAddr,
-    log: Arc<(Mutex<String>, Condvar)>,
-    dir: PathBuf,
+    _dir: TempDir,
 }
 
 impl HttpProxy {
@@ -175,33 +123,22 @@ impl HttpProxy {
 
     /// Everything the proxy wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.log.0.lock().unwrap().clone()
+        self.process.stderr()
     }
 
     /// Fails the test with `what` and the proxy's stderr.
     pub fn fail(&self, what: &str) -> ! {
-        panic!("{what}\n--- proxy stderr ---\n{}--- end of proxy stderr ---", self.stderr())
+        self.process.fail(what)
     }
 
     /// Waits until the proxy's stderr contains `needle`, and returns the whole stderr.
     pub fn wait_for_stderr(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        let (text, changed) = &*self.log;
-        let mut text = text.lock().unwrap();
-        while !text.contains(needle) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || matches!(self.child.try_wait(), Ok(Some(_))) {
-                let status = self.child.try_wait().ok().flatten();
-                panic!("stderr did not show {needle:?} (exit status {status:?})\n--- proxy stderr ---\n{text}--- end ---");
-            }
-            text = changed.wait_timeout(text, left.min(Duration::from_millis(100))).unwrap().0;
-        }
-        text.clone()
+        self.process.wait_for_stderr(needle)
     }
 
     /// True while the proxy process runs.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.process.is_running()
     }
 
     pub fn connect(&self) -> Conn {
@@ -266,17 +203,6 @@ pub fn open_sse(addr: SocketAddr, headers: &[(&str, &str)]) -> SseSession {
     SseSession { head, events, endpoint, session }
 }
 
-impl Drop for HttpProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!("--- proxy stderr ---\n{}--- end of proxy stderr ---", self.stderr());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// An open legacy SSE session: its stream, the endpoint it named and the session id in it.
 pub struct SseSession {
     pub head: Head,
@@ -309,11 +235,6 @@ pub fn initialize_request(id: impl Into<Value>) -> Value {
 
 pub fn tool_call(id: impl Into<Value>, name: &str, arguments: Value) -> Value {
     rpc(id, "tools/call", json!({ "name": name, "arguments": arguments }))
-}
-
-/// The text of the first content item of a tool result response.
-pub fn result_text(response: &Value) -> &str {
-    response.pointer("/result/content/0/text").and_then(Value::as_str).unwrap_or_else(|| panic!("no text: {response}"))
 }
 
 /// `POST /mcp` with a JSON-RPC message, in the session given (if any).
@@ -669,27 +590,48 @@ impl EventStream {
 
     /// The next item, or `None` once the stream has ended. Fails the test after `timeout`.
     pub fn next_item(&mut self, timeout: Duration) -> Option<SseItem> {
+        self.item_within(timeout).unwrap_or_else(|()| panic!("no server-sent event within {timeout:?}"))
+    }
+
+    /// The next event (comments skipped), or `None` if the stream ends or nothing comes within `timeout`.
+    pub fn next_within(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.item_within(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Some(SseItem::Event(event))) => return Some(event),
+                Ok(Some(SseItem::Comment(_))) => {}
+                Ok(None) | Err(()) => return None,
+            }
+        }
+    }
+
+    /// The next item: `Ok(None)` once the stream has ended, `Err(())` if nothing arrives within `timeout`.
+    fn item_within(&mut self, timeout: Duration) -> Result<Option<SseItem>, ()> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(item) = self.parser.items.pop_front() {
-                return Some(item);
+                return Ok(Some(item));
             }
             if self.ended {
-                return None;
+                return Ok(None);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no server-sent event within {timeout:?}");
+            if left.is_zero() {
+                return Err(());
+            }
             self.conn.stream().set_read_timeout(Some(left)).unwrap();
+            let at_eof = match self.conn.reader.fill_buf() {
+                Ok(buffered) => buffered.is_empty(),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Err(()),
+                Err(e) => panic!("cannot read the event stream: {e}"),
+            };
             let data = if self.chunked {
-                let at_eof = self.conn.reader.fill_buf().map(|b| b.is_empty());
-                let at_eof = at_eof.unwrap_or_else(|e| panic!("cannot read the event stream: {e}"));
                 assert!(!at_eof, "the event stream was cut off: connection closed without the final zero-length chunk");
                 self.conn.chunk()
             } else {
-                let mut buf = vec![0; 8192];
-                let n = self.conn.reader.read(&mut buf).unwrap_or_else(|e| panic!("cannot read the event stream: {e}"));
-                buf.truncate(n);
-                (n > 0).then_some(buf)
+                let data = self.conn.reader.buffer().to_vec();
+                self.conn.reader.consume(data.len());
+                (!at_eof).then_some(data)
             };
             match data {
                 Some(data) => self.parser.push(&String::from_utf8_lossy(&data)),

@@ -1,22 +1,21 @@
-//! Helpers for `tests/tool_control.rs`, on top of the stdio harness in `tests/support/mod.rs`:
+//! Helpers for `tests/tool_control.rs`, on top of the stdio harness ([`super::stdio`]):
 //!
 //! - [`Controlled`]: a proxy started with a `tool_config.json` of the test's choosing (passed through
 //!   `MCP_PROXY_TOOL_CONFIG`, since the harness writes the server config only when the proxy starts);
 //! - [`write_atomically`]: replacing a config file the way editors do, so the proxy's watcher never
 //!   reads a half-written file;
-//! - [`run_cli`]: one run of `--check` or `--list-tools`, with a deadline;
-//! - [`wait_until`] and [`signal`] for polling and SIGHUP.
+//! - [`run_cli`]: one run of `--check` or `--list-tools`, with a deadline ([`spawn_cli`] and
+//!   [`wait_cli`] when the test reads stdout itself).
 //!
 //! Every wait has a deadline, so a misbehaving proxy fails the test instead of hanging it.
 
-#![allow(dead_code)] // Not every helper is used by every test.
-
-use crate::support::{unique, Proxy, ProxyBuilder, TempDir, PROXY_BIN};
+use super::stdio::{Proxy, ProxyBuilder};
+use super::{clear_proxy_env, unique, TempDir, PROXY_BIN};
 use serde_json::Value;
 use std::io::Read;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -69,27 +68,6 @@ pub fn write_atomically(path: &Path, text: &str) {
     let temp = path.with_file_name(format!(".{}.tmp", unique("write")));
     std::fs::write(&temp, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", temp.display()));
     std::fs::rename(&temp, path).unwrap_or_else(|e| panic!("cannot rename onto {}: {e}", path.display()));
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, failing the test through `proxy` after `timeout`.
-pub fn wait_until<T>(proxy: &Proxy, what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        if Instant::now() >= deadline {
-            proxy.fail(&format!("timed out after {timeout:?} waiting for {what}"));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Sends `signal` to one process.
-pub fn signal(pid: u32, signal: libc::c_int) {
-    // SAFETY: kill(2) touches no memory of ours.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
-    assert_eq!(rc, 0, "kill({pid}, {signal}) failed: {}", std::io::Error::last_os_error());
 }
 
 // ----- one-shot runs: --check, --list-tools -----------------------------------------------------------------
@@ -148,21 +126,25 @@ impl ConfigDir {
     }
 }
 
-/// Runs the proxy with `--config <dir>/mcp_server.json` and `args`, stdin closed, and waits for it to
-/// exit within `timeout` (killing it and failing the test if it does not).
-pub fn run_cli(dir: &ConfigDir, args: &[&str], timeout: Duration) -> CliRun {
+/// Starts the proxy with `--config <dir>/mcp_server.json` and `args`, stdin closed, stdout and stderr piped.
+pub fn spawn_cli(dir: &ConfigDir, args: &[&str]) -> Child {
     let mut command = Command::new(PROXY_BIN);
     command.arg("--config").arg(&dir.config_path).args(args);
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let ours = ["LOGGING", "RUST_LOG", "SERVER_TOOLNAME_SEPERATOR", "SERVER_TOOLNAME_SEPARATOR"];
-        if ours.contains(&name.as_ref()) || name.starts_with("MCP_PROXY_") || name.contains("TOOL_CALL") {
-            command.env_remove(name.as_ref());
-        }
-    }
+    clear_proxy_env(&mut command);
     command.env("LOGGING", "info").env("MCP_PROXY_STARTUP_TIMEOUT", "5");
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {PROXY_BIN}: {e}"));
+    command.spawn().unwrap_or_else(|e| panic!("cannot start {PROXY_BIN}: {e}"))
+}
+
+/// Runs the proxy as [`spawn_cli`] does and waits for it to exit within `timeout` (killing it and
+/// failing the test if it does not).
+pub fn run_cli(dir: &ConfigDir, args: &[&str], timeout: Duration) -> CliRun {
+    wait_cli(spawn_cli(dir, args), args, timeout)
+}
+
+/// Waits for a run of [`spawn_cli`] to exit within `timeout`, reading its stderr and whatever of its
+/// stdout the test has not taken (killing it and failing the test if it does not exit).
+pub fn wait_cli(mut child: Child, args: &[&str], timeout: Duration) -> CliRun {
     let read_all = |mut pipe: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut text = String::new();
@@ -170,7 +152,7 @@ pub fn run_cli(dir: &ConfigDir, args: &[&str], timeout: Duration) -> CliRun {
             text
         })
     };
-    let stdout = read_all(Box::new(child.stdout.take().expect("piped stdout")));
+    let stdout = child.stdout.take().map(|pipe| read_all(Box::new(pipe)));
     let stderr = read_all(Box::new(child.stderr.take().expect("piped stderr")));
     let deadline = Instant::now() + timeout;
     let (status, timed_out) = loop {
@@ -183,7 +165,8 @@ pub fn run_cli(dir: &ConfigDir, args: &[&str], timeout: Duration) -> CliRun {
             }
         }
     };
-    let run = CliRun { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() };
+    let stdout = stdout.map(|reader| reader.join().unwrap()).unwrap_or_default();
+    let run = CliRun { status, stdout, stderr: stderr.join().unwrap() };
     if timed_out {
         run.fail(&format!("proxy {args:?} did not exit within {timeout:?}"));
     }

@@ -671,6 +671,22 @@ fn install_streams_info_stdout_stderr_and_complete() {
 }
 
 #[test]
+fn install_output_that_is_not_utf8_is_shown_lossily_and_the_command_runs_to_the_end() {
+    // A Latin-1 "café", then more output after a pause (so it comes after the bad line has been read).
+    let commands = ["printf 'caf\\351\\n'; sleep 0.3; echo after", "mkdir pkg"];
+    let (_proxy, admin, tools) = tools_folder_proxy("install-latin1", &[("pkg", installable("pkg", &commands))]);
+    let mut updates = admin.events("/admin/sse/updates");
+    start_install(&admin, "pkg");
+    let events = install_events_until_done(&mut updates, "pkg");
+    assert!(of_kind(&events, "install_error").is_empty(), "the command was cut short: {events:#?}");
+    assert_eq!(of_kind(&events, "install_complete").len(), 1, "{events:#?}");
+    let output: Vec<Value> = of_kind(&events, "install_stdout").into_iter().map(|e| e["output"].clone()).collect();
+    assert_eq!(output, [json!("caf\u{FFFD}\n"), json!("after\n")], "{events:#?}");
+    assert!(tools.join("pkg").exists(), "the second command ran");
+    let _ = std::fs::remove_dir_all(tools);
+}
+
+#[test]
 fn install_skips_an_existing_target() {
     let (_proxy, admin, tools) = tools_folder_proxy("install-skip", &[("pkg", installable("pkg", &["touch ran-anyway"]))]);
     std::fs::create_dir_all(tools.join("pkg")).unwrap();

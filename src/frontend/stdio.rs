@@ -1,11 +1,12 @@
 //! The proxy as an MCP server on its own stdin and stdout: one client, the process that started us.
 //!
 //! A reader thread turns stdin lines into [`Event::FromClient`]; a writer thread writes the dispatcher's
-//! messages to stdout, one JSON object per line. stdout carries nothing else: logs go to stderr. When
-//! stdin closes the client is gone, and in stdio mode that ends the proxy.
+//! messages to stdout, one JSON object per line. stdout carries nothing else: logs go to stderr. A line
+//! that is no message (not JSON, not UTF-8, over the length cap) gets a JSON-RPC error with a null id,
+//! and reading goes on. When stdin closes the client is gone, and in stdio mode that ends the proxy.
 
 use crate::hub::{ClientId, Event};
-use crate::jsonrpc::Message;
+use crate::jsonrpc::{Message, ParseError};
 use crate::lines::{Line, LineReader};
 use crossbeam_channel::{Receiver, Sender};
 use std::io::{self, BufReader};
@@ -34,14 +35,9 @@ fn read_loop(client: ClientId, events: &Sender<Event>) {
                 Ok(msg) => Event::FromClient { client, msg },
                 Err(error) => Event::InvalidFromClient { client, error },
             },
-            Ok(Some(Line::TooLong(len))) => {
-                log::warn!("stdin: dropped a {len}-byte line (limit {MAX_LINE})");
-                continue;
-            }
-            Ok(Some(Line::NotUtf8(len))) => {
-                log::warn!("stdin: dropped a {len}-byte line that is not UTF-8");
-                continue;
-            }
+            // Not a message, but the client may be waiting for an answer: it gets an error, as for bad JSON.
+            Ok(Some(Line::TooLong(len))) => Event::InvalidFromClient { client, error: ParseError::TooLong { len, max: MAX_LINE } },
+            Ok(Some(Line::NotUtf8(len))) => Event::InvalidFromClient { client, error: ParseError::NotUtf8(len) },
             Ok(None) => break,
             Err(e) => {
                 log::error!("stdin: {e}");

@@ -96,6 +96,34 @@ fn backend_killed_mid_call_fails_the_call_at_once_withdraws_its_tools_and_comes_
     assert_ne!(new_pid, pid, "the backend was not restarted");
 }
 
+#[test]
+fn backend_whose_process_exits_while_a_child_holds_its_stdout_fails_its_calls_at_once_and_restarts() {
+    let marker = backend_support::unique("marker-leader");
+    let holder = backend_support::unique("stdout-holder");
+    let mut proxy = proxy_on_alpha(&marker, &[("MCP_PROXY_RESTART_BACKOFF_MIN", "0.2")]);
+    let pid = pid_of(&marker);
+    let call = proxy.start_request("tools/call", json!({ "name": "alpha__sleep", "arguments": { "ms": 5000 } }));
+    assert_eq!(proxy.tool_text("alpha__echo", json!({ "text": "up" })), "up");
+
+    // The mock starts a child that keeps its stdout open, then exits without answering.
+    let asked = Instant::now();
+    let crashed = proxy.call_tool("alpha__crash", json!({ "child": holder }));
+    let waited = asked.elapsed();
+    assert_eq!(error_code(&crashed), Some(BACKEND_UNAVAILABLE), "{crashed}");
+    assert!(waited < Duration::from_secs(1), "the error came {waited:?} after the call");
+    let sleeping = proxy.response(&call);
+    assert_eq!(error_code(&sleeping), Some(BACKEND_UNAVAILABLE), "the call in flight: {sleeping}");
+
+    // The child went with the rest of the backend's process group, and the backend came back.
+    wait_until("the stdout holder to be killed", WAIT, || live_processes_with(&holder).is_empty().then_some(()));
+    proxy.notification(TOOLS_CHANGED);
+    proxy.notification(TOOLS_CHANGED);
+    assert_eq!(proxy.tool_text("alpha__echo", json!({ "text": "back" })), "back");
+    assert_ne!(pid_of(&marker), pid, "the backend was not restarted");
+    let exits = proxy.stderr().matches("[alpha] exited").count();
+    assert_eq!(exits, 1, "one exit, reported once:\n{}", proxy.stderr());
+}
+
 // ----- retries of calls to a backend that is down -------------------------------------------------------
 
 #[test]

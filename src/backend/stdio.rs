@@ -51,7 +51,7 @@ impl StdioBackend {
         if let Some(cwd) = &cfg.cwd {
             command.current_dir(cwd);
         }
-        let mut child = command.spawn()?;
+        let mut child = crate::children::spawn(&mut command)?;
         let group = Arc::new(Group { pgid: child.id() as i32, reaped: Mutex::new(false) });
         let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
             group.abandon();
@@ -141,15 +141,17 @@ impl Group {
         let mut reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
         let status = child.wait();
         *reaped = true;
+        crate::children::reaped(child.id());
         match status {
             Ok(status) => format!("process {status}"),
             Err(e) => format!("process lost: {e}"),
         }
     }
 
-    /// Kills a child that no watcher will wait for.
+    /// Kills a child that no watcher will wait for; the reaper collects it.
     fn abandon(&self) {
         kill_group(self.pgid, libc::SIGKILL);
+        crate::children::reaped(self.pgid as u32);
     }
 }
 

@@ -96,14 +96,15 @@ pub fn run(server: &ServerConfig, target: &Path, updates: &Updates) {
 
 /// Runs one command, streaming its output; returns its exit code (-1 when killed by a signal).
 fn run_command(key: &str, command: &str, cwd: &Path, updates: &Updates) -> std::io::Result<i32> {
-    let mut child = Command::new("sh")
-        .args(["-c", command])
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()?;
+    let mut child = crate::children::spawn(
+        Command::new("sh")
+            .args(["-c", command])
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0),
+    )?;
     let pumps: Vec<_> = [
         child.stdout.take().map(|out| ("install_stdout", Box::new(out) as Box<dyn Read + Send>)),
         child.stderr.take().map(|err| ("install_stderr", Box::new(err) as Box<dyn Read + Send>)),
@@ -115,7 +116,9 @@ fn run_command(key: &str, command: &str, cwd: &Path, updates: &Updates) -> std::
         thread::spawn(move || pump(stream, |output| updates.send(event, json!({ "serverKey": key, "output": output }))))
     })
     .collect();
-    let status = child.wait()?;
+    let status = child.wait();
+    crate::children::reaped(child.id());
+    let status = status?;
     for pump in pumps {
         let _ = pump.join();
     }

@@ -57,25 +57,9 @@ impl StdioBackend {
             group.abandon();
             return Err(io::Error::other("child has no stdio pipes"));
         };
-        let (exited_rx, exited_tx) = match pipe() {
-            Ok(ends) => ends,
-            Err(e) => {
-                group.abandon();
-                return Err(e);
-            }
-        };
         // The watcher, which reaps the child, starts first: if a later thread cannot start, killing the
         // group is enough for it to reap. If it cannot start itself, the group is killed and abandoned.
-        let (status_tx, status_rx) = crossbeam_channel::bounded(1);
-        let watched = group.clone();
-        let watching = spawn_thread(format!("{key}-wait"), PUMP_STACK, move || {
-            let _ = status_tx.send(watched.wait(child));
-            drop(exited_tx); // Wakes the reader, after the status is there for it.
-        });
-        if let Err(e) = watching {
-            group.abandon();
-            return Err(e);
-        }
+        let (status_rx, exited_rx) = group.watch(key, child).inspect_err(|_| group.abandon())?;
         let (reader_key, log_key) = (key.to_owned(), key.to_owned());
         let reader_group = group.clone();
         let (outbox, inbox) = crossbeam_channel::unbounded();
@@ -129,6 +113,19 @@ impl Group {
         if !*reaped {
             kill_group(self.pgid, signal);
         }
+    }
+
+    /// Starts the thread that waits for the child: it sends how the child ended on the returned channel,
+    /// then closes the write end of the returned pipe.
+    fn watch(self: &Arc<Self>, key: &str, child: Child) -> io::Result<(Receiver<String>, OwnedFd)> {
+        let (exited_rx, exited_tx) = pipe()?;
+        let (status_tx, status_rx) = crossbeam_channel::bounded(1);
+        let group = self.clone();
+        spawn_thread(format!("{key}-wait"), PUMP_STACK, move || {
+            let _ = status_tx.send(group.wait(child));
+            drop(exited_tx); // Wakes the reader, after the status is there for it.
+        })?;
+        Ok((status_rx, exited_rx))
     }
 
     /// Waits for the child to exit, kills the rest of its group, then reaps it. Returns how it ended,

@@ -121,7 +121,7 @@ fn backend_whose_process_exits_while_a_child_holds_its_stdout_fails_its_calls_at
     proxy.notification(TOOLS_CHANGED);
     assert_eq!(proxy.tool_text("alpha__echo", json!({ "text": "back" })), "back");
     assert_ne!(pid_of(&marker), pid, "the backend was not restarted");
-    let exits = proxy.stderr().matches("[alpha] exited").count();
+    let exits = proxy.wait_for_stderr("[alpha] exited").matches("[alpha] exited").count();
     assert_eq!(exits, 1, "one exit, reported once:\n{}", proxy.stderr());
 }
 

@@ -357,8 +357,9 @@ fn orphan_adopted_by_the_proxy_is_reaped_when_it_dies() {
     let marker = backend_support::unique("marker-adopted");
     let daemon = backend_support::unique("adopted");
     let (mut proxy, pid) = proxy_with_daemon(&marker, &daemon);
-    assert_eq!(parent_of(pid), Some(proxy.pid()), "the orphan's parent should be the proxy, its subreaper");
-    signal(pid, libc::SIGKILL);
+    let parent = parent_of(pid);
+    signal(pid, libc::SIGKILL); // First, so that a failure leaves no sleeper behind.
+    assert_eq!(parent, Some(proxy.pid()), "the orphan's parent should be the proxy, its subreaper");
     // Dead, it is a zombie until its parent, the proxy, collects it.
     wait_until("the dead orphan to be reaped", WAIT, || parent_of(pid).is_none().then_some(()));
     assert_eq!(proxy.tool_text("alpha__whoami", json!({})), marker, "the backend is untouched");

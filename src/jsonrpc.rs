@@ -64,6 +64,10 @@ pub enum ParseError {
     Batch,
     /// JSON, but not a JSON-RPC 2.0 object (wrong `jsonrpc`, members of the wrong type, no method nor result).
     Invalid(String),
+    /// A line of bytes that are not UTF-8, so not JSON either; holds its length.
+    NotUtf8(usize),
+    /// A line longer than the reader accepts, skipped unread; holds its length and the limit.
+    TooLong { len: usize, max: usize },
 }
 
 impl fmt::Display for ParseError {
@@ -72,6 +76,8 @@ impl fmt::Display for ParseError {
             ParseError::Syntax(e) => write!(f, "parse error: {e}"),
             ParseError::Batch => f.write_str("invalid request: JSON-RPC batches are not supported"),
             ParseError::Invalid(why) => write!(f, "invalid request: {why}"),
+            ParseError::NotUtf8(len) => write!(f, "parse error: a {len}-byte line that is not UTF-8"),
+            ParseError::TooLong { len, max } => write!(f, "parse error: a {len}-byte line, over the limit of {max} bytes"),
         }
     }
 }
@@ -81,7 +87,7 @@ impl std::error::Error for ParseError {}
 impl ParseError {
     pub fn code(&self) -> i64 {
         match self {
-            ParseError::Syntax(_) => code::PARSE_ERROR,
+            ParseError::Syntax(_) | ParseError::NotUtf8(_) | ParseError::TooLong { .. } => code::PARSE_ERROR,
             ParseError::Batch | ParseError::Invalid(_) => code::INVALID_REQUEST,
         }
     }

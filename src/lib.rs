@@ -3,6 +3,7 @@
 //! product; nothing here is a stable API.
 
 pub mod backend;
+pub mod children;
 pub mod config;
 pub mod config_watch;
 pub mod event;

@@ -5,9 +5,13 @@
 
 use event::Event;
 use hub::{Hub, HubSettings};
-use mcp_proxy_server::{config, config_watch, event, frontend, hub, list_tools, logging, settings, signals, tool_config};
+use mcp_proxy_server::{children, config, config_watch, event, frontend, hub, list_tools, logging, settings, signals, tool_config};
 use settings::{env_lookup, Mode, Settings};
 use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long processes the proxy adopted get between SIGTERM and SIGKILL when it exits.
+const ORPHAN_GRACE: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let settings = match Settings::from_process() {
@@ -26,7 +30,10 @@ fn main() -> ExitCode {
     for warning in &settings.warnings {
         log::warn!("{warning}");
     }
-    match run(&settings) {
+    let outcome = run(&settings);
+    // The backends have stopped; what they left behind outside their process groups goes too.
+    children::kill_adopted(ORPHAN_GRACE);
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -62,6 +69,8 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
     let files_ok = config.problems.is_empty() && tools.problems.is_empty();
     let (events, inbox) = crossbeam_channel::unbounded::<Event>();
     let (reload, reload_requests) = crossbeam_channel::unbounded();
+    // Both block signals for every thread started after them: they come before any other thread.
+    children::adopt_orphans()?;
     signals::install(events.clone(), reload)?;
     let hub_settings = HubSettings {
         separator: settings.separator.clone(),

@@ -2,9 +2,9 @@
 //! request for the config watcher.
 //!
 //! The signals are blocked in every thread (the mask is inherited, so [`install`] runs before any other
-//! thread starts) and one thread takes them synchronously with `sigwait`: no code runs in a signal
-//! handler, so there is nothing async-signal-unsafe to get wrong. Children get a clean mask: std resets
-//! it before exec.
+//! thread starts, but for the reaper of `children`, which blocks every signal) and one thread takes them
+//! synchronously with `sigwait`: no code runs in a signal handler, so there is nothing
+//! async-signal-unsafe to get wrong. Children get a clean mask: std resets it before exec.
 
 use crate::event::Event;
 use crossbeam_channel::Sender;

@@ -341,6 +341,34 @@ fn valid_config_replaces_the_file_atomically_keeps_a_backup_and_preserves_keys_a
 }
 
 #[test]
+fn saving_a_symlinked_config_writes_through_to_its_target_and_keeps_the_link() {
+    let proxy = start();
+    let admin = proxy.login();
+    // The config path becomes a link into another folder, as with a dotfiles repository.
+    let real = proxy.dir.join("dotfiles");
+    std::fs::create_dir_all(&real).unwrap();
+    let target = real.join("servers.json");
+    std::fs::rename(&proxy.config_path, &target).unwrap();
+    std::os::unix::fs::symlink(&target, &proxy.config_path).unwrap();
+    let before = std::fs::read_to_string(&target).unwrap();
+
+    let mut posted: Value = serde_json::from_str(&before).unwrap();
+    posted["comment"] = json!("saved through the link");
+    let response = admin.post("/admin/config", &posted);
+    assert_eq!(response.status, 200, "{response:?}");
+
+    let link = std::fs::symlink_metadata(&proxy.config_path).unwrap();
+    assert!(link.file_type().is_symlink(), "the config path was replaced by a regular file");
+    assert_eq!(std::fs::read_link(&proxy.config_path).unwrap(), target, "the link points where it did");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert_eq!(written, posted, "the target holds the new config");
+    assert_eq!(std::fs::read_to_string(real.join("servers.json.bak")).unwrap(), before, "the backup sits beside the target");
+    assert!(!proxy.dir.join("mcp_server.json.bak").exists(), "no backup beside the link");
+    let leftovers: Vec<String> = [file_names(&proxy.dir), file_names(&real)].concat().into_iter().filter(|n| n.contains("tmp")).collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
 fn tool_config_with_an_invalid_exposed_name_is_400_and_not_written() {
     let proxy = start();
     let admin = proxy.login();
@@ -638,6 +666,21 @@ fn install_streams_info_stdout_stderr_and_complete() {
     let order: Vec<&str> = events.iter().filter_map(|e| e.event.as_deref()).collect();
     assert_eq!(order.first(), Some(&"install_info"), "{order:?}");
     assert_eq!(order.last(), Some(&"install_complete"), "{order:?}");
+}
+
+#[test]
+fn install_output_that_is_not_utf8_is_shown_lossily_and_the_command_runs_to_the_end() {
+    // A Latin-1 "café", then more output after a pause (so it comes after the bad line has been read).
+    let commands = ["printf 'caf\\351\\n'; sleep 0.3; echo after", "mkdir pkg"];
+    let (_proxy, admin, tools) = tools_folder_proxy("install-latin1", &[("pkg", installable("pkg", &commands))]);
+    let mut updates = admin.events("/admin/sse/updates");
+    start_install(&admin, "pkg");
+    let events = install_events_until_done(&mut updates, "pkg");
+    assert!(of_kind(&events, "install_error").is_empty(), "the command was cut short: {events:#?}");
+    assert_eq!(of_kind(&events, "install_complete").len(), 1, "{events:#?}");
+    let output: Vec<Value> = of_kind(&events, "install_stdout").into_iter().map(|e| e["output"].clone()).collect();
+    assert_eq!(output, [json!("caf\u{FFFD}\n"), json!("after\n")], "{events:#?}");
+    assert!(tools.join("pkg").exists(), "the second command ran");
 }
 
 #[test]

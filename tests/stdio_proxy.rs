@@ -491,6 +491,15 @@ fn backend_stdout_noise_is_logged_and_ignored() {
 }
 
 #[test]
+fn backend_stdout_line_that_is_not_utf8_is_logged_and_skipped_and_the_backend_keeps_serving() {
+    let mut proxy = start_initialized(&two_mocks());
+    // The mock writes b"caf\xe9\n" on its stdout, then its answer.
+    assert_eq!(proxy.tool_text("alpha__echo", json!({ "text": "answered", "raw_line": "caf\u{e9}" })), "answered");
+    proxy.wait_for_stderr("[alpha] dropped a 4-byte stdout line that is not UTF-8");
+    assert_eq!(proxy.tool_text("alpha__whoami", json!({})), "alpha");
+}
+
+#[test]
 fn config_env_and_cwd_reach_the_backend() {
     let cwd = support::TempDir::new();
     let dir_name = cwd.path().file_name().unwrap().to_str().unwrap().to_owned();
@@ -667,6 +676,34 @@ fn invalid_json_line_gets_a_parse_error_and_the_proxy_keeps_serving() {
     let error = proxy.wait_for("parse error", WAIT, |m| m.get("error").is_some());
     assert_eq!(error["id"], Value::Null, "{error}");
     assert_eq!(error_code(&error), Some(-32700), "{error}");
+    assert_eq!(proxy.tool_text("alpha__whoami", json!({})), "alpha");
+}
+
+#[test]
+fn request_line_that_is_not_utf8_gets_a_parse_error_and_the_proxy_keeps_serving() {
+    let mut proxy = start_initialized(&two_mocks());
+    proxy.send_bytes(b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"caf\xe9\"}\n");
+    let error = proxy.wait_for("parse error", WAIT, |m| m.get("error").is_some());
+    assert_eq!(error["id"], Value::Null, "{error}");
+    assert_eq!(error_code(&error), Some(-32700), "{error}");
+    assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("not UTF-8")), "{error}");
+    assert_eq!(proxy.tool_text("alpha__whoami", json!({})), "alpha");
+}
+
+#[test]
+fn request_line_over_the_length_limit_gets_a_parse_error_and_the_proxy_keeps_serving() {
+    let mut proxy = start_initialized(&two_mocks());
+    // One byte over the 64 MiB cap on a stdin line, written a MiB at a time.
+    let mib = vec![b'x'; 1024 * 1024];
+    for _ in 0..64 {
+        proxy.send_bytes(&mib);
+    }
+    proxy.send_bytes(b"x\n");
+    let error = proxy.wait_for("parse error", WAIT, |m| m.get("error").is_some());
+    assert_eq!(error["id"], Value::Null, "{error}");
+    assert_eq!(error_code(&error), Some(-32700), "{error}");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("67108865-byte line") && message.contains("limit of 67108864"), "{error}");
     assert_eq!(proxy.tool_text("alpha__whoami", json!({})), "alpha");
 }
 

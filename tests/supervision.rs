@@ -1,9 +1,10 @@
 //! Supervision of backends, end to end: the real binary over stdio (and, for routing server requests,
 //! over HTTP) in front of the mock backend of `tests/fixtures/mock_server.py`.
 //!
-//! A backend that dies mid-call, a call made while a backend restarts, requests that time out (globally,
-//! per server, pushed back by progress), processes left behind when the proxy exits (stdin EOF, SIGTERM,
-//! SIGINT, grandchildren behind `sh -c`, one that ignores SIGTERM), how long a shutdown takes and what it
+//! A backend that dies mid-call (or whose process exits while a child holds its stdout), a call made
+//! while a backend restarts, requests that time out (globally, per server, pushed back by progress),
+//! processes left behind when the proxy exits (stdin EOF, SIGTERM, SIGINT, grandchildren behind `sh -c`,
+//! one that ignores SIGTERM, a `setsid` daemon the proxy adopted), how long a shutdown takes and what it
 //! lets finish, and a backend's request to a client routed to the client whose call it serves. One
 //! behaviour per test, named for it.
 //!
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::http::{self, mcp_post, Conn, EventStream, Req};
 use support::stdio::{Proxy, ProxyBuilder};
-use support::{config, error_code, live_processes_with, mock, result_text, signal, unique, wait_until, with, MOCK_SERVER, WAIT};
+use support::{config, error_code, live_processes_with, mock, mock_with, result_text, signal, unique, wait_until, with, MOCK_SERVER, WAIT};
 
 const BACKEND_UNAVAILABLE: i64 = -32000;
 const REQUEST_TIMEOUT: i64 = -32001;
@@ -94,6 +95,34 @@ fn backend_killed_mid_call_fails_the_call_at_once_withdraws_its_tools_and_comes_
     assert_eq!(proxy.tool_text("alpha__echo", json!({ "text": "back" })), "back");
     let new_pid = pid_of(&marker);
     assert_ne!(new_pid, pid, "the backend was not restarted");
+}
+
+#[test]
+fn backend_whose_process_exits_while_a_child_holds_its_stdout_fails_its_calls_at_once_and_restarts() {
+    let marker = unique("marker-leader");
+    let holder = unique("stdout-holder");
+    let mut proxy = proxy_on_alpha(&marker, &[("MCP_PROXY_RESTART_BACKOFF_MIN", "0.2")]);
+    let pid = pid_of(&marker);
+    let call = proxy.start_request("tools/call", json!({ "name": "alpha__sleep", "arguments": { "ms": 5000 } }));
+    assert_eq!(proxy.tool_text("alpha__echo", json!({ "text": "up" })), "up");
+
+    // The mock starts a child that keeps its stdout open, then exits without answering.
+    let asked = Instant::now();
+    let crashed = proxy.call_tool("alpha__crash", json!({ "child": holder }));
+    let waited = asked.elapsed();
+    assert_eq!(error_code(&crashed), Some(BACKEND_UNAVAILABLE), "{crashed}");
+    assert!(waited < Duration::from_secs(1), "the error came {waited:?} after the call");
+    let sleeping = proxy.response(&call);
+    assert_eq!(error_code(&sleeping), Some(BACKEND_UNAVAILABLE), "the call in flight: {sleeping}");
+
+    // The child went with the rest of the backend's process group, and the backend came back.
+    wait_until("the stdout holder to be killed", WAIT, || live_processes_with(&holder).is_empty().then_some(()));
+    proxy.notification(TOOLS_CHANGED);
+    proxy.notification(TOOLS_CHANGED);
+    assert_eq!(proxy.tool_text("alpha__echo", json!({ "text": "back" })), "back");
+    assert_ne!(pid_of(&marker), pid, "the backend was not restarted");
+    let exits = proxy.wait_for_stderr("[alpha] exited").matches("[alpha] exited").count();
+    assert_eq!(exits, 1, "one exit, reported once:\n{}", proxy.stderr());
 }
 
 // ----- retries of calls to a backend that is down -------------------------------------------------------
@@ -286,6 +315,54 @@ fn call_in_flight_on_sigterm_is_answered_before_the_proxy_exits() {
     assert_eq!(response.pointer("/result/content/0/text"), Some(&json!("slept 800 ")), "{response}");
     proxy.wait_exit(Duration::from_secs(10));
     assert_none_left(&proxy, &marker, "SIGTERM");
+}
+
+/// A proxy on one mock backend keyed `alpha` that starts a `setsid` daemon named `daemon` (orphaned at
+/// once, see the mock's `--daemon`); initialized, with the daemon's pid.
+fn proxy_with_daemon(marker: &str, daemon: &str) -> (Proxy, u32) {
+    let mut proxy = ProxyBuilder::new(&config(&[("alpha", mock_with(marker, &["--daemon", daemon]))])).spawn();
+    proxy.initialize();
+    let pid = pid_of(&sleeper(daemon));
+    (proxy, pid)
+}
+
+/// What only the command line of the mock's sleeper named `name` holds (the mock's own names it too).
+fn sleeper(name: &str) -> String {
+    format!("time.sleep(600) {name}")
+}
+
+/// The parent pid of a process, from `/proc/<pid>/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn setsid_daemon_started_by_a_backend_is_killed_when_the_proxy_exits() {
+    let marker = unique("marker-daemon");
+    let daemon = unique("daemon");
+    let (mut proxy, _) = proxy_with_daemon(&marker, &daemon);
+    proxy.close_stdin();
+    proxy.wait_exit(Duration::from_secs(10));
+    let left = live_processes_with(&sleeper(&daemon));
+    for (pid, _) in &left {
+        signal(*pid, libc::SIGKILL); // Not to linger for ten minutes after a failure.
+    }
+    assert!(left.is_empty(), "the daemon outlived the proxy: {left:?}");
+    assert_none_left(&proxy, &marker, "stdin EOF");
+}
+
+#[test]
+fn orphan_adopted_by_the_proxy_is_reaped_when_it_dies() {
+    let marker = unique("marker-adopted");
+    let daemon = unique("adopted");
+    let (mut proxy, pid) = proxy_with_daemon(&marker, &daemon);
+    let parent = parent_of(pid);
+    signal(pid, libc::SIGKILL); // First, so that a failure leaves no sleeper behind.
+    assert_eq!(parent, Some(proxy.pid()), "the orphan's parent should be the proxy, its subreaper");
+    // Dead, it is a zombie until its parent, the proxy, collects it.
+    wait_until("the dead orphan to be reaped", WAIT, || parent_of(pid).is_none().then_some(()));
+    assert_eq!(proxy.tool_text("alpha__whoami", json!({})), marker, "the backend is untouched");
 }
 
 // ----- a backend's request goes to the client whose call it serves --------------------------------------

@@ -1,31 +1,38 @@
 //! A backend MCP server run as a child process, spoken to over its stdin and stdout.
 //!
-//! Three threads per child: a writer that serialises messages from the dispatcher onto stdin, a reader
-//! that parses stdout lines into `Event::FromBackend`, and a logger for stderr. The child runs in its own
-//! process group so that stopping it also stops whatever it started (`npx`, `uvx` and `sh -c` wrappers
-//! leave grandchildren). The reader thread reaps the child when its stdout closes and then reports
-//! `Event::BackendExited`: the dispatcher never blocks on a child.
+//! Four threads per child: a writer that serialises messages from the dispatcher onto stdin, a reader
+//! that parses stdout lines into `Event::FromBackend`, a logger for stderr, and a watcher that waits for
+//! the child to exit. The child runs in its own process group so that stopping it also stops whatever it
+//! started (`npx`, `uvx` and `sh -c` wrappers leave grandchildren).
+//!
+//! The backend has exited when its leader (the child itself) has, even if a grandchild still holds its
+//! stdout open. The watcher sees the exit without reaping (so the group id cannot be reused yet), kills
+//! what is left of the group, reaps the leader and tells the reader, which delivers what is already in
+//! the pipe and then reports `Event::BackendExited`: once per connection, after its last message. A
+//! child that closes its stdout but lives on is given a grace period, then killed. The dispatcher never
+//! blocks on a child.
 
 use super::Link;
 use crate::config::StdioConfig;
 use crate::jsonrpc::Message;
 use crate::lines::{Line, LineReader};
-use crossbeam_channel::{Receiver, Sender};
-use std::io::{self, BufReader};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::io::{self, BufReader, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// Longest line accepted from a backend's stdout; longer ones are dropped with a log line.
 const MAX_LINE: usize = 64 * 1024 * 1024;
-/// How long a child may take to exit after its stdout closed or it was asked to stop, before SIGKILL.
+/// How long a child may live on after closing its stdout, or after it was asked to stop, before
+/// SIGKILL; also how long the reader drains a pipe that a process outside the group keeps writing to.
 const EXIT_GRACE: Duration = Duration::from_secs(3);
 /// Stack for threads that parse untrusted JSON (serde_json recurses up to 128 levels).
 const PARSER_STACK: usize = 256 * 1024;
-/// Stack for threads that only move bytes.
+/// Stack for threads that only move bytes or wait.
 const PUMP_STACK: usize = 64 * 1024;
 
 /// A running child. Dropping it closes the child's stdin, which well-behaved servers take as a request
@@ -33,47 +40,40 @@ const PUMP_STACK: usize = 64 * 1024;
 pub struct StdioBackend {
     /// `None` once stdin was closed on purpose.
     outbox: Option<Sender<Message>>,
-    pgid: i32,
-    /// Set by the reader thread once the child is reaped, so no signal is sent to a reused group id.
-    reaped: Arc<AtomicBool>,
+    group: Arc<Group>,
 }
 
 impl StdioBackend {
-    /// Spawns the child and its three threads.
+    /// Spawns the child and its four threads.
     pub fn spawn(key: &str, cfg: &StdioConfig, link: Link) -> io::Result<StdioBackend> {
         let mut command = Command::new(&cfg.command);
         command.args(&cfg.args).envs(&cfg.env).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
         if let Some(cwd) = &cfg.cwd {
             command.current_dir(cwd);
         }
-        let mut child = command.spawn()?;
-        let pgid = child.id() as i32;
+        let mut child = crate::children::spawn(&mut command)?;
+        let group = Arc::new(Group { pgid: child.id() as i32, reaped: Mutex::new(false) });
         let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
-            kill_group(pgid, libc::SIGKILL);
-            let _ = child.wait();
+            group.abandon();
             return Err(io::Error::other("child has no stdio pipes"));
         };
-        // The reader thread, which reaps the child, starts first: if a later thread cannot start,
-        // killing the group is enough for it to reap. If it cannot start itself, the group is killed.
-        let reader_key = key.to_owned();
-        let reaped = Arc::new(AtomicBool::new(false));
-        let reaped_by_reader = reaped.clone();
-        let started = spawn_thread(format!("{key}-stdout"), PARSER_STACK, move || {
-            read_loop(&reader_key, stdout, &link);
-            let reason = reap(child, pgid);
-            reaped_by_reader.store(true, Ordering::SeqCst);
-            link.exited(reason);
-        });
+        // The watcher, which reaps the child, starts first: if a later thread cannot start, killing the
+        // group is enough for it to reap. If it cannot start itself, the group is killed and abandoned.
+        let (status_rx, exited_rx) = group.watch(key, child).inspect_err(|_| group.abandon())?;
+        let (reader_key, log_key) = (key.to_owned(), key.to_owned());
+        let reader_group = group.clone();
         let (outbox, inbox) = crossbeam_channel::unbounded();
-        let log_key = key.to_owned();
-        let started = started
-            .and_then(|()| spawn_thread(format!("{key}-stdin"), PUMP_STACK, move || write_loop(stdin, inbox)))
-            .and_then(|()| spawn_thread(format!("{key}-stderr"), PUMP_STACK, move || log_loop(&log_key, stderr)));
+        let started = spawn_thread(format!("{key}-stdout"), PARSER_STACK, move || {
+            read_loop(&reader_key, Stdout { pipe: stdout, exited: exited_rx, drain_until: None }, &link);
+            link.exited(exit_reason(&reader_group, &status_rx));
+        })
+        .and_then(|()| spawn_thread(format!("{key}-stdin"), PUMP_STACK, move || write_loop(stdin, inbox)))
+        .and_then(|()| spawn_thread(format!("{key}-stderr"), PUMP_STACK, move || log_loop(&log_key, stderr)));
         if let Err(e) = started {
-            kill_group(pgid, libc::SIGKILL);
+            group.signal(libc::SIGKILL);
             return Err(e);
         }
-        Ok(StdioBackend { outbox: Some(outbox), pgid, reaped })
+        Ok(StdioBackend { outbox: Some(outbox), group })
     }
 
     /// Queues a message for the child's stdin. False if the writer has stopped (the child is gone).
@@ -89,17 +89,150 @@ impl StdioBackend {
 
     /// Asks the whole process group to exit (SIGTERM).
     pub fn terminate(&self) {
-        self.signal(libc::SIGTERM);
+        self.group.signal(libc::SIGTERM);
     }
 
     /// Ends the whole process group at once (SIGKILL).
     pub fn kill(&self) {
-        self.signal(libc::SIGKILL);
+        self.group.signal(libc::SIGKILL);
+    }
+}
+
+/// The child's process group, whose id is the child's pid. It is signalled only while the child is
+/// unreaped: until then no other process or group can have that id.
+struct Group {
+    pgid: i32,
+    /// True once the child is reaped. Held across "check, then signal" and across reaping, so the two
+    /// never interleave.
+    reaped: Mutex<bool>,
+}
+
+impl Group {
+    fn signal(&self, signal: libc::c_int) {
+        let reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*reaped {
+            kill_group(self.pgid, signal);
+        }
     }
 
-    fn signal(&self, signal: libc::c_int) {
-        if !self.reaped.load(Ordering::SeqCst) {
-            kill_group(self.pgid, signal);
+    /// Starts the thread that waits for the child: it sends how the child ended on the returned channel,
+    /// then closes the write end of the returned pipe.
+    fn watch(self: &Arc<Self>, key: &str, child: Child) -> io::Result<(Receiver<String>, OwnedFd)> {
+        let (exited_rx, exited_tx) = pipe()?;
+        let (status_tx, status_rx) = crossbeam_channel::bounded(1);
+        let group = self.clone();
+        spawn_thread(format!("{key}-wait"), PUMP_STACK, move || {
+            let _ = status_tx.send(group.wait(child));
+            drop(exited_tx); // Wakes the reader, after the status is there for it.
+        })?;
+        Ok((status_rx, exited_rx))
+    }
+
+    /// Waits for the child to exit, kills the rest of its group, then reaps it. Returns how it ended,
+    /// for the log.
+    fn wait(&self, mut child: Child) -> String {
+        if wait_exited(self.pgid) {
+            // Grandchildren may outlive the leader; its zombie still holds the group id.
+            kill_group(self.pgid, libc::SIGKILL);
+        }
+        let mut reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
+        let status = child.wait();
+        *reaped = true;
+        crate::children::reaped(child.id());
+        match status {
+            Ok(status) => format!("process {status}"),
+            Err(e) => format!("process lost: {e}"),
+        }
+    }
+
+    /// Kills a child that no watcher will wait for; the reaper collects it.
+    fn abandon(&self) {
+        kill_group(self.pgid, libc::SIGKILL);
+        crate::children::reaped(self.pgid as u32);
+    }
+}
+
+/// How the child ended, once the reader is done: at once when the watcher has seen the exit; else the
+/// child closed its stdout (or the proxy is exiting), and gets [`EXIT_GRACE`] to exit before SIGKILL.
+fn exit_reason(group: &Group, status: &Receiver<String>) -> String {
+    let status = match status.recv_timeout(EXIT_GRACE) {
+        Err(RecvTimeoutError::Timeout) => {
+            group.signal(libc::SIGKILL);
+            status.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        }
+        status => status,
+    };
+    status.unwrap_or_else(|_| "process lost: its watcher stopped".into())
+}
+
+/// The child's stdout: read until end of file or, once the child has exited (the `exited` pipe closes),
+/// until nothing more is waiting in it. A process that left the group may hold it open for ever.
+struct Stdout {
+    pipe: ChildStdout,
+    exited: OwnedFd,
+    /// Set when the exit is seen: a process that keeps writing is not read past this.
+    drain_until: Option<Instant>,
+}
+
+impl Read for Stdout {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.drain_until.is_none() {
+            let [output, exited] = readable([self.pipe.as_raw_fd(), self.exited.as_raw_fd()], -1)?;
+            if output {
+                return self.pipe.read(buf);
+            }
+            if !exited {
+                return Err(io::ErrorKind::Interrupted.into()); // Nothing ready: the caller asks again.
+            }
+            self.drain_until = Some(Instant::now() + EXIT_GRACE);
+        }
+        let draining = self.drain_until.is_some_and(|until| Instant::now() < until);
+        if draining && readable([self.pipe.as_raw_fd()], 0)? == [true] {
+            self.pipe.read(buf)
+        } else {
+            Ok(0)
+        }
+    }
+}
+
+/// Which of `fds` are readable (data, end of file or an error waiting), within `timeout_ms` (-1: no
+/// limit).
+fn readable<const N: usize>(fds: [RawFd; N], timeout_ms: libc::c_int) -> io::Result<[bool; N]> {
+    let mut polled = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+    // SAFETY: poll reads and writes exactly N pollfd structs in the array it is given.
+    if unsafe { libc::poll(polled.as_mut_ptr(), N as libc::nfds_t, timeout_ms) } < 0 {
+        return Err(io::Error::last_os_error()); // EINTR comes back as Interrupted, which readers retry.
+    }
+    Ok(polled.map(|p| p.revents != 0))
+}
+
+/// A pipe whose ends are closed on exec, so no child holds them: `(read end, write end)`.
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into the array, which are then owned here.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
+/// Blocks until the child `pid` has exited, leaving it unreaped; false if it cannot be waited for.
+fn wait_exited(pid: i32) -> bool {
+    loop {
+        // SAFETY: siginfo_t is plain data; waitid writes it through a valid pointer. WNOWAIT leaves the
+        // child waitable, so `Child::wait` still gets its status.
+        let rc = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        if rc == 0 {
+            return true;
+        }
+        // Any error but EINTR (ECHILD: not our child any more) is for `Child::wait` to report.
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return false;
         }
     }
 }
@@ -144,29 +277,6 @@ fn log_loop(key: &str, stderr: impl io::Read) {
             Line::Text(text) => log::info!("[{key}] {text}"),
             Line::TooLong(len) | Line::NotUtf8(len) => log::info!("[{key}] ({len} bytes of unprintable stderr)"),
         }
-    }
-}
-
-/// Waits for a child whose stdout has closed, escalating to SIGKILL after a grace period, then kills
-/// whatever is left of its process group. Returns how it ended, for the log.
-fn reap(mut child: Child, pgid: i32) -> String {
-    let deadline = Instant::now() + EXIT_GRACE;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Ok(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                kill_group(pgid, libc::SIGKILL);
-                break child.wait();
-            }
-            Err(e) => break Err(e),
-        }
-    };
-    // Grandchildren may outlive the leader; the group id stays reserved while any of them lives.
-    kill_group(pgid, libc::SIGKILL);
-    match status {
-        Ok(status) => format!("process {status}"),
-        Err(e) => format!("process lost: {e}"),
     }
 }
 

@@ -1,8 +1,9 @@
 //! The proxy as an MCP server on its own stdin and stdout: one client, the process that started us.
 //!
 //! A reader thread turns stdin lines into [`Event::FromClient`]; a writer thread writes the dispatcher's
-//! messages to stdout, one JSON object per line. stdout carries nothing else: logs go to stderr. When
-//! stdin closes the client is gone, and in stdio mode that ends the proxy.
+//! messages to stdout, one JSON object per line. stdout carries nothing else: logs go to stderr. A line
+//! that is no message (not JSON, not UTF-8, over the length cap) gets a JSON-RPC error with a null id,
+//! and reading goes on. When stdin closes the client is gone, and in stdio mode that ends the proxy.
 //!
 //! The client's first request decides the era the connection speaks, as the 2026-07-28 stdio transport
 //! says: `initialize` (or anything without the modern envelope) keeps it in the handshake era, a request
@@ -11,7 +12,7 @@
 //! for it by the writer, which learns each request's method from the reader.
 
 use crate::event::{ClientId, Era, Event};
-use crate::jsonrpc::{Kind, Message};
+use crate::jsonrpc::{Kind, Message, ParseError};
 use crate::lines::{Line, LineReader};
 use crate::modern;
 use crossbeam_channel::{Receiver, Sender};
@@ -48,22 +49,18 @@ struct Reader {
 
 impl Reader {
     fn run(mut self) {
+        let client = self.client;
         let mut lines = LineReader::new(BufReader::new(io::stdin().lock()), MAX_LINE);
         loop {
             let event = match lines.next_line() {
                 Ok(Some(Line::Text(text))) if text.trim().is_empty() => continue,
                 Ok(Some(Line::Text(text))) => match Message::parse(&text) {
                     Ok(msg) => self.admit(msg),
-                    Err(error) => Event::InvalidFromClient { client: self.client, error },
+                    Err(error) => Event::InvalidFromClient { client, error },
                 },
-                Ok(Some(Line::TooLong(len))) => {
-                    log::warn!("stdin: dropped a {len}-byte line (limit {MAX_LINE})");
-                    continue;
-                }
-                Ok(Some(Line::NotUtf8(len))) => {
-                    log::warn!("stdin: dropped a {len}-byte line that is not UTF-8");
-                    continue;
-                }
+                // Not a message, but the client may be waiting for an answer: it gets an error, as for bad JSON.
+                Ok(Some(Line::TooLong(len))) => Event::InvalidFromClient { client, error: ParseError::TooLong { len, max: MAX_LINE } },
+                Ok(Some(Line::NotUtf8(len))) => Event::InvalidFromClient { client, error: ParseError::NotUtf8(len) },
                 Ok(None) => break,
                 Err(e) => {
                     log::error!("stdin: {e}");

@@ -153,8 +153,13 @@ impl Proxy {
 
     /// Writes one raw line (a newline is added).
     pub fn send_line(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\n").as_bytes());
+    }
+
+    /// Writes raw bytes, which need not be UTF-8 nor end a line.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
         let Some(stdin) = self.stdin.as_mut() else { self.fail("stdin is already closed") };
-        let written = stdin.write_all(format!("{line}\n").as_bytes()).and_then(|_| stdin.flush());
+        let written = stdin.write_all(bytes).and_then(|_| stdin.flush());
         if let Err(e) = written {
             self.fail(&format!("cannot write to the proxy's stdin: {e}"));
         }

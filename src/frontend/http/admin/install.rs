@@ -3,16 +3,22 @@
 //!
 //! The target folder is `installDirectory`, else `TOOLS_FOLDER/<key>`, else `./tools/<key>`; an existing
 //! folder means "installed" and nothing runs. Commands run one by one through `sh -c` in the target's
-//! parent folder, each in its own process group; the first one that fails stops the install.
+//! parent folder, each in its own process group; the first one that fails stops the install. Output is
+//! read as bytes and shown lossily (a compiler's Latin-1 message must not end the stream), and a pipe is
+//! drained until the command closes it: a reader that stopped early would kill the command with SIGPIPE.
 
 use super::Updates;
 use crate::config::{ServerConfig, Transport};
 use serde_json::json;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
+
+/// Longest piece of output sent as one event: a line longer than this (a progress bar redrawn with `\r`)
+/// is sent in pieces rather than buffered whole.
+const MAX_CHUNK: u64 = 64 * 1024;
 
 /// Why an install cannot start.
 pub enum Refusal {
@@ -90,14 +96,15 @@ pub fn run(server: &ServerConfig, target: &Path, updates: &Updates) {
 
 /// Runs one command, streaming its output; returns its exit code (-1 when killed by a signal).
 fn run_command(key: &str, command: &str, cwd: &Path, updates: &Updates) -> std::io::Result<i32> {
-    let mut child = Command::new("sh")
-        .args(["-c", command])
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()?;
+    let mut child = crate::children::spawn(
+        Command::new("sh")
+            .args(["-c", command])
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0),
+    )?;
     let pumps: Vec<_> = [
         child.stdout.take().map(|out| ("install_stdout", Box::new(out) as Box<dyn Read + Send>)),
         child.stderr.take().map(|err| ("install_stderr", Box::new(err) as Box<dyn Read + Send>)),
@@ -106,16 +113,56 @@ fn run_command(key: &str, command: &str, cwd: &Path, updates: &Updates) -> std::
     .flatten()
     .map(|(event, stream)| {
         let (updates, key) = (updates.clone(), key.to_owned());
-        thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                updates.send(event, json!({ "serverKey": key, "output": format!("{line}\n") }));
-            }
-        })
+        thread::spawn(move || pump(stream, |output| updates.send(event, json!({ "serverKey": key, "output": output }))))
     })
     .collect();
-    let status = child.wait()?;
+    let status = child.wait();
+    crate::children::reaped(child.id());
+    let status = status?;
     for pump in pumps {
         let _ = pump.join();
     }
     Ok(status.code().unwrap_or(-1))
+}
+
+/// Hands every line of `stream` (with its newline; at most [`MAX_CHUNK`] bytes at a time) to `send`,
+/// invalid UTF-8 replaced by U+FFFD, until end of file or a read error.
+fn pump(stream: impl Read, send: impl Fn(String)) {
+    let mut reader = BufReader::new(stream);
+    let mut chunk = Vec::new();
+    loop {
+        chunk.clear();
+        match (&mut reader).take(MAX_CHUNK).read_until(b'\n', &mut chunk) {
+            Ok(0) => return,
+            Ok(_) => send(String::from_utf8_lossy(&chunk).into_owned()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::warn!("install output: {e}");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn pumped(input: &[u8]) -> Vec<String> {
+        let sent = RefCell::new(Vec::new());
+        pump(input, |output| sent.borrow_mut().push(output));
+        sent.into_inner()
+    }
+
+    #[test]
+    fn pump_shows_invalid_utf8_lossily_and_reads_on() {
+        assert_eq!(pumped(b"caf\xe9\nafter\nlast"), ["caf\u{FFFD}\n", "after\n", "last"]);
+    }
+
+    #[test]
+    fn pump_sends_an_endless_line_in_pieces() {
+        let sizes: Vec<usize> = pumped(&vec![b'x'; 150 * 1024]).iter().map(String::len).collect();
+        assert_eq!(sizes, [64 * 1024, 64 * 1024, 22 * 1024]);
+    }
 }

@@ -52,7 +52,7 @@ pub fn spawn_shell(shell: &str, cwd: &Path, cols: u16, rows: u16) -> io::Result<
             Ok(())
         });
     }
-    let child = command.spawn()?;
+    let child = crate::children::spawn(&mut command)?;
     // The pid is reaped with waitpid by the reader thread (`reap`), not through `Child`.
     Ok((master, child.id() as i32))
 }
@@ -99,5 +99,6 @@ pub fn reap(pid: i32) -> Option<i32> {
     let mut status = 0;
     // SAFETY: waitpid writes the status through a valid pointer.
     let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    crate::children::reaped(pid as u32);
     (rc == pid && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status))
 }

@@ -1,0 +1,291 @@
+//! MCP 2026-07-28 ("modern") clients on the wire, over stdio and Streamable HTTP, in front of
+//! handshake-era mock backends: how a connection's era is decided, what a modern request must carry,
+//! what its answers carry, `server/discover`, `subscriptions/listen`, and what stays as it was for
+//! handshake-era clients. The official SDK's view of the same is tests/interop/test_modern_sdk.py.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::http::{self, Req};
+use support::stdio::{self as stdio_proxy, Proxy};
+use support::{config, error_code, mock, mock_with, names, WAIT};
+
+const MODERN: &str = "2026-07-28";
+const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+fn envelope() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": { "name": "wire-test", "version": "1" },
+    })
+}
+
+/// A modern request: `params` with the envelope in `_meta`.
+fn modern(id: i64, method: &str, mut params: Value) -> Value {
+    params["_meta"] = envelope();
+    json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })
+}
+
+fn stdio() -> Proxy {
+    stdio_proxy::start(&config(&[("mock", mock("mock"))]))
+}
+
+/// Sends a request and waits for its answer.
+fn ask(proxy: &mut Proxy, request: Value) -> Value {
+    let id = request["id"].clone();
+    proxy.send(request);
+    proxy.response(&id)
+}
+
+// ----- stdio -------------------------------------------------------------------------------------------
+
+#[test]
+fn a_modern_stdio_client_lists_tools_without_a_handshake() {
+    let mut proxy = stdio();
+    let answer = ask(&mut proxy, modern(1, "tools/list", json!({})));
+    assert!(names(&answer["result"]["tools"]).contains(&"mock__echo".to_owned()), "{answer}");
+}
+
+#[test]
+fn list_results_for_a_modern_client_carry_result_type_caching_hints_and_server_info() {
+    let mut proxy = stdio();
+    let result = ask(&mut proxy, modern(1, "tools/list", json!({})))["result"].clone();
+    assert_eq!(result["resultType"], "complete");
+    assert_eq!((result["ttlMs"].clone(), result["cacheScope"].clone()), (json!(0), json!("private")));
+    assert_eq!(result["_meta"][SERVER_INFO]["name"], "mcp-proxy-server");
+}
+
+#[test]
+fn a_tool_result_for_a_modern_client_is_complete_and_has_no_caching_hints() {
+    let mut proxy = stdio();
+    let result = ask(&mut proxy, modern(1, "tools/call", json!({ "name": "mock__echo", "arguments": { "text": "hi" } })))["result"].clone();
+    assert_eq!(result["resultType"], "complete");
+    assert_eq!(result["content"][0]["text"], "hi");
+    assert!(result.get("ttlMs").is_none(), "{result}");
+}
+
+#[test]
+fn server_discover_names_the_modern_version_and_the_aggregates_capabilities() {
+    let mut proxy = stdio();
+    let result = ask(&mut proxy, modern(1, "server/discover", json!({})))["result"].clone();
+    assert_eq!(result["supportedVersions"], json!([MODERN]));
+    assert_eq!(result["capabilities"]["tools"]["listChanged"], true);
+    assert_eq!(result["resultType"], "complete");
+    assert!(result["ttlMs"].is_u64() && result["cacheScope"].is_string(), "{result}");
+}
+
+#[test]
+fn server_discover_is_answered_while_a_backend_is_still_starting() {
+    let slow = json!({ "command": "sh", "args": ["-c", "sleep 3; exec python3 \"$0\" --name slow", support::MOCK_SERVER] });
+    let mut proxy = stdio_proxy::start(&config(&[("slow", slow)]));
+    let started = std::time::Instant::now();
+    let answer = ask(&mut proxy, modern(1, "server/discover", json!({})));
+    assert!(answer.get("result").is_some(), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2), "held for {:?}", started.elapsed());
+}
+
+#[test]
+fn an_unknown_protocol_version_is_refused_with_the_versions_the_proxy_speaks() {
+    let mut proxy = stdio();
+    let mut request = modern(1, "tools/list", json!({}));
+    request["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2099-01-01");
+    let error = ask(&mut proxy, request)["error"].clone();
+    assert_eq!(error["code"], -32022);
+    assert_eq!(error["data"]["requested"], "2099-01-01");
+    let supported = error["data"]["supported"].as_array().unwrap().clone();
+    assert!(supported.contains(&json!(MODERN)) && supported.contains(&json!("2025-11-25")), "{error}");
+}
+
+#[test]
+fn a_modern_request_without_client_capabilities_is_invalid_params() {
+    let mut proxy = stdio();
+    let mut request = modern(1, "tools/list", json!({}));
+    request["params"]["_meta"].as_object_mut().unwrap().remove("io.modelcontextprotocol/clientCapabilities");
+    let answer = ask(&mut proxy, request);
+    assert_eq!(error_code(&answer), Some(-32602), "{answer}");
+}
+
+#[test]
+fn ping_and_set_level_are_not_found_for_a_modern_client() {
+    let mut proxy = stdio();
+    assert_eq!(error_code(&ask(&mut proxy, modern(1, "ping", json!({})))), Some(-32601));
+    assert_eq!(error_code(&ask(&mut proxy, modern(2, "logging/setLevel", json!({ "level": "info" })))), Some(-32601));
+}
+
+#[test]
+fn initialize_on_a_modern_connection_is_refused_naming_the_versions() {
+    let mut proxy = stdio();
+    ask(&mut proxy, modern(1, "tools/list", json!({})));
+    let init =
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "initialize", "params": { "protocolVersion": "2025-11-25", "capabilities": {} } });
+    let error = ask(&mut proxy, init)["error"].clone();
+    assert_eq!(error["code"], -32022);
+    assert_eq!(error["data"]["requested"], "2025-11-25");
+}
+
+#[test]
+fn a_request_carrying_the_envelope_on_a_handshake_connection_is_refused() {
+    let mut proxy = stdio();
+    proxy.initialize();
+    let answer = ask(&mut proxy, modern(5, "tools/list", json!({})));
+    assert_eq!(error_code(&answer), Some(-32600), "{answer}");
+}
+
+#[test]
+fn a_handshake_era_client_gets_its_answers_undressed() {
+    let mut proxy = stdio();
+    proxy.initialize();
+    let result = proxy.request_ok("tools/list", json!({}));
+    assert!(result.get("resultType").is_none() && result.get("ttlMs").is_none(), "{result}");
+}
+
+#[test]
+fn an_unknown_resource_is_invalid_params_for_a_modern_client() {
+    let mut proxy = stdio();
+    let answer = ask(&mut proxy, modern(1, "resources/read", json!({ "uri": "nowhere://x" })));
+    assert_eq!(error_code(&answer), Some(-32602), "{answer}");
+}
+
+#[test]
+fn a_backends_request_during_a_modern_clients_call_is_refused_to_the_backend_with_a_reason() {
+    let mut proxy = stdio();
+    let answer = ask(&mut proxy, modern(1, "tools/call", json!({ "name": "mock__ask_roots", "arguments": {} })));
+    let text = answer.to_string();
+    assert!(text.contains("2026-07-28"), "the backend should have been told why: {answer}");
+}
+
+#[test]
+fn listen_is_acknowledged_then_hears_a_tools_list_change_tagged_with_its_id() {
+    let mut proxy = stdio();
+    proxy.send(modern(7, "subscriptions/listen", json!({ "notifications": { "toolsListChanged": true, "promptsListChanged": false } })));
+    let ack = proxy.notification("notifications/subscriptions/acknowledged");
+    assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 7);
+    assert_eq!(ack["params"]["notifications"], json!({ "toolsListChanged": true }));
+    ask(&mut proxy, modern(8, "tools/call", json!({ "name": "mock__add_tool", "arguments": { "name": "fresh" } })));
+    let changed = proxy.notification("notifications/tools/list_changed");
+    assert_eq!(changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 7);
+}
+
+#[test]
+fn a_modern_client_without_a_listen_hears_no_list_change() {
+    let mut proxy = stdio();
+    ask(&mut proxy, modern(1, "tools/call", json!({ "name": "mock__add_tool", "arguments": { "name": "fresh" } })));
+    let heard = proxy.drain(Duration::from_millis(500));
+    assert!(heard.iter().all(|m| m["method"] != "notifications/tools/list_changed"), "{heard:?}");
+}
+
+#[test]
+fn listen_hears_updates_of_the_resources_it_named_and_a_cancelled_listen_hears_nothing() {
+    let mut proxy = stdio_proxy::start(&config(&[("mock", mock_with("mock", &[]))]));
+    let uri = "mock://mock/readme";
+    proxy.send(modern(7, "subscriptions/listen", json!({ "notifications": { "resourceSubscriptions": [uri] } })));
+    let ack = proxy.notification("notifications/subscriptions/acknowledged");
+    assert_eq!(ack["params"]["notifications"]["resourceSubscriptions"], json!([uri]), "{ack}");
+    ask(&mut proxy, modern(8, "tools/call", json!({ "name": "mock__update_resource", "arguments": { "uri": uri } })));
+    let updated = proxy.notification("notifications/resources/updated");
+    assert_eq!(
+        (updated["params"]["uri"].clone(), updated["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"].clone()),
+        (json!(uri), json!(7))
+    );
+    proxy.notify("notifications/cancelled", json!({ "requestId": 7 }));
+    ask(&mut proxy, modern(9, "tools/call", json!({ "name": "mock__update_resource", "arguments": { "uri": uri } })));
+    let heard = proxy.drain(Duration::from_millis(500));
+    assert!(heard.iter().all(|m| m["method"] != "notifications/resources/updated"), "{heard:?}");
+}
+
+// ----- Streamable HTTP ---------------------------------------------------------------------------------
+
+/// A modern POST with the routing headers the body calls for.
+fn modern_post(message: &Value) -> Req {
+    let mut req = Req::post("/mcp").header("Accept", http::MCP_ACCEPT).header("MCP-Protocol-Version", MODERN).json(message);
+    req = req.header("Mcp-Method", message["method"].as_str().unwrap_or_default());
+    if let Some(name) = message["params"]["name"].as_str().or(message["params"]["uri"].as_str()) {
+        req = req.header("Mcp-Name", name);
+    }
+    req
+}
+
+#[test]
+fn a_modern_http_request_needs_no_session_and_gets_none() {
+    let proxy = http::start();
+    let response = proxy.request(&modern_post(&modern(1, "tools/call", json!({ "name": "mock__echo", "arguments": { "text": "hi" } }))));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(response.header("mcp-session-id").is_none(), "{response:?}");
+    assert_eq!(response.json()["result"]["resultType"], "complete");
+}
+
+#[test]
+fn an_mcp_name_header_that_does_not_match_the_body_is_a_400_header_mismatch() {
+    let proxy = http::start();
+    let message = modern(1, "tools/call", json!({ "name": "mock__echo", "arguments": { "text": "hi" } }));
+    let headers =
+        [("Accept", http::MCP_ACCEPT), ("MCP-Protocol-Version", MODERN), ("Mcp-Method", "tools/call"), ("Mcp-Name", "mock__whoami")];
+    let response = proxy.request(&Req::post("/mcp").headers(&headers).json(&message));
+    assert_eq!(response.status, 400, "{response:?}");
+    assert_eq!(response.json()["error"]["code"], -32020);
+}
+
+#[test]
+fn a_missing_mcp_method_header_is_a_400_header_mismatch() {
+    let proxy = http::start();
+    let message = modern(1, "tools/list", json!({}));
+    let req = Req::post("/mcp").header("Accept", http::MCP_ACCEPT).header("MCP-Protocol-Version", MODERN).json(&message);
+    let response = proxy.request(&req);
+    assert_eq!((response.status, response.json()["error"]["code"].clone()), (400, json!(-32020)), "{response:?}");
+}
+
+#[test]
+fn a_method_a_modern_client_may_not_call_is_a_404_method_not_found() {
+    let proxy = http::start();
+    let response = proxy.request(&modern_post(&modern(1, "ping", json!({}))));
+    assert_eq!((response.status, response.json()["error"]["code"].clone()), (404, json!(-32601)), "{response:?}");
+}
+
+#[test]
+fn an_unknown_tool_is_a_400_for_a_modern_http_client() {
+    let proxy = http::start();
+    let response = proxy.request(&modern_post(&modern(1, "tools/call", json!({ "name": "nope", "arguments": {} }))));
+    assert_eq!((response.status, response.json()["error"]["code"].clone()), (400, json!(-32602)), "{response:?}");
+}
+
+#[test]
+fn get_and_delete_with_a_modern_version_header_are_405() {
+    let proxy = http::start();
+    for method in ["GET", "DELETE"] {
+        let response =
+            proxy.request(&Req::new(method, "/mcp").header("MCP-Protocol-Version", MODERN).header("Accept", "text/event-stream"));
+        assert_eq!(response.status, 405, "{method}: {response:?}");
+    }
+}
+
+#[test]
+fn progress_of_a_modern_http_request_comes_on_its_own_stream_before_the_result() {
+    let proxy = http::start();
+    let mut message = modern(1, "tools/call", json!({ "name": "mock__progress", "arguments": { "steps": 2 } }));
+    message["params"]["_meta"]["progressToken"] = json!("p");
+    let mut conn = proxy.connect();
+    conn.send(&modern_post(&message));
+    let head = conn.head();
+    assert_eq!(head.status, 200);
+    let mut events = conn.into_events(&head);
+    let first: Value = serde_json::from_str(&events.next_event(WAIT).data).unwrap();
+    assert_eq!((first["method"].clone(), first["params"]["progressToken"].clone()), (json!("notifications/progress"), json!("p")));
+    let last = loop {
+        let msg: Value = serde_json::from_str(&events.next_event(WAIT).data).unwrap();
+        if msg.get("id").is_some() {
+            break msg;
+        }
+    };
+    assert_eq!(last["result"]["resultType"], "complete");
+}
+
+#[test]
+fn a_handshake_era_http_client_keeps_its_session_and_undressed_answers() {
+    let proxy = http::start();
+    let session = proxy.initialize();
+    let response = proxy.post_mcp(Some(&session), &http::rpc(2, "tools/list", json!({})));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(response.json()["result"].get("resultType").is_none(), "{response:?}");
+}

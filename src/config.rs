@@ -31,12 +31,26 @@ pub struct ServerConfig {
     pub transport: Transport,
     /// Per-request timeout for this server, overriding the global default.
     pub timeout: Option<std::time::Duration>,
+    /// Which protocol era to speak with it (`"protocol"`): detected unless pinned.
+    pub protocol: Protocol,
     pub install_directory: Option<String>,
     pub install_commands: Vec<String>,
     /// Which of the backend's tools, prompts and resources are exposed at all.
     pub filters: Filters,
     /// Keys this version does not know, kept as they were.
     pub extra: Map<String, Value>,
+}
+
+/// The protocol era a server is spoken to in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// Probe: 2026-07-28 when the server answers `server/discover`, else the handshake.
+    #[default]
+    Auto,
+    /// 2026-07-28 only.
+    Modern,
+    /// The `initialize` handshake only (2024-11-05 to 2025-11-25).
+    Legacy,
 }
 
 /// `{"allow": [globs], "deny": [globs]}` per kind; matched against the backend's own tool and prompt
@@ -205,6 +219,7 @@ const KNOWN_KEYS: &[&str] = &[
     "bearerToken",
     "headers",
     "timeout",
+    "protocol",
     "installDirectory",
     "installCommands",
     "tools",
@@ -219,13 +234,19 @@ fn parse_server(key: &str, entry: &Value, env: Env) -> Result<ServerConfig, Stri
     }
     let fields = Fields(obj);
     let extra = obj.iter().filter(|(k, _)| !KNOWN_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone()));
+    let transport = expand_transport(parse_transport(&fields)?, env)?;
+    let protocol = fields.protocol()?;
+    if protocol == Protocol::Modern && matches!(transport, Transport::Sse(_)) {
+        return Err("'protocol': \"modern\" needs a stdio or Streamable HTTP server; legacy SSE speaks only the handshake era".into());
+    }
     Ok(ServerConfig {
         key: key.to_owned(),
         name: fields.string("name")?,
         active: fields.active()?,
         namespace: fields.string("namespace")?,
-        transport: expand_transport(parse_transport(&fields)?, env)?,
+        transport,
         timeout: fields.timeout()?,
+        protocol,
         install_directory: fields.string("installDirectory")?,
         install_commands: fields.string_list("installCommands")?,
         filters: Filters { tools: fields.filter("tools")?, prompts: fields.filter("prompts")?, resources: fields.filter("resources")? },
@@ -386,6 +407,19 @@ impl Fields<'_> {
             Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
             Some(other) => Err(format!("'active' must be true or false, not {other}")),
+        }
+    }
+
+    fn protocol(&self) -> Result<Protocol, String> {
+        match self.0.get("protocol") {
+            None | Some(Value::Null) => Ok(Protocol::Auto),
+            Some(Value::String(s)) => match s.as_str() {
+                "auto" => Ok(Protocol::Auto),
+                "modern" | "2026-07-28" => Ok(Protocol::Modern),
+                "legacy" | "handshake" => Ok(Protocol::Legacy),
+                other => Err(format!("'protocol' must be \"auto\", \"modern\" or \"legacy\", not \"{other}\"")),
+            },
+            Some(other) => Err(format!("'protocol' must be a string, not {}", type_of(other))),
         }
     }
 
@@ -567,5 +601,18 @@ mod tests {
     fn timeout_must_be_positive() {
         assert!(one(r#"{"command": "x", "timeout": 0}"#).is_err());
         assert_eq!(one(r#"{"command": "x", "timeout": 2.5}"#).unwrap().timeout.unwrap().as_millis(), 2500);
+    }
+
+    #[test]
+    fn protocol_is_detected_unless_pinned_and_a_bad_value_names_the_key() {
+        assert_eq!(one(r#"{"command": "x"}"#).unwrap().protocol, Protocol::Auto);
+        assert_eq!(one(r#"{"command": "x", "protocol": "modern"}"#).unwrap().protocol, Protocol::Modern);
+        assert_eq!(one(r#"{"command": "x", "protocol": "legacy"}"#).unwrap().protocol, Protocol::Legacy);
+        assert!(one(r#"{"command": "x", "protocol": "2025"}"#).unwrap_err().contains("'protocol'"));
+    }
+
+    #[test]
+    fn a_legacy_sse_server_cannot_be_pinned_to_2026_07_28() {
+        assert!(one(r#"{"type": "sse", "url": "http://h/sse", "protocol": "modern"}"#).unwrap_err().contains("handshake era"));
     }
 }

@@ -218,6 +218,11 @@ impl Params {
         }
     }
 
+    /// Removes a member, if it is there.
+    pub fn remove(&mut self, key: &str) {
+        self.0.retain(|(k, _)| k != key);
+    }
+
     /// Sets a member that is a string.
     pub fn set_str(&mut self, key: &str, value: &str) {
         self.set(key, raw(&Value::from(value)));

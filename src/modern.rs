@@ -196,18 +196,22 @@ pub fn check_headers<'h>(msg: &Message, header: impl Fn(&str) -> Option<&'h str>
     if header("mcp-method").map(decode_header) != Some(Some(msg.method().to_owned())) {
         return Err(mismatch("Mcp-Method"));
     }
-    let member = match msg.method() {
-        "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" => Some("uri"),
-        _ => None,
-    };
-    if let Some(member) = member {
+    if let Some(member) = named_member(msg.method()) {
         let in_body = msg.params().ok().and_then(|p| p.str(member));
         if header("mcp-name").map(decode_header) != Some(in_body) {
             return Err(mismatch("Mcp-Name"));
         }
     }
     Ok(())
+}
+
+/// The params member a method's `Mcp-Name` header mirrors.
+fn named_member(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    }
 }
 
 /// A routing header's value: as it is, or decoded from the `=?base64?…?=` form used for values that
@@ -221,6 +225,26 @@ fn decode_header(value: &str) -> Option<String> {
         }
         None => Some(value.to_owned()),
     }
+}
+
+/// A routing header's value as a sender writes it: as it is when it is plain visible ASCII with no
+/// whitespace at its ends, else in the `=?base64?…?=` form.
+pub fn encode_header(value: &str) -> String {
+    let plain = value.bytes().all(|b| (0x20..=0x7e).contains(&b)) && value.trim() == value && !value.starts_with("=?base64?");
+    match plain {
+        true => value.to_owned(),
+        false => format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value)),
+    }
+}
+
+/// The routing headers a 2026-07-28 request needs over Streamable HTTP: `Mcp-Method`, and `Mcp-Name`
+/// for the methods that name a target.
+pub fn routing_headers(msg: &Message) -> Vec<(&'static str, String)> {
+    let mut headers = vec![("MCP-Protocol-Version", VERSIONS[0].to_owned()), ("Mcp-Method", encode_header(msg.method()))];
+    if let Some(name) = named_member(msg.method()).and_then(|m| msg.params().ok()?.str(m)) {
+        headers.push(("Mcp-Name", encode_header(&name)));
+    }
+    headers
 }
 
 /// The proxy as an MCP implementation, for `serverInfo`.
@@ -352,6 +376,14 @@ mod tests {
             _ => None,
         };
         assert_eq!(check_headers(&msg, headers), Ok(()));
+    }
+
+    #[test]
+    fn a_header_value_that_is_not_plain_ascii_is_sent_in_base64_and_reads_back() {
+        assert_eq!(encode_header("a__x"), "a__x");
+        let encoded = encode_header("file:///é ");
+        assert!(encoded.starts_with("=?base64?"), "{encoded}");
+        assert_eq!(decode_header(&encoded).as_deref(), Some("file:///é "));
     }
 
     #[test]

@@ -26,13 +26,15 @@ const REQUEST_TIMEOUT: i64 = -32001;
 
 const TOOLS_CHANGED: &str = "notifications/tools/list_changed";
 
-/// A config entry for a remote server, with `extra` members (auth, headers) merged in.
+/// A config entry for a remote server, with `extra` members (auth, headers) merged in. The fixture
+/// serves both protocol eras; the proxy is pinned to the handshake era, whose sessions these tests are
+/// about, unless `extra` says otherwise (the 2026-07-28 tests at the end).
 fn remote(server: &RemoteServer, transport: Transport, extra: Value) -> Value {
     let kind = match transport {
         Transport::Sse => "sse",
         Transport::StreamableHttp | Transport::StreamableHttpJson => "http",
     };
-    support::with(json!({ "type": kind, "url": server.url() }), extra)
+    support::with(json!({ "type": kind, "url": server.url(), "protocol": "legacy" }), extra)
 }
 
 fn start(servers: &[(&str, Value)], env: &[(&str, &str)]) -> Proxy {
@@ -361,4 +363,28 @@ fn call_to_a_streamable_http_backend_whose_server_is_briefly_down_is_retried_and
     server.restart_as("http-retry");
     let response = proxy.wait_for("the retried call's response", Duration::from_secs(15), |m| m["id"] == call);
     assert_eq!(response.pointer("/result/content/0/text"), Some(&json!("retried")), "{response}");
+}
+
+// ----- 2026-07-28 servers ---------------------------------------------------------------------------------
+
+#[test]
+fn a_streamable_http_server_that_answers_discover_is_spoken_to_in_2026_07_28_without_a_session() {
+    let server = RemoteServer::start(Transport::StreamableHttp, "modern-http");
+    let mut proxy = start(&[("modern", remote(&server, Transport::StreamableHttp, json!({ "protocol": "auto" })))], &[]);
+    assert_eq!(proxy.tool_text("modern__whoami", json!({})), "modern-http");
+    let seen = requests_seen(&mut proxy, "modern");
+    assert!(seen.iter().all(|r| r["rpc"] != "initialize"), "the proxy made a handshake: {seen:?}");
+    let call = seen.iter().find(|r| r["rpc"] == "tools/call").expect("a tools/call");
+    assert_eq!(call["headers"]["mcp-protocol-version"], "2026-07-28", "{call}");
+    assert_eq!((call["headers"]["mcp-method"].clone(), call["headers"]["mcp-name"].clone()), (json!("tools/call"), json!("whoami")));
+    assert!(session_of(call).is_none(), "{call}");
+}
+
+#[test]
+fn a_2026_07_28_servers_error_answer_is_the_calls_answer_not_a_transport_failure() {
+    let server = RemoteServer::start(Transport::StreamableHttp, "modern-errors");
+    let mut proxy = start(&[("modern", remote(&server, Transport::StreamableHttp, json!({ "protocol": "auto" })))], &[]);
+    let response = proxy.request("resources/read", json!({ "uri": "nowhere://at-all" }));
+    assert!(response.get("error").is_some(), "{response}");
+    assert_eq!(proxy.tool_text("modern__whoami", json!({})), "modern-errors", "the backend is still connected");
 }

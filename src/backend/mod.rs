@@ -4,10 +4,13 @@
 //! nothing of clients, names or routing, which belong to the dispatcher (`hub`). Every transport reports
 //! to the dispatcher through the same two events, [`Event::FromBackend`] and [`Event::BackendExited`].
 
+mod dialect;
 mod remote;
 pub mod sse;
 pub mod stdio;
 pub mod streamable_http;
+
+pub use dialect::Dialect;
 
 use crate::config::{ServerConfig, Transport};
 use crate::event::{BackendId, Event};
@@ -46,8 +49,13 @@ impl Link {
     }
 }
 
-/// A live connection to one backend.
-pub enum Connection {
+/// A live connection to one backend: its transport, and the protocol era it speaks once known.
+pub struct Connection {
+    wire: Wire,
+    dialect: Dialect,
+}
+
+enum Wire {
     Stdio(stdio::StdioBackend),
     Sse(sse::SseBackend),
     StreamableHttp(streamable_http::StreamableHttpBackend),
@@ -86,50 +94,70 @@ impl Connection {
     /// `timeout` is the request timeout, used by remote transports to bound each wait for a response.
     pub fn start(server: &ServerConfig, link: Link, timeout: std::time::Duration) -> Result<Connection, StartError> {
         let key = &server.key;
-        match &server.transport {
-            Transport::Stdio(cfg) => stdio::StdioBackend::spawn(key, cfg, link)
-                .map(Connection::Stdio)
-                .map_err(|source| StartError::Spawn { command: cfg.command.clone(), source }),
-            Transport::Sse(cfg) => sse::SseBackend::start(key, cfg.clone(), link, timeout).map(Connection::Sse).map_err(StartError::Thread),
-            Transport::StreamableHttp(cfg) => streamable_http::StreamableHttpBackend::start(key, cfg.clone(), link, timeout)
-                .map(Connection::StreamableHttp)
-                .map_err(StartError::Thread),
-        }
+        let dialect = Dialect::default();
+        let wire = match &server.transport {
+            Transport::Stdio(cfg) => stdio::StdioBackend::spawn(key, cfg, link, dialect.clone())
+                .map(Wire::Stdio)
+                .map_err(|source| StartError::Spawn { command: cfg.command.clone(), source })?,
+            Transport::Sse(cfg) => sse::SseBackend::start(key, cfg.clone(), link, timeout).map(Wire::Sse).map_err(StartError::Thread)?,
+            Transport::StreamableHttp(cfg) => {
+                streamable_http::StreamableHttpBackend::start(key, cfg.clone(), link, timeout, dialect.clone())
+                    .map(Wire::StreamableHttp)
+                    .map_err(StartError::Thread)?
+            }
+        };
+        Ok(Connection { wire, dialect })
+    }
+
+    /// A connection whose messages arrive on the other end of `outbox` (tests drive the dispatcher so).
+    #[cfg(test)]
+    pub fn memory(outbox: crossbeam_channel::Sender<Message>) -> Connection {
+        Connection { wire: Wire::Memory(Some(outbox)), dialect: Dialect::default() }
+    }
+
+    /// The era the connection speaks; the dispatcher sets it once it knows.
+    pub fn dialect(&self) -> &Dialect {
+        &self.dialect
+    }
+
+    /// Whether the transport can carry 2026-07-28 requests (the legacy HTTP+SSE transport cannot).
+    pub fn can_speak_modern(&self) -> bool {
+        !matches!(self.wire, Wire::Sse(_))
     }
 
     /// Queues a message for the backend; false when the connection is already gone.
     pub fn send(&self, msg: Message) -> bool {
-        match self {
-            Connection::Stdio(b) => b.send(msg),
-            Connection::Sse(b) => b.send(msg),
-            Connection::StreamableHttp(b) => b.send(msg),
+        match &self.wire {
+            Wire::Stdio(b) => b.send(msg),
+            Wire::Sse(b) => b.send(msg),
+            Wire::StreamableHttp(b) => b.send(msg),
             #[cfg(test)]
-            Connection::Memory(tx) => tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok()),
+            Wire::Memory(tx) => tx.as_ref().is_some_and(|tx| tx.send(self.dialect.translate(msg)).is_ok()),
         }
     }
 
     /// Closes the way in; a stdio server takes that as the request to exit.
     pub fn close_input(&mut self) {
-        match self {
-            Connection::Stdio(b) => b.close_input(),
-            Connection::Sse(b) => b.close_input(),
-            Connection::StreamableHttp(b) => b.close_input(),
+        match &mut self.wire {
+            Wire::Stdio(b) => b.close_input(),
+            Wire::Sse(b) => b.close_input(),
+            Wire::StreamableHttp(b) => b.close_input(),
             #[cfg(test)]
-            Connection::Memory(tx) => *tx = None,
+            Wire::Memory(tx) => *tx = None,
         }
     }
 
     /// Asks the backend to stop; it reports [`Event::BackendExited`] once it has. A remote server is
     /// not ours to stop: closing its input ends our session with it.
     pub fn terminate(&self) {
-        if let Connection::Stdio(b) = self {
+        if let Wire::Stdio(b) = &self.wire {
             b.terminate();
         }
     }
 
     /// Stops the backend without waiting for it to agree (remote: see [`Connection::terminate`]).
     pub fn kill(&self) {
-        if let Connection::Stdio(b) = self {
+        if let Wire::Stdio(b) = &self.wire {
             b.kill();
         }
     }

@@ -12,7 +12,7 @@
 //! child that closes its stdout but lives on is given a grace period, then killed. The dispatcher never
 //! blocks on a child.
 
-use super::Link;
+use super::{Dialect, Link};
 use crate::config::StdioConfig;
 use crate::jsonrpc::Message;
 use crate::lines::{Line, LineReader};
@@ -45,7 +45,7 @@ pub struct StdioBackend {
 
 impl StdioBackend {
     /// Spawns the child and its four threads.
-    pub fn spawn(key: &str, cfg: &StdioConfig, link: Link) -> io::Result<StdioBackend> {
+    pub fn spawn(key: &str, cfg: &StdioConfig, link: Link, dialect: Dialect) -> io::Result<StdioBackend> {
         let mut command = Command::new(&cfg.command);
         command.args(&cfg.args).envs(&cfg.env).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
         if let Some(cwd) = &cfg.cwd {
@@ -67,7 +67,7 @@ impl StdioBackend {
             read_loop(&reader_key, Stdout { pipe: stdout, exited: exited_rx, drain_until: None }, &link);
             link.exited(exit_reason(&reader_group, &status_rx));
         })
-        .and_then(|()| spawn_thread(format!("{key}-stdin"), PUMP_STACK, move || write_loop(stdin, inbox)))
+        .and_then(|()| spawn_thread(format!("{key}-stdin"), PUMP_STACK, move || write_loop(stdin, inbox, &dialect)))
         .and_then(|()| spawn_thread(format!("{key}-stderr"), PUMP_STACK, move || log_loop(&log_key, stderr)));
         if let Err(e) = started {
             group.signal(libc::SIGKILL);
@@ -241,9 +241,9 @@ fn spawn_thread(name: String, stack: usize, f: impl FnOnce() + Send + 'static) -
     thread::Builder::new().name(name).stack_size(stack).spawn(f).map(drop)
 }
 
-fn write_loop(stdin: ChildStdin, inbox: Receiver<Message>) {
+fn write_loop(stdin: ChildStdin, inbox: Receiver<Message>, dialect: &Dialect) {
     // An error means the child closed stdin or died; the reader thread reports the exit.
-    let _ = crate::lines::write_messages(stdin, &inbox, |msg| msg);
+    let _ = crate::lines::write_messages(stdin, &inbox, |msg| dialect.translate(msg));
 }
 
 fn read_loop(key: &str, stdout: impl io::Read, link: &Link) {

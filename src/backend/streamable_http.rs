@@ -9,9 +9,10 @@
 //! the lists. When the server offers a `GET` stream for its own messages, a thread reads it.
 
 use super::remote::{classify, header, status_error, Failure, Remote};
-use super::Link;
+use super::{Dialect, Link};
 use crate::config::RemoteConfig;
 use crate::jsonrpc::{Kind, Message};
+use crate::modern;
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 use std::io;
@@ -31,6 +32,8 @@ pub struct StreamableHttpBackend {
 
 struct Shared {
     remote: Remote,
+    /// The era the server speaks: a 2026-07-28 server has no session and wants routing headers.
+    dialect: Dialect,
     session: Mutex<Session>,
     /// Held while a new session is set up, so that workers hitting the same 404 set up only one.
     reinit: Mutex<()>,
@@ -55,9 +58,9 @@ struct Session {
 }
 
 impl StreamableHttpBackend {
-    pub fn start(key: &str, config: RemoteConfig, link: Link, timeout: Duration) -> io::Result<StreamableHttpBackend> {
+    pub fn start(key: &str, config: RemoteConfig, link: Link, timeout: Duration, dialect: Dialect) -> io::Result<StreamableHttpBackend> {
         let remote = Remote::new(key, config, link, timeout);
-        let shared = Arc::new(Shared { remote, session: Mutex::default(), reinit: Mutex::new(()) });
+        let shared = Arc::new(Shared { remote, dialect, session: Mutex::default(), reinit: Mutex::new(()) });
         let (outbox, inbox) = crossbeam_channel::unbounded();
         let writer = shared.clone();
         thread::Builder::new().name(format!("{key}-http")).stack_size(WORKER_STACK).spawn(move || writer.write_loop(&inbox))?;
@@ -128,6 +131,15 @@ impl Shared {
     /// Posts one message and delivers whatever the server answers. `may_reinit` allows one new
     /// session when the server says it forgot ours.
     fn post(self: &Arc<Self>, msg: Message, may_reinit: bool) {
+        let msg = self.dialect.translate(msg);
+        if modern::requested_version(&msg).is_some() {
+            return self.post_modern(&msg);
+        }
+        if self.dialect.is_modern() {
+            // 2026-07-28 has no client notifications over HTTP (a request is cancelled by closing its
+            // stream) and no requests from the server to answer.
+            return log::debug!("[{}] {} not sent: the server speaks 2026-07-28", self.remote.key, msg.method());
+        }
         let is_initialize = msg.method() == "initialize";
         if is_initialize {
             self.session().initialize = Some(msg.clone());
@@ -179,6 +191,39 @@ impl Shared {
         }
         if saw_initialize_result {
             self.listen();
+        }
+    }
+
+    /// Posts a 2026-07-28 request: no session, the routing headers, and an error answer (4xx with a
+    /// JSON-RPC body) delivered as the request's answer, not taken for a broken session.
+    fn post_modern(&self, msg: &Message) {
+        let mut req = self
+            .remote
+            .with_auth(self.remote.agent().post(&self.remote.config.url))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream");
+        for (name, value) in modern::routing_headers(msg) {
+            req = req.header(name, &value);
+        }
+        let response = match req.send(msg.to_json()) {
+            Ok(response) => response,
+            Err(e) => return self.failed(msg, classify(e)),
+        };
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            if let Err(failure) = self.remote.deliver_body(response, &mut |_| {}) {
+                self.failed(msg, failure);
+            }
+            return;
+        }
+        let body = response.into_body().with_config().limit(super::remote::MAX_MESSAGE as u64).read_to_string().unwrap_or_default();
+        match Message::parse(&body) {
+            Ok(mut answer) if answer.error.is_some() => {
+                // Some servers answer a request they could not read with a null id: it is still this one's.
+                answer.id = msg.id.clone();
+                self.remote.link.message(answer);
+            }
+            _ => self.failed(msg, Failure::Request(format!("HTTP {status}: {}", super::preview(body.trim(), 300)))),
         }
     }
 

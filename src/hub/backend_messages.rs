@@ -46,10 +46,14 @@ impl Hub {
             "notifications/prompts/list_changed" => self.refetch(backend, &[ListKind::Prompts]),
             "notifications/resources/list_changed" => self.refetch(backend, &[ListKind::Resources, ListKind::Templates]),
             "notifications/resources/updated" => {
-                let uri = msg.params().ok().and_then(|p| p.str("uri")).unwrap_or_default();
+                let Ok(mut params) = msg.params() else { return };
+                let uri = params.str("uri").unwrap_or_default();
+                // A 2026-07-28 backend tags it with its listen's id, which is nobody else's business.
+                params.remove("_meta");
+                let update = Message::notification("notifications/resources/updated", Some(params.to_raw()));
                 for client in self.subscriptions.subscribers(&uri).to_vec() {
-                    if !self.update_listeners(client, &uri, &msg) {
-                        self.send_to_client(client, msg.clone());
+                    if !self.update_listeners(client, &uri, &update) {
+                        self.send_to_client(client, update.clone());
                     }
                 }
             }

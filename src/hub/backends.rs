@@ -31,8 +31,10 @@ pub(super) struct Backend {
     pub ready_since: Option<Instant>,
     /// Spawned, but `initialize` waits for the client's capabilities.
     pub awaiting_initialize: bool,
-    /// The backend's `initialize` result, once it has answered.
+    /// The backend's `initialize` result (or one made of its `server/discover`), once it has answered.
     pub init: Option<Value>,
+    /// Its open `subscriptions/listen` (2026-07-28), by the id the proxy gave it.
+    pub listen: Option<u64>,
     pub lists: [Vec<Value>; 4],
     /// Bumped per fetch of each list, so an older fetch that finishes late is dropped.
     pub list_generations: [u64; 4],
@@ -64,6 +66,7 @@ impl Backend {
             ready_since: None,
             awaiting_initialize: false,
             init: None,
+            listen: None,
             lists: Default::default(),
             list_generations: [0; 4],
             fetching: 0,
@@ -100,6 +103,11 @@ impl Backend {
 
     pub fn is_ready(&self) -> bool {
         self.state == State::Ready
+    }
+
+    /// Whether its connection speaks 2026-07-28 (known once its handshake is done).
+    pub fn is_modern(&self) -> bool {
+        self.connection.as_ref().is_some_and(|c| c.dialect().is_modern())
     }
 
     /// Plans the next start after going down: exponential backoff with jitter, starting over once the
@@ -226,9 +234,10 @@ impl Backends {
         self.iter().filter(|(_, b)| b.restart_at.is_some_and(|at| at <= now)).map(|(id, _)| id).collect()
     }
 
-    /// The ready backends that declared a capability.
-    pub fn ready_with(&self, capability: &str) -> Vec<BackendId> {
-        self.iter().filter(|(_, b)| b.is_ready() && b.has_capability(capability)).map(|(id, _)| id).collect()
+    /// The ready handshake-era backends that declared a capability (the ones `logging/setLevel` and
+    /// `resources/subscribe` are for).
+    pub fn ready_handshake_with(&self, capability: &str) -> Vec<BackendId> {
+        self.iter().filter(|(_, b)| b.is_ready() && !b.is_modern() && b.has_capability(capability)).map(|(id, _)| id).collect()
     }
 
     pub fn statuses(&self) -> Vec<BackendStatus> {

@@ -287,20 +287,32 @@ impl Hub {
             return self.answer_error(&caller, code::RESOURCE_NOT_FOUND, &why);
         }
         let uri = params.str("uri").unwrap_or_default();
-        if self.subscriptions.add(&uri, caller.client) {
-            self.by_uri(caller, "resources/subscribe", params);
-        } else {
-            self.answer(&caller, raw(&json!({})));
+        let first = self.subscriptions.add(&uri, caller.client);
+        if first && !self.owned_by_modern(&uri) {
+            // The backend's own answer goes to the client that subscribed first.
+            return self.by_uri(caller, "resources/subscribe", params);
         }
+        if first {
+            self.subscribe_at_backend(&uri);
+        }
+        self.answer(&caller, raw(&json!({})));
     }
 
     fn unsubscribe(&mut self, caller: Caller, params: Params) {
         let uri = params.str("uri").unwrap_or_default();
-        if self.subscriptions.remove(&uri, caller.client) {
-            self.by_uri(caller, "resources/unsubscribe", params);
-        } else {
-            self.answer(&caller, raw(&json!({})));
+        let last = self.subscriptions.remove(&uri, caller.client);
+        if last && !self.owned_by_modern(&uri) {
+            return self.by_uri(caller, "resources/unsubscribe", params);
         }
+        if last {
+            self.unsubscribe_at_backend(&uri);
+        }
+        self.answer(&caller, raw(&json!({})));
+    }
+
+    /// Whether a URI's backend speaks 2026-07-28, which subscribes through a listen, not a request.
+    fn owned_by_modern(&self, uri: &str) -> bool {
+        self.catalog.resource_owner(uri).and_then(|b| self.backends.get(b)).is_some_and(|b| b.is_modern())
     }
 
     /// `completion/complete` names a prompt or a resource in `ref`; it goes where that one lives.
@@ -330,7 +342,7 @@ impl Hub {
     /// set it wins.
     fn set_level(&mut self, caller: Caller, params: &Params) {
         self.clients.log_level = params.value("level");
-        for backend in self.backends.ready_with("logging") {
+        for backend in self.backends.ready_handshake_with("logging") {
             self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(params.to_raw()));
         }
         self.answer(&caller, raw(&json!({})));
@@ -433,9 +445,7 @@ impl Hub {
             self.backends.send(upstream.backend, msg);
         }
         for uri in self.subscriptions.remove_client(client) {
-            if let Some(backend) = self.catalog.resource_owner(&uri) {
-                self.request_internal(backend, Internal::Ignore, "resources/unsubscribe", Some(raw(&json!({ "uri": uri }))));
-            }
+            self.unsubscribe_at_backend(&uri);
         }
         if known && self.clients.is_empty() && self.settings.exit_when_no_clients {
             self.begin_shutdown();

@@ -11,11 +11,16 @@ use super::catalog::{Catalog, ListKind, Source};
 use super::requests::Internal;
 use super::routing::Origin;
 use super::Hub;
+use crate::config::Protocol;
 use crate::event::{BackendId, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
 use crate::jsonrpc::{raw, Message};
+use crate::modern::{self, meta};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a backend's `subscriptions/listen` may stay open: as long as the backend keeps it.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// A list fetch beyond this many pages is taken as a backend that loops on its cursor.
 const MAX_PAGES: u32 = 1000;
@@ -33,27 +38,90 @@ pub(super) struct ListFetch {
 }
 
 impl Hub {
-    /// Sends `initialize`, declaring the client capabilities the proxy can route (roots, sampling,
-    /// elicitation) that its client has. Until that client is known (stdio mode) the backend waits.
-    pub(super) fn send_initialize(&mut self, id: BackendId) {
+    /// Starts the handshake once the client capabilities to declare are known (until then, in stdio
+    /// mode, the backend waits): a `server/discover` probe first unless the server is pinned to the
+    /// handshake era or its transport (legacy SSE) cannot speak 2026-07-28, else `initialize`.
+    pub(super) fn begin_handshake(&mut self, id: BackendId) {
         let Some(b) = self.backends.get_mut(id) else { return };
-        let Some(client_capabilities) = &self.client_capabilities else {
+        if self.client_capabilities.is_none() {
             b.awaiting_initialize = true;
             return;
-        };
+        }
         b.awaiting_initialize = false;
-        let declared: serde_json::Map<String, Value> = client_capabilities
-            .as_object()
-            .map(|caps| {
-                caps.iter().filter(|(k, _)| ROUTABLE_CAPABILITIES.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
-            })
-            .unwrap_or_default();
+        let can_probe = b.connection.as_ref().is_some_and(|c| c.can_speak_modern());
+        match (b.config.protocol, can_probe) {
+            (Protocol::Legacy, _) | (Protocol::Auto, false) => self.send_initialize(id),
+            (Protocol::Modern | Protocol::Auto, _) => {
+                let params = json!({ "_meta": self.envelope() });
+                self.request_internal(id, Internal::Discover, "server/discover", Some(raw(&params)));
+            }
+        }
+    }
+
+    /// The client capabilities declared to backends: those the proxy can route that its client has.
+    fn declared_capabilities(&self) -> serde_json::Map<String, Value> {
+        let caps = self.client_capabilities.as_ref().and_then(Value::as_object);
+        caps.map(|caps| {
+            caps.iter().filter(|(k, _)| ROUTABLE_CAPABILITIES.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+        })
+        .unwrap_or_default()
+    }
+
+    /// The 2026-07-28 envelope of the proxy's own requests, and the defaults for client requests that
+    /// come without one.
+    fn envelope(&self) -> serde_json::Map<String, Value> {
+        let mut envelope = serde_json::Map::new();
+        envelope.insert(meta::PROTOCOL_VERSION.into(), Value::from(modern::VERSIONS[0]));
+        envelope.insert(meta::CLIENT_CAPABILITIES.into(), Value::Object(self.declared_capabilities()));
+        envelope.insert(meta::CLIENT_INFO.into(), json!({ "name": "mcp-proxy-server", "version": env!("CARGO_PKG_VERSION") }));
+        envelope
+    }
+
+    fn send_initialize(&mut self, id: BackendId) {
+        if let Some(connection) = self.backends.get(id).and_then(|b| b.connection.as_ref()) {
+            connection.dialect().speak_handshake();
+        }
         let params = json!({
             "protocolVersion": LATEST_PROTOCOL_VERSION,
-            "capabilities": declared,
+            "capabilities": self.declared_capabilities(),
             "clientInfo": { "name": "mcp-proxy-server", "version": env!("CARGO_PKG_VERSION") },
         });
         self.request_internal(id, Internal::Initialize, "initialize", Some(raw(&params)));
+    }
+
+    /// The answer to the `server/discover` probe: a server that speaks 2026-07-28 is spoken to in it from
+    /// now on; any other answer (an error, a result without that version) means the handshake era,
+    /// unless the server is pinned to 2026-07-28, which then fails.
+    pub(super) fn discovered(&mut self, backend: BackendId, outcome: Result<Value, String>) {
+        let pinned = self.backends.get(backend).is_some_and(|b| b.config.protocol == Protocol::Modern);
+        let versions = outcome.as_ref().ok().and_then(|r| r.get("supportedVersions")).and_then(Value::as_array);
+        let modern = versions.is_some_and(|v| v.iter().any(|v| v.as_str() == Some(modern::VERSIONS[0])));
+        match (modern, pinned) {
+            (true, _) => {
+                let Ok(result) = outcome else { return };
+                if let Some(connection) = self.backends.get(backend).and_then(|b| b.connection.as_ref()) {
+                    connection.dialect().speak_modern(self.envelope());
+                }
+                log::info!("[{}] speaks {}", self.backends.key(backend), modern::VERSIONS[0]);
+                let info = result.pointer(&format!("/_meta/{}", meta::SERVER_INFO.replace('/', "~1"))).cloned();
+                let mut init = json!({ "protocolVersion": modern::VERSIONS[0], "capabilities": result.get("capabilities").cloned().unwrap_or_default() });
+                if let Some(info) = info {
+                    init["serverInfo"] = info;
+                }
+                if let Some(instructions) = result.get("instructions") {
+                    init["instructions"] = instructions.clone();
+                }
+                self.adopt(backend, init);
+            }
+            (false, true) => {
+                let why = outcome.err().unwrap_or_else(|| "its server/discover names no version the proxy speaks".into());
+                self.fail_backend(backend, &format!("pinned to {}, but: {why}", modern::VERSIONS[0]), true);
+            }
+            (false, false) => {
+                log::debug!("[{}] no 2026-07-28 ({}); using the handshake", self.backends.key(backend), outcome.err().unwrap_or_default());
+                self.send_initialize(backend);
+            }
+        }
     }
 
     /// Learns which client capabilities to declare to backends, and lets waiting backends initialize.
@@ -69,24 +137,34 @@ impl Hub {
         let waiting: Vec<BackendId> =
             self.backends.iter().filter(|(_, b)| b.awaiting_initialize && b.connection.is_some()).map(|(id, _)| id).collect();
         for id in waiting {
-            self.send_initialize(id);
+            self.begin_handshake(id);
         }
     }
 
-    /// Sends one of the proxy's own requests to a backend.
-    pub(super) fn request_internal(&mut self, backend: BackendId, op: Internal, method: &str, params: Option<Box<RawValue>>) {
+    /// Sends one of the proxy's own requests to a backend; the id it was given, when it could be sent.
+    pub(super) fn request_internal(
+        &mut self,
+        backend: BackendId,
+        op: Internal,
+        method: &str,
+        params: Option<Box<RawValue>>,
+    ) -> Option<u64> {
         // A backend may take long to start (`npx -y` downloads first): the handshake gets the start-up
         // timeout when that is the longer one.
         let timeout = self.backends.timeout(backend, self.settings.request_timeout);
         let timeout = match op {
-            Internal::Initialize | Internal::List(_) => timeout.max(self.settings.startup_timeout),
+            Internal::Initialize | Internal::Discover | Internal::List(_) => timeout.max(self.settings.startup_timeout),
+            // A listen stays open as long as the backend lets it.
+            Internal::Listen => LISTEN_TIMEOUT,
             Internal::Ignore => timeout,
         };
         let (id, _) = self.requests.table.open(backend, Origin::Internal(op), method, timeout);
         let msg = Message::request(Value::from(id), method, params);
         if !self.backends.send(backend, msg) {
             self.requests.table.close((backend, id));
+            return None;
         }
+        Some(id)
     }
 
     pub(super) fn internal_response(&mut self, backend: BackendId, op: Internal, method: &str, msg: Message) {
@@ -96,6 +174,8 @@ impl Hub {
             (None, None) => Err("empty response".to_owned()),
         };
         match (op, outcome) {
+            (Internal::Discover, outcome) => self.discovered(backend, outcome),
+            (Internal::Listen, outcome) => self.listen_ended(backend, msg_id(&msg), outcome.err()),
             (Internal::Initialize, Ok(result)) => self.initialized(backend, result),
             (Internal::Initialize, Err(e)) => self.fail_backend(backend, &format!("initialize failed: {e}"), true),
             (Internal::List(fetch), Ok(result)) => self.list_page(backend, fetch, &result),
@@ -114,9 +194,16 @@ impl Hub {
             let why = format!("it answered protocol version '{version}'; the proxy speaks {PROTOCOL_VERSIONS:?}");
             return self.fail_backend(backend, &why, false);
         }
-        let name = result.pointer("/serverInfo/name").and_then(Value::as_str).unwrap_or("?").to_owned();
-        log::info!("[{}] connected: {name}, protocol {version}", self.backends.key(backend));
         self.backends.send(backend, Message::notification("notifications/initialized", None));
+        self.adopt(backend, result);
+    }
+
+    /// Takes a backend's handshake result (or the one made of its `server/discover`) and fetches the
+    /// lists it offers; it is ready once they are in.
+    fn adopt(&mut self, backend: BackendId, result: Value) {
+        let name = result.pointer("/serverInfo/name").and_then(Value::as_str).unwrap_or("?").to_owned();
+        let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
+        log::info!("[{}] connected: {name}, protocol {version}", self.backends.key(backend));
         let Some(b) = self.backends.get_mut(backend) else { return };
         b.init = Some(result);
         let offered: Vec<ListKind> = ListKind::ALL.into_iter().filter(|k| b.has_capability(k.capability())).collect();
@@ -201,6 +288,9 @@ impl Hub {
     /// Gives a (re)started backend what clients asked of its predecessor: the logging level and the
     /// resource subscriptions.
     fn restore_client_state(&mut self, backend: BackendId) {
+        if self.backends.get(backend).is_some_and(|b| b.is_modern()) {
+            return self.listen_at_backend(backend);
+        }
         let logs = self.backends.get(backend).is_some_and(|b| b.has_capability("logging"));
         if let Some(level) = self.clients.log_level.clone().filter(|_| logs) {
             self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(raw(&json!({ "level": level }))));
@@ -259,4 +349,9 @@ impl Hub {
         sources.sort_by(|a, b| a.key.cmp(b.key));
         Catalog::build(&sources, &self.settings.separator, overrides)
     }
+}
+
+/// The id of a message the proxy sent, as the number it is.
+fn msg_id(msg: &Message) -> Option<u64> {
+    msg.id.as_ref().and_then(Value::as_u64)
 }

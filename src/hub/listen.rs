@@ -9,7 +9,7 @@
 use super::catalog::ListKind;
 use super::requests::Internal;
 use super::Hub;
-use crate::event::{Caller, ClientId};
+use crate::event::{BackendId, Caller, ClientId};
 use crate::jsonrpc::{raw, Message, Params};
 use crate::modern::meta::SUBSCRIPTION_ID;
 use serde_json::{json, Value};
@@ -105,9 +105,68 @@ impl Hub {
         owner.is_some_and(|b| b.capability_flag("resources", "subscribe"))
     }
 
-    fn subscribe_at_backend(&mut self, uri: &str) {
-        if let Some(backend) = self.catalog.resource_owner(uri) {
-            self.request_internal(backend, Internal::Ignore, "resources/subscribe", Some(raw(&json!({ "uri": uri }))));
+    /// Subscribes a URI at its backend: `resources/subscribe` for a handshake-era one, a new listen with
+    /// the URI in it for a 2026-07-28 one.
+    pub(super) fn subscribe_at_backend(&mut self, uri: &str) {
+        self.change_backend_subscription(uri, "resources/subscribe");
+    }
+
+    /// The reverse of [`Hub::subscribe_at_backend`].
+    pub(super) fn unsubscribe_at_backend(&mut self, uri: &str) {
+        self.change_backend_subscription(uri, "resources/unsubscribe");
+    }
+
+    fn change_backend_subscription(&mut self, uri: &str, method: &str) {
+        let Some(backend) = self.catalog.resource_owner(uri) else { return };
+        if self.backends.get(backend).is_some_and(|b| b.is_modern()) {
+            self.listen_at_backend(backend);
+        } else {
+            self.request_internal(backend, Internal::Ignore, method, Some(raw(&json!({ "uri": uri }))));
+        }
+    }
+
+    /// (Re)opens a 2026-07-28 backend's listen: list changes of every kind it offers, and updates of
+    /// every URI of its that a client subscribed to. A listen's filter cannot change, so the old one is
+    /// cancelled first.
+    pub(super) fn listen_at_backend(&mut self, backend: BackendId) {
+        let Some(b) = self.backends.get_mut(backend) else { return };
+        if let Some(old) = b.listen.take() {
+            self.requests.table.close((backend, old));
+            let cancel = json!({ "requestId": old, "reason": "the subscriptions changed" });
+            self.backends.send(backend, Message::notification("notifications/cancelled", Some(raw(&cancel))));
+        }
+        let Some(b) = self.backends.get(backend).filter(|b| b.is_ready()) else { return };
+        let mut filter = json!({});
+        for (capability, flag) in [("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged")]
+        {
+            if b.capability_flag(capability, "listChanged") {
+                filter[flag] = Value::Bool(true);
+            }
+        }
+        let uris: Vec<&str> = self.subscriptions.uris().filter(|uri| self.catalog.resource_owner(uri) == Some(backend)).collect();
+        if !uris.is_empty() && b.capability_flag("resources", "subscribe") {
+            filter["resourceSubscriptions"] = json!(uris);
+        }
+        if filter.as_object().is_some_and(serde_json::Map::is_empty) {
+            return; // Nothing it could tell.
+        }
+        let id = self.request_internal(backend, Internal::Listen, "subscriptions/listen", Some(raw(&json!({ "notifications": filter }))));
+        if let Some(b) = self.backends.get_mut(backend) {
+            b.listen = id;
+        }
+    }
+
+    /// A backend answered its listen: it ended it (a result) or never took it (an error). A listen that
+    /// ended is opened again; one refused is not asked for again on this connection.
+    pub(super) fn listen_ended(&mut self, backend: BackendId, id: Option<u64>, error: Option<String>) {
+        let Some(b) = self.backends.get_mut(backend) else { return };
+        if b.listen != id {
+            return; // An old listen, replaced since.
+        }
+        b.listen = None;
+        match error {
+            Some(why) => log::warn!("[{}] subscriptions/listen refused: {why}; its changes will not be heard", b.config.key),
+            None => self.listen_at_backend(backend),
         }
     }
 
@@ -117,9 +176,7 @@ impl Hub {
         let Some(listener) = self.listeners.0.remove(&Listeners::key(client, id)) else { return false };
         for uri in &listener.uris {
             if !self.listeners.client_wants(client, uri) && self.subscriptions.remove(uri, client) {
-                if let Some(backend) = self.catalog.resource_owner(uri) {
-                    self.request_internal(backend, Internal::Ignore, "resources/unsubscribe", Some(raw(&json!({ "uri": uri }))));
-                }
+                self.unsubscribe_at_backend(uri);
             }
         }
         true

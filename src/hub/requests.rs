@@ -16,7 +16,11 @@ use std::time::Instant;
 /// The proxy's own requests to backends, and what to do with their answers.
 #[derive(Debug)]
 pub(super) enum Internal {
+    /// The `server/discover` probe: does the backend speak 2026-07-28?
+    Discover,
     Initialize,
+    /// A backend's `subscriptions/listen` (2026-07-28): open until the backend ends it.
+    Listen,
     List(ListFetch),
     /// A request whose answer only matters for the log (a broadcast `logging/setLevel`, an unsubscribe).
     Ignore,

@@ -34,7 +34,7 @@ impl Hub {
         match (self.connect)(&b.config, Link::new(id, b.generation, self.events.clone()), timeout) {
             Ok(connection) => {
                 b.connection = Some(connection);
-                self.send_initialize(id);
+                self.begin_handshake(id);
             }
             // A missing command may be installed later: keep trying, with backoff.
             Err(e) => self.fail_backend(id, &e.to_string(), true),
@@ -127,10 +127,11 @@ impl Hub {
             let why = format!("server '{}' did not answer {} within {:?}", self.backends.key(backend), entry.method, entry.timeout);
             log::warn!("{why}");
             self.send_cancelled(backend, id, "timeout");
-            if matches!(entry.origin, Origin::Internal(Internal::Initialize | Internal::List(_))) {
-                self.fail_backend(backend, &why, true);
-            } else {
-                self.fail_request(backend, entry, code::REQUEST_TIMEOUT, &why);
+            match entry.origin {
+                // A server that does not answer the probe at all is taken for a handshake-era one.
+                Origin::Internal(Internal::Discover) => self.discovered(backend, Err(why)),
+                Origin::Internal(Internal::Initialize | Internal::List(_)) => self.fail_backend(backend, &why, true),
+                _ => self.fail_request(backend, entry, code::REQUEST_TIMEOUT, &why),
             }
         }
     }

@@ -80,7 +80,7 @@ impl Harness {
         let connect = Box::new(move |server: &ServerConfig, link: Link, _timeout: Duration| {
             let (tx, sent) = crossbeam_channel::unbounded();
             let _ = started_tx.send((server.key.clone(), Wire { link, sent }));
-            Ok(Connection::Memory(Some(tx)))
+            Ok(Connection::memory(tx))
         });
         let hub = Hub::with_connector(settings, servers, Overrides::new(), events_tx, connect);
         let mut h =
@@ -153,8 +153,12 @@ impl Harness {
         self.pump();
     }
 
-    /// Takes a backend through its handshake with these tools.
+    /// Takes a handshake-era backend through its handshake with these tools: it does not know the
+    /// `server/discover` probe.
     fn ready(&mut self, key: &str, tools: &[&str]) {
+        let probe = self.sent_to(key);
+        assert_eq!(probe.method(), "server/discover");
+        self.backend_says(key, json!({ "jsonrpc": "2.0", "id": probe.id, "error": { "code": -32601, "message": "Method not found" } }));
         let init = self.sent_to(key);
         assert_eq!(init.method(), "initialize");
         let capabilities = json!({ "tools": { "listChanged": true }, "logging": {} });
@@ -164,6 +168,22 @@ impl Harness {
         assert_eq!(list.method(), "tools/list");
         let tools: Vec<Value> = tools.iter().map(|t| json!({ "name": t, "inputSchema": { "type": "object" } })).collect();
         self.answer(key, &list, json!({ "tools": tools }));
+    }
+
+    /// Takes a 2026-07-28 backend through discovery with these tools; it offers list changes, so the
+    /// proxy opens a listen, whose request is returned.
+    fn ready_modern(&mut self, key: &str, tools: &[&str]) -> Message {
+        let probe = self.sent_to(key);
+        assert_eq!(probe.method(), "server/discover");
+        let result = json!({ "supportedVersions": ["2026-07-28"], "capabilities": { "tools": { "listChanged": true } }, "resultType": "complete", "ttlMs": 0, "cacheScope": "private" });
+        self.answer(key, &probe, result);
+        let list = self.sent_to(key);
+        assert_eq!(list.method(), "tools/list");
+        let tools: Vec<Value> = tools.iter().map(|t| json!({ "name": t, "inputSchema": { "type": "object" } })).collect();
+        self.answer(key, &list, json!({ "tools": tools, "resultType": "complete" }));
+        let listen = self.sent_to(key);
+        assert_eq!(listen.method(), "subscriptions/listen");
+        listen
     }
 
     fn client(&mut self) -> TestClient {
@@ -264,8 +284,12 @@ fn backends_wait_for_the_first_clients_capabilities_before_initializing() {
         &client,
         json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": { "capabilities": { "sampling": {}, "experimental": {} } } }),
     );
-    let init = h.sent_to("a");
-    assert_eq!(params(&init)["capabilities"], json!({ "sampling": {} }), "only what the proxy can route is declared");
+    let probe = h.sent_to("a");
+    assert_eq!(
+        params(&probe)["_meta"]["io.modelcontextprotocol/clientCapabilities"],
+        json!({ "sampling": {} }),
+        "only what the proxy can route is declared"
+    );
 }
 
 // ----- calls ---------------------------------------------------------------------------------------
@@ -420,6 +444,53 @@ fn requests_beyond_the_in_flight_limit_are_refused() {
     assert_eq!((refused["id"].clone(), refused["error"]["code"].clone()), (json!(2), json!(-32000)));
 }
 
+// ----- 2026-07-28 backends -------------------------------------------------------------------------
+
+#[test]
+fn a_backend_that_answers_the_probe_gets_no_handshake_and_every_request_carries_the_envelope() {
+    let mut h = Harness::new(&["a"]);
+    let listen = h.ready_modern("a", &["x"]);
+    assert_eq!(params(&listen)["notifications"], json!({ "toolsListChanged": true }));
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    let forwarded = h.sent_to("a");
+    let meta = params(&forwarded)["_meta"].clone();
+    assert_eq!(meta["io.modelcontextprotocol/protocolVersion"], "2026-07-28");
+    assert_eq!(meta["io.modelcontextprotocol/clientInfo"]["name"], "mcp-proxy-server");
+    h.answer("a", &forwarded, json!({ "content": [], "resultType": "complete" }));
+    assert_eq!(client.next()["result"]["content"], json!([]));
+}
+
+#[test]
+fn a_modern_backends_list_change_comes_through_its_listen() {
+    let mut h = Harness::new(&["a"]);
+    let listen = h.ready_modern("a", &["x"]);
+    let client = h.ready_client();
+    let tag = json!({ "io.modelcontextprotocol/subscriptionId": listen.id });
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": { "_meta": tag } }));
+    let list = h.sent_to("a");
+    h.answer("a", &list, json!({ "tools": [{ "name": "x" }, { "name": "y" }] }));
+    assert_eq!(client.next()["method"], "notifications/tools/list_changed");
+}
+
+#[test]
+fn a_modern_backend_that_ends_its_listen_is_listened_to_again() {
+    let mut h = Harness::new(&["a"]);
+    let listen = h.ready_modern("a", &["x"]);
+    h.answer("a", &listen, json!({ "resultType": "complete" }));
+    assert_eq!(h.sent_to("a").method(), "subscriptions/listen");
+}
+
+#[test]
+fn a_server_pinned_to_2026_07_28_that_does_not_speak_it_fails() {
+    let mut servers = servers(&["a"]);
+    servers[0].protocol = crate::config::Protocol::Modern;
+    let mut h = Harness::with(settings(), servers);
+    let probe = h.sent_to("a");
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": probe.id, "error": { "code": -32601, "message": "Method not found" } }));
+    assert_eq!(h.state("a"), BackendState::Failed);
+}
+
 // ----- requests from backends ----------------------------------------------------------------------
 
 #[test]
@@ -511,12 +582,24 @@ fn a_backend_that_exits_is_withdrawn_and_started_again_after_its_backoff() {
 }
 
 #[test]
-fn a_backend_that_does_not_finish_its_handshake_in_time_is_started_again() {
+fn a_backend_that_does_not_answer_the_probe_is_spoken_to_in_the_handshake_era() {
     let mut h = Harness::new(&["a"]);
+    assert_eq!(h.sent_to("a").method(), "server/discover");
+    let first_connection = h.wire("a").sent.clone();
+    h.later(TIMEOUT + Duration::from_secs(1));
+    let methods: Vec<String> = first_connection.try_iter().map(|m| m.method().to_owned()).collect();
+    assert_eq!(methods.first().map(String::as_str), Some("notifications/cancelled"), "{methods:?}");
+    assert_eq!(methods.get(1).map(String::as_str), Some("initialize"), "{methods:?}");
+}
+
+#[test]
+fn a_backend_that_does_not_answer_initialize_in_time_is_started_again() {
+    let mut h = Harness::new(&["a"]);
+    let probe = h.sent_to("a");
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": probe.id, "error": { "code": -32601, "message": "Method not found" } }));
     assert_eq!(h.sent_to("a").method(), "initialize");
     h.later(TIMEOUT + Duration::from_secs(1));
     assert_eq!(h.starts["a"], 2);
-    assert_eq!(h.sent_to("a").method(), "initialize");
 }
 
 #[test]

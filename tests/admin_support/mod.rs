@@ -46,6 +46,7 @@ const PROXY_ENV: &[&str] = &[
     "MCP_PROXY_SSE_ALLOWED_KEYS",
     "ALLOWED_TOKENS",
     "MCP_PROXY_ALLOWED_ORIGINS",
+    "MCP_PROXY_ALLOWED_HOSTS",
     "MCP_PROXY_SSE_KEEPALIVE",
     "ENABLE_ADMIN_UI",
     "ADMIN_USERNAME",
@@ -132,7 +133,7 @@ impl AdminBuilder {
         self
     }
 
-    /// Leaves a variable unset (for instance `ADMIN_PASSWORD`, to get the default password).
+    /// Leaves a variable unset (for instance `ADMIN_PASSWORD`, to get a generated password).
     pub fn unset(mut self, name: &str) -> AdminBuilder {
         self.env.retain(|(k, _)| k != name);
         self.removed.push(name.to_owned());

@@ -5,7 +5,7 @@
 
 use event::Event;
 use hub::{Hub, HubSettings};
-use mcp_proxy_server::{children, config, config_watch, event, frontend, hub, list_tools, logging, settings, signals, tool_config};
+use mcp_proxy_server::{children, config, config_watch, event, frontend, hub, list_tools, logging, random, settings, signals, tool_config};
 use settings::{env_lookup, Mode, Settings};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -107,7 +107,7 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
         }
         Mode::Http => {
             let listener = bind(&settings.http)?;
-            let admin = admin_ui(settings, &listener, events.clone())?;
+            let admin = admin_ui(settings, events.clone())?;
             let http = settings.http.clone();
             std::thread::Builder::new().name("accept".into()).spawn(move || frontend::http::serve(listener, http, events, admin))?;
             hub.run(inbox);
@@ -140,23 +140,26 @@ fn bind(http: &settings::HttpSettings) -> Result<std::net::TcpListener, Box<dyn 
     Ok(listener)
 }
 
-/// The admin UI, if enabled and safe: with the original's default password it is served on loopback
-/// only (with a warning), never on an address other machines can reach.
-fn admin_ui(
-    settings: &Settings,
-    listener: &std::net::TcpListener,
-    events: crossbeam_channel::Sender<Event>,
-) -> std::io::Result<Option<frontend::http::admin::Admin>> {
-    let Some(admin) = settings.http.admin.clone() else {
+/// The admin UI, if enabled, and never with a well-known password: with `ADMIN_PASSWORD` unset a random
+/// one is made for this run and printed once; set to the original's default `password`, the UI is off.
+fn admin_ui(settings: &Settings, events: crossbeam_channel::Sender<Event>) -> std::io::Result<Option<frontend::http::admin::Admin>> {
+    let Some(mut admin) = settings.http.admin.clone() else {
         log::info!("Admin UI is DISABLED. Set ENABLE_ADMIN_UI=true to enable.");
         return Ok(None);
     };
     if admin.has_default_password() {
-        if !listener.local_addr()?.ip().is_loopback() {
-            log::error!("refusing to serve the admin UI on a non-loopback address with the default password: set ADMIN_PASSWORD");
-            return Ok(None);
-        }
-        log::warn!("the admin UI uses the default password 'password': set ADMIN_PASSWORD");
+        log::error!(
+            "refusing to serve the admin UI: ADMIN_PASSWORD is the original's public default; choose another, or unset it for a random one"
+        );
+        return Ok(None);
+    }
+    if admin.password.is_none() {
+        let password = random::token_hex(16)?;
+        // Printed, not logged: a log filter could hide it, and the in-memory log that /admin/logs shows
+        // must not keep it. Masked in every log line from here on.
+        eprintln!("admin UI login for this run: user {:?}, password {password} (ADMIN_PASSWORD is not set)", admin.username);
+        logging::add_secrets([password.clone()]);
+        admin.password = Some(password);
     }
     log::info!("admin UI on /admin/ (user {:?})", admin.username);
     let watch = config_watch::Watch {

@@ -54,6 +54,8 @@ ENVIRONMENT:
                                 API keys accepted as X-Api-Key or ?key= (comma-separated)
     ALLOWED_TOKENS              bearer tokens accepted as Authorization: Bearer (comma-separated)
     MCP_PROXY_ALLOWED_ORIGINS   browser origins allowed besides localhost (comma-separated, * for any)
+    MCP_PROXY_ALLOWED_HOSTS     host names (Host header) served besides localhost, IP addresses and
+                                --host (comma-separated, * for any); others get 403 (DNS rebinding)
     MCP_PROXY_MAX_BODY_BYTES    largest HTTP request body (default 4194304)
     MCP_PROXY_SSE_KEEPALIVE     seconds between SSE keep-alive comments (default 15)
     MCP_PROXY_SESSION_IDLE_TIMEOUT
@@ -69,10 +71,17 @@ ENVIRONMENT:
     MCP_PROXY_MAX_IN_FLIGHT     requests in flight to one backend at most (default 1024)
     MCP_PROXY_MAX_SESSIONS, MCP_PROXY_MAX_SESSIONS_PER_KEY
                                 HTTP sessions at most, in all (default 4096) and per key (default no limit)
-    MCP_PROXY_MAX_CONNECTIONS   open HTTP connections at most (default 8192)
+    MCP_PROXY_MAX_CONNECTIONS   open HTTP connections at most (default 8192, lowered to fit
+                                RLIMIT_NOFILE with descriptors kept for backends)
+    MCP_PROXY_MAX_CONNECTIONS_PER_ADDRESS
+                                open HTTP connections from one client address at most (default 256;
+                                0: no limit, e.g. behind a reverse proxy)
+    MCP_PROXY_FIRST_REQUEST_TIMEOUT
+                                seconds a new connection has to send its first request head (default 10)
     ENABLE_ADMIN_UI             true/1/yes: serve the admin UI and API under /admin/ (HTTP mode)
     ADMIN_USERNAME, ADMIN_PASSWORD
-                                admin login (default admin / password: change it)
+                                admin login (default user admin; without ADMIN_PASSWORD a random
+                                password is made at start-up and printed once to stderr)
     ADMIN_COOKIE_SECURE         true: mark the admin session cookie Secure (also NODE_ENV=production)
     ENABLE_WEB_TERMINAL         true/1/yes: a shell in the admin UI (needs ENABLE_ADMIN_UI; use with care)
     TERMINAL_IDLE_TIMEOUT       seconds before an idle web terminal is killed (default 3600)
@@ -154,16 +163,23 @@ pub struct HttpSettings {
     pub tokens: Vec<String>,
     /// Origins allowed besides loopback ones; `*` allows any.
     pub allowed_origins: Vec<String>,
+    /// Host names requests may be addressed to besides loopback names, IP literals and `host`; `*`
+    /// allows any.
+    pub allowed_hosts: Vec<String>,
     pub max_body: usize,
     pub max_head: usize,
-    /// Open connections at most; more get 503.
+    /// Open connections at most; more get 503. The server lowers it to what `RLIMIT_NOFILE` allows.
     pub max_connections: usize,
+    /// Open connections from one client address at most (0: no limit); more get 429.
+    pub max_connections_per_address: usize,
     pub keepalive: Duration,
     pub session_idle_timeout: Duration,
     /// How long a client may take to send a request's head and body.
     pub request_read_timeout: Duration,
     /// How long an idle keep-alive connection is kept open.
     pub idle_connection_timeout: Duration,
+    /// How long a new connection may take to send its first request head.
+    pub first_request_timeout: Duration,
     /// The admin UI and API, when enabled.
     pub admin: Option<AdminSettings>,
     /// Streamable HTTP without sessions: every POST is answered on its own.
@@ -177,7 +193,8 @@ pub struct HttpSettings {
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub username: String,
-    pub password: String,
+    /// `ADMIN_PASSWORD`; `None` when unset, and then the HTTP mode makes a random one at start-up.
+    pub password: Option<String>,
     pub cookie_secure: bool,
     /// Base folder for installs of servers without `installDirectory`; `None`: `./tools`.
     pub tools_folder: Option<PathBuf>,
@@ -203,10 +220,13 @@ impl HttpSettings {
     }
 }
 
+/// The Node original's default admin password: public knowledge, so it never guards the admin UI.
+pub const ORIGINAL_DEFAULT_PASSWORD: &str = "password";
+
 impl AdminSettings {
-    /// The original proxy's default password, which must not guard a reachable admin UI.
+    /// True when `ADMIN_PASSWORD` is the original's well-known default.
     pub fn has_default_password(&self) -> bool {
-        self.password == "password"
+        self.password.as_deref() == Some(ORIGINAL_DEFAULT_PASSWORD)
     }
 }
 
@@ -214,7 +234,7 @@ impl Settings {
     /// Values that must never appear in logs or status output.
     pub fn secrets(&self) -> Vec<String> {
         // The default password is public knowledge, and masking the word would garble every message.
-        let admin = self.http.admin.iter().filter(|a| !a.has_default_password()).map(|a| a.password.clone());
+        let admin = self.http.admin.iter().filter(|a| !a.has_default_password()).filter_map(|a| a.password.clone());
         self.http.keys.iter().chain(&self.http.tokens).cloned().chain(admin).collect()
     }
 }
@@ -319,6 +339,7 @@ impl Settings {
         };
         let session_idle_timeout = seconds("MCP_PROXY_SESSION_IDLE_TIMEOUT", 1800.0);
         let terminal_idle = seconds("TERMINAL_IDLE_TIMEOUT", 3600.0);
+        let first_request_timeout = seconds("MCP_PROXY_FIRST_REQUEST_TIMEOUT", 10.0);
         let port = match port_flag.or_else(|| non_empty("PORT")) {
             None => 3663,
             Some(p) => p.parse().map_err(|_| UsageError(format!("port '{p}' is not a number from 0 to 65535")))?,
@@ -340,6 +361,7 @@ impl Settings {
         let max_sessions = count("MCP_PROXY_MAX_SESSIONS", 4096);
         let max_sessions_per_key = count("MCP_PROXY_MAX_SESSIONS_PER_KEY", 0);
         let max_connections = count("MCP_PROXY_MAX_CONNECTIONS", 8192);
+        let max_connections_per_address = count("MCP_PROXY_MAX_CONNECTIONS_PER_ADDRESS", 256);
         let instance_id = non_empty("MCP_PROXY_INSTANCE_ID").filter(|id| {
             let usable = id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !usable {
@@ -363,19 +385,22 @@ impl Settings {
             keys: list(&["MCP_PROXY_SSE_ALLOWED_KEYS", "ALLOWED_KEYS"]),
             tokens: list(&["ALLOWED_TOKENS"]),
             allowed_origins: list(&["MCP_PROXY_ALLOWED_ORIGINS"]),
+            allowed_hosts: list(&["MCP_PROXY_ALLOWED_HOSTS"]),
             max_body,
             max_head: 32 * 1024,
             max_connections,
+            max_connections_per_address,
             keepalive,
             session_idle_timeout,
             request_read_timeout: Duration::from_secs(30),
             idle_connection_timeout: Duration::from_secs(120),
+            first_request_timeout,
             stateless: args_stateless || truthy(non_empty("MCP_PROXY_STATELESS")),
             instance_id,
             declared_capabilities,
             admin: truthy(non_empty("ENABLE_ADMIN_UI")).then(|| AdminSettings {
                 username: non_empty("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
-                password: env("ADMIN_PASSWORD").filter(|p| !p.is_empty()).unwrap_or_else(|| "password".into()),
+                password: env("ADMIN_PASSWORD").filter(|p| !p.is_empty()),
                 cookie_secure: truthy(non_empty("ADMIN_COOKIE_SECURE")) || non_empty("NODE_ENV").as_deref() == Some("production"),
                 tools_folder: non_empty("TOOLS_FOLDER").map(PathBuf::from),
                 terminal: truthy(non_empty("ENABLE_WEB_TERMINAL")).then(|| TerminalSettings {
@@ -538,14 +563,33 @@ mod tests {
     }
 
     #[test]
-    fn admin_ui_is_off_unless_enabled_and_defaults_like_the_original() {
+    fn admin_ui_is_off_unless_enabled_and_has_no_default_password() {
         assert!(parse(&["--sse"], &[]).unwrap().http.admin.is_none());
-        let admin = parse(&["--sse"], &[("ENABLE_ADMIN_UI", "YES")]).unwrap().http.admin.unwrap();
-        assert_eq!((admin.username.as_str(), admin.password.as_str()), ("admin", "password"));
-        assert!(admin.has_default_password() && !admin.cookie_secure);
+        let admin = parse(&["--sse"], &[("ENABLE_ADMIN_UI", "YES"), ("ADMIN_PASSWORD", "")]).unwrap().http.admin.unwrap();
+        assert_eq!((admin.username.as_str(), admin.password.as_deref()), ("admin", None));
+        assert!(!admin.has_default_password() && !admin.cookie_secure);
         let admin =
             parse(&[], &[("ENABLE_ADMIN_UI", "1"), ("NODE_ENV", "production"), ("ADMIN_PASSWORD", "s")]).unwrap().http.admin.unwrap();
-        assert!(admin.cookie_secure && !admin.has_default_password());
+        assert!(admin.cookie_secure && admin.password.as_deref() == Some("s"));
+        let admin = parse(&[], &[("ENABLE_ADMIN_UI", "1"), ("ADMIN_PASSWORD", "password")]).unwrap().http.admin.unwrap();
+        assert!(admin.has_default_password());
+    }
+
+    #[test]
+    fn connection_limits_default_and_read_their_variables() {
+        let http = parse(&["--sse"], &[]).unwrap().http;
+        assert_eq!((http.max_connections, http.max_connections_per_address), (8192, 256));
+        assert_eq!(http.first_request_timeout, Duration::from_secs(10));
+        assert!(http.allowed_hosts.is_empty());
+        let env = [
+            ("MCP_PROXY_MAX_CONNECTIONS_PER_ADDRESS", "0"),
+            ("MCP_PROXY_FIRST_REQUEST_TIMEOUT", "2.5"),
+            ("MCP_PROXY_ALLOWED_HOSTS", "proxy.lan, mcp.example.com"),
+        ];
+        let http = parse(&["--sse"], &env).unwrap().http;
+        assert_eq!(http.max_connections_per_address, 0);
+        assert_eq!(http.first_request_timeout, Duration::from_millis(2500));
+        assert_eq!(http.allowed_hosts, ["proxy.lan", "mcp.example.com"]);
     }
 
     #[test]

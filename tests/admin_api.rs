@@ -52,45 +52,76 @@ fn admin_routes_are_404_when_the_admin_ui_is_off() {
     assert_eq!(proxy.request(&Req::get("/health")).status, 200, "the proxy itself still serves");
 }
 
+/// The generated password from the proxy's stderr.
+fn printed_password(proxy: &mut AdminProxy) -> String {
+    let stderr = proxy.wait_for_stderr("admin UI login for this run");
+    let line = stderr.lines().find(|l| l.contains("admin UI login for this run")).unwrap_or_default();
+    let password = line.split("password ").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap_or_default();
+    assert!(password.len() >= 32, "a long random password: {line:?}");
+    password.to_owned()
+}
+
 #[test]
-fn default_password_on_a_non_loopback_address_refuses_the_admin_ui_but_serves_mcp() {
-    let mut proxy = AdminBuilder::new("default-pw").unset("ADMIN_PASSWORD").host("0.0.0.0").start();
+fn unset_admin_password_is_replaced_by_a_random_one_printed_once() {
+    let mut proxy = AdminBuilder::new("generated-pw").unset("ADMIN_PASSWORD").host("0.0.0.0").start();
+    let password = printed_password(&mut proxy);
+    let admin = proxy.login_as("admin", &password);
+    assert_eq!(admin.get_json("/admin/session")["user"], "admin");
+    let logs = admin.get_json("/admin/logs").to_string();
+    assert!(!logs.contains(&password), "the password is not in the admin UI's log: {logs}");
+    assert_eq!(proxy.stderr().matches(&password).count(), 1, "printed once, masked everywhere else");
+}
+
+#[test]
+fn the_originals_default_password_never_logs_in() {
+    let mut proxy = AdminBuilder::new("default-pw").unset("ADMIN_PASSWORD").start();
+    proxy.wait_for_stderr("admin UI on /admin/");
+    let response = proxy.login_response("admin", "password");
+    assert_eq!(response.status, 401, "{response:?}");
+}
+
+#[test]
+fn admin_password_set_to_the_originals_default_turns_the_admin_ui_off_but_serves_mcp() {
+    let mut proxy = AdminBuilder::new("default-pw-set").env("ADMIN_PASSWORD", "password").start();
     let stderr = proxy.wait_for_stderr("refusing to serve the admin UI");
     assert!(stderr.contains("ERROR"), "the refusal is logged as an error: {stderr}");
-    for req in [
-        Req::get("/admin/"),
-        Req::post("/admin/login").json(&json!({ "username": "admin", "password": "password" })),
-        Req::get("/admin/status"),
-    ] {
+    for req in [Req::get("/admin/"), Req::post("/admin/login").json(&json!({ "username": "admin", "password": "password" }))] {
         let response = proxy.request(&req);
         assert_eq!(response.status, 404, "{} {}: {response:?}", req.method, req.target);
     }
-    // MCP is served as usual.
     let mut conn = proxy.connect();
     let session = initialize_on(&mut conn);
     let response = conn.roundtrip(&mcp_post(Some(&session), &tool_call(1, "mock__echo", json!({ "text": "still here" }))));
-    assert_eq!(response.status, 200, "tools/call: {response:?}");
     assert_eq!(result_text(&response.json()), "still here");
-    assert_eq!(proxy.request(&Req::get("/health")).status, 200, "the proxy keeps running");
+}
+
+// ----- DNS rebinding and cross-site requests -----------------------------------------------------------
+
+/// A page on `rebound.example` whose name now resolves to 127.0.0.1: its requests carry its own name
+/// as `Host` and `Origin`. It must not get as far as a login, let alone a config save and a reload.
+#[test]
+fn a_dns_rebound_page_cannot_reach_the_admin_ui() {
+    let proxy = start();
+    let origin_host = format!("rebound.example:{}", proxy.addr().port());
+    let origin = format!("http://{origin_host}");
+    let page = |req: Req| proxy.request(&req.header("Host", &origin_host).header("Origin", &origin));
+    let login = page(Req::post("/admin/login").json(&json!({ "username": USER, "password": PASSWORD })));
+    assert_eq!(login.status, 403, "{login:?}");
+    assert!(login.header("set-cookie").is_none(), "{login:?}");
+    let save = page(Req::post("/admin/config").json(&json!({ "mcpServers": {} })));
+    assert_eq!(save.status, 403, "{save:?}");
+    assert_eq!(page(Req::get("/admin/")).status, 403);
 }
 
 #[test]
-fn default_password_on_loopback_is_served() {
-    let mut proxy = AdminBuilder::new("default-pw-lo").unset("ADMIN_PASSWORD").start();
-    proxy.wait_for_stderr("admin UI on /admin/");
-    let admin = proxy.login_as("admin", "password");
-    assert_eq!(admin.get_json("/admin/session")["user"], "admin");
-}
-
-/// The default password is `password`, and it is masked in the log like any secret: every occurrence
-/// of the word, so the warning meant to tell about it reads "the admin UI uses the default *** '***'".
-#[test]
-fn default_password_warning_is_readable() {
-    let mut proxy = AdminBuilder::new("default-pw-warn").unset("ADMIN_PASSWORD").start();
-    let stderr = proxy.wait_for_stderr("admin UI on /admin/");
-    let warning =
-        stderr.lines().find(|l| l.contains("WARN") && l.contains("ADMIN_PASSWORD")).unwrap_or_else(|| panic!("no warning: {stderr}"));
-    assert!(warning.contains("default password"), "the warning says what is wrong: {warning}");
+fn an_admin_change_from_another_origin_is_refused_even_with_session_and_csrf_token() {
+    let proxy = start();
+    let admin = proxy.login();
+    let response = admin.send(&admin.req("POST", "/admin/server/reload").header("Origin", "http://evil.example"));
+    assert_eq!(response.status, 403, "{response:?}");
+    let own = format!("http://127.0.0.1:{}", proxy.addr().port());
+    let response = admin.send(&admin.req("POST", "/admin/server/reload").header("Origin", &own));
+    assert_eq!(response.status, 200, "the admin UI's own origin: {response:?}");
 }
 
 // ----- login, session, CSRF ----------------------------------------------------------------------------

@@ -206,10 +206,16 @@ fn send_raw(request: &[u8]) -> String {
 fn start_server(read_timeout: Duration) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let limits = Limits { max_head: 32 * 1024, max_body: 4 * 1024 * 1024, read_timeout, idle_timeout: Duration::from_secs(5) };
+    let limits = Limits {
+        max_head: 32 * 1024,
+        max_body: 4 * 1024 * 1024,
+        read_timeout,
+        idle_timeout: Duration::from_secs(5),
+        first_request_timeout: read_timeout,
+    };
     let handler: Arc<http::Handler> = Arc::new(|req: &Request, ex: &mut Exchange| {
         ex.respond(Response::new(200, "text/plain", req.body.len().to_string()));
     });
-    std::thread::spawn(move || http::serve(listener, limits, 16, handler));
+    std::thread::spawn(move || http::serve(listener, limits, http::Capacity { total: 16, per_address: 0 }, handler));
     addr
 }

@@ -5,7 +5,8 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::http::{
@@ -682,4 +683,149 @@ fn client_capabilities_setting_is_declared_to_backends_in_http_mode() {
     let info = proxy.post_mcp(Some(&session), &tool_call(2, "mock__client_info", json!({})));
     let reported: Value = serde_json::from_str(result_text(&info.json())).unwrap_or_default();
     assert_eq!(reported["capabilities"], json!({ "sampling": {}, "roots": {} }), "{reported}");
+}
+
+// ----- request smuggling (RFC 9112 §6) ------------------------------------------------------------------
+
+/// Writes `bytes` on a fresh connection and reads until the proxy closes it (or 3 s pass); returns what
+/// came back and whether the connection was closed.
+fn exchange_raw(proxy: &HttpProxy, bytes: &[u8]) -> (String, bool) {
+    let mut stream = TcpStream::connect(proxy.addr()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut reply = Vec::new();
+    let closed = stream.read_to_end(&mut reply).is_ok();
+    (String::from_utf8_lossy(&reply).into_owned(), closed)
+}
+
+/// Heads whose body length two readers could see differently. Each is followed by a second request,
+/// `GET /health`, which a server that read the first one "somehow" would serve as a request of its own.
+#[test]
+fn ambiguous_framing_is_refused_with_400_and_nothing_after_it_is_served() {
+    let proxy = start();
+    let smuggled = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let post = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
+    let shapes = [
+        format!("{post}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        format!("{post}Content-Length: 0\r\nContent-Length: 5\r\n\r\n"),
+        format!("{post}Content-Length: +0\r\n\r\n"),
+        format!("{post}Transfer-Encoding: chunked\r\n\r\n+0\r\n\r\n"),
+        format!("{post}Transfer-Encoding: chunked\r\n\r\n0\n\r\n"),
+        format!("{post}Transfer-Encoding: gzip\r\n\r\n"),
+        format!("{post}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"),
+        format!("{post}Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"),
+        format!("{post}Transfer-Encoding: chunked;q=1\r\n\r\n0\r\n\r\n"),
+        format!("{post}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n".to_owned(),
+    ];
+    for shape in shapes {
+        let (reply, closed) = exchange_raw(&proxy, format!("{shape}{smuggled}").as_bytes());
+        assert!(reply.starts_with("HTTP/1.1 400"), "{shape:?} got {reply:?}");
+        assert_eq!(reply.matches("\r\n\r\n").count(), 1, "{shape:?}: the rest was served as a request: {reply:?}");
+        assert!(closed, "{shape:?}: the connection stays open after {reply:?}");
+    }
+    assert_eq!(proxy.health(&[])["status"], "ok");
+}
+
+// ----- DNS rebinding: Host -----------------------------------------------------------------------------
+
+#[test]
+fn requests_for_a_foreign_host_name_are_refused_on_every_route() {
+    let proxy = start();
+    let host = format!("rebound.example:{}", proxy.addr().port());
+    for req in [Req::get("/health"), Req::get("/metrics"), mcp_post(None, &initialize_request(1)), Req::get("/sse"), Req::get("/admin/")] {
+        let (method, target) = (req.method.clone(), req.target.clone());
+        let response = proxy.request(&req.header("Host", &host));
+        assert_eq!(response.status, 403, "{method} {target} for {host}: {response:?}");
+        assert!(response.text().contains("MCP_PROXY_ALLOWED_HOSTS"), "the refusal says what to do: {response:?}");
+    }
+}
+
+#[test]
+fn loopback_names_and_ip_literals_are_served_as_hosts() {
+    let proxy = start();
+    let port = proxy.addr().port();
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}"), "[::1]".to_owned(), format!("192.0.2.7:{port}")] {
+        let response = proxy.request(&Req::get("/health").header("Host", &host));
+        assert_eq!(response.status, 200, "Host: {host}: {response:?}");
+    }
+}
+
+#[test]
+fn allowed_hosts_setting_admits_a_lan_name() {
+    let proxy = ProxyBuilder::new().env("MCP_PROXY_ALLOWED_HOSTS", "mcp.lan").start();
+    let response = proxy.request(&Req::get("/health").header("Host", "MCP.lan:3663"));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(proxy.request(&Req::get("/health").header("Host", "other.lan")).status, 403);
+}
+
+// ----- idle connections --------------------------------------------------------------------------------
+
+#[test]
+fn a_connection_that_sends_nothing_is_closed_at_the_first_request_deadline() {
+    let proxy = ProxyBuilder::new().env("MCP_PROXY_FIRST_REQUEST_TIMEOUT", "1").start();
+    let mut idle = TcpStream::connect(proxy.addr()).unwrap();
+    idle.set_read_timeout(Some(WAIT)).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = idle.read(&mut buf);
+    assert!(matches!(read, Ok(0)), "closed without an answer: {read:?}");
+    assert!(start.elapsed() < Duration::from_secs(3), "closed after {:?}", start.elapsed());
+    assert_eq!(proxy.health(&[])["status"], "ok");
+}
+
+#[test]
+fn one_address_cannot_take_every_connection_slot() {
+    let proxy = ProxyBuilder::new().env("MCP_PROXY_MAX_CONNECTIONS_PER_ADDRESS", "10").start();
+    let flooder = Ipv4Addr::new(127, 0, 0, 2);
+    let _idle: Vec<_> = (0..10).map(|_| proxy.connect_from(flooder)).collect();
+    let over = proxy.connect_from(flooder).roundtrip(&Req::get("/health"));
+    assert_eq!(over.status, 429, "the 11th connection from {flooder}: {over:?}");
+    let other = proxy.connect_from(Ipv4Addr::new(127, 0, 0, 3)).roundtrip(&Req::get("/health"));
+    assert_eq!(other.status, 200, "a client from another address is served: {other:?}");
+}
+
+#[test]
+fn each_connection_holds_one_descriptor() {
+    let proxy = start();
+    // Counted once the backend has started (spawning it opens pipes for a moment).
+    proxy.wait_backends_connected(&[]);
+    thread::sleep(Duration::from_millis(300));
+    let before = proxy.open_fds();
+    let conns: Vec<_> = (0..40).map(|_| proxy.connect()).collect();
+    // Accepted connections show up as their threads start; wait until the count stops growing.
+    let deadline = Instant::now() + WAIT;
+    let mut now = proxy.open_fds();
+    while now < before + conns.len() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        now = proxy.open_fds();
+    }
+    thread::sleep(Duration::from_millis(300));
+    let held = proxy.open_fds() - before;
+    assert!((conns.len()..conns.len() + 5).contains(&held), "{} connections hold {held} descriptors", conns.len());
+}
+
+/// With `RLIMIT_NOFILE` 128, 200 idle connections from eight addresses once took every descriptor: a
+/// crashed stdio backend could not be restarted ("Too many open files"). The connection cap is sized
+/// to leave a reserve, so the backend comes back while the flood holds its connections.
+#[test]
+fn a_connection_flood_leaves_descriptors_to_restart_a_backend() {
+    let proxy = ProxyBuilder::new().nofile(128).start();
+    let mut client = proxy.connect();
+    let session = initialize_on(&mut client);
+    let flood: Vec<TcpStream> =
+        (0..200).filter_map(|i| support::http::connect_from(Ipv4Addr::new(127, 0, 1, 1 + (i % 8) as u8), proxy.addr()).ok()).collect();
+    thread::sleep(Duration::from_millis(500));
+    let crash = client.roundtrip(&mcp_post(Some(&session), &tool_call(1, "mock__crash", json!({}))));
+    assert_eq!(crash.status, 200, "{crash:?}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let echo = client.roundtrip(&mcp_post(Some(&session), &tool_call(2, "mock__echo", json!({ "text": "back" }))));
+        if echo.status == 200 && echo.json().pointer("/result/content/0/text") == Some(&json!("back")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the backend was not restarted with {} flood connections open: {echo:?}", flood.len());
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!proxy.stderr().contains("Too many open files"), "descriptors ran out");
 }

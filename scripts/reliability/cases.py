@@ -15,6 +15,8 @@ import json
 import os
 import random
 import re
+import resource
+import select
 import signal
 import socket
 import subprocess
@@ -56,7 +58,7 @@ STARTED = []
 class Proxy:
     """The proxy in HTTP mode on a free port, its stderr in a file."""
 
-    def __init__(self, servers, env=None, wait_backends=True, args=()):
+    def __init__(self, servers, env=None, wait_backends=True, args=(), nofile=None):
         self.dir = tempfile.mkdtemp(prefix="mcp-case-")
         self.config = os.path.join(self.dir, "mcp_server.json")
         with open(self.config, "w") as f:
@@ -70,6 +72,7 @@ class Proxy:
         self.proc = subprocess.Popen(
             [BIN, "--sse", "--host", HOST, "--port", str(self.port), "--config", self.config, *args],
             env=full_env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None,
         )
         self.pid = self.proc.pid
         STARTED.append(self.pid)
@@ -222,8 +225,8 @@ def case_slowloris_head():
             herd.append(s)
         out = {}
         runs = {
-            "line": (b"POST /mcp HTTP/1.1\r\nHost: x\r\n", b"X-Slow: 1\r\n"),
-            "byte": (b"POST /mcp HTTP/1.1\r\nHost: x\r\nX-Slow: ", b"a"),
+            "line": (b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"X-Slow: 1\r\n"),
+            "byte": (b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ", b"a"),
         }
         ts = [threading.Thread(target=lambda k=k, v=v: out.__setitem__(k, trickle(p.port, *v, seconds=75)))
               for k, v in runs.items()]
@@ -250,8 +253,8 @@ def case_slowloris_body():
     with Proxy({"a": mock("a")}) as p:
         out = {}
         runs = {
-            "length": (b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", b" "),
-            "chunked": (b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "length": (b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", b" "),
+            "chunked": (b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                         b"Transfer-Encoding: chunked\r\n\r\n3e8\r\n{", b" "),
         }
         ts = [threading.Thread(target=lambda k=k, v=v: out.__setitem__(k, trickle(p.port, *v, seconds=75)))
@@ -268,7 +271,7 @@ def case_slowloris_body():
 
 def case_idle_connection():
     """A connection that never sends a byte: how long it holds its thread and connection slot (the
-    keep-alive idle timeout, 120 s, applies before the first request too; not configurable)."""
+    first-request deadline, MCP_PROXY_FIRST_REQUEST_TIMEOUT, 10 s)."""
     with Proxy({"a": mock("a")}) as p:
         s = socket.create_connection((HOST, p.port))
         s.settimeout(200)
@@ -279,7 +282,7 @@ def case_idle_connection():
             data = repr(e).encode()
         held = time.monotonic() - start
         s.close()
-        ok = 110 <= held <= 130 and data == b""
+        ok = 9.5 <= held <= 12 and data == b""
         result("idle connection (no byte sent)", ok, f"closed by the proxy after {held:.1f}s, reply {data[:40]!r}")
 
 
@@ -291,7 +294,7 @@ def case_slowloris_exhaust():
         socks = []
         for _ in range(20):
             s = socket.create_connection((HOST, p.port))
-            s.sendall(b"POST /mcp HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
             socks.append(s)
 
         def drip():
@@ -306,14 +309,14 @@ def case_slowloris_exhaust():
         t.start()
         try:
             time.sleep(45)
-            reply = raw(p.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 2)
+            reply = raw(p.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 2)
         finally:
             stop.set()
             t.join()
         for s in socks:
             s.close()
         time.sleep(1)
-        after = status_of(raw(p.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 2))
+        after = status_of(raw(p.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 2))
         ok = status_of(reply) == 200
         result("slowloris: 20 byte-trickling connections vs MCP_PROXY_MAX_CONNECTIONS=20", ok,
                f"45 s in (past the 30 s read timeout) a new client gets {status_of(reply)}; 1 s after the trickling "
@@ -400,7 +403,9 @@ def case_streamable_post_non_reader():
 def case_connection_flood():
     """3000 idle connections against MCP_PROXY_MAX_CONNECTIONS=100: the ones over the limit get 503 at
     once; once the flood closes, normal service resumes; threads and fds go back."""
-    with Proxy({"a": mock("a")}, env={"MCP_PROXY_MAX_CONNECTIONS": "100"}) as p:
+    # Held past the first-request deadline: this case is about the total limit.
+    env = {"MCP_PROXY_MAX_CONNECTIONS": "100", "MCP_PROXY_FIRST_REQUEST_TIMEOUT": "120"}
+    with Proxy({"a": mock("a")}, env=env) as p:
         base_threads, base_fds = threads(p.pid), fds(p.pid)
         socks, refused, other, resets = [], 0, 0, 0
         for _ in range(3000):
@@ -420,7 +425,7 @@ def case_connection_flood():
                 resets += 1
             except (socket.timeout, OSError):
                 pass
-        during = raw(p.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 2)
+        during = raw(p.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 2)
         for s in socks:
             s.close()
         time.sleep(2)
@@ -435,11 +440,11 @@ def case_connection_flood():
 
 
 def case_connection_flood_default():
-    """3000 idle connections under the default limit (8192): all held, one thread each, service goes on."""
+    """3000 idle connections from one address (127.0.0.2) under the default limits: 256 held (the
+    per-address limit), the rest 429; one thread each; a client from 127.0.0.1 is served meanwhile."""
     with Proxy({"a": mock("a")}) as p:
         base_threads, base_rss = threads(p.pid), rss_kib(p.pid)
-        socks = [socket.create_connection((HOST, p.port)) for _ in range(3000)]
-        time.sleep(2)
+        socks, statuses = open_idle(3000, ["127.0.0.2"], p.port)
         peak_threads, peak_rss = threads(p.pid), rss_kib(p.pid)
         t0 = time.monotonic()
         served = echo_ok(p)
@@ -449,10 +454,147 @@ def case_connection_flood_default():
         deadline = time.monotonic() + 20
         while threads(p.pid) > base_threads + 2 and time.monotonic() < deadline:
             time.sleep(0.5)
-        ok = served and p.alive() and threads(p.pid) <= base_threads + 2
+        ok = served and len(socks) == 256 and p.alive() and threads(p.pid) <= base_threads + 2
         result("connection flood (default limit)", ok,
-               f"3000 idle connections held: threads {base_threads} -> {peak_threads} -> {threads(p.pid)}, RSS "
+               f"3000 idle connections from one address: {len(socks)} held, refused {statuses}; threads {base_threads} -> {peak_threads} -> {threads(p.pid)}, RSS "
                f"{base_rss} -> {peak_rss} KiB; a call meanwhile took {latency * 1000:.0f} ms")
+
+
+def open_idle(count, sources, port):
+    """`count` idle connections, spread over the loopback addresses `sources`; those the proxy refused at
+    once (its answer read within 1 s) are counted by status and closed. Returns (held sockets, statuses)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, count + 1024)), hard))
+    socks = []
+    for i in range(count):
+        s = socket.socket()
+        s.bind((sources[i % len(sources)], 0))
+        s.connect((HOST, port))
+        socks.append(s)
+    time.sleep(1)
+    poller = select.poll()
+    for s in socks:
+        poller.register(s, select.POLLIN)
+    answered = {fd for fd, _ in poller.poll(0)}
+    held, statuses = [], {}
+    for s in socks:
+        if s.fileno() not in answered:
+            held.append(s)
+            continue
+        try:
+            status = status_of(s.recv(200)) or "closed"
+        except OSError:
+            status = "reset"
+        statuses[status] = statuses.get(status, 0) + 1
+        s.close()
+    return held, statuses
+
+
+def case_idle_flood_one_address():
+    """The OpenWrt packaging's nofile=4096 and 8192 idle connections from one address: the address gets
+    its 256, the rest 429 at once; a normal client is served; descriptors stay free; the held ones are
+    closed at the first-request deadline (10 s)."""
+    nofile = 4096
+    with Proxy({"a": mock("a")}, nofile=nofile) as p:
+        base_fds = fds(p.pid)
+        held, statuses = open_idle(8192, ["127.0.0.2"], p.port)
+        during_fds = fds(p.pid)
+        t0 = time.monotonic()
+        served = echo_ok(p)
+        latency = time.monotonic() - t0
+        deadline = time.monotonic() + 20
+        while fds(p.pid) > base_fds + 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        closed_after = time.monotonic() - t0
+        for s in held:
+            s.close()
+        # Opening 8192 takes longer than the first-request deadline (the accept queue fills), so earlier
+        # held ones are closed meanwhile ("closed") and their slots taken by later ones.
+        ok = served and len(held) == 256 and statuses.get(429, 0) + statuses.get("closed", 0) == 8192 - 256 and p.alive()
+        result("idle flood from one address (nofile 4096)", ok,
+               f"8192 idle connections: {len(held)} held, refused {statuses}; a normal client served: {served} "
+               f"({latency * 1000:.0f} ms); proxy fds {base_fds} -> {during_fds} ({nofile - during_fds} left) -> "
+               f"{fds(p.pid)} after {closed_after:.1f} s (first-request deadline)")
+
+
+def case_idle_flood_many_addresses():
+    """nofile=4096 and 4000 idle connections from 16 addresses (250 each, under the per-address limit):
+    3584 held (4096 less the 512 kept for backends), the rest 503; a backend that crashes meanwhile is
+    restarted, and a session opened before the flood keeps working."""
+    nofile = 4096
+    # The flood is held for the whole case (not cut at the first-request deadline) to measure the reserve.
+    with Proxy({"a": mock("a")}, env={"MCP_PROXY_FIRST_REQUEST_TIMEOUT": "120"}, nofile=nofile) as p:
+        session = StreamableSession(HOST, p.port)
+        session.initialize()
+        held, statuses = open_idle(4000, [f"127.0.1.{i}" for i in range(1, 17)], p.port)
+        during_fds = fds(p.pid)
+        try:
+            session.call(1, "tools/call", {"name": "a__crash", "arguments": {}})
+        except (HttpError, OSError, ConnectionError, ValueError):
+            pass
+        restarted, deadline = False, time.monotonic() + 15
+        while not restarted and time.monotonic() < deadline:
+            restarted = echo_ok(p, session=session)
+            time.sleep(0.2)
+        for s in held:
+            s.close()
+        emfile = "Too many open files" in p.stderr()
+        ok = restarted and len(held) == nofile - 512 - 1 and not emfile and p.alive()  # one slot is the session's
+        result("idle flood from 16 addresses (nofile 4096)", ok,
+               f"4000 idle connections: {len(held)} held, refused {statuses}; proxy fds {during_fds} "
+               f"({nofile - during_fds} left); crashed backend restarted and called through the old session: "
+               f"{restarted}; 'Too many open files' logged: {emfile}")
+
+
+def case_smuggling():
+    """Heads two readers could frame differently, each followed by `GET /health`: 400 and close, and
+    nothing after the head is served."""
+    post = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    smuggled = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    shapes = {
+        "CL+TE": b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "two CLs": b"Content-Length: 0\r\nContent-Length: 5\r\n\r\n",
+        "CL +0": b"Content-Length: +0\r\n\r\n",
+        "chunk +0": b"Transfer-Encoding: chunked\r\n\r\n+0\r\n\r\n",
+        "TE gzip": b"Transfer-Encoding: gzip\r\n\r\n",
+        "TE xchunked": b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        "TE chunked, gzip": b"Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+        "TE chunked;q=1": b"Transfer-Encoding: chunked;q=1\r\n\r\n0\r\n\r\n",
+        "two TEs": b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    }
+    with Proxy({"a": mock("a")}) as p:
+        outcomes = {}
+        for name, rest in shapes.items():
+            reply = raw(p.port, post + rest + smuggled, 3)
+            outcomes[name] = (status_of(reply), reply.count(b"\r\n\r\n"))
+        no_host = raw(p.port, b"GET /health HTTP/1.1\r\n\r\n" + smuggled, 3)
+        outcomes["no Host"] = (status_of(no_host), no_host.count(b"\r\n\r\n"))
+        ok = all(v == (400, 1) for v in outcomes.values()) and p.alive()
+        result("request smuggling shapes", ok,
+               "(status, responses) per shape: " + ", ".join(f"{k} {v}" for k, v in outcomes.items()))
+
+
+def case_dns_rebinding():
+    """A page whose name rebinds to 127.0.0.1 sends its own Host and Origin: every route refuses it, the
+    admin UI has no default password, and a cross-origin admin change is refused."""
+    env = {"ENABLE_ADMIN_UI": "true"}
+    with Proxy({"a": mock("a")}, env=env) as p:
+        evil = f"Host: rebound.example:{p.port}\r\nOrigin: http://rebound.example:{p.port}\r\n".encode()
+        body = b'{"username":"admin","password":"password"}'
+        statuses = {
+            path: status_of(raw(p.port, f"{method} {path} HTTP/1.1\r\n".encode() + evil
+                                + f"Content-Type: application/json\r\nContent-Length: {len(body) if method == 'POST' else 0}\r\n"
+                                  f"Connection: close\r\n\r\n".encode() + (body if method == "POST" else b""), 3))
+            for method, path in [("GET", "/health"), ("POST", "/mcp"), ("POST", "/admin/login"), ("GET", "/admin/")]
+        }
+        login = b"POST /admin/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" \
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+        default_login = status_of(raw(p.port, login, 3))
+        printed = "admin UI login for this run" in p.stderr()
+        ok = all(s == 403 for s in statuses.values()) and default_login == 401 and printed
+        result("DNS rebinding", ok,
+               f"Host/Origin rebound.example: {statuses}; admin/password from 127.0.0.1: {default_login}; "
+               f"random password printed at start-up: {printed}")
 
 
 def case_huge_line_backend():
@@ -519,13 +661,13 @@ for line in child.stdout:
 def case_body_too_large():
     """Bodies over MCP_PROXY_MAX_BODY_BYTES get 413: by Content-Length (before reading) and chunked."""
     with Proxy({"a": mock("a")}, env={"MCP_PROXY_MAX_BODY_BYTES": "1000"}) as p:
-        over = raw(p.port, b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1001\r\n\r\n" + b" " * 1001)
-        huge = raw(p.port, b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n")
+        over = raw(p.port, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1001\r\n\r\n" + b" " * 1001)
+        huge = raw(p.port, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000000\r\n\r\n")
         chunk = b"400\r\n" + b" " * 1024 + b"\r\n"
-        chunked = raw(p.port, b"POST /mcp HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 2 + b"0\r\n\r\n")
+        chunked = raw(p.port, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 2 + b"0\r\n\r\n")
         body = json.dumps(mcpclient.rpc(0, "initialize", mcpclient.INIT_PARAMS)).encode()
         body += b" " * (1000 - len(body))
-        at_limit = raw(p.port, b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json"
+        at_limit = raw(p.port, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json"
                        b"\r\nConnection: close\r\nContent-Length: 1000\r\n\r\n" + body)
         codes = [status_of(over), status_of(huge), status_of(chunked), status_of(at_limit)]
         ok = codes == [413, 413, 413, 200] and p.alive()
@@ -537,10 +679,10 @@ def case_body_too_large():
 def case_head_limits():
     """Heads over 32 KiB get 431, more than 64 headers 431, garbage 400; a bad Content-Length 400."""
     with Proxy({"a": mock("a")}) as p:
-        big = raw(p.port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n")
+        big = raw(p.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n")
         many = raw(p.port, b"GET /health HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(70)) + b"\r\n")
         garbage = raw(p.port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n")
-        bad_len = raw(p.port, b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+        bad_len = raw(p.port, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n")
         codes = [status_of(big), status_of(many), status_of(garbage), status_of(bad_len)]
         ok = codes == [431, 431, 400, 400] and p.alive()
         result("oversized / malformed heads", ok, f"40 KB header -> {codes[0]}, 70 headers -> {codes[1]}, "
@@ -550,7 +692,7 @@ def case_head_limits():
 def case_chunked_overflow():
     """A chunked body whose second chunk size is 2^64-1: must be refused (413/400), not crash."""
     with Proxy({"a": mock("a")}) as p:
-        reply = raw(p.port, b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        reply = raw(p.port, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                     b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\nffffffffffffffff\r\n", 3)
         time.sleep(0.5)
         alive = p.alive()
@@ -852,9 +994,9 @@ def case_secrets():
         s.initialize()
         s.call(1, "tools/call", {"name": "a__echo", "arguments": {"text": "hello"}})
         s.call(2, "tools/call", {"name": "a__stderr", "arguments": {"text": "backend says hi"}})
-        raw(p.port, f"GET /sse?key={key} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(), 1)
-        raw(p.port, f"GET /sse?key={key}x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(), 1)
-        raw(p.port, f"POST /mcp HTTP/1.1\r\nHost: x\r\nX-Api-Key: {key}\r\nContent-Length: 5\r\n\r\n{{bad}}".encode(), 1)
+        raw(p.port, f"GET /sse?key={key} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode(), 1)
+        raw(p.port, f"GET /sse?key={key}x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode(), 1)
+        raw(p.port, f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: {key}\r\nContent-Length: 5\r\n\r\n{{bad}}".encode(), 1)
         conn = Connection(HOST, p.port)
         for user, pw in (("admin", password + "x"), (password, "nope"), ("admin", password)):
             resp = conn.request("POST", "/admin/login", {"Content-Type": "application/json"},

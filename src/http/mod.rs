@@ -5,23 +5,33 @@
 //! HTTP only; what the paths mean is the frontend's business (`frontend/http`). A handler gets each request
 //! and an [`Exchange`] to answer it with, either a whole [`Response`] or an [`EventStream`].
 
+mod framing;
 mod request;
 mod response;
+mod slots;
 
+pub use framing::{chunk_size, framing, Framing};
 pub use request::{parse_head, Limits, ReadError, Request};
 pub use response::{EventStream, Response};
+pub use slots::{descriptor_limit, descriptor_reserve, Capacity};
 
-use std::io::{self, BufReader};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use slots::{Refusal, Slots};
+use std::io::{self, BufReader, Read};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Connection threads parse JSON bodies, so they get the stack that needs (see rust-stack-notes).
 const CONNECTION_STACK: usize = 256 * 1024;
 /// A client that does not read what we write is given up on after this long.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The first and longest pause after a failed accept (EMFILE and friends), doubling in between.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// After refusing a request, how long and how much of what the client still sends is read and dropped
+/// before closing, so the refusal is not lost to a reset (closing with unread input sends RST).
+const LINGER: (Duration, u64) = (Duration::from_millis(500), 256 * 1024);
 
 pub type Handler = dyn Fn(&Request, &mut Exchange) + Send + Sync;
 
@@ -64,29 +74,36 @@ impl<'a> Exchange<'a> {
     }
 }
 
-/// Accepts connections forever, each on a thread of its own, at most `max_connections` at once.
-pub fn serve(listener: TcpListener, limits: Limits, max_connections: usize, handler: Arc<Handler>) {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
+/// Accepts connections forever, each on a thread of its own, within `capacity`.
+pub fn serve(listener: TcpListener, limits: Limits, capacity: Capacity, handler: Arc<Handler>) {
+    let slots = Slots::new(capacity);
+    let mut backoff = ACCEPT_BACKOFF.0;
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
             Err(e) => {
-                log::warn!("accept failed: {e}");
-                // EMFILE and friends: back off instead of spinning.
-                thread::sleep(Duration::from_millis(50));
+                // Out of descriptors, most likely: retrying at once would spin on the same error.
+                if backoff == ACCEPT_BACKOFF.0 {
+                    log::warn!("accept failed: {e}; retrying with back-off");
+                }
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
                 continue;
             }
         };
-        if OPEN_CONNECTIONS.fetch_add(1, Ordering::SeqCst) >= max_connections {
-            OPEN_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
-            log::warn!("connection limit ({max_connections}) reached; refusing a connection");
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            Response::error(503, "too many connections").write_to(&mut &stream, false).ok();
-            continue;
-        }
-        let (limits, handler, guard) = (limits.clone(), handler.clone(), OpenGuard);
+        backoff = ACCEPT_BACKOFF.0;
+        let accepted = Instant::now();
+        let slot = match slots.take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                refuse_connection(&stream, refusal, &capacity);
+                continue;
+            }
+        };
+        let (limits, handler) = (limits.clone(), handler.clone());
         let spawned = thread::Builder::new().name("http".into()).stack_size(CONNECTION_STACK).spawn(move || {
-            let _guard = guard;
-            serve_connection(stream, &limits, &*handler);
+            let _slot = slot;
+            serve_connection(stream, peer.ip(), accepted, &limits, &*handler);
         });
         if let Err(e) = spawned {
             log::error!("cannot start a connection thread: {e}");
@@ -94,23 +111,24 @@ pub fn serve(listener: TcpListener, limits: Limits, max_connections: usize, hand
     }
 }
 
-/// Counts a connection as open until its thread ends, however it ends.
-struct OpenGuard;
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        OPEN_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
-    }
+/// Answers a connection there is no slot for, and closes it.
+fn refuse_connection(stream: &TcpStream, refusal: Refusal, capacity: &Capacity) {
+    let (status, message) = match refusal {
+        Refusal::Full => (503, format!("too many connections (the limit is {})", capacity.total)),
+        Refusal::AddressFull => (429, format!("too many connections from your address (the limit is {})", capacity.per_address)),
+    };
+    log::warn!("refusing a connection: {message}");
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    Response::error(status, &message).write_to(&mut &*stream, false).ok();
 }
 
-fn serve_connection(stream: TcpStream, limits: &Limits, handler: &Handler) {
+fn serve_connection(stream: TcpStream, peer: std::net::IpAddr, accepted: Instant, limits: &Limits, handler: &Handler) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let Ok(read_half) = stream.try_clone() else { return };
-    let peer = stream.peer_addr().ok().map(|a| a.ip());
-    let mut reader = BufReader::new(request::Conn::new(read_half));
+    let mut reader = BufReader::new(request::Conn::new(&stream));
+    let mut first_by = Some(accepted + limits.first_request_timeout);
     loop {
-        let request = match request::read(&mut reader, limits, peer) {
+        let request = match request::read(&mut reader, limits, Some(peer), first_by.take()) {
             Ok(request) => request,
             Err(ReadError::Closed) => return,
             Err(ReadError::Io(e)) => return log::debug!("connection dropped: {e}"),
@@ -134,5 +152,14 @@ fn refuse(stream: &TcpStream, error: &ReadError) {
         ReadError::Closed | ReadError::Io(_) => return,
     };
     log::debug!("refusing a request: {status} {message}");
-    let _ = Response::error(status, &message).write_to(&mut &*stream, false);
+    if Response::error(status, &message).write_to(&mut &*stream, false).is_ok() {
+        linger(stream);
+    }
+}
+
+/// Closes our side for writing, then reads and drops what the client still sends, within bounds.
+fn linger(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(LINGER.0));
+    let _ = io::copy(&mut stream.take(LINGER.1), &mut io::sink());
 }

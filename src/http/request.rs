@@ -1,9 +1,12 @@
 //! Reading one HTTP/1.1 request from a connection, within limits.
 //!
-//! The head is read line by line under a byte cap and parsed with `httparse`; the body by
-//! `Content-Length` or chunked encoding under its own cap. The whole request must arrive before a
-//! deadline, so a client that trickles bytes (slowloris) is cut off instead of holding a thread.
+//! The head is read line by line under a byte cap and parsed with `httparse`; the body, framed as
+//! `framing` decides (RFC 9112, strictly), by `Content-Length` or chunked encoding under its own cap. The
+//! whole request must arrive before a deadline, so a client that trickles bytes (slowloris) is cut off
+//! instead of holding a thread; a new connection's first head has a shorter deadline still, so sockets
+//! that never send a request give their slot back quickly.
 
+use super::framing::{self, Framing};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -17,6 +20,8 @@ pub struct Limits {
     pub read_timeout: Duration,
     /// How long a kept-alive connection may wait for its next request.
     pub idle_timeout: Duration,
+    /// How long a new connection may take to send its first request's head, from accept.
+    pub first_request_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -31,7 +36,7 @@ pub struct Request {
     /// The client's address (for rate limits).
     pub peer: Option<std::net::IpAddr>,
     /// HTTP/1.0 closes after each response unless asked otherwise.
-    http10: bool,
+    pub(super) http10: bool,
 }
 
 /// Why no request could be read.
@@ -60,7 +65,13 @@ impl From<io::Error> for ReadError {
 impl Request {
     /// The first value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.header_values(name).next()
+    }
+
+    /// The value of every field line with this (case-insensitive) name, in order.
+    pub fn header_values(&self, name: &str) -> impl Iterator<Item = &str> {
+        let name = name.to_owned();
+        self.headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(&name)).map(|(_, v)| v.as_str())
     }
 
     /// The first value of a query parameter, percent-decoded.
@@ -77,13 +88,14 @@ impl Request {
             .collect()
     }
 
-    /// Whether the connection may serve another request after this one.
+    /// Whether the connection may serve another request after this one: by the `Connection` tokens
+    /// (`close`, `keep-alive`), compared whole.
     pub fn keep_alive(&self) -> bool {
-        let connection = self.header("connection").unwrap_or("").to_ascii_lowercase();
+        let mut tokens = self.header_values("connection").flat_map(|v| v.split(',')).map(str::trim);
         if self.http10 {
-            connection.contains("keep-alive")
+            tokens.any(|t| t.eq_ignore_ascii_case("keep-alive"))
         } else {
-            !connection.contains("close")
+            !tokens.any(|t| t.eq_ignore_ascii_case("close"))
         }
     }
 
@@ -109,43 +121,53 @@ impl Request {
     }
 }
 
-/// A connection's read side that will not read past a deadline. The socket's own timeout bounds each
-/// read; this bounds their sum, so a client trickling one byte at a time (slowloris) is cut off too.
-pub struct Conn {
-    stream: TcpStream,
-    deadline: Option<Instant>,
+/// A connection's read side that will not read past a deadline: each read waits at most the time
+/// left, so a client trickling one byte at a time (slowloris) is cut off when the deadline passes. It
+/// borrows the connection's one socket: a clone would be a second file descriptor per connection.
+pub struct Conn<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
 }
 
-impl Conn {
-    pub fn new(stream: TcpStream) -> Conn {
-        Conn { stream, deadline: None }
+impl<'a> Conn<'a> {
+    pub fn new(stream: &'a TcpStream) -> Conn<'a> {
+        Conn { stream, deadline: Instant::now() }
     }
 }
 
-impl Read for Conn {
+impl Read for Conn<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
+        self.stream.set_read_timeout(Some(left))?;
         self.stream.read(buf)
     }
 }
 
-/// Reads the next request from a kept-alive connection whose client is `peer`.
-pub fn read(reader: &mut BufReader<Conn>, limits: &Limits, peer: Option<std::net::IpAddr>) -> Result<Request, ReadError> {
-    // Waiting for a request to start is idleness, not slowness.
-    reader.get_mut().deadline = None;
-    reader.get_ref().stream.set_read_timeout(Some(limits.idle_timeout))?;
+/// Reads the next request from a connection whose client is `peer`. `first_by` is the deadline of a
+/// new connection's first head; later requests may be waited for for the idle timeout.
+pub fn read(
+    reader: &mut BufReader<Conn>,
+    limits: &Limits,
+    peer: Option<std::net::IpAddr>,
+    first_by: Option<Instant>,
+) -> Result<Request, ReadError> {
+    // Waiting for a request to start is idleness, not slowness: it ends the connection quietly.
+    reader.get_mut().deadline = first_by.unwrap_or_else(|| Instant::now() + limits.idle_timeout);
     match reader.fill_buf() {
         Ok([]) => return Err(ReadError::Closed),
         Ok(_) => {}
         Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Err(ReadError::Closed),
         Err(e) => return Err(ReadError::Io(e)),
     }
-    // From the first byte on, the request's own deadline bounds the reads (not the idle timeout).
-    reader.get_mut().deadline = Some(Instant::now() + limits.read_timeout);
-    reader.get_ref().stream.set_read_timeout(Some(limits.read_timeout))?;
+    // From the first byte on, the request's own deadline bounds the reads; a first head, the earlier
+    // of that and the connection's first-request deadline.
+    let request_deadline = Instant::now() + limits.read_timeout;
+    reader.get_mut().deadline = first_by.map_or(request_deadline, |by| by.min(request_deadline));
     let head = read_head(reader, limits.max_head)?;
+    reader.get_mut().deadline = request_deadline;
     let mut request = parse_head(&head)?;
     request.peer = peer;
     request.body = read_body(reader, &request, limits)?;
@@ -197,24 +219,16 @@ pub fn parse_head(head: &[u8]) -> Result<Request, ReadError> {
 }
 
 fn read_body(reader: &mut BufReader<Conn>, req: &Request, limits: &Limits) -> Result<Vec<u8>, ReadError> {
-    let chunked = req.header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
-    let length = match req.header("content-length") {
-        Some(v) => Some(v.trim().parse::<usize>().map_err(|_| ReadError::Malformed(format!("bad Content-Length '{v}'")))?),
-        None => None,
+    let length = match framing::framing(req)? {
+        Framing::None => return Ok(Vec::new()),
+        Framing::Length(n) => Some(usize::try_from(n).ok().filter(|&n| n <= limits.max_body).ok_or(ReadError::BodyTooLarge)?),
+        Framing::Chunked => None,
     };
-    if !chunked && length.unwrap_or(0) == 0 {
-        return Ok(Vec::new());
-    }
-    if length.is_some_and(|n| n > limits.max_body) {
-        return Err(ReadError::BodyTooLarge);
-    }
     if req.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
         reader.get_mut().stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
-    if chunked {
-        return read_chunked(reader, limits.max_body);
-    }
-    let mut body = vec![0; length.unwrap_or(0)];
+    let Some(length) = length else { return read_chunked(reader, limits.max_body) };
+    let mut body = vec![0; length];
     let mut filled = 0;
     while filled < body.len() {
         match reader.read(&mut body[filled..])? {
@@ -228,18 +242,14 @@ fn read_body(reader: &mut BufReader<Conn>, req: &Request, limits: &Limits) -> Re
 fn read_chunked(reader: &mut BufReader<Conn>, max: usize) -> Result<Vec<u8>, ReadError> {
     let mut body = Vec::new();
     loop {
-        let size_line = read_line(reader)?;
-        let size_hex = size_line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| ReadError::Malformed(format!("bad chunk size '{size_hex}'")))?;
+        let size = framing::chunk_size(&read_line(reader)?)?;
         if size == 0 {
             // Trailers, up to the empty line.
             while !read_line(reader)?.is_empty() {}
             return Ok(body);
         }
-        // Compared without adding: a chunk size near usize::MAX must not wrap around the check.
-        if size > max.saturating_sub(body.len()) {
-            return Err(ReadError::BodyTooLarge);
-        }
+        // Compared without adding: a chunk size near u64::MAX must not wrap around the check.
+        let size = usize::try_from(size).ok().filter(|&size| size <= max.saturating_sub(body.len())).ok_or(ReadError::BodyTooLarge)?;
         let start = body.len();
         body.resize(start + size, 0);
         reader.read_exact(&mut body[start..])?;
@@ -249,14 +259,16 @@ fn read_chunked(reader: &mut BufReader<Conn>, max: usize) -> Result<Vec<u8>, Rea
     }
 }
 
-/// A short line (chunk sizes, trailers) without its line ending.
-fn read_line(reader: &mut BufReader<Conn>) -> Result<String, ReadError> {
+/// A short line of a chunked body (a chunk size, the end of a chunk, a trailer) without its CRLF. A
+/// bare LF does not end a line here: readers that disagree on line ends disagree on where chunks end.
+fn read_line(reader: &mut BufReader<Conn>) -> Result<Vec<u8>, ReadError> {
     let mut line = Vec::new();
     reader.by_ref().take(4096).read_until(b'\n', &mut line)?;
-    if line.last() != Some(&b'\n') {
-        return Err(ReadError::Malformed("chunk line too long or cut off".into()));
+    match line.strip_suffix(b"\r\n") {
+        Some(text) => Ok(text.to_vec()),
+        None if line.last() == Some(&b'\n') => Err(ReadError::Malformed("a chunked body line must end with CRLF".into())),
+        None => Err(ReadError::Malformed("chunk line too long or cut off".into())),
     }
-    Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// Decodes `%XX` escapes and `+` (as a space), as query strings use them.
@@ -342,5 +354,14 @@ mod tests {
     fn connection_close_ends_keep_alive() {
         assert!(request("", &[]).keep_alive());
         assert!(!request("", &[("Connection", "close")]).keep_alive());
+        assert!(!request("", &[("Connection", "Upgrade, Close")]).keep_alive());
+    }
+
+    #[test]
+    fn connection_tokens_are_compared_whole() {
+        assert!(request("", &[("Connection", "xclose")]).keep_alive());
+        let mut http10 = request("", &[("Connection", "not-keep-alive")]);
+        http10.http10 = true;
+        assert!(!http10.keep_alive());
     }
 }

@@ -156,6 +156,9 @@ class Instance:
         config.write_text(json.dumps({"mcpServers": {"m": mock}}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_PROXY_") and k not in ("ALLOWED_KEYS", "ALLOWED_TOKENS", "HOST", "PORT")}
         env["MCP_PROXY_INSTANCE_ID"] = self.name
+        # As docs/scale-out.md says: every connection comes from nginx's address. (Host is 127.0.0.1,
+        # an IP address, so MCP_PROXY_ALLOWED_HOSTS is not needed here.)
+        env["MCP_PROXY_MAX_CONNECTIONS_PER_ADDRESS"] = "0"
         if self.stateless:
             env["MCP_PROXY_STATELESS"] = "true"
         args = [str(PROXY_BIN), "--sse", "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port)]

@@ -77,7 +77,7 @@ impl AdminBuilder {
         self
     }
 
-    /// Leaves a variable unset (for instance `ADMIN_PASSWORD`, to get the default password).
+    /// Leaves a variable unset (for instance `ADMIN_PASSWORD`, to get a generated password).
     pub fn unset(mut self, name: &str) -> AdminBuilder {
         self.env.retain(|(k, _)| k != name);
         self.removed.push(name.to_owned());

@@ -13,7 +13,9 @@ use super::{clear_proxy_env, ProxyProcess, TempDir, CLIENT_PROTOCOL, MOCK_SERVER
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::fd::FromRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,6 +33,8 @@ pub struct ProxyBuilder {
     env: Vec<(String, String)>,
     /// Seconds every backend waits before it starts (through `sh -c 'sleep ...; exec python3 ...'`).
     start_delay: Option<f64>,
+    /// The proxy's `RLIMIT_NOFILE`, when a test wants it small.
+    nofile: Option<u64>,
 }
 
 impl Default for ProxyBuilder {
@@ -42,7 +46,7 @@ impl Default for ProxyBuilder {
 impl ProxyBuilder {
     /// One mock backend, `mock`: its tools are exposed as `mock__echo`, `mock__sleep`, ...
     pub fn new() -> ProxyBuilder {
-        ProxyBuilder { backends: vec!["mock".to_owned()], config: None, env: Vec::new(), start_delay: None }
+        ProxyBuilder { backends: vec!["mock".to_owned()], config: None, env: Vec::new(), start_delay: None, nofile: None }
     }
 
     /// One mock backend per key, each run as `--name <key>`.
@@ -65,6 +69,12 @@ impl ProxyBuilder {
 
     pub fn env(mut self, name: &str, value: &str) -> ProxyBuilder {
         self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts the proxy with this many file descriptors at most (soft and hard `RLIMIT_NOFILE`).
+    pub fn nofile(mut self, limit: u64) -> ProxyBuilder {
+        self.nofile = Some(limit);
         self
     }
 
@@ -98,6 +108,16 @@ impl ProxyBuilder {
         command.env("LOGGING", "info");
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command.stdin(Stdio::null()).stdout(Stdio::null());
+        if let Some(limit) = self.nofile {
+            let limit = libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: limit as libc::rlim_t };
+            // SAFETY: setrlimit is async-signal-safe, and `limit` is a plain value copied into the closure.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(io::Error::last_os_error()),
+                });
+            }
+        }
         let mut process = ProxyProcess::spawn(command);
         let addr = process.listening_addr();
         HttpProxy { process, addr, _dir: dir }
@@ -119,6 +139,17 @@ pub struct HttpProxy {
 impl HttpProxy {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The file descriptors the proxy has open now.
+    pub fn open_fds(&self) -> usize {
+        let dir = format!("/proc/{}/fd", self.process.pid());
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {dir}: {e}")).count()
+    }
+
+    /// Connects from `local` (any 127.0.0.0/8 address), for limits kept per client address.
+    pub fn connect_from(&self, local: Ipv4Addr) -> Conn {
+        Conn::wrap(connect_from(local, self.addr).unwrap_or_else(|e| panic!("cannot connect from {local} to {}: {e}", self.addr)))
     }
 
     /// Everything the proxy wrote to stderr so far.
@@ -309,7 +340,10 @@ impl Req {
 
     /// The request as sent on the wire.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut head = format!("{} {} HTTP/1.1\r\nHost: 127.0.0.1\r\n", self.method, self.target);
+        let mut head = format!("{} {} HTTP/1.1\r\n", self.method, self.target);
+        if !self.has_header("host") {
+            head.push_str("Host: 127.0.0.1\r\n");
+        }
         for (name, value) in &self.headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -404,7 +438,10 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect_timeout(&addr, WAIT).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+        Conn::wrap(TcpStream::connect_timeout(&addr, WAIT).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}")))
+    }
+
+    fn wrap(stream: TcpStream) -> Conn {
         stream.set_read_timeout(Some(WAIT)).unwrap();
         stream.set_write_timeout(Some(WAIT)).unwrap();
         let _ = stream.set_nodelay(true);
@@ -675,5 +712,33 @@ impl EventStream {
             }
             skipped.push(message);
         }
+    }
+}
+
+/// A TCP connection to `addr` from the local address `local` (std cannot bind before connecting).
+pub fn connect_from(local: Ipv4Addr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let SocketAddr::V4(remote) = addr else { return Err(io::Error::other("IPv4 only")) };
+    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a fresh socket, owned by the TcpStream from here on; bind and connect read the
+    // sockaddr_in values, which outlive the calls.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        let (here, there) = (sockaddr(local, 0), sockaddr(*remote.ip(), remote.port()));
+        if libc::bind(fd, (&here as *const libc::sockaddr_in).cast(), len) != 0
+            || libc::connect(fd, (&there as *const libc::sockaddr_in).cast(), len) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stream)
     }
 }

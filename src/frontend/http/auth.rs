@@ -1,5 +1,5 @@
-//! Who may use the MCP endpoints: API keys and bearer tokens, as the original proxy reads them, and the
-//! `Origin` check that keeps web pages from reaching a proxy on localhost (DNS rebinding).
+//! Who may use the MCP endpoints: API keys and bearer tokens, as the original proxy reads them. (Where
+//! requests may come from and be addressed to is `hosts`.)
 
 use crate::http::Request;
 
@@ -59,18 +59,6 @@ pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(x ^ y);
     }
     std::hint::black_box(diff) == 0
-}
-
-/// True when a request may come from where it says. Requests without `Origin` (not from a browser) are
-/// allowed; browser origins must be loopback, or listed in `allowed` (`*` allows any).
-pub fn origin_allowed(req: &Request, allowed: &[String]) -> bool {
-    let Some(origin) = req.header("origin") else { return true };
-    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
-        return true;
-    }
-    let host = origin.split_once("://").map_or("", |(_, rest)| rest);
-    let host = host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod admin;
 mod auth;
+mod hosts;
 mod legacy_sse;
 mod metrics;
 mod streamable;
@@ -32,6 +33,7 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 struct Frontend {
     events: Sender<Event>,
     auth: auth::Auth,
+    hosts: hosts::AllowedHosts,
     settings: HttpSettings,
     admin: Option<admin::Admin>,
 }
@@ -43,16 +45,46 @@ pub fn serve(listener: TcpListener, settings: HttpSettings, events: Sender<Event
         max_body: settings.max_body,
         read_timeout: settings.request_read_timeout,
         idle_timeout: settings.idle_connection_timeout,
+        first_request_timeout: settings.first_request_timeout,
     };
-    let max_connections = settings.max_connections;
+    let capacity = connection_capacity(&settings);
     let auth = auth::Auth::new(settings.keys.clone(), settings.tokens.clone());
-    let frontend = Frontend { events, auth, settings, admin };
+    let hosts = hosts::AllowedHosts::new(&settings.allowed_hosts, &settings.host);
+    let frontend = Frontend { events, auth, hosts, settings, admin };
     let handler = Arc::new(move |req: &Request, ex: &mut Exchange| frontend.route(req, ex));
-    http::serve(listener, limits, max_connections, handler);
+    http::serve(listener, limits, capacity, handler);
+}
+
+/// The connection limits asked for, the total lowered to leave descriptors for backends.
+fn connection_capacity(settings: &HttpSettings) -> http::Capacity {
+    let wanted = http::Capacity { total: settings.max_connections, per_address: settings.max_connections_per_address };
+    let nofile = http::descriptor_limit();
+    let capacity = http::Capacity::within(wanted, nofile);
+    if let (Some(nofile), true) = (nofile, capacity.total < wanted.total) {
+        log::warn!(
+            "HTTP connections at most {} (not {}): RLIMIT_NOFILE is {nofile} and {} descriptors are kept for backends; \
+             raise the limit (ulimit -n, LimitNOFILE=) for more",
+            capacity.total,
+            wanted.total,
+            http::descriptor_reserve(nofile)
+        );
+    }
+    let per_address = match capacity.per_address {
+        0 => "no limit".to_owned(),
+        n => n.to_string(),
+    };
+    log::info!("HTTP connections at most {} ({per_address} from one address)", capacity.total);
+    capacity
 }
 
 impl Frontend {
     fn route(&self, req: &Request, ex: &mut Exchange) {
+        if !self.hosts.allow(req) {
+            let host = req.header("host").unwrap_or_default();
+            log::warn!("refused a request for host {host:?} (DNS rebinding?)");
+            let why = format!("host '{host}' is not served here: add it to MCP_PROXY_ALLOWED_HOSTS if it names this proxy");
+            return ex.respond(Response::error(403, &why));
+        }
         let path = req.path.trim_end_matches('/');
         if path == "/health" {
             return ex.respond(self.health(req));
@@ -64,6 +96,10 @@ impl Frontend {
             });
         }
         if path == "/admin" || path.starts_with("/admin/") {
+            if !hosts::admin_origin_allowed(req, &self.settings.allowed_origins) {
+                log::warn!("refused an admin request from origin {:?}", req.header("origin"));
+                return ex.respond(Response::error(403, "origin not allowed: the admin UI only answers its own pages"));
+            }
             return match &self.admin {
                 Some(admin) => admin.handle(req, ex),
                 None => ex.respond(Response::error(404, "the admin UI is disabled (set ENABLE_ADMIN_UI=true)")),
@@ -73,7 +109,7 @@ impl Frontend {
         if !mcp_path {
             return ex.respond(Response::error(404, &format!("no such endpoint: {}", req.path)));
         }
-        if !auth::origin_allowed(req, &self.settings.allowed_origins) {
+        if !hosts::origin_allowed(req, &self.settings.allowed_origins) {
             log::warn!("refused a request from origin {:?}", req.header("origin"));
             return ex.respond(Response::error(403, "origin not allowed"));
         }

@@ -63,7 +63,8 @@ impl Sessions {
         }
         // Both compared every time, so timing says nothing about which one was wrong.
         let user_ok = constant_time_eq(user.as_bytes(), settings.username.as_bytes());
-        let password_ok = constant_time_eq(password.as_bytes(), settings.password.as_bytes());
+        // Without a password (start-up makes one when ADMIN_PASSWORD is unset) nobody logs in.
+        let password_ok = settings.password.as_deref().is_some_and(|expected| constant_time_eq(password.as_bytes(), expected.as_bytes()));
         if !(user_ok & password_ok) {
             locked(&self.failures).entry(peer).or_default().push(now);
             // What the client typed is not logged: it may be a password typed in the wrong field.

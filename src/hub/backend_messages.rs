@@ -3,9 +3,9 @@
 //! roots, elicitation), each delivered to the client it belongs to.
 
 use super::catalog::ListKind;
-use super::requests::Upstream;
+use super::requests::{Asker, Upstream};
 use super::routing::Origin;
-use super::Hub;
+use super::{bridge, Hub};
 use crate::event::{BackendId, Era, ReplyTo};
 use crate::jsonrpc::{code, raw, Kind, Message};
 use serde_json::{json, Value};
@@ -24,10 +24,14 @@ impl Hub {
             log::warn!("[{}] response with an id the proxy never sent: {:?}", self.backends.key(backend), msg.id);
             return;
         };
+        if self.hold_for_retry((backend, id), &msg) {
+            return;
+        }
         let Some(entry) = self.requests.table.close((backend, id)) else {
             log::debug!("[{}] late response to request {id} (cancelled or timed out)", self.backends.key(backend));
             return;
         };
+        let Some(entry) = self.bridge_input_required(backend, entry, &msg) else { return };
         match entry.origin {
             Origin::Client { caller, .. } => {
                 self.metrics.record(backend, &entry.method, msg.error.is_some(), entry.opened.elapsed());
@@ -91,6 +95,20 @@ impl Hub {
             return;
         }
         let waiting = self.requests.table.callers_waiting_on(backend);
+        // A 2026-07-28 client is asked through an `input_required` answer to its one call in flight there.
+        if let [only] = waiting.as_slice() {
+            if only.era == Era::Modern {
+                return match self.requests.table.client_requests_to(backend, only.client).as_slice() {
+                    [key] if bridge::may_need_input(&self.requests.table.get(*key).map(|e| e.method.clone()).unwrap_or_default()) => {
+                        self.ask_modern_client(*key, backend_id, &msg)
+                    }
+                    _ => {
+                        let why = format!("the proxy cannot tell which request of its client '{}' belongs to", msg.method());
+                        self.backends.send(backend, Message::error_response(backend_id, code::METHOD_NOT_FOUND, &why));
+                    }
+                };
+            }
+        }
         let target = match waiting.as_slice() {
             [only] => Some((only.client, only.reply.clone(), only.era)),
             [] => self.clients.only().map(|client| (client, ReplyTo::Outbox, self.clients.era(client).unwrap_or_default())),
@@ -98,10 +116,10 @@ impl Hub {
         };
         let refusal = match target {
             None => Some(format!("the proxy cannot tell which client should answer '{}'", msg.method())),
-            // A 2026-07-28 client takes no requests: its questions come inside input_required results,
-            // which the proxy does not make of a handshake-era backend's requests yet.
+            // A 2026-07-28 client takes no requests, and without a call of its in flight there is no
+            // answer to put the question in.
             Some((_, _, Era::Modern)) => {
-                Some(format!("the client speaks MCP 2026-07-28, which takes no '{}' request from a server", msg.method()))
+                Some(format!("the client speaks MCP 2026-07-28 and has no call in flight to put '{}' in", msg.method()))
             }
             Some(_) => None,
         };
@@ -110,7 +128,7 @@ impl Hub {
             self.backends.send(backend, Message::error_response(backend_id, code::METHOD_NOT_FOUND, &why));
             return;
         };
-        let proxy_id = self.requests.forward_upstream(Upstream { backend, backend_id, client });
+        let proxy_id = self.requests.forward_upstream(Upstream { client, asker: Asker::Backend { backend, backend_id } });
         msg.id = Some(Value::from(proxy_id));
         self.deliver(client, &reply, msg);
     }

@@ -8,9 +8,9 @@
 
 use super::catalog::ListKind;
 use super::clients::SessionLimits;
-use super::requests::{Internal, Retry};
+use super::requests::{Asker, Internal, Retry};
 use super::routing::{Key, Origin};
-use super::Hub;
+use super::{bridge, Hub};
 use crate::event::{BackendId, Caller, ClientId, Era, Reply, ReplyTo, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
 use crate::jsonrpc::{code, raw, Kind, Message, Params};
 use crate::modern;
@@ -110,6 +110,9 @@ impl Hub {
             Ok(params) => params,
             Err(why) => return self.answer_error(&caller, code::INVALID_PARAMS, &why),
         };
+        if bridge::may_need_input(msg.method()) && self.resume(&caller, &params) {
+            return; // The retry of a call that was waiting for the client's input.
+        }
         match msg.method() {
             "initialize" => {
                 let result = self.initialize_result(&params);
@@ -359,7 +362,13 @@ impl Hub {
     /// Sends a client's request to a backend under a fresh id, with the client's progress token
     /// swapped for one of the proxy's. Returns the request's key when it was sent, nothing when it was
     /// answered here (a limit), and gives the caller back when the backend cannot be written to.
-    fn try_forward(&mut self, caller: Caller, backend: BackendId, method: &str, mut params: Params) -> Result<Option<Key>, Caller> {
+    pub(super) fn try_forward(
+        &mut self,
+        caller: Caller,
+        backend: BackendId,
+        method: &str,
+        mut params: Params,
+    ) -> Result<Option<Key>, Caller> {
         // A second request under an id still in flight would make the two indistinguishable (for
         // cancellation, and for the answer's way back).
         if self.requests.table.find_client_request(caller.client, &caller.id).is_some() {
@@ -391,7 +400,12 @@ impl Hub {
             }
         }
         let msg = Message::request(Value::from(backend_id), method, Some(params.to_raw()));
+        let may_ask = bridge::may_need_input(method) && self.backends.get(backend).is_some_and(|b| b.is_modern());
         if self.backends.send(backend, msg) {
+            if may_ask {
+                // A 2026-07-28 backend may answer with input_required: the call may have to be sent again.
+                self.requests.table.keep_for_resend((backend, backend_id), params, 0);
+            }
             Ok(Some((backend, backend_id)))
         } else {
             self.requests.table.close((backend, backend_id));
@@ -425,8 +439,13 @@ impl Hub {
             log::debug!("client {}: response to an unknown request {:?}", client.0, msg.id);
             return;
         };
-        msg.id = Some(upstream.backend_id);
-        self.backends.send(upstream.backend, msg);
+        match upstream.asker {
+            Asker::Backend { backend, backend_id } => {
+                msg.id = Some(backend_id);
+                self.backends.send(backend, msg);
+            }
+            Asker::Bridge { bridge, key } => self.input_answered(bridge, key, msg),
+        }
     }
 
     /// A client is gone: what it was waiting for is cancelled at the backends, what backends were
@@ -441,9 +460,11 @@ impl Hub {
             self.cancel_at_backend(key, "the client disconnected");
         }
         for upstream in self.requests.take_upstream_of(client) {
-            let msg = Message::error_response(upstream.backend_id, code::INTERNAL_ERROR, "the client disconnected");
-            self.backends.send(upstream.backend, msg);
+            if let Asker::Backend { backend, backend_id } = upstream.asker {
+                self.backends.send(backend, Message::error_response(backend_id, code::INTERNAL_ERROR, "the client disconnected"));
+            }
         }
+        self.forget_bridges_of(client);
         for uri in self.subscriptions.remove_client(client) {
             self.unsubscribe_at_backend(&uri);
         }

@@ -14,6 +14,7 @@
 
 mod backend_messages;
 mod backends;
+mod bridge;
 pub mod catalog;
 mod client_messages;
 mod clients;
@@ -86,6 +87,8 @@ pub struct Hub {
     clients: Clients,
     subscriptions: Subscriptions,
     listeners: listen::Listeners,
+    /// Calls waiting on a client's answers to its server's questions (MRTR, both eras).
+    bridges: bridge::Bridges,
     requests: Requests,
     metrics: metrics::Metrics,
     shutdown: Shutdown,
@@ -123,6 +126,7 @@ impl Hub {
             clients: Clients::default(),
             subscriptions: Subscriptions::default(),
             listeners: listen::Listeners::default(),
+            bridges: bridge::Bridges::default(),
             requests: Requests::default(),
             metrics: metrics::Metrics::default(),
             shutdown: Shutdown::default(),
@@ -158,6 +162,7 @@ impl Hub {
     /// retries, shutdown steps); true once a shutdown is complete.
     fn tick(&mut self, now: Instant) -> bool {
         self.expire_requests(now);
+        self.expire_bridges(now);
         self.check_settled(now);
         self.sweep_sessions(now);
         self.restart_due(now);
@@ -224,6 +229,7 @@ impl Hub {
             sweep,
             self.backends.next_restart(),
             self.requests.next_retry(),
+            self.bridges.next_deadline(),
         ]
         .into_iter()
         .flatten()

@@ -34,11 +34,19 @@ pub(super) struct Retry {
     pub attempt: u32,
 }
 
-/// A request from a backend forwarded to a client, waiting for the client's answer.
+/// A request to a client (`sampling/createMessage`, `elicitation/create`, `roots/list`) waiting for
+/// the client's answer, and who asked it.
 pub(super) struct Upstream {
-    pub backend: BackendId,
-    pub backend_id: Value,
     pub client: ClientId,
+    pub asker: Asker,
+}
+
+pub(super) enum Asker {
+    /// A handshake-era backend's own request, under the id it gave it.
+    Backend { backend: BackendId, backend_id: Value },
+    /// One of the input requests a 2026-07-28 backend's `input_required` result made, by the bridge
+    /// that holds the call and the key the backend gave the input.
+    Bridge { bridge: u64, key: String },
 }
 
 #[derive(Default)]
@@ -118,10 +126,22 @@ impl Requests {
 
     /// A backend withdrew its request: the id the client knows it by, and that client.
     pub fn cancelled_upstream(&mut self, backend: BackendId, backend_id: &Value) -> Option<(u64, ClientId)> {
-        let (&id, upstream) = self.upstream.iter().find(|(_, u)| u.backend == backend && &u.backend_id == backend_id)?;
+        let asked = |u: &Upstream| matches!(&u.asker, Asker::Backend { backend: b, backend_id: id } if *b == backend && id == backend_id);
+        let (&id, upstream) = self.upstream.iter().find(|(_, u)| asked(u))?;
         let client = upstream.client;
         self.upstream.remove(&id);
         Some((id, client))
+    }
+
+    /// Takes the requests a bridge made to its client (it is done, or given up), by their ids.
+    pub fn take_upstream_of_bridge(&mut self, bridge: u64) -> Vec<(u64, ClientId)> {
+        let ids: Vec<u64> = self
+            .upstream
+            .iter()
+            .filter(|(_, u)| matches!(u.asker, Asker::Bridge { bridge: b, .. } if b == bridge))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter().filter_map(|id| self.upstream.remove(&id).map(|u| (id, u.client))).collect()
     }
 
     /// Takes the forwarded requests a client will never answer now.
@@ -132,6 +152,6 @@ impl Requests {
 
     /// Forgets the forwarded requests of a backend that is gone.
     pub fn forget_upstream_of(&mut self, backend: BackendId) {
-        self.upstream.retain(|_, u| u.backend != backend);
+        self.upstream.retain(|_, u| !matches!(u.asker, Asker::Backend { backend: b, .. } if b == backend));
     }
 }

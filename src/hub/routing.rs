@@ -32,6 +32,9 @@ pub struct InFlight<I> {
     /// A tool call's own params and attempt, kept so that it can be tried again if it turns out it
     /// never reached its backend.
     pub retry: Option<(Params, u32)>,
+    /// The params as the backend got them, and the round, kept for a request a 2026-07-28 backend may
+    /// answer with `input_required`: the proxy asks the client and sends them again with the answers.
+    pub resend: Option<(Params, u32)>,
     deadline: Instant,
     token: Option<u64>,
 }
@@ -88,7 +91,7 @@ impl<I> Routing<I> {
         let opened = Instant::now();
         let deadline = opened + timeout;
         self.deadlines.push(Reverse((deadline, backend, id)));
-        let entry = InFlight { origin, method: method.to_owned(), timeout, opened, retry: None, deadline, token };
+        let entry = InFlight { origin, method: method.to_owned(), timeout, opened, retry: None, resend: None, deadline, token };
         self.requests.insert(key, entry);
         *self.per_backend.entry(backend).or_default() += 1;
         (id, token)
@@ -120,6 +123,53 @@ impl<I> Routing<I> {
         if let Some(entry) = self.requests.get_mut(&key) {
             entry.retry = Some((params, attempt));
         }
+    }
+
+    /// A request in flight.
+    pub fn get(&self, key: Key) -> Option<&InFlight<I>> {
+        self.requests.get(&key)
+    }
+
+    /// Keeps the params a request was sent with, for another round of it (see [`InFlight::resend`]).
+    pub fn keep_for_resend(&mut self, key: Key, params: Params, round: u32) {
+        if let Some(entry) = self.requests.get_mut(&key) {
+            entry.resend = Some((params, round));
+        }
+    }
+
+    /// Hands a request in flight to another caller, with that caller's progress token, and gives it its
+    /// whole timeout again: a 2026-07-28 client retrying a call the proxy answered with `input_required`
+    /// while its backend kept working. False when the request is no longer in flight.
+    pub fn rebind(&mut self, key: Key, caller: Caller, progress_token: Option<Value>) -> bool {
+        let Some(entry) = self.requests.get_mut(&key) else { return false };
+        let Origin::Client { caller: old, progress_token: old_token } = &mut entry.origin else { return false };
+        let (old_client, old_id) = (old.client, old.id.to_string());
+        self.by_client.remove(&(old_client, old_id));
+        if let Some(count) = self.per_client.get_mut(&old_client) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_client.remove(&old_client);
+            }
+        }
+        self.by_client.insert((caller.client, caller.id.to_string()), key);
+        *self.per_client.entry(caller.client).or_default() += 1;
+        *old = caller;
+        *old_token = progress_token;
+        entry.deadline = Instant::now() + entry.timeout;
+        true
+    }
+
+    /// Moves a request's deadline (later: the heap entry follows when it comes up).
+    pub fn set_deadline(&mut self, key: Key, at: Instant) {
+        if let Some(entry) = self.requests.get_mut(&key) {
+            entry.deadline = at;
+            self.deadlines.push(Reverse((at, key.0, key.1)));
+        }
+    }
+
+    /// A client's requests in flight to one backend.
+    pub fn client_requests_to(&self, backend: BackendId, client: ClientId) -> Vec<Key> {
+        self.by_client.iter().filter(|((c, _), (b, _))| *c == client && *b == backend).map(|(_, key)| *key).collect()
     }
 
     /// The key of a client's request, by the id the client gave it.
@@ -327,6 +377,19 @@ mod tests {
             r.progress(B, token.unwrap());
         }
         assert_eq!(r.deadlines.len(), 1);
+    }
+
+    #[test]
+    fn a_rebound_request_answers_its_new_caller_under_its_new_progress_token() {
+        let mut r = Routing::default();
+        let (id, token) = r.open(B, client(C1, 1, Some("old")), "tools/call", MINUTE);
+        let Origin::Client { caller, .. } = client(C2, 7, None) else { unreachable!() };
+        assert!(r.rebind((B, id), caller, Some(Value::from("new"))));
+        assert_eq!(r.find_client_request(C1, &Value::from(1)), None);
+        assert_eq!(r.find_client_request(C2, &Value::from(7)), Some((B, id)));
+        let (to, _, original) = r.progress(B, token.unwrap()).unwrap();
+        assert_eq!((to, original), (C2, Value::from("new")));
+        assert!(!r.client_busy(C1) && r.client_busy(C2));
     }
 
     #[test]

@@ -209,6 +209,12 @@ impl Harness {
         self.event(Event::FromClient { client: client.id, msg, era: Era::Handshake });
     }
 
+    /// A message from a client whose connection speaks 2026-07-28.
+    fn send_modern(&mut self, client: &TestClient, msg: Value) {
+        let msg = Message::parse(&msg.to_string()).expect("a valid message");
+        self.event(Event::FromClient { client: client.id, msg, era: Era::Modern });
+    }
+
     fn call(&mut self, client: &TestClient, id: i64, tool: &str) {
         self.send(
             client,
@@ -489,6 +495,106 @@ fn a_server_pinned_to_2026_07_28_that_does_not_speak_it_fails() {
     let probe = h.sent_to("a");
     h.backend_says("a", json!({ "jsonrpc": "2.0", "id": probe.id, "error": { "code": -32601, "message": "Method not found" } }));
     assert_eq!(h.state("a"), BackendState::Failed);
+}
+
+// ----- input from clients: MRTR bridges ------------------------------------------------------------
+
+fn elicitation() -> Value {
+    json!({ "method": "elicitation/create", "params": { "message": "Your name?", "requestedSchema": { "type": "object" } } })
+}
+
+#[test]
+fn a_modern_backends_input_required_reaches_a_handshake_client_as_requests_and_the_call_is_sent_again_with_the_answers() {
+    let mut h = Harness::with(HubSettings { client_capabilities: Some(json!({ "elicitation": {} })), ..settings() }, servers(&["a"]));
+    h.ready_modern("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    let first = h.sent_to("a");
+    h.answer("a", &first, json!({ "resultType": "input_required", "inputRequests": { "k": elicitation() }, "requestState": "s1" }));
+    let asked = client.next();
+    assert_eq!(asked["method"], "elicitation/create");
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "accept", "content": { "name": "Ada" } } }));
+    let again = h.sent_to("a");
+    assert_ne!(again.id, first.id);
+    let params = params(&again);
+    assert_eq!((params["name"].clone(), params["requestState"].clone()), (json!("x"), json!("s1")));
+    assert_eq!(params["inputResponses"]["k"]["content"]["name"], "Ada");
+    h.answer("a", &again, json!({ "content": [{ "type": "text", "text": "Hello, Ada" }], "resultType": "complete" }));
+    let done = client.next();
+    assert_eq!((done["id"].clone(), done["result"]["content"][0]["text"].clone()), (json!(1), json!("Hello, Ada")));
+}
+
+#[test]
+fn input_a_handshake_client_did_not_declare_it_can_give_fails_the_call() {
+    let mut h = Harness::new(&["a"]);
+    h.ready_modern("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    let first = h.sent_to("a");
+    h.answer("a", &first, json!({ "resultType": "input_required", "inputRequests": { "k": elicitation() } }));
+    let failed = client.next();
+    assert!(failed["error"]["message"].as_str().unwrap().contains("elicitation/create"), "{failed}");
+}
+
+/// A 2026-07-28 client's call to a handshake-era backend that asks it something: the client's answer
+/// (`input_required`) and the call as the backend got it.
+fn modern_call_asked(h: &mut Harness, client: &TestClient) -> (Value, Message) {
+    h.ready("a", &["x"]);
+    h.send_modern(client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "a__x", "arguments": {} } }));
+    let call = h.sent_to("a");
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": "e1", "method": "elicitation/create", "params": elicitation()["params"] }));
+    (client.next(), call)
+}
+
+#[test]
+fn a_handshake_backends_request_reaches_a_modern_client_as_input_required_and_its_retry_gets_the_result() {
+    let mut h = Harness::new(&["a"]);
+    let client = h.client();
+    let (answer, call) = modern_call_asked(&mut h, &client);
+    let result = &answer["result"];
+    assert_eq!((answer["id"].clone(), result["resultType"].clone()), (json!(1), json!("input_required")));
+    let (key, asked) = result["inputRequests"].as_object().unwrap().iter().next().unwrap();
+    assert_eq!(asked["method"], "elicitation/create");
+    let retry = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "a__x", "arguments": {}, "requestState": result["requestState"], "inputResponses": { key: { "action": "accept", "content": { "name": "Ada" } } } } });
+    h.send_modern(&client, retry);
+    let answered = h.sent_to("a");
+    assert_eq!(answered.id, Some(json!("e1")));
+    h.nothing_to_backend("a");
+    h.answer("a", &call, json!({ "content": [] }));
+    let final_answer = client.next();
+    assert_eq!(final_answer["id"], 2, "{final_answer}");
+}
+
+#[test]
+fn a_forged_request_state_is_refused() {
+    let mut h = Harness::new(&["a"]);
+    let client = h.client();
+    modern_call_asked(&mut h, &client);
+    let retry = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "a__x", "requestState": "mcp-proxy:0000", "inputResponses": {} } });
+    h.send_modern(&client, retry);
+    assert_eq!(client.next()["error"]["code"], -32602);
+}
+
+#[test]
+fn another_clients_retry_with_the_request_state_is_refused() {
+    let mut h = Harness::new(&["a"]);
+    let (owner, other) = (h.client(), h.client());
+    let (answer, _) = modern_call_asked(&mut h, &owner);
+    let retry = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "a__x", "requestState": answer["result"]["requestState"], "inputResponses": {} } });
+    h.send_modern(&other, retry);
+    assert_eq!(other.next()["error"]["code"], -32602);
+}
+
+#[test]
+fn a_retry_that_never_comes_fails_the_backends_request_and_cancels_its_call() {
+    let mut h = Harness::new(&["a"]);
+    let client = h.client();
+    modern_call_asked(&mut h, &client);
+    h.later(TIMEOUT + Duration::from_secs(1));
+    let refused: Value = serde_json::from_str(&h.sent_to("a").to_json()).unwrap();
+    assert_eq!((refused["id"].clone(), refused["error"]["code"].clone()), (json!("e1"), json!(-32603)));
+    assert_eq!(h.sent_to("a").method(), "notifications/cancelled");
 }
 
 // ----- requests from backends ----------------------------------------------------------------------

@@ -1,0 +1,226 @@
+"""Interop: a server asking its client something (sampling, elicitation) across protocol eras.
+
+The handshake era sends the client requests of its own; 2026-07-28 answers the call with
+``input_required`` and takes the answers on a retry. The proxy bridges the two, and passes the
+modern way through when both sides speak it. Real SDK callbacks answer every question:
+
+- a 2026-07-28 client (Python SDK pinned to ``2026-07-28``) in front of
+  ``@modelcontextprotocol/server-everything`` (handshake era only): its sampling and elicitation tools;
+- a handshake-era client (Python SDK ``mode="legacy"``, over stdio and Streamable HTTP) in front of
+  ``tests/fixtures/modern_server.py`` (a Python SDK server that speaks only 2026-07-28): its elicitation
+  and sampling tools;
+- a 2026-07-28 client in front of the same modern-only server: ``input_required`` passes through;
+- two 2026-07-28 clients calling the same sampling tool of one shared stdio backend one after the
+  other each get their own question.
+
+The proxy binary is ``MCP_PROXY_BIN`` (default ``target/debug/mcp-proxy-server``).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters, types
+
+REPO = Path(__file__).resolve().parents[2]
+DEPS = REPO / ".deps"
+PROXY_BIN = Path(os.environ.get("MCP_PROXY_BIN", REPO / "target/debug/mcp-proxy-server"))
+EVERYTHING_ENTRY = DEPS / "node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+PYTHON = DEPS / "venv/bin/python"
+MODERN_SERVER = REPO / "tests/fixtures/modern_server.py"
+INSTALL_HINT = "run scripts/install-test-deps.sh"
+
+TIMEOUT_S = 40
+SAMPLED_TEXT = "sampled by the client"
+ELICITED_NAME = "Ada"
+
+
+def require(path: Path | str | None, hint: str) -> str:
+    if path is None or not Path(path).is_file():
+        pytest.fail(f"{path} not found: {hint}", pytrace=False)
+    return str(path)
+
+
+def everything() -> dict[str, Any]:
+    node = require(shutil.which("node"), "node must be on PATH for server-everything")
+    return {"command": node, "args": [require(EVERYTHING_ENTRY, INSTALL_HINT), "stdio"]}
+
+
+def modern_only() -> dict[str, Any]:
+    return {"command": require(PYTHON, INSTALL_HINT), "args": [str(MODERN_SERVER)]}
+
+
+class Callbacks:
+    """A client's sampling and elicitation callbacks, recording what they were asked."""
+
+    def __init__(self) -> None:
+        self.sampling: list[types.CreateMessageRequestParams] = []
+        self.elicitation: list[types.ElicitRequestParams] = []
+
+    async def sample(self, context, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        self.sampling.append(params)
+        content = types.TextContent(type="text", text=SAMPLED_TEXT)
+        return types.CreateMessageResult(role="assistant", content=content, model="test-model", stop_reason="endTurn")
+
+    async def elicit(self, context, params: types.ElicitRequestParams) -> types.ElicitResult:
+        self.elicitation.append(params)
+        return types.ElicitResult(action="accept", content={"name": ELICITED_NAME, "check": True})
+
+
+def proxy_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_PROXY_") and k not in ("ALLOWED_KEYS", "ALLOWED_TOKENS")}
+    return env | {"MCP_PROXY_CLIENT_CAPABILITIES": "sampling,elicitation"}
+
+
+@asynccontextmanager
+async def http_proxy(tmp: Path, servers: dict[str, Any]) -> AsyncIterator[str]:
+    """The proxy over HTTP on `servers`; yields its /mcp URL."""
+    config = tmp / "mcp_server.json"
+    config.write_text(json.dumps({"mcpServers": servers}))
+    log = tmp / "proxy.log"
+    args = [require(PROXY_BIN, "cargo build"), "--sse", "--config", str(config), "--host", "127.0.0.1", "--port", "0"]
+    with log.open("w") as out:
+        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out, env=proxy_env())
+    try:
+        deadline = time.monotonic() + 20
+        while not (found := re.search(r"listening on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the proxy did not start:\n{log.read_text(errors='replace')}", pytrace=False)
+            await anyio.sleep(0.02)
+        yield found.group(1) + "/mcp"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+        print(f"--- proxy log ---\n{log.read_text(errors='replace')}", file=sys.stderr)
+
+
+@asynccontextmanager
+async def client_of(target: Any, mode: str, callbacks: Callbacks) -> AsyncIterator[Client]:
+    with anyio.fail_after(TIMEOUT_S):
+        async with Client(target, mode=mode, sampling_callback=callbacks.sample, elicitation_callback=callbacks.elicit) as client:
+            yield client
+
+
+def stdio_target(tmp: Path, servers: dict[str, Any]) -> StdioServerParameters:
+    config = tmp / "mcp_server.json"
+    config.write_text(json.dumps({"mcpServers": servers}))
+    return StdioServerParameters(command=require(PROXY_BIN, "cargo build"), args=["--config", str(config)], env=proxy_env())
+
+
+async def wait_for_tool(client: Client, name: str) -> None:
+    """Waits until `name` is listed: server-everything adds its sampling and elicitation tools once it
+    knows its client can answer them, after the handshake."""
+    with anyio.fail_after(10):
+        while True:
+            listed = await client.list_tools(cache_mode="refresh") if client.protocol_version == "2026-07-28" else await client.list_tools()
+            if any(tool.name == name for tool in listed.tools):
+                return
+            await anyio.sleep(0.1)
+
+
+def text_of(result: types.CallToolResult) -> str:
+    return " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+def run(scenario) -> None:
+    anyio.run(scenario)
+
+
+# ----- a 2026-07-28 client, a handshake-era backend ----------------------------------------------------
+
+
+def test_a_modern_client_answers_server_everythings_elicitation_through_input_required(tmp_path):
+    async def scenario():
+        callbacks = Callbacks()
+        async with client_of(stdio_target(tmp_path, {"everything": everything()}), "2026-07-28", callbacks) as client:
+            await wait_for_tool(client, "everything__trigger-elicitation-request")
+            result = await client.call_tool("everything__trigger-elicitation-request", {})
+        assert len(callbacks.elicitation) == 1, callbacks.elicitation
+        assert ELICITED_NAME in text_of(result), result
+
+    run(scenario)
+
+
+def test_a_modern_client_answers_server_everythings_sampling_through_input_required(tmp_path):
+    async def scenario():
+        callbacks = Callbacks()
+        async with client_of(stdio_target(tmp_path, {"everything": everything()}), "2026-07-28", callbacks) as client:
+            await wait_for_tool(client, "everything__trigger-sampling-request")
+            result = await client.call_tool("everything__trigger-sampling-request", {"prompt": "say something", "maxTokens": 20})
+        assert len(callbacks.sampling) == 1 and callbacks.sampling[0].max_tokens == 20, callbacks.sampling
+        assert SAMPLED_TEXT in text_of(result), result
+
+    run(scenario)
+
+
+def test_two_modern_clients_calling_one_shared_backends_sampling_tool_in_turn_each_get_their_own_question(tmp_path):
+    async def scenario():
+        firsts, seconds = Callbacks(), Callbacks()
+        async with http_proxy(tmp_path, {"everything": everything()}) as url:
+            async with client_of(url, "2026-07-28", firsts) as first, client_of(url, "2026-07-28", seconds) as second:
+                await wait_for_tool(first, "everything__trigger-sampling-request")
+                one = await first.call_tool("everything__trigger-sampling-request", {"prompt": "first", "maxTokens": 10})
+                two = await second.call_tool("everything__trigger-sampling-request", {"prompt": "second", "maxTokens": 10})
+        assert [len(firsts.sampling), len(seconds.sampling)] == [1, 1]
+        assert "first" in json.dumps(firsts.sampling[0].model_dump(mode="json"))
+        assert "second" in json.dumps(seconds.sampling[0].model_dump(mode="json"))
+        assert SAMPLED_TEXT in text_of(one) and SAMPLED_TEXT in text_of(two)
+
+    run(scenario)
+
+
+# ----- a handshake-era client, a 2026-07-28 backend ----------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["stdio", "streamable_http"])
+def test_a_handshake_client_answers_a_modern_backends_elicitation_as_a_request(tmp_path, transport):
+    async def scenario():
+        callbacks = Callbacks()
+        servers = {"modern": modern_only()}
+        if transport == "stdio":
+            async with client_of(stdio_target(tmp_path, servers), "legacy", callbacks) as client:
+                result = await client.call_tool("modern__greet", {})
+        else:
+            async with http_proxy(tmp_path, servers) as url, client_of(url, "legacy", callbacks) as client:
+                result = await client.call_tool("modern__greet", {})
+        assert len(callbacks.elicitation) == 1, callbacks.elicitation
+        assert text_of(result) == f"Hello, {ELICITED_NAME}!", result
+
+    run(scenario)
+
+
+def test_a_handshake_client_answers_a_modern_backends_sampling_as_a_request(tmp_path):
+    async def scenario():
+        callbacks = Callbacks()
+        async with client_of(stdio_target(tmp_path, {"modern": modern_only()}), "legacy", callbacks) as client:
+            assert client.protocol_version != "2026-07-28"
+            result = await client.call_tool("modern__summarize", {})
+        assert len(callbacks.sampling) == 1, callbacks.sampling
+        assert text_of(result) == f"the model said: {SAMPLED_TEXT}", result
+
+    run(scenario)
+
+
+# ----- 2026-07-28 on both sides ------------------------------------------------------------------------
+
+
+def test_input_required_passes_through_when_both_sides_speak_2026_07_28(tmp_path):
+    async def scenario():
+        callbacks = Callbacks()
+        async with client_of(stdio_target(tmp_path, {"modern": modern_only()}), "2026-07-28", callbacks) as client:
+            result = await client.call_tool("modern__greet", {})
+        assert len(callbacks.elicitation) == 1
+        assert text_of(result) == f"Hello, {ELICITED_NAME}!", result
+
+    run(scenario)

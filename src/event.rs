@@ -122,11 +122,14 @@ pub enum Event {
         overrides: Overrides,
         reply: Sender<Vec<String>>,
     },
-    /// `generation` tells connections of one backend apart across restarts.
+    /// `generation` tells connections of one backend apart across restarts. `about` is the id of the
+    /// proxy's request whose answer carried the message (a Streamable HTTP response stream), when it
+    /// came that way: a request from the server there belongs to that request's client.
     FromBackend {
         backend: BackendId,
         generation: u64,
         msg: Message,
+        about: Option<Value>,
     },
     /// A request to a remote backend could not be sent at all (no connection): it may be retried.
     Undelivered {

@@ -149,11 +149,13 @@ fn an_unknown_resource_is_invalid_params_for_a_modern_client() {
 }
 
 #[test]
-fn a_backends_request_during_a_modern_clients_call_is_refused_to_the_backend_with_a_reason() {
+fn a_backends_request_during_a_modern_clients_call_comes_back_as_input_required() {
     let mut proxy = stdio();
-    let answer = ask(&mut proxy, modern(1, "tools/call", json!({ "name": "mock__ask_roots", "arguments": {} })));
-    let text = answer.to_string();
-    assert!(text.contains("2026-07-28"), "the backend should have been told why: {answer}");
+    let result = ask(&mut proxy, modern(1, "tools/call", json!({ "name": "mock__ask_roots", "arguments": {} })))["result"].clone();
+    assert_eq!(result["resultType"], "input_required", "{result}");
+    let asked: Vec<&Value> = result["inputRequests"].as_object().unwrap().values().collect();
+    assert_eq!(asked[0]["method"], "roots/list", "{result}");
+    assert!(result["requestState"].as_str().unwrap().starts_with("mcp-proxy:"), "{result}");
 }
 
 #[test]
@@ -279,6 +281,14 @@ fn progress_of_a_modern_http_request_comes_on_its_own_stream_before_the_result()
         }
     };
     assert_eq!(last["result"]["resultType"], "complete");
+}
+
+#[test]
+fn a_handshake_era_http_clients_error_answer_still_comes_with_200() {
+    let proxy = http::start();
+    let session = proxy.initialize();
+    let response = proxy.post_mcp(Some(&session), &http::tool_call(2, "nope", json!({})));
+    assert_eq!((response.status, response.json()["error"]["code"].clone()), (200, json!(-32602)), "{response:?}");
 }
 
 #[test]

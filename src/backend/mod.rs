@@ -34,7 +34,12 @@ impl Link {
 
     /// Hands a message to the dispatcher; false when the dispatcher is gone (the proxy is exiting).
     pub fn message(&self, msg: Message) -> bool {
-        let event = Event::FromBackend { backend: self.backend, generation: self.generation, msg };
+        self.message_about(msg, None)
+    }
+
+    /// Hands a message to the dispatcher that came with the answer to the proxy's request `about`.
+    pub fn message_about(&self, msg: Message, about: Option<serde_json::Value>) -> bool {
+        let event = Event::FromBackend { backend: self.backend, generation: self.generation, msg, about };
         self.events.send(event).is_ok()
     }
 

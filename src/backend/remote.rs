@@ -83,9 +83,15 @@ impl Remote {
         }
     }
 
-    /// Hands every message in a response body (JSON object, JSON array, or SSE stream) to the dispatcher.
-    /// `on_message` sees each first, for the transport's own bookkeeping.
-    pub fn deliver_body(&self, response: Response<Body>, on_message: &mut dyn FnMut(&Message)) -> Result<(), Failure> {
+    /// Hands every message in a response body (JSON object, JSON array, or SSE stream) to the dispatcher,
+    /// as coming with the answer to the proxy's request `about` when the body is one. `on_message` sees
+    /// each first, for the transport's own bookkeeping.
+    pub fn deliver_body(
+        &self,
+        response: Response<Body>,
+        about: Option<&serde_json::Value>,
+        on_message: &mut dyn FnMut(&Message),
+    ) -> Result<(), Failure> {
         let content_type = header(&response, "content-type").unwrap_or_default().to_ascii_lowercase();
         let mut body = response.into_body();
         if content_type.starts_with("text/event-stream") {
@@ -93,7 +99,7 @@ impl Remote {
             while let Some(event) = events.next_event().map_err(|e| Failure::Request(format!("reading the stream: {e}")))? {
                 // Servers that support resumption open with a "priming" event that has an id and no data.
                 if event.event == "message" && !event.data.trim().is_empty() {
-                    self.deliver_text(&event.data, on_message);
+                    self.deliver_text(&event.data, about, on_message);
                 }
             }
             return Ok(());
@@ -104,12 +110,12 @@ impl Remote {
             .read_to_string()
             .map_err(|e| Failure::Request(format!("reading the response: {e}")))?;
         if !text.trim().is_empty() {
-            self.deliver_text(&text, on_message);
+            self.deliver_text(&text, about, on_message);
         }
         Ok(())
     }
 
-    fn deliver_text(&self, text: &str, on_message: &mut dyn FnMut(&Message)) {
+    fn deliver_text(&self, text: &str, about: Option<&serde_json::Value>, on_message: &mut dyn FnMut(&Message)) {
         let items: Vec<&RawValue> = if text.trim_start().starts_with('[') {
             serde_json::from_str(text).unwrap_or_default()
         } else {
@@ -122,7 +128,7 @@ impl Remote {
             match Message::parse(item.get()) {
                 Ok(msg) => {
                     on_message(&msg);
-                    self.link.message(msg);
+                    self.link.message_about(msg, about.cloned());
                 }
                 Err(e) => log::warn!("[{}] ignoring a message that is not JSON-RPC ({e})", self.key),
             }

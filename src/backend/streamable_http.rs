@@ -180,7 +180,7 @@ impl Shared {
             self.session().id = header(&response, "mcp-session-id");
         }
         let mut saw_initialize_result = false;
-        let delivered = self.remote.deliver_body(response, &mut |reply| {
+        let delivered = self.remote.deliver_body(response, msg.id.as_ref(), &mut |reply| {
             if is_initialize && reply.kind() == Kind::Response && reply.id == msg.id {
                 self.session().protocol_version = protocol_version(reply);
                 saw_initialize_result = true;
@@ -211,7 +211,7 @@ impl Shared {
         };
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
-            if let Err(failure) = self.remote.deliver_body(response, &mut |_| {}) {
+            if let Err(failure) = self.remote.deliver_body(response, msg.id.as_ref(), &mut |_| {}) {
                 self.failed(msg, failure);
             }
             return;
@@ -305,7 +305,7 @@ impl Shared {
             match req.call() {
                 Ok(response) if response.status().as_u16() == 200 => {
                     failures = 0;
-                    let _ = self.remote.deliver_body(response, &mut |_| {});
+                    let _ = self.remote.deliver_body(response, None, &mut |_| {});
                 }
                 Ok(response) if response.status().as_u16() == 405 => {
                     log::debug!("[{}] the server offers no GET stream", self.remote.key);

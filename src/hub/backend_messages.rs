@@ -4,18 +4,18 @@
 
 use super::catalog::ListKind;
 use super::requests::{Asker, Upstream};
-use super::routing::Origin;
+use super::routing::{InFlight, Key, Origin};
 use super::{bridge, Hub};
-use crate::event::{BackendId, Era, ReplyTo};
+use crate::event::{BackendId, Caller, ClientId, Era, ReplyTo};
 use crate::jsonrpc::{code, raw, Kind, Message};
 use serde_json::{json, Value};
 
 impl Hub {
-    pub(super) fn on_backend_message(&mut self, backend: BackendId, msg: Message) {
+    pub(super) fn on_backend_message(&mut self, backend: BackendId, msg: Message, about: Option<Value>) {
         match msg.kind() {
             Kind::Response => self.backend_response(backend, msg),
             Kind::Notification => self.backend_notification(backend, msg),
-            Kind::Request => self.backend_request(backend, msg),
+            Kind::Request => self.backend_request(backend, msg, about.as_ref().and_then(Value::as_u64)),
         }
     }
 
@@ -85,51 +85,79 @@ impl Hub {
         self.send_to_client(client, Message::notification("notifications/cancelled", Some(params.to_raw())));
     }
 
-    /// A backend asks something of a client (sampling, roots, elicitation, ping). It goes to the client
-    /// whose requests are in flight to that backend when there is exactly one, else to the only client
-    /// connected; when no client can be determined the backend gets an error, never silence.
-    fn backend_request(&mut self, backend: BackendId, mut msg: Message) {
+    /// A backend asks something of a client (sampling, roots, elicitation, ping). It belongs to the call
+    /// whose answer stream carried it (Streamable HTTP), else to the one call in flight to that backend
+    /// of the only client with calls there, else to the only client connected; when no client can be
+    /// determined the backend gets an error, never silence. A 2026-07-28 client is asked through an
+    /// `input_required` answer to its call (`bridge.rs`).
+    fn backend_request(&mut self, backend: BackendId, mut msg: Message, about: Option<u64>) {
         let Some(backend_id) = msg.id.clone() else { return };
         if msg.method() == "ping" {
             self.backends.send(backend, Message::response(backend_id, raw(&json!({}))));
             return;
         }
-        let waiting = self.requests.table.callers_waiting_on(backend);
-        // A 2026-07-28 client is asked through an `input_required` answer to its one call in flight there.
-        if let [only] = waiting.as_slice() {
-            if only.era == Era::Modern {
-                return match self.requests.table.client_requests_to(backend, only.client).as_slice() {
-                    [key] if bridge::may_need_input(&self.requests.table.get(*key).map(|e| e.method.clone()).unwrap_or_default()) => {
-                        self.ask_modern_client(*key, backend_id, &msg)
-                    }
-                    _ => {
-                        let why = format!("the proxy cannot tell which request of its client '{}' belongs to", msg.method());
-                        self.backends.send(backend, Message::error_response(backend_id, code::METHOD_NOT_FOUND, &why));
-                    }
-                };
+        let (client, reply) = match self.asked(backend, about) {
+            Asked::Call(key, caller) if caller.era == Era::Modern && bridge::may_need_input(&self.call_method(key)) => {
+                return self.ask_modern_client(key, backend_id, &msg);
             }
+            Asked::Call(_, caller) if caller.era == Era::Handshake => (caller.client, caller.reply),
+            Asked::Client(client, reply, Era::Handshake) => (client, reply),
+            Asked::Call(..) | Asked::Client(..) => {
+                let why = format!("the client speaks MCP 2026-07-28 and has no call in flight that '{}' could belong to", msg.method());
+                self.backends.send(backend, Message::error_response(backend_id, code::METHOD_NOT_FOUND, &why));
+                return;
+            }
+            Asked::Nobody => {
+                let why = format!("the proxy cannot tell which client should answer '{}'", msg.method());
+                self.backends.send(backend, Message::error_response(backend_id, code::METHOD_NOT_FOUND, &why));
+                return;
+            }
+        };
+        let proxy_id =
+            self.requests.forward_upstream(Upstream { client, asker: Asker::Backend { backend, backend_id: backend_id.clone() } });
+        msg.id = Some(Value::from(proxy_id));
+        if self.clients.is_initialized(client) {
+            return self.deliver(client, &reply, msg);
         }
-        let target = match waiting.as_slice() {
-            [only] => Some((only.client, only.reply.clone(), only.era)),
-            [] => self.clients.only().map(|client| (client, ReplyTo::Outbox, self.clients.era(client).unwrap_or_default())),
+        // Before its initialize is answered a client takes no request but ping: it waits until then.
+        if !self.requests.hold_until_initialized(client, reply, msg) {
+            self.requests.answered_upstream(client, Some(&Value::from(proxy_id)));
+            let why = format!("the client has {} requests waiting for its handshake already", super::requests::MAX_BEFORE_INITIALIZE);
+            self.backends.send(backend, Message::error_response(backend_id, code::INTERNAL_ERROR, &why));
+        }
+    }
+}
+
+/// Whom a backend's request is for.
+enum Asked {
+    /// A client's call in flight, and its caller.
+    Call(Key, Caller),
+    /// A client with no single call in flight there, where it hears requests, in the era it speaks.
+    Client(ClientId, ReplyTo, Era),
+    Nobody,
+}
+
+impl Hub {
+    fn asked(&self, backend: BackendId, about: Option<u64>) -> Asked {
+        let call = |key: Key| match self.requests.table.get(key) {
+            Some(InFlight { origin: Origin::Client { caller, .. }, .. }) => Some(Asked::Call(key, caller.clone())),
             _ => None,
         };
-        let refusal = match target {
-            None => Some(format!("the proxy cannot tell which client should answer '{}'", msg.method())),
-            // A 2026-07-28 client takes no requests, and without a call of its in flight there is no
-            // answer to put the question in.
-            Some((_, _, Era::Modern)) => {
-                Some(format!("the client speaks MCP 2026-07-28 and has no call in flight to put '{}' in", msg.method()))
-            }
-            Some(_) => None,
-        };
-        let Some((client, reply, _)) = target.filter(|_| refusal.is_none()) else {
-            let why = refusal.unwrap_or_default();
-            self.backends.send(backend, Message::error_response(backend_id, code::METHOD_NOT_FOUND, &why));
-            return;
-        };
-        let proxy_id = self.requests.forward_upstream(Upstream { client, asker: Asker::Backend { backend, backend_id } });
-        msg.id = Some(Value::from(proxy_id));
-        self.deliver(client, &reply, msg);
+        if let Some(asked) = about.and_then(|id| call((backend, id))) {
+            return asked;
+        }
+        match self.requests.table.callers_waiting_on(backend).as_slice() {
+            [only] => match self.requests.table.client_requests_to(backend, only.client).as_slice() {
+                [key] => call(*key).unwrap_or(Asked::Nobody),
+                // Several calls of one client: it hears the request where one of them is answered.
+                _ => Asked::Client(only.client, only.reply.clone(), only.era),
+            },
+            [] => self.clients.only().map_or(Asked::Nobody, |c| Asked::Client(c, ReplyTo::Outbox, self.clients.era(c).unwrap_or_default())),
+            _ => Asked::Nobody,
+        }
+    }
+
+    fn call_method(&self, key: Key) -> String {
+        self.requests.table.get(key).map(|e| e.method.clone()).unwrap_or_default()
     }
 }

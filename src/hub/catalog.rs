@@ -241,6 +241,13 @@ impl Catalog {
             if !src.filters.tools.admits(name) {
                 continue;
             }
+            if needs_tasks(tool) {
+                found.notes.push(format!(
+                    "tool '{name}' of server '{}' can only run as a task, which the proxy does not relay yet; not listed",
+                    src.key
+                ));
+                continue;
+            }
             let override_key = qualify(src.key, sep, name);
             let entry = overrides.get_key_value(&override_key);
             if let Some((key, _)) = entry {
@@ -375,6 +382,12 @@ pub fn default_name(prefix: &str, sep: &str, name: &str) -> String {
     }
 }
 
+/// A tool that must be called as a task (`execution.taskSupport: "required"`): a client of the proxy
+/// could not call it, so it is not listed.
+fn needs_tasks(tool: &Value) -> bool {
+    tool.pointer("/execution/taskSupport").and_then(Value::as_str) == Some("required")
+}
+
 /// `prefix + sep + name`, or the bare name when the prefix is empty.
 pub fn qualify(prefix: &str, sep: &str, name: &str) -> String {
     if prefix.is_empty() {
@@ -472,6 +485,15 @@ mod tests {
         assert!(found.problems[0].contains("tool name 'x__echo'"));
         assert_eq!(found.notes.len(), 1, "{found:?}");
         assert!(found.notes[0].contains("prompt 'greet'"));
+    }
+
+    #[test]
+    fn a_tool_that_can_only_run_as_a_task_is_not_listed_and_a_note_says_why() {
+        let mut a = lists("a");
+        a.tools = vec![json!({"name": "plain"}), json!({"name": "research", "execution": {"taskSupport": "required"}})];
+        let (catalog, found) = build_found(&[a], &Overrides::new());
+        assert_eq!(names(&catalog), ["a__plain"]);
+        assert!(found.notes.iter().any(|n| n.contains("'research'") && n.contains("task")), "{found:?}");
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl Hub {
                 self.answer(&caller, raw(&result));
                 // From here on the client hears about list changes: the spec only holds back *requests*
                 // until `notifications/initialized`, and waiting for it would lose changes in between.
-                self.clients.mark_initialized(caller.client);
+                self.client_initialized(caller.client);
             }
             "ping" => self.answer(&caller, raw(&json!({}))),
             "server/discover" => self.answer(&caller, raw(&self.discover_result())),
@@ -222,6 +222,14 @@ impl Hub {
             Ok(Some(key)) => self.requests.table.keep_for_retry(key, original, attempt),
             Ok(None) => {}
             Err(caller) => self.retry_or_fail(caller, original, route.backend, attempt),
+        }
+    }
+
+    /// A client finished its handshake: backends' requests kept for it are delivered now.
+    fn client_initialized(&mut self, client: ClientId) {
+        self.clients.mark_initialized(client);
+        for (reply, msg) in self.requests.take_held_until_initialized(client) {
+            self.deliver(client, &reply, msg);
         }
     }
 
@@ -415,7 +423,7 @@ impl Hub {
 
     fn client_notification(&mut self, client: ClientId, msg: &Message) {
         match msg.method() {
-            "notifications/initialized" => self.clients.mark_initialized(client),
+            "notifications/initialized" => self.client_initialized(client),
             "notifications/cancelled" => {
                 let params = msg.params().unwrap_or_default();
                 let Some(request_id) = params.value("requestId") else { return };

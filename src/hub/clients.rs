@@ -146,6 +146,11 @@ impl Clients {
         }
     }
 
+    /// Whether a client has finished its handshake (a client the proxy does not know has none to do).
+    pub fn is_initialized(&self, client: ClientId) -> bool {
+        self.by_id.get(&client).is_none_or(|c| c.initialized || c.era == Era::Modern)
+    }
+
     /// The clients that hear broadcasts.
     pub fn initialized(&self) -> Vec<ClientId> {
         self.by_id.iter().filter(|(_, c)| c.initialized).map(|(id, _)| *id).collect()

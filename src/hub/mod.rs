@@ -202,8 +202,8 @@ impl Hub {
             Event::Inspect { reply } => drop(reply.send(self.inspect())),
             Event::CheckOverrides { overrides, reply } => drop(reply.send(self.override_clashes(&overrides))),
             Event::Metrics { reply } => drop(reply.send(self.render_metrics())),
-            Event::FromBackend { backend, generation, msg } if self.backends.is_current(backend, generation) => {
-                self.on_backend_message(backend, msg);
+            Event::FromBackend { backend, generation, msg, about } if self.backends.is_current(backend, generation) => {
+                self.on_backend_message(backend, msg, about);
             }
             Event::FromBackend { .. } => {} // From a connection since replaced.
             Event::Undelivered { backend, generation, id } if self.backends.is_current(backend, generation) => {

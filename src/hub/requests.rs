@@ -7,7 +7,7 @@
 
 use super::handshake::ListFetch;
 use super::routing::Routing;
-use crate::event::{BackendId, Caller, ClientId};
+use crate::event::{BackendId, Caller, ClientId, ReplyTo};
 use crate::jsonrpc::{Message, Params};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -58,7 +58,13 @@ pub(super) struct Requests {
     /// Client requests held until start-up settles (all backends ready or failed, or the timeout).
     held: Vec<(Caller, Message)>,
     retries: Vec<Retry>,
+    /// Backends' requests to clients that have not finished their handshake yet (a server sends no
+    /// request but ping before it), delivered once they have.
+    before_initialize: Vec<(ClientId, ReplyTo, Message)>,
 }
+
+/// Backends' requests one client may have waiting for its handshake at most; more are refused.
+pub(super) const MAX_BEFORE_INITIALIZE: usize = 16;
 
 impl Requests {
     pub fn hold(&mut self, caller: Caller, msg: Message) {
@@ -67,6 +73,22 @@ impl Requests {
 
     pub fn take_held(&mut self) -> Vec<(Caller, Message)> {
         std::mem::take(&mut self.held)
+    }
+
+    /// Keeps a request to a client until its handshake is done; false when it already has its share.
+    pub fn hold_until_initialized(&mut self, client: ClientId, reply: ReplyTo, msg: Message) -> bool {
+        if self.before_initialize.iter().filter(|(c, _, _)| *c == client).count() >= MAX_BEFORE_INITIALIZE {
+            return false;
+        }
+        self.before_initialize.push((client, reply, msg));
+        true
+    }
+
+    /// The requests kept for a client until its handshake was done, in order.
+    pub fn take_held_until_initialized(&mut self, client: ClientId) -> Vec<(ReplyTo, Message)> {
+        let (theirs, others) = std::mem::take(&mut self.before_initialize).into_iter().partition(|(c, _, _)| *c == client);
+        self.before_initialize = others;
+        theirs.into_iter().map(|(_, reply, msg)| (reply, msg)).collect()
     }
 
     pub fn schedule_retry(&mut self, retry: Retry) {
@@ -98,10 +120,11 @@ impl Requests {
         self.retries.retain(|r| !ours(&r.caller));
     }
 
-    /// Drops every request of a client that was not sent yet.
+    /// Drops every request of a client that was not sent yet, and those kept for it.
     pub fn drop_unsent_of(&mut self, client: ClientId) {
         self.held.retain(|(caller, _)| caller.client != client);
         self.retries.retain(|r| r.caller.client != client);
+        self.before_initialize.retain(|(c, _, _)| *c != client);
     }
 
     /// Takes every request not sent yet, to be answered now (shutdown).

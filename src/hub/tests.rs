@@ -631,6 +631,39 @@ fn a_backend_request_that_no_one_client_can_answer_gets_an_error() {
 }
 
 #[test]
+fn a_backends_request_waits_until_its_clients_initialize_is_answered() {
+    let mut h = Harness::with(HubSettings { client_capabilities: None, ..settings() }, servers(&["a"]));
+    let client = h.client();
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": { "capabilities": { "roots": {} } } }));
+    let probe = h.sent_to("a");
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": probe.id, "error": { "code": -32601, "message": "Method not found" } }));
+    let init = h.sent_to("a");
+    h.answer("a", &init, json!({ "protocolVersion": "2025-06-18", "capabilities": { "tools": {} }, "serverInfo": { "name": "a" } }));
+    h.sent_to("a"); // notifications/initialized
+    let list = h.sent_to("a");
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": "r1", "method": "roots/list" }));
+    client.nothing();
+    h.answer("a", &list, json!({ "tools": [] }));
+    assert_eq!(client.next()["id"], 0, "the initialize answer comes first");
+    assert_eq!(client.next()["method"], "roots/list");
+}
+
+#[test]
+fn a_backend_request_on_a_calls_answer_stream_goes_to_that_calls_client_exactly() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (one, two) = (h.ready_client(), h.ready_client());
+    h.call(&one, 1, "a__x");
+    h.call(&two, 1, "a__x");
+    let (_, second) = (h.sent_to("a"), h.sent_to("a"));
+    let ask = Message::parse(r#"{"jsonrpc":"2.0","id":9,"method":"roots/list"}"#).unwrap();
+    h.wire("a").link.message_about(ask, second.id.clone());
+    h.pump();
+    assert_eq!(two.next()["method"], "roots/list");
+    one.nothing();
+}
+
+#[test]
 fn only_the_client_a_backend_request_went_to_may_answer_it() {
     let mut h = Harness::new(&["a"]);
     h.ready("a", &["x"]);

@@ -100,7 +100,10 @@ fn exchange(fe: &Frontend, req: &Request, ex: &mut Exchange, msg: Message, sessi
         Some(Reply::Accepted) => ex.respond(Response::empty(202)),
         Some(Reply::UnknownSession) => ex.respond(unknown_session(&session)),
         Some(Reply::Refused(status, why)) => ex.respond(Response::error(status, &why)),
-        Some(Reply::Message(msg)) => drop(answer(ex, req, headers, msg, &replies, request_id.as_ref(), &|m| m, fe.settings.keepalive)),
+        Some(Reply::Message(msg)) => {
+            let style = Style { dress: &|m| m, error_statuses: false, keepalive: fe.settings.keepalive };
+            answer(ex, req, headers, msg, &replies, request_id.as_ref(), &style);
+        }
         None => ex.respond(Response::error(503, "the dispatcher did not answer")),
     }
 }
@@ -128,7 +131,8 @@ fn modern_post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
         return ex.respond(Response::error(503, "shutting down"));
     }
     let dress = |m: Message| modern::dress(&method, m);
-    let answered = first_reply(ex, &replies).map(|first| answer(ex, req, &[], first, &replies, Some(&id), &dress, fe.settings.keepalive));
+    let style = Style { dress: &dress, error_statuses: true, keepalive: fe.settings.keepalive };
+    let answered = first_reply(ex, &replies).map(|first| answer(ex, req, &[], first, &replies, Some(&id), &style));
     if answered != Some(Answered::Completely) {
         // The client went away first: the request is cancelled, as closing its stream means.
         let _ = fe.events.send(Event::ClientGone { client });
@@ -168,10 +172,18 @@ enum Answered {
     Cut,
 }
 
+/// How a request's answer is written for its client's era.
+struct Style<'a> {
+    /// Prepares each message (a 2026-07-28 client's answers are dressed for it).
+    dress: &'a dyn Fn(Message) -> Message,
+    /// A 2026-07-28 client learns a malformed request from a 400 and an unknown method from a 404; a
+    /// handshake-era client gets every JSON-RPC answer with 200.
+    error_statuses: bool,
+    keepalive: Duration,
+}
+
 /// Writes the answer to a request: JSON if the response is the first message, else an SSE stream of
 /// every message about the request (kept alive with comments while it waits), ending with the response.
-/// `dress` prepares each message for the client's protocol era.
-#[allow(clippy::too_many_arguments)] // One exchange's parts; grouping them would only rename them.
 fn answer(
     ex: &mut Exchange,
     req: &Request,
@@ -179,13 +191,13 @@ fn answer(
     first: Message,
     replies: &Receiver<Reply>,
     id: Option<&Value>,
-    dress: &dyn Fn(Message) -> Message,
-    keepalive: Duration,
+    style: &Style,
 ) -> Answered {
+    let (dress, keepalive) = (style.dress, style.keepalive);
     let is_response = |m: &Message| m.kind() == Kind::Response && m.id.as_ref() == id;
     if is_response(&first) {
         let first = dress(first);
-        let status = first.error.as_ref().map_or(200, |e| error_status(e.get()));
+        let status = first.error.as_ref().filter(|_| style.error_statuses).map_or(200, |e| error_status(e.get()));
         ex.respond(json_response(status, headers, &first));
         return Answered::Completely;
     }
@@ -241,8 +253,8 @@ fn next_message(stream: &mut EventStream, replies: &Receiver<Reply>, keepalive: 
     }
 }
 
-/// The HTTP status of an error answer: a 2026-07-28 client learns a malformed request from a 400 and an
-/// unknown method from a 404; any other error is the request's own outcome (200).
+/// The HTTP status of an error answer to a 2026-07-28 client: 400 for a malformed request, 404 for an
+/// unknown method, 200 for any other error (the request's own outcome).
 fn error_status(error: &str) -> u16 {
     let code = serde_json::from_str::<Value>(error).ok().and_then(|e| e.get("code").and_then(Value::as_i64));
     code.map_or(200, modern::http_status)

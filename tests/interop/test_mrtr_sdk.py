@@ -8,7 +8,7 @@ modern way through when both sides speak it. Real SDK callbacks answer every que
   ``@modelcontextprotocol/server-everything`` (handshake era only): its sampling and elicitation tools;
 - a handshake-era client (Python SDK ``mode="legacy"``, over stdio and Streamable HTTP) in front of
   ``tests/fixtures/modern_server.py`` (a Python SDK server that speaks only 2026-07-28): its elicitation
-  and sampling tools;
+  and sampling tools; and the TypeScript SDK client (handshake era only) calling it;
 - a 2026-07-28 client in front of the same modern-only server: ``input_required`` passes through;
 - two 2026-07-28 clients calling the same sampling tool of one shared stdio backend one after the
   other each get their own question.
@@ -39,6 +39,7 @@ PROXY_BIN = Path(os.environ.get("MCP_PROXY_BIN", REPO / "target/debug/mcp-proxy-
 EVERYTHING_ENTRY = DEPS / "node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 PYTHON = DEPS / "venv/bin/python"
 MODERN_SERVER = REPO / "tests/fixtures/modern_server.py"
+TS_CLIENT = Path(__file__).with_name("ts_client.mjs")
 INSTALL_HINT = "run scripts/install-test-deps.sh"
 
 TIMEOUT_S = 40
@@ -208,6 +209,20 @@ def test_a_handshake_client_answers_a_modern_backends_sampling_as_a_request(tmp_
             result = await client.call_tool("modern__summarize", {})
         assert len(callbacks.sampling) == 1, callbacks.sampling
         assert text_of(result) == f"the model said: {SAMPLED_TEXT}", result
+
+    run(scenario)
+
+
+def test_the_typescript_sdk_a_handshake_only_client_calls_a_modern_only_backend(tmp_path):
+    node = require(shutil.which("node"), "node must be on PATH for the TypeScript SDK client")
+
+    async def scenario():
+        async with http_proxy(tmp_path, {"modern": modern_only()}) as url:
+            done = await anyio.run_process([node, str(TS_CLIENT), url, "modern__echo", json.dumps({"text": "from TypeScript"})], check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        summary = json.loads(done.stdout)
+        assert "modern__greet" in summary["tools"], summary
+        assert summary["echo"] == {"isError": False, "text": "from TypeScript"}, summary
 
     run(scenario)
 

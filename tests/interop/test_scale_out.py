@@ -9,6 +9,8 @@ under the key ``m`` and named after its instance, so ``m__whoami`` says which in
 
 - stateless (``MCP_PROXY_STATELESS=true``): nginx spreads every POST round-robin; calls go on in a loop
   while one instance is killed and restarted, and the client never sees an error.
+- a 2026-07-28 client (the SDK pinned to ``2026-07-28``) needs no session at all: behind nginx
+  spreading POSTs round-robin, its calls are served by every instance in turn.
 - stateful: nginx routes by the instance prefix of ``Mcp-Session-Id``. A session sticks to one
   instance; once that instance is killed and restarted, the session is gone (HTTP 404, which the SDK
   raises), and a new session works again.
@@ -38,7 +40,7 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-from mcp import ClientSession, types
+from mcp import Client, ClientSession, types
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -364,6 +366,39 @@ def test_stateless_calls_go_on_while_an_instance_is_killed_and_restarted(statele
         assert all(s < 400 for s in seen.statuses), f"the client saw HTTP errors: {seen.statuses}"
 
     anyio.run(scenario)
+
+
+def test_a_2026_07_28_clients_calls_are_served_by_every_instance_in_turn(stateless_cluster):
+    async def scenario():
+        statuses: list[int] = []
+
+        async def record(response: httpx2.Response) -> None:
+            statuses.append(response.status_code)
+
+        http = httpx2.AsyncClient(timeout=httpx2.Timeout(10, read=30), event_hooks={"response": [record]})
+        answered = []
+        with anyio.fail_after(SCENARIO_TIMEOUT_S):
+            async with http, streamable_http_client(stateless_cluster.nginx.url, http_client=http) as (read, write):
+                async with Client(_Streams(read, write), mode="2026-07-28") as client:
+                    for _ in range(9):
+                        answered.append(text(await client.call_tool("m__whoami", {})))
+        assert set(answered) == set(INSTANCES), f"every instance answers in turn: {answered}"
+        assert all(s < 400 for s in statuses), f"the client saw HTTP errors: {statuses}"
+
+    anyio.run(scenario)
+
+
+class _Streams:
+    """An already open pair of SDK streams, as the `Transport` a `Client` connects through."""
+
+    def __init__(self, read, write):
+        self.streams = (read, write)
+
+    async def __aenter__(self):
+        return self.streams
+
+    async def __aexit__(self, *exc):
+        return None
 
 
 def test_stateful_sessions_stick_to_their_instance_and_start_over_after_it_restarts(stateful_cluster):

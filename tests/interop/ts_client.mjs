@@ -1,9 +1,10 @@
 // Interop: the official MCP TypeScript SDK as a Streamable HTTP client of mcp-proxy-server.
 //
-//   node tests/interop/ts_client.mjs http://127.0.0.1:PORT/mcp
+//   node tests/interop/ts_client.mjs http://127.0.0.1:PORT/mcp [TOOL ARGUMENTS_JSON]
 //
 // Connects (Client + StreamableHTTPClientTransport), lists every tool (following cursors), calls
-// `everything__echo`, closes the session, and prints one JSON summary on stdout:
+// `everything__echo` (or TOOL with ARGUMENTS_JSON), closes the session, and prints one JSON summary on
+// stdout:
 //   {"serverInfo": {...}, "protocolVersion": "...", "tools": [names], "echo": {"isError": false, "text": "..."}}
 // Exits 1 with the error on stderr when anything fails. The SDK is loaded from the pinned copy in
 // .deps/node (scripts/install-test-deps.sh), or from the directory named by MCP_TS_SDK_PREFIX.
@@ -19,7 +20,7 @@ const prefix = process.env.MCP_TS_SDK_PREFIX ?? fileURLToPath(new URL("../../.de
 const requireFromDeps = createRequire(resolve(prefix, "package.json"));
 const load = (specifier) => import(pathToFileURL(requireFromDeps.resolve(specifier)).href);
 
-async function main(url) {
+async function main(url, tool, args) {
   const { Client } = await load("@modelcontextprotocol/sdk/client/index.js");
   const { StreamableHTTPClientTransport } = await load("@modelcontextprotocol/sdk/client/streamableHttp.js");
 
@@ -35,11 +36,7 @@ async function main(url) {
       cursor = page.nextCursor;
     } while (cursor);
 
-    const echo = await client.callTool(
-      { name: "everything__echo", arguments: { message: "hello from the TypeScript SDK" } },
-      undefined,
-      { timeout: TIMEOUT_MS },
-    );
+    const echo = await client.callTool({ name: tool, arguments: args }, undefined, { timeout: TIMEOUT_MS });
     const texts = echo.content.filter((block) => block.type === "text").map((block) => block.text);
 
     return {
@@ -55,12 +52,12 @@ async function main(url) {
   }
 }
 
-const url = process.argv[2];
+const [url, tool = "everything__echo", args = '{"message": "hello from the TypeScript SDK"}'] = process.argv.slice(2);
 if (!url) {
-  console.error("usage: node ts_client.mjs http://HOST:PORT/mcp");
+  console.error("usage: node ts_client.mjs http://HOST:PORT/mcp [TOOL ARGUMENTS_JSON]");
   process.exit(2);
 }
-main(url).then(
+main(url, tool, JSON.parse(args)).then(
   (summary) => console.log(JSON.stringify(summary)),
   (error) => {
     console.error(error?.stack ?? String(error));

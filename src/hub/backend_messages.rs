@@ -62,6 +62,13 @@ impl Hub {
                 }
             }
             "notifications/cancelled" => self.backend_cancelled(backend, &msg),
+            "notifications/elicitation/complete" => {
+                // Goes to the client the URL elicitation went to, and to no other.
+                let id = msg.params().ok().and_then(|p| p.str("elicitationId")).unwrap_or_default();
+                if let Some(client) = self.requests.elicitation_completed(backend, &id) {
+                    self.send_to_client(client, msg);
+                }
+            }
             other => log::debug!("[{}] notification {other} not relayed", self.backends.key(backend)),
         }
     }
@@ -113,6 +120,7 @@ impl Hub {
                 return;
             }
         };
+        self.requests.note_asked(backend, client, &msg);
         let proxy_id =
             self.requests.forward_upstream(Upstream { client, asker: Asker::Backend { backend, backend_id: backend_id.clone() } });
         msg.id = Some(Value::from(proxy_id));

@@ -437,6 +437,12 @@ impl Hub {
                     self.cancel_at_backend(key, &reason);
                 }
             }
+            // The backends that asked this client for its roots want to know they changed.
+            "notifications/roots/list_changed" => {
+                for backend in self.requests.roots_askers(client) {
+                    self.backends.send(backend, Message::notification("notifications/roots/list_changed", None));
+                }
+            }
             other => log::debug!("client {}: notification {other} not relayed", client.0),
         }
     }

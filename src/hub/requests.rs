@@ -10,7 +10,7 @@ use super::routing::Routing;
 use crate::event::{BackendId, Caller, ClientId, ReplyTo};
 use crate::jsonrpc::{Message, Params};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 /// The proxy's own requests to backends, and what to do with their answers.
@@ -61,7 +61,15 @@ pub(super) struct Requests {
     /// Backends' requests to clients that have not finished their handshake yet (a server sends no
     /// request but ping before it), delivered once they have.
     before_initialize: Vec<(ClientId, ReplyTo, Message)>,
+    /// Which client got a backend's URL elicitation, by backend and `elicitationId`, for the
+    /// `notifications/elicitation/complete` that follows; the oldest are forgotten past a bound.
+    elicitations: VecDeque<((BackendId, String), ClientId)>,
+    /// Which backends asked a client for its roots, to hear when they change.
+    roots_askers: HashMap<ClientId, Vec<BackendId>>,
 }
+
+/// URL elicitations remembered for their completion notice at most.
+const MAX_ELICITATIONS: usize = 1024;
 
 /// Backends' requests one client may have waiting for its handshake at most; more are refused.
 pub(super) const MAX_BEFORE_INITIALIZE: usize = 16;
@@ -89,6 +97,38 @@ impl Requests {
         let (theirs, others) = std::mem::take(&mut self.before_initialize).into_iter().partition(|(c, _, _)| *c == client);
         self.before_initialize = others;
         theirs.into_iter().map(|(_, reply, msg)| (reply, msg)).collect()
+    }
+
+    /// Notes what a backend's request to a client means for later notifications: a URL elicitation's
+    /// id, and that the backend asked for the client's roots.
+    pub fn note_asked(&mut self, backend: BackendId, client: ClientId, msg: &Message) {
+        match msg.method() {
+            "roots/list" => {
+                let askers = self.roots_askers.entry(client).or_default();
+                if !askers.contains(&backend) {
+                    askers.push(backend);
+                }
+            }
+            "elicitation/create" => {
+                let Some(id) = msg.params().ok().and_then(|p| p.str("elicitationId")) else { return };
+                if self.elicitations.len() >= MAX_ELICITATIONS {
+                    self.elicitations.pop_front();
+                }
+                self.elicitations.push_back(((backend, id), client));
+            }
+            _ => {}
+        }
+    }
+
+    /// The client a backend's URL elicitation went to, forgotten once its completion is relayed.
+    pub fn elicitation_completed(&mut self, backend: BackendId, id: &str) -> Option<ClientId> {
+        let at = self.elicitations.iter().position(|((b, e), _)| *b == backend && e == id)?;
+        self.elicitations.remove(at).map(|(_, client)| client)
+    }
+
+    /// The backends that asked a client for its roots.
+    pub fn roots_askers(&self, client: ClientId) -> Vec<BackendId> {
+        self.roots_askers.get(&client).cloned().unwrap_or_default()
     }
 
     pub fn schedule_retry(&mut self, retry: Retry) {
@@ -125,6 +165,8 @@ impl Requests {
         self.held.retain(|(caller, _)| caller.client != client);
         self.retries.retain(|r| r.caller.client != client);
         self.before_initialize.retain(|(c, _, _)| *c != client);
+        self.elicitations.retain(|(_, c)| *c != client);
+        self.roots_askers.remove(&client);
     }
 
     /// Takes every request not sent yet, to be answered now (shutdown).

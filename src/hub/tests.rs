@@ -664,6 +664,36 @@ fn a_backend_request_on_a_calls_answer_stream_goes_to_that_calls_client_exactly(
 }
 
 #[test]
+fn a_url_elicitations_completion_reaches_only_the_client_it_went_to() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (asked, other) = (h.ready_client(), h.ready_client());
+    h.call(&asked, 1, "a__x");
+    h.sent_to("a");
+    let url = json!({ "mode": "url", "message": "Log in", "url": "https://example.com", "elicitationId": "el-1" });
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": 5, "method": "elicitation/create", "params": url }));
+    asked.next();
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "method": "notifications/elicitation/complete", "params": { "elicitationId": "el-1" } }));
+    assert_eq!(asked.next()["method"], "notifications/elicitation/complete");
+    other.nothing();
+}
+
+#[test]
+fn a_clients_roots_change_reaches_the_backends_that_asked_for_its_roots() {
+    let mut h = Harness::new(&["a", "b"]);
+    h.ready("a", &["x"]);
+    h.ready("b", &["y"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    h.sent_to("a");
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": 5, "method": "roots/list" }));
+    client.next();
+    h.send(&client, json!({ "jsonrpc": "2.0", "method": "notifications/roots/list_changed" }));
+    assert_eq!(h.sent_to("a").method(), "notifications/roots/list_changed");
+    h.nothing_to_backend("b");
+}
+
+#[test]
 fn only_the_client_a_backend_request_went_to_may_answer_it() {
     let mut h = Harness::new(&["a"]);
     h.ready("a", &["x"]);

@@ -35,6 +35,9 @@ impl Hub {
         match entry.origin {
             Origin::Client { caller, .. } => {
                 self.metrics.record(backend, &entry.method, msg.error.is_some(), entry.opened.elapsed());
+                if entry.method == "tools/call" {
+                    self.note_task(backend, caller.client, &msg);
+                }
                 msg.id = Some(caller.id);
                 self.deliver(caller.client, &caller.reply, msg);
             }
@@ -62,6 +65,7 @@ impl Hub {
                 }
             }
             "notifications/cancelled" => self.backend_cancelled(backend, &msg),
+            "notifications/tasks/status" => self.task_status(backend, msg),
             "notifications/elicitation/complete" => {
                 // Goes to the client the URL elicitation went to, and to no other.
                 let id = msg.params().ok().and_then(|p| p.str("elicitationId")).unwrap_or_default();

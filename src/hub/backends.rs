@@ -93,6 +93,16 @@ impl Backend {
         self.capability(name).and_then(|c| c.get(flag)).and_then(Value::as_bool).unwrap_or(false)
     }
 
+    /// Whether a capability declares the object at this path (`tasks.requests.tools.call`).
+    pub fn capability_flag_path(&self, path: &[&str]) -> bool {
+        let Some((first, rest)) = path.split_first() else { return false };
+        let mut at = self.capability(first);
+        for key in rest {
+            at = at.and_then(|v| v.get(key));
+        }
+        at.is_some_and(|v| !v.is_null())
+    }
+
     pub fn instructions(&self) -> Option<&str> {
         self.init.as_ref()?.get("instructions")?.as_str()
     }

@@ -115,19 +115,26 @@ pub struct Catalog {
 }
 
 /// Each list's `result` as clients get it (`{"tools": [...]}`), serialised once per build, by
-/// [`ListKind`]; empty lists before the first build.
+/// [`ListKind`], and the tools result without the tools that can only run as tasks (for clients that
+/// cannot use them); empty lists before the first build.
 #[derive(Debug)]
-struct Results([Box<RawValue>; 4]);
+struct Results {
+    lists: [Box<RawValue>; 4],
+    tools_without_tasks: Box<RawValue>,
+}
 
 impl Results {
-    fn of(lists: impl Fn(ListKind) -> Value) -> Results {
-        Results(ListKind::ALL.map(|kind| raw(&json!({ kind.member(): lists(kind) }))))
+    fn of(lists: impl Fn(ListKind) -> Value, tools_without_tasks: Value) -> Results {
+        Results {
+            lists: ListKind::ALL.map(|kind| raw(&json!({ kind.member(): lists(kind) }))),
+            tools_without_tasks: raw(&json!({ "tools": tools_without_tasks })),
+        }
     }
 }
 
 impl Default for Results {
     fn default() -> Results {
-        Results::of(|_| json!([]))
+        Results::of(|_| json!([]), json!([]))
     }
 }
 
@@ -164,7 +171,8 @@ impl Catalog {
             }
         }
         catalog.add_prompts(sources, sep, &mut found);
-        catalog.results = Results::of(|kind| Value::from(catalog.list(kind)));
+        let plain: Vec<&Value> = catalog.tools.iter().filter(|t| !needs_tasks(t)).collect();
+        catalog.results = Results::of(|kind| Value::from(catalog.list(kind)), json!(plain));
         if sources.iter().all(|s| s.ready) {
             let unused = overrides.keys().filter(|k| !used.contains(k.as_str()));
             found.problems.extend(unused.map(|k| format!("tool config: '{k}' names no tool of any server")));
@@ -184,7 +192,12 @@ impl Catalog {
 
     /// The answer to a list request (`{"tools": [...]}` and so on), already serialised.
     pub fn list_result(&self, kind: ListKind) -> Box<RawValue> {
-        self.results.0[kind as usize].clone()
+        self.results.lists[kind as usize].clone()
+    }
+
+    /// The tools result for a client that cannot use tasks (see [`Catalog::list_result`]).
+    pub fn tools_without_tasks(&self) -> Box<RawValue> {
+        self.results.tools_without_tasks.clone()
     }
 
     pub fn tool(&self, exposed: &str) -> Option<&Route> {
@@ -239,13 +252,6 @@ impl Catalog {
                 continue;
             };
             if !src.filters.tools.admits(name) {
-                continue;
-            }
-            if needs_tasks(tool) {
-                found.notes.push(format!(
-                    "tool '{name}' of server '{}' can only run as a task, which the proxy does not relay yet; not listed",
-                    src.key
-                ));
                 continue;
             }
             let override_key = qualify(src.key, sep, name);
@@ -382,8 +388,7 @@ pub fn default_name(prefix: &str, sep: &str, name: &str) -> String {
     }
 }
 
-/// A tool that must be called as a task (`execution.taskSupport: "required"`): a client of the proxy
-/// could not call it, so it is not listed.
+/// A tool that must be called as a task (`execution.taskSupport: "required"`).
 fn needs_tasks(tool: &Value) -> bool {
     tool.pointer("/execution/taskSupport").and_then(Value::as_str) == Some("required")
 }
@@ -488,12 +493,13 @@ mod tests {
     }
 
     #[test]
-    fn a_tool_that_can_only_run_as_a_task_is_not_listed_and_a_note_says_why() {
+    fn a_tool_that_can_only_run_as_a_task_is_left_out_of_the_list_for_clients_without_tasks() {
         let mut a = lists("a");
         a.tools = vec![json!({"name": "plain"}), json!({"name": "research", "execution": {"taskSupport": "required"}})];
-        let (catalog, found) = build_found(&[a], &Overrides::new());
-        assert_eq!(names(&catalog), ["a__plain"]);
-        assert!(found.notes.iter().any(|n| n.contains("'research'") && n.contains("task")), "{found:?}");
+        let (catalog, _) = build(&[a]);
+        assert_eq!(names(&catalog), ["a__plain", "a__research"]);
+        let without: Value = serde_json::from_str(catalog.tools_without_tasks().get()).unwrap();
+        assert_eq!(without["tools"].as_array().unwrap().len(), 1, "{without}");
     }
 
     #[test]

@@ -124,7 +124,11 @@ impl Hub {
             "ping" => self.answer(&caller, raw(&json!({}))),
             "server/discover" => self.answer(&caller, raw(&self.discover_result())),
             "subscriptions/listen" => self.listen(caller, &params),
+            // Tasks are relayed in the handshake era only: a 2026-07-28 client is not shown tools it
+            // could only call as tasks.
+            "tools/list" if caller.era == Era::Modern => self.answer(&caller, self.catalog.tools_without_tasks()),
             "tools/list" => self.answer(&caller, self.catalog.list_result(ListKind::Tools)),
+            "tasks/get" | "tasks/result" | "tasks/cancel" => self.task_request(caller, msg.method(), params),
             "prompts/list" => self.answer(&caller, self.catalog.list_result(ListKind::Prompts)),
             "resources/list" => self.answer(&caller, self.catalog.list_result(ListKind::Resources)),
             "resources/templates/list" => self.answer(&caller, self.catalog.list_result(ListKind::Templates)),
@@ -193,6 +197,10 @@ impl Hub {
         }
         if any("completions") {
             capabilities["completions"] = json!({});
+        }
+        // Tool calls run as tasks are relayed (without tasks/list: a backend's list holds every client's).
+        if self.backends.ready().any(|b| b.capability_flag_path(&["tasks", "requests", "tools", "call"])) {
+            capabilities["tasks"] = json!({ "cancel": {}, "requests": { "tools": { "call": {} } } });
         }
         capabilities
     }
@@ -360,7 +368,7 @@ impl Hub {
     }
 
     /// Sends a client's request to its backend, or answers with an error when the backend is gone.
-    fn forward(&mut self, caller: Caller, backend: BackendId, method: &str, params: Params) {
+    pub(super) fn forward(&mut self, caller: Caller, backend: BackendId, method: &str, params: Params) {
         if let Err(caller) = self.try_forward(caller, backend, method, params) {
             let why = format!("server '{}' is not connected", self.backends.key(backend));
             self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
@@ -469,6 +477,7 @@ impl Hub {
         let known = self.clients.remove(client);
         log::debug!("client {} gone", client.0);
         self.end_listens_of(client);
+        self.tasks.forget_client(client);
         self.requests.drop_unsent_of(client);
         for key in self.requests.table.keys_for_client(client) {
             self.cancel_at_backend(key, "the client disconnected");
@@ -526,5 +535,8 @@ fn waits_for_backends(method: &str) -> bool {
             | "completion/complete"
             | "logging/setLevel"
             | "subscriptions/listen"
+            | "tasks/get"
+            | "tasks/result"
+            | "tasks/cancel"
     )
 }

@@ -28,6 +28,7 @@ mod shutdown;
 mod status;
 mod subscriptions;
 mod supervision;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
@@ -89,6 +90,8 @@ pub struct Hub {
     listeners: listen::Listeners,
     /// Calls waiting on a client's answers to its server's questions (MRTR, both eras).
     bridges: bridge::Bridges,
+    /// Tasks made by backends, by id: which backend and which client (2025-11-25).
+    tasks: tasks::Tasks,
     requests: Requests,
     metrics: metrics::Metrics,
     shutdown: Shutdown,
@@ -127,6 +130,7 @@ impl Hub {
             subscriptions: Subscriptions::default(),
             listeners: listen::Listeners::default(),
             bridges: bridge::Bridges::default(),
+            tasks: tasks::Tasks::default(),
             requests: Requests::default(),
             metrics: metrics::Metrics::default(),
             shutdown: Shutdown::default(),

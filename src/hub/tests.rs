@@ -597,6 +597,30 @@ fn a_retry_that_never_comes_fails_the_backends_request_and_cancels_its_call() {
     assert_eq!(h.sent_to("a").method(), "notifications/cancelled");
 }
 
+// ----- tasks -----------------------------------------------------------------------------------
+
+#[test]
+fn a_task_made_by_a_backend_is_polled_there_by_its_client_only() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (owner, other) = (h.ready_client(), h.ready_client());
+    h.send(&owner, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "a__x", "task": { "ttl": 60000 } } }));
+    let call = h.sent_to("a");
+    h.answer("a", &call, json!({ "task": { "taskId": "t-1", "status": "working", "ttl": 60000 } }));
+    assert_eq!(owner.next()["result"]["task"]["taskId"], "t-1");
+    h.backend_says(
+        "a",
+        json!({ "jsonrpc": "2.0", "method": "notifications/tasks/status", "params": { "taskId": "t-1", "status": "completed" } }),
+    );
+    assert_eq!(owner.next()["method"], "notifications/tasks/status");
+    other.nothing();
+    h.send(&other, json!({ "jsonrpc": "2.0", "id": 2, "method": "tasks/get", "params": { "taskId": "t-1" } }));
+    assert_eq!(other.next()["error"]["code"], -32602, "another client's task is unknown to it");
+    h.send(&owner, json!({ "jsonrpc": "2.0", "id": 3, "method": "tasks/result", "params": { "taskId": "t-1" } }));
+    let asked = h.sent_to("a");
+    assert_eq!((asked.method(), params(&asked)["taskId"].clone()), ("tasks/result", json!("t-1")));
+}
+
 // ----- requests from backends ----------------------------------------------------------------------
 
 #[test]

@@ -21,6 +21,7 @@ The proxy binary is taken from ``MCP_PROXY_BIN`` (default
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -190,3 +191,24 @@ def test_progress_of_long_running_tool_reaches_client_before_result():
         assert all(a < b for a, b in zip(progress, progress[1:])), progress
 
     anyio.run(scenario)
+
+
+def test_typescript_sdk_runs_a_tool_call_as_a_task_through_the_proxy(tmp_path):
+    """MCP 2025-11-25 tasks: the TypeScript SDK (tests/interop/ts_tasks_client.mjs) calls
+    server-everything's research tool, which runs only as a task, creates the task through the proxy,
+    polls it and fetches its result; the proxy routes each tasks/* request to the backend that made it."""
+    node = require(shutil.which("node"), "node must be on PATH for the TypeScript SDK client")
+    config = tmp_path / "mcp_server.json"
+    config.write_text(json.dumps({"mcpServers": {"everything": backends()["everything"]}}))
+    client = Path(__file__).with_name("ts_tasks_client.mjs")
+    args = json.dumps({"topic": "proxies"})
+    done = subprocess.run(
+        [node, str(client), str(PROXY_BIN), str(config), "everything__simulate-research-query", args],
+        capture_output=True, text=True, timeout=90,
+    )
+    print(f"--- ts_tasks_client stderr ---\n{done.stderr}", file=sys.stderr)
+    assert done.returncode == 0, done.stdout
+    summary = json.loads(done.stdout)
+    assert summary["capabilities"]["tasks"]["requests"]["tools"]["call"] == {}
+    assert summary["types"][0] == "taskCreated" and summary["types"][-1] == "result", summary["types"]
+    assert "Research Report: proxies" in summary["text"], summary["text"]

@@ -1,0 +1,85 @@
+//! Tasks (MCP 2025-11-25): a tool call a client asks to run as a task (`params.task`) is answered at once
+//! with the task its backend made; the client then polls it (`tasks/get`), waits for its outcome
+//! (`tasks/result`) or cancels it (`tasks/cancel`). The proxy remembers which backend made each task and
+//! for which client, so those requests go back to that backend, and only that client may make them;
+//! `notifications/tasks/status` goes to that client alone.
+//!
+//! `tasks/list` is not offered: a backend's list holds every client's tasks. The 2026-07-28 tasks
+//! extension is not bridged yet, so 2026-07-28 clients are not shown tools that can only run as tasks.
+
+use super::Hub;
+use crate::event::{BackendId, Caller, ClientId};
+use crate::jsonrpc::{code, Message, Params};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+
+/// Tasks remembered at most; the oldest are forgotten first (a backend forgets them too, by their ttl).
+const MAX_TASKS: usize = 4096;
+
+#[derive(Default)]
+pub(super) struct Tasks {
+    by_id: HashMap<String, (BackendId, ClientId)>,
+    order: VecDeque<String>,
+}
+
+impl Tasks {
+    fn record(&mut self, task: String, backend: BackendId, client: ClientId) {
+        if self.order.len() >= MAX_TASKS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_id.remove(&oldest);
+            }
+        }
+        self.order.push_back(task.clone());
+        self.by_id.insert(task, (backend, client));
+    }
+
+    fn owner(&self, task: &str) -> Option<(BackendId, ClientId)> {
+        self.by_id.get(task).copied()
+    }
+
+    pub fn forget_client(&mut self, client: ClientId) {
+        self.by_id.retain(|_, (_, c)| *c != client);
+        let known = &self.by_id;
+        self.order.retain(|task| known.contains_key(task));
+    }
+}
+
+impl Hub {
+    /// `tasks/get`, `tasks/result`, `tasks/cancel`: to the backend that made the task, for the client
+    /// that asked for it.
+    pub(super) fn task_request(&mut self, caller: Caller, method: &str, params: Params) {
+        let task = params.str("taskId").unwrap_or_default();
+        match self.tasks.owner(&task).filter(|(_, client)| *client == caller.client) {
+            Some((backend, _)) => self.forward(caller, backend, method, params),
+            None => self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown task: '{task}'")),
+        }
+    }
+
+    /// A tool call's answer that is a task (`{"task": {"taskId": ...}}`): remembered for its client.
+    pub(super) fn note_task(&mut self, backend: BackendId, client: ClientId, answer: &Message) {
+        // Most answers are not tasks: a look at the text spares a parse.
+        let Some(result) = answer.result.as_ref().filter(|r| r.get().contains("\"taskId\"")) else { return };
+        let result: Value = serde_json::from_str(result.get()).unwrap_or_default();
+        if let Some(task) = result.pointer("/task/taskId").and_then(Value::as_str) {
+            self.tasks.record(task.to_owned(), backend, client);
+        }
+    }
+
+    /// A task's status goes to its client. A backend may report a task before the answer that made it
+    /// reaches the proxy; it then goes to the client whose call is the only one in flight there.
+    pub(super) fn task_status(&mut self, backend: BackendId, msg: Message) {
+        let task = msg.params().ok().and_then(|p| p.str("taskId")).unwrap_or_default();
+        let client = match self.tasks.owner(&task) {
+            Some((from, client)) if from == backend => Some(client),
+            Some(_) => None,
+            None => match self.requests.table.callers_waiting_on(backend).as_slice() {
+                [only] => Some(only.client),
+                _ => None,
+            },
+        };
+        match client {
+            Some(client) => self.send_to_client(client, msg),
+            None => log::debug!("[{}] status of task '{task}' not relayed: whose it is is unknown", self.backends.key(backend)),
+        }
+    }
+}

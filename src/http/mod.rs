@@ -106,9 +106,9 @@ impl Drop for OpenGuard {
 fn serve_connection(stream: TcpStream, limits: &Limits, handler: &Handler) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let Ok(read_half) = stream.try_clone() else { return };
+    let Ok(conn) = stream.try_clone().and_then(|read_half| request::Conn::new(read_half, limits)) else { return };
     let peer = stream.peer_addr().ok().map(|a| a.ip());
-    let mut reader = BufReader::new(request::Conn::new(read_half));
+    let mut reader = BufReader::new(conn);
     loop {
         let request = match request::read(&mut reader, limits, peer) {
             Ok(request) => request,

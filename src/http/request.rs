@@ -109,33 +109,55 @@ impl Request {
     }
 }
 
-/// A connection's read side that will not read past a deadline. The socket's own timeout bounds each
-/// read; this bounds their sum, so a client trickling one byte at a time (slowloris) is cut off too.
+/// A connection's read side that will not read past a deadline: the end of the idle wait between
+/// requests, then the end of the request's own time. The socket's timeout bounds each read and is never
+/// longer than the shorter of the two limits, so it is set when the connection opens and again only
+/// after a read timed out early, never per request; the deadline bounds the reads' sum, so a client
+/// trickling one byte at a time (slowloris) is cut off too.
 pub struct Conn {
     stream: TcpStream,
-    deadline: Option<Instant>,
+    deadline: Instant,
+    /// The socket's read timeout at most: the shorter of the idle and the request limit.
+    longest_wait: Duration,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream) -> Conn {
-        Conn { stream, deadline: None }
+    pub fn new(stream: TcpStream, limits: &Limits) -> io::Result<Conn> {
+        let longest_wait = limits.idle_timeout.min(limits.read_timeout).max(MIN_WAIT);
+        stream.set_read_timeout(Some(longest_wait))?;
+        Ok(Conn { stream, deadline: Instant::now() + longest_wait, longest_wait })
     }
 }
 
+/// The shortest socket timeout set (zero would mean none).
+const MIN_WAIT: Duration = Duration::from_millis(1);
+
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            return Err(io::ErrorKind::TimedOut.into());
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            match self.stream.read(buf) {
+                // The socket gave up before the deadline: wait out the rest, no longer than it allows.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    let left = self.deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(e);
+                    }
+                    self.stream.set_read_timeout(Some(left.clamp(MIN_WAIT, self.longest_wait)))?;
+                }
+                read => return read,
+            }
         }
-        self.stream.read(buf)
     }
 }
 
 /// Reads the next request from a kept-alive connection whose client is `peer`.
 pub fn read(reader: &mut BufReader<Conn>, limits: &Limits, peer: Option<std::net::IpAddr>) -> Result<Request, ReadError> {
     // Waiting for a request to start is idleness, not slowness.
-    reader.get_mut().deadline = None;
-    reader.get_ref().stream.set_read_timeout(Some(limits.idle_timeout))?;
+    reader.get_mut().deadline = Instant::now() + limits.idle_timeout;
     match reader.fill_buf() {
         Ok([]) => return Err(ReadError::Closed),
         Ok(_) => {}
@@ -143,8 +165,7 @@ pub fn read(reader: &mut BufReader<Conn>, limits: &Limits, peer: Option<std::net
         Err(e) => return Err(ReadError::Io(e)),
     }
     // From the first byte on, the request's own deadline bounds the reads (not the idle timeout).
-    reader.get_mut().deadline = Some(Instant::now() + limits.read_timeout);
-    reader.get_ref().stream.set_read_timeout(Some(limits.read_timeout))?;
+    reader.get_mut().deadline = Instant::now() + limits.read_timeout;
     let head = read_head(reader, limits.max_head)?;
     let mut request = parse_head(&head)?;
     request.peer = peer;
@@ -288,6 +309,53 @@ fn hex(digit: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+
+    /// Reads one request on a loopback connection whose client runs `client`; how it went, and when.
+    fn read_from(
+        idle: Duration,
+        read_timeout: Duration,
+        client: impl FnOnce(TcpStream) + Send + 'static,
+    ) -> (Result<Request, ReadError>, Duration) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || client(TcpStream::connect(addr).unwrap()));
+        let (stream, _) = listener.accept().unwrap();
+        let limits = Limits { max_head: 1024, max_body: 1024, read_timeout, idle_timeout: idle };
+        let mut reader = BufReader::new(Conn::new(stream, &limits).unwrap());
+        let start = Instant::now();
+        let outcome = read(&mut reader, &limits, None);
+        let took = start.elapsed();
+        client.join().unwrap();
+        (outcome, took)
+    }
+
+    #[test]
+    fn an_idle_wait_longer_than_the_request_limit_still_gets_its_request() {
+        let (read, _) = read_from(Duration::from_millis(900), Duration::from_millis(150), |mut s| {
+            std::thread::sleep(Duration::from_millis(450));
+            s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        });
+        assert_eq!(read.map(|r| r.path).ok().as_deref(), Some("/x"));
+    }
+
+    #[test]
+    fn a_request_stalled_past_its_limit_times_out_though_the_idle_limit_is_longer() {
+        let (read, took) = read_from(Duration::from_secs(5), Duration::from_millis(200), |mut s| {
+            s.write_all(b"GET /x HTTP/1.1\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(1200));
+        });
+        assert!(matches!(read, Err(ReadError::Timeout)), "{read:?}");
+        assert!(took < Duration::from_millis(1000), "{took:?}");
+    }
+
+    #[test]
+    fn a_connection_idle_past_its_limit_is_closed_though_the_request_limit_is_longer() {
+        let (read, took) =
+            read_from(Duration::from_millis(200), Duration::from_secs(5), |_s| std::thread::sleep(Duration::from_millis(1200)));
+        assert!(matches!(read, Err(ReadError::Closed)), "{read:?}");
+        assert!(took < Duration::from_millis(1000), "{took:?}");
+    }
 
     fn request(query: &str, headers: &[(&str, &str)]) -> Request {
         Request {

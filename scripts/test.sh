@@ -12,6 +12,8 @@ bash scripts/install-test-deps.sh
 # House rules first, so a developer sees what CI sees: unformatted code and any clippy warning fail.
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+# The fuzz targets (fuzz/, their own workspace) use the parsers directly: they must keep compiling.
+cargo check --manifest-path fuzz/Cargo.toml --bins --locked
 cargo build --locked
 cargo test --locked
 export MCP_PROXY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/mcp-proxy-server"

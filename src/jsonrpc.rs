@@ -156,6 +156,13 @@ impl Message {
         Params::parse(self.params.as_deref())
     }
 
+    /// One member of `params`, found without reading the others into memory: cheaper than
+    /// [`Message::params`] for a look at one member. `None` when absent, or when params are not an object.
+    pub fn param(&self, key: &str) -> Option<&RawValue> {
+        let mut de = serde_json::Deserializer::from_str(self.params.as_deref()?.get());
+        serde::de::DeserializeSeed::deserialize(Member(key), &mut de).ok().flatten()
+    }
+
     /// Parses `params` as a JSON object; absent params read as an empty object.
     pub fn params_object(&self) -> Result<serde_json::Map<String, Value>, String> {
         match &self.params {
@@ -230,19 +237,38 @@ impl Params {
 
     /// The object as raw JSON text again, members in their order.
     pub fn to_raw(&self) -> Box<RawValue> {
-        let mut text = String::with_capacity(2 + self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>());
-        text.push('{');
-        for (i, (key, value)) in self.0.iter().enumerate() {
-            if i > 0 {
-                text.push(',');
-            }
-            // A string always serialises; the key is written as a JSON string.
-            text.push_str(&serde_json::to_string(key).unwrap_or_default());
-            text.push(':');
-            text.push_str(value.get());
+        self.to_raw_with(&[])
+    }
+
+    /// The object as raw JSON text with some members replaced (or added at the end), leaving `self`
+    /// as it is: a tool call keeps the client's own params for a retry without copying them.
+    pub fn to_raw_with(&self, replaced: &[(&str, &RawValue)]) -> Box<RawValue> {
+        // Serialising raw members cannot fail, and the text is not parsed again (to_raw_value trusts
+        // the serialiser, so a megabyte of tool arguments is copied once and never re-validated).
+        serde_json::value::to_raw_value(&Replaced { params: self, replaced })
+            .unwrap_or_else(|_| raw(&Value::Object(serde_json::Map::new())))
+    }
+}
+
+/// [`Params`] seen with some members replaced, serialised in one pass.
+struct Replaced<'a> {
+    params: &'a Params,
+    replaced: &'a [(&'a str, &'a RawValue)],
+}
+
+impl Serialize for Replaced<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let replacement = |key: &str| self.replaced.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        let added = self.replaced.iter().filter(|(k, _)| self.params.get(k).is_none());
+        let mut map = s.serialize_map(None)?;
+        for (key, value) in &self.params.0 {
+            map.serialize_entry(key, replacement(key).unwrap_or(value))?;
         }
-        text.push('}');
-        RawValue::from_string(text).unwrap_or_else(|_| raw(&Value::Object(serde_json::Map::new())))
+        for (key, value) in added {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
     }
 }
 
@@ -264,6 +290,38 @@ impl<'de> Deserialize<'de> for Params {
             }
         }
         d.deserialize_map(Members)
+    }
+}
+
+/// Reads one member of an object by its key, skipping the others unread; the last one counts if the
+/// key is repeated, as in [`Params`]. Keys are compared unescaped, so `"\u005fmeta"` is `_meta`.
+struct Member<'k>(&'k str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Member<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Member<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == self.0 {
+                found = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -366,6 +424,34 @@ mod tests {
         assert_eq!(params.str("name").as_deref(), Some("a__x"));
         params.set_str("name", "x\"y");
         assert_eq!(params.to_raw().get(), r#"{"name":"x\"y","arguments":{"b": [1.50, 2]}}"#);
+    }
+
+    #[test]
+    fn params_with_replaced_members_leave_the_original_untouched() {
+        let msg =
+            Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__x","arguments":{"b": 1}}}"#).unwrap();
+        let params = msg.params().unwrap();
+        let name = raw(&Value::from("x"));
+        let meta = raw(&serde_json::json!({ "progressToken": 7 }));
+        let forwarded = params.to_raw_with(&[("name", &name), ("_meta", &meta)]);
+        assert_eq!(forwarded.get(), r#"{"name":"x","arguments":{"b": 1},"_meta":{"progressToken":7}}"#);
+        assert_eq!(params.to_raw().get(), r#"{"name":"a__x","arguments":{"b": 1}}"#);
+    }
+
+    #[test]
+    fn one_param_is_found_by_its_unescaped_key_and_the_last_of_repeats_counts() {
+        let msg = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":{"x":[1]},"\u005fmeta":{"k":1},"_meta":{"k":2}}}"#)
+            .unwrap();
+        assert_eq!(msg.param("_meta").map(RawValue::get), Some(r#"{"k":2}"#));
+        assert_eq!(msg.param("a").map(RawValue::get), Some(r#"{"x":[1]}"#));
+        assert!(msg.param("b").is_none());
+    }
+
+    #[test]
+    fn one_param_of_absent_or_non_object_params_is_none() {
+        let absent = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"m"}"#).unwrap();
+        let array = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"m","params":[{"_meta":1}]}"#).unwrap();
+        assert!(absent.param("_meta").is_none() && array.param("_meta").is_none());
     }
 
     #[test]

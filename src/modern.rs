@@ -102,7 +102,7 @@ pub fn http_status(code: i64) -> u16 {
 
 /// The protocol version a message's envelope names, if it has one: the mark of a modern request.
 pub fn requested_version(msg: &Message) -> Option<String> {
-    let meta = msg.params().ok()?.value("_meta")?;
+    let meta: Value = serde_json::from_str(msg.param("_meta")?.get()).ok()?;
     meta.get(meta::PROTOCOL_VERSION)?.as_str().map(str::to_owned)
 }
 

@@ -5,8 +5,9 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use mcp_proxy_server::config::{Filter, Filters};
-use mcp_proxy_server::hub::catalog::{Catalog, Overrides, Source};
-use mcp_proxy_server::hub::BackendId;
+use mcp_proxy_server::hub::catalog::{Catalog, Source};
+use mcp_proxy_server::tool_config::Overrides;
+use mcp_proxy_server::event::BackendId;
 use mcp_proxy_server::tool_config::ToolOverride;
 use serde_json::{json, Value};
 use std::collections::HashSet;

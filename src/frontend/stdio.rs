@@ -103,6 +103,9 @@ fn write_loop(inbox: &Receiver<Message>, noted: &Receiver<Note>) {
         for (id, method) in noted.try_iter() {
             pending.entry(id).or_default().push_back(method);
         }
+        if pending.is_empty() {
+            return msg; // A handshake-era client: nothing to dress, no id to look up.
+        }
         let id = msg.id.as_ref().map(|id| id.to_string()).unwrap_or_default();
         let method = pending.get_mut(&id).and_then(VecDeque::pop_front);
         if pending.get(&id).is_some_and(VecDeque::is_empty) {

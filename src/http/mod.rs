@@ -125,7 +125,8 @@ fn refuse_connection(stream: &TcpStream, refusal: Refusal, capacity: &Capacity) 
 fn serve_connection(stream: TcpStream, peer: std::net::IpAddr, accepted: Instant, limits: &Limits, handler: &Handler) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let mut reader = BufReader::new(request::Conn::new(&stream));
+    let Ok(conn) = request::Conn::new(&stream, limits) else { return };
+    let mut reader = BufReader::new(conn);
     let mut first_by = Some(accepted + limits.first_request_timeout);
     loop {
         let request = match request::read(&mut reader, limits, Some(peer), first_by.take()) {

@@ -121,28 +121,64 @@ impl Request {
     }
 }
 
-/// A connection's read side that will not read past a deadline: each read waits at most the time
-/// left, so a client trickling one byte at a time (slowloris) is cut off when the deadline passes. It
-/// borrows the connection's one socket: a clone would be a second file descriptor per connection.
+/// A connection's read side that will not read past a deadline: the end of the idle wait between
+/// requests (or of a new connection's wait for its first request), then the end of the request's own
+/// time, so a client trickling one byte at a time (slowloris) is cut off. It borrows the connection's one
+/// socket (a clone would be a second file descriptor per connection). The socket's read timeout bounds
+/// each read: set when the connection opens to the shortest of the limits, lowered only when a deadline
+/// comes closer than that (reads never overshoot a deadline by more than [`SLACK`]), and raised again
+/// only after a read timed out early: not once per request, which cost a system call each.
 pub struct Conn<'a> {
     stream: &'a TcpStream,
     deadline: Instant,
+    /// The socket's read timeout now.
+    timeout: Duration,
+    /// The shortest of the limits: the longest the socket is ever set to wait.
+    longest_wait: Duration,
 }
 
+/// The shortest socket timeout set (zero would mean none).
+const MIN_WAIT: Duration = Duration::from_millis(1);
+/// How far past its deadline a read may wait before the socket timeout is lowered to meet it.
+const SLACK: Duration = Duration::from_millis(100);
+
 impl<'a> Conn<'a> {
-    pub fn new(stream: &'a TcpStream) -> Conn<'a> {
-        Conn { stream, deadline: Instant::now() }
+    pub fn new(stream: &'a TcpStream, limits: &Limits) -> io::Result<Conn<'a>> {
+        let longest_wait = limits.idle_timeout.min(limits.read_timeout).min(limits.first_request_timeout).max(MIN_WAIT);
+        stream.set_read_timeout(Some(longest_wait))?;
+        Ok(Conn { stream, deadline: Instant::now() + longest_wait, timeout: longest_wait, longest_wait })
+    }
+
+    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        let timeout = timeout.clamp(MIN_WAIT, self.longest_wait);
+        self.stream.set_read_timeout(Some(timeout))?;
+        self.timeout = timeout;
+        Ok(())
     }
 }
 
 impl Read for Conn<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            if left + SLACK < self.timeout {
+                self.set_timeout(left)?;
+            }
+            match (&*self.stream).read(buf) {
+                // The socket gave up before the deadline: wait out the rest, as long as it allows.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    let left = self.deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(e);
+                    }
+                    self.set_timeout(left)?;
+                }
+                read => return read,
+            }
         }
-        self.stream.set_read_timeout(Some(left))?;
-        self.stream.read(buf)
     }
 }
 
@@ -300,6 +336,53 @@ fn hex(digit: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+
+    /// Reads one request on a loopback connection whose client runs `client`; how it went, and when.
+    fn read_from(
+        idle: Duration,
+        read_timeout: Duration,
+        client: impl FnOnce(TcpStream) + Send + 'static,
+    ) -> (Result<Request, ReadError>, Duration) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || client(TcpStream::connect(addr).unwrap()));
+        let (stream, _) = listener.accept().unwrap();
+        let limits = Limits { max_head: 1024, max_body: 1024, read_timeout, idle_timeout: idle, first_request_timeout: idle };
+        let mut reader = BufReader::new(Conn::new(&stream, &limits).unwrap());
+        let start = Instant::now();
+        let outcome = read(&mut reader, &limits, None, None);
+        let took = start.elapsed();
+        client.join().unwrap();
+        (outcome, took)
+    }
+
+    #[test]
+    fn an_idle_wait_longer_than_the_request_limit_still_gets_its_request() {
+        let (read, _) = read_from(Duration::from_millis(900), Duration::from_millis(150), |mut s| {
+            std::thread::sleep(Duration::from_millis(450));
+            s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        });
+        assert_eq!(read.map(|r| r.path).ok().as_deref(), Some("/x"));
+    }
+
+    #[test]
+    fn a_request_stalled_past_its_limit_times_out_though_the_idle_limit_is_longer() {
+        let (read, took) = read_from(Duration::from_secs(5), Duration::from_millis(200), |mut s| {
+            s.write_all(b"GET /x HTTP/1.1\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(1200));
+        });
+        assert!(matches!(read, Err(ReadError::Timeout)), "{read:?}");
+        assert!(took < Duration::from_millis(1000), "{took:?}");
+    }
+
+    #[test]
+    fn a_connection_idle_past_its_limit_is_closed_though_the_request_limit_is_longer() {
+        let (read, took) =
+            read_from(Duration::from_millis(200), Duration::from_secs(5), |_s| std::thread::sleep(Duration::from_millis(1200)));
+        assert!(matches!(read, Err(ReadError::Closed)), "{read:?}");
+        assert!(took < Duration::from_millis(1000), "{took:?}");
+    }
 
     fn request(query: &str, headers: &[(&str, &str)]) -> Request {
         Request {

@@ -211,7 +211,7 @@ impl Hub {
             };
             params.set("_meta", raw(&Value::Object(meta)));
         }
-        match self.try_forward(asking.caller.clone(), asking.backend, &asking.method, params) {
+        match self.try_forward(asking.caller.clone(), asking.backend, &asking.method, &params, None) {
             Ok(Some(key)) => self.requests.table.keep_for_resend(key, asking.params, asking.round),
             Ok(None) => {} // Refused by a limit, and answered.
             Err(caller) => {

@@ -15,6 +15,7 @@ use crate::event::{BackendId, Caller, ClientId, Era, Reply, ReplyTo, LATEST_PROT
 use crate::jsonrpc::{code, raw, Kind, Message, Params};
 use crate::modern;
 use crossbeam_channel::Sender;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -216,20 +217,18 @@ impl Hub {
     /// to) has not reached the tool, so it is tried again later within the retry policy.
     fn call_tool(&mut self, caller: Caller, params: Params, attempt: u32) {
         let name = params.str("name").unwrap_or_default();
-        let Some(route) = self.catalog.tool(&name).cloned() else {
+        let Some((backend, renamed)) = self.catalog.tool(&name).map(|route| (route.backend, raw(&Value::from(route.name.as_str())))) else {
             return match self.catalog.withdrawn_tool(&name) {
                 Some(backend) => self.retry_or_fail(caller, params, backend, attempt),
                 None => self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown tool: '{name}'")),
             };
         };
-        // The client's own params (raw text, one level parsed) are kept for a retry.
-        let original = params.clone();
-        let mut forwarded = params;
-        forwarded.set_str("name", &route.name);
-        match self.try_forward(caller, route.backend, "tools/call", forwarded) {
-            Ok(Some(key)) => self.requests.table.keep_for_retry(key, original, attempt),
+        // The backend gets its own name for the tool; the client's params (raw text, one level parsed)
+        // stay as they are, kept for a retry.
+        match self.try_forward(caller, backend, "tools/call", &params, Some(&renamed)) {
+            Ok(Some(key)) => self.requests.table.keep_for_retry(key, params, attempt),
             Ok(None) => {}
-            Err(caller) => self.retry_or_fail(caller, original, route.backend, attempt),
+            Err(caller) => self.retry_or_fail(caller, params, backend, attempt),
         }
     }
 
@@ -369,21 +368,23 @@ impl Hub {
 
     /// Sends a client's request to its backend, or answers with an error when the backend is gone.
     pub(super) fn forward(&mut self, caller: Caller, backend: BackendId, method: &str, params: Params) {
-        if let Err(caller) = self.try_forward(caller, backend, method, params) {
+        if let Err(caller) = self.try_forward(caller, backend, method, &params, None) {
             let why = format!("server '{}' is not connected", self.backends.key(backend));
             self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
         }
     }
 
     /// Sends a client's request to a backend under a fresh id, with the client's progress token
-    /// swapped for one of the proxy's. Returns the request's key when it was sent, nothing when it was
-    /// answered here (a limit), and gives the caller back when the backend cannot be written to.
+    /// swapped for one of the proxy's and `name` replaced when given. Returns the request's key when it
+    /// was sent, nothing when it was answered here (a limit), and gives the caller back when the backend
+    /// cannot be written to.
     pub(super) fn try_forward(
         &mut self,
         caller: Caller,
         backend: BackendId,
         method: &str,
-        mut params: Params,
+        params: &Params,
+        name: Option<&RawValue>,
     ) -> Result<Option<Key>, Caller> {
         // A second request under an id still in flight would make the two indistinguishable (for
         // cancellation, and for the answer's way back).
@@ -404,6 +405,7 @@ impl Hub {
         let origin = Origin::Client { caller: caller.clone(), progress_token };
         let timeout = self.backends.timeout(backend, self.settings.request_timeout);
         let (backend_id, token) = self.requests.table.open(backend, origin, method, timeout);
+        let mut new_meta = None;
         if let Some(Value::Object(meta)) = meta.as_mut() {
             // Backends speak the handshake era, which takes no 2026-07-28 envelope (a dual-era server
             // refuses it on a handshake connection).
@@ -412,15 +414,24 @@ impl Hub {
                 meta.insert("progressToken".into(), Value::from(token));
             }
             if stripped || token.is_some() {
-                params.set("_meta", raw(&Value::Object(std::mem::take(meta))));
+                new_meta = Some(raw(&Value::Object(std::mem::take(meta))));
             }
         }
-        let msg = Message::request(Value::from(backend_id), method, Some(params.to_raw()));
-        let may_ask = bridge::may_need_input(method) && self.backends.get(backend).is_some_and(|b| b.is_modern());
+        let replaced: Vec<(&str, &RawValue)> =
+            [name.map(|n| ("name", n)), new_meta.as_deref().map(|m| ("_meta", m))].into_iter().flatten().collect();
+        let msg = Message::request(Value::from(backend_id), method, Some(params.to_raw_with(&replaced)));
+        // A 2026-07-28 backend may answer with input_required: the call may have to be sent again as
+        // the backend got it.
+        let resend = (bridge::may_need_input(method) && self.backends.get(backend).is_some_and(|b| b.is_modern())).then(|| {
+            let mut forwarded = params.clone();
+            for (key, value) in &replaced {
+                forwarded.set(key, (*value).to_owned());
+            }
+            forwarded
+        });
         if self.backends.send(backend, msg) {
-            if may_ask {
-                // A 2026-07-28 backend may answer with input_required: the call may have to be sent again.
-                self.requests.table.keep_for_resend((backend, backend_id), params, 0);
+            if let Some(forwarded) = resend {
+                self.requests.table.keep_for_resend((backend, backend_id), forwarded, 0);
             }
             Ok(Some((backend, backend_id)))
         } else {

@@ -3,6 +3,7 @@
 //!
 //! Pure state. What clients send is handled in `client_messages.rs`.
 
+use super::numbered::NumberedMap;
 use crate::event::{ClientId, Era, STREAM_QUEUE};
 use crate::jsonrpc::Message;
 use crossbeam_channel::{Sender, TrySendError};
@@ -58,7 +59,7 @@ pub(super) struct SessionLimits {
 
 #[derive(Default)]
 pub(super) struct Clients {
-    by_id: HashMap<ClientId, Client>,
+    by_id: NumberedMap<ClientId, Client>,
     /// HTTP session ids to their clients.
     sessions: HashMap<String, ClientId>,
     /// The last `logging/setLevel` level, given again to backends that (re)start.

@@ -12,8 +12,9 @@ const BUCKETS: [f64; 13] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 #[derive(Default)]
 pub struct Metrics {
-    /// (backend, method) → (requests, errors).
-    requests: BTreeMap<(BackendId, String), (u64, u64)>,
+    /// backend → method → (requests, errors); by backend first, so that counting a call needs no
+    /// owned copy of its method to look it up.
+    requests: BTreeMap<BackendId, BTreeMap<String, (u64, u64)>>,
     calls: BTreeMap<BackendId, Histogram>,
 }
 
@@ -27,7 +28,11 @@ struct Histogram {
 impl Metrics {
     /// Counts one answered client request; `tools/call` latencies also go into the histogram.
     pub fn record(&mut self, backend: BackendId, method: &str, error: bool, elapsed: Duration) {
-        let entry = self.requests.entry((backend, method.to_owned())).or_default();
+        let methods = self.requests.entry(backend).or_default();
+        let entry = match methods.get_mut(method) {
+            Some(entry) => entry,
+            None => methods.entry(method.to_owned()).or_default(),
+        };
         entry.0 += 1;
         entry.1 += u64::from(error);
         if method == "tools/call" {
@@ -47,21 +52,21 @@ impl Metrics {
     pub fn render(&self, out: &mut String, key: &dyn Fn(BackendId) -> String) {
         out.push_str("# HELP mcp_proxy_backend_requests_total Client requests forwarded to a backend, by method.\n");
         out.push_str("# TYPE mcp_proxy_backend_requests_total counter\n");
-        for ((backend, method), (count, _)) in &self.requests {
+        for (backend, method, (count, _)) in self.counters() {
             let _ = writeln!(
                 out,
                 "mcp_proxy_backend_requests_total{{backend=\"{}\",method=\"{}\"}} {count}",
-                label(&key(*backend)),
+                label(&key(backend)),
                 label(method)
             );
         }
         out.push_str("# HELP mcp_proxy_backend_errors_total Forwarded requests answered with a JSON-RPC error.\n");
         out.push_str("# TYPE mcp_proxy_backend_errors_total counter\n");
-        for ((backend, method), (_, errors)) in &self.requests {
+        for (backend, method, (_, errors)) in self.counters() {
             let _ = writeln!(
                 out,
                 "mcp_proxy_backend_errors_total{{backend=\"{}\",method=\"{}\"}} {errors}",
-                label(&key(*backend)),
+                label(&key(backend)),
                 label(method)
             );
         }
@@ -76,6 +81,11 @@ impl Metrics {
             let _ = writeln!(out, "mcp_proxy_tool_call_seconds_sum{{backend=\"{name}\"}} {}", h.sum);
             let _ = writeln!(out, "mcp_proxy_tool_call_seconds_count{{backend=\"{name}\"}} {}", h.count);
         }
+    }
+
+    /// Every (backend, method) counter pair, in backend then method order.
+    fn counters(&self) -> impl Iterator<Item = (BackendId, &str, (u64, u64))> {
+        self.requests.iter().flat_map(|(backend, methods)| methods.iter().map(|(method, counts)| (*backend, method.as_str(), *counts)))
     }
 }
 

@@ -8,7 +8,7 @@
 //! [`Hub`] composes the state, each part in the file that names it: `clients.rs` (clients and sessions),
 //! `backends.rs` (backend records), `requests.rs` (in flight, held, retried, forwarded upstream; the table
 //! itself is `routing.rs`), `subscriptions.rs`, `listen.rs` (`subscriptions/listen` streams), `catalog.rs`
-//! (the aggregated view), `metrics.rs` and `shutdown.rs`. The flows between them: `client_messages.rs` (what clients send), `backend_messages.rs`
+//! (the aggregated view), `metrics.rs` and `shutdown.rs`; `numbered.rs` hashes the maps keyed by the proxy's own numbers. The flows between them: `client_messages.rs` (what clients send), `backend_messages.rs`
 //! (what backends send), `handshake.rs` (from spawn to ready, list sync), `supervision.rs` (start, exit,
 //! restart, timeouts), `reload.rs` (a new configuration) and `status.rs` (health, metrics, inspection).
 
@@ -21,6 +21,7 @@ mod clients;
 mod handshake;
 mod listen;
 mod metrics;
+mod numbered;
 mod reload;
 mod requests;
 pub mod routing;
@@ -47,6 +48,9 @@ use serde_json::Value;
 use shutdown::Shutdown;
 use std::time::{Duration, Instant};
 use subscriptions::Subscriptions;
+
+/// Events handled in a row, at most, before the timers get their turn (`Hub::tick`).
+const BATCH: usize = 64;
 
 /// What the dispatcher needs from the settings.
 #[derive(Debug, Clone)]
@@ -147,7 +151,12 @@ impl Hub {
                 None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match received {
-                Ok(event) => self.handle(event),
+                Ok(event) => {
+                    self.handle(event);
+                    // What queued meanwhile is handled before the timers: a burst costs one wake-up and
+                    // one tick, and a bounded batch keeps a flood from holding timeouts back.
+                    events.try_iter().take(BATCH - 1).for_each(|event| self.handle(event));
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }

@@ -5,6 +5,7 @@
 //! token is replaced by a fresh proxy token for the same reason. The table maps both back, keeps the
 //! client's id for cancellation, and keeps each request's deadline in a heap for timeouts.
 
+use super::numbered::NumberedMap;
 use crate::event::{BackendId, Caller, ClientId, ReplyTo};
 use crate::jsonrpc::Params;
 use serde_json::Value;
@@ -44,28 +45,45 @@ pub type Key = (BackendId, u64);
 
 pub struct Routing<I> {
     next_id: u64,
-    requests: HashMap<Key, InFlight<I>>,
-    /// A client's own id (as JSON text, since ids may be numbers or strings) to the key at the backend.
-    by_client: HashMap<(ClientId, String), Key>,
+    requests: NumberedMap<Key, InFlight<I>>,
+    /// A client's own id to the key at the backend. Clients choose these ids: SipHash.
+    by_client: HashMap<(ClientId, IdKey), Key>,
     /// Proxy progress token to the request it was issued for.
-    tokens: HashMap<u64, Key>,
+    tokens: NumberedMap<u64, Key>,
     deadlines: BinaryHeap<Reverse<(Instant, BackendId, u64)>>,
     /// Requests in flight per backend, kept as a count for the per-backend limit.
-    per_backend: HashMap<BackendId, usize>,
+    per_backend: NumberedMap<BackendId, usize>,
     /// Requests in flight per client, kept as a count for the idle-session sweep.
-    per_client: HashMap<ClientId, usize>,
+    per_client: NumberedMap<ClientId, usize>,
+}
+
+/// A client's request id as a map key: an integer as it is, anything else (a string, another number)
+/// as its JSON text, so that `9` and `"9"` stay apart and the common case costs no allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum IdKey {
+    Int(i64),
+    Text(String),
+}
+
+impl IdKey {
+    fn of(id: &Value) -> IdKey {
+        match id.as_i64() {
+            Some(n) => IdKey::Int(n),
+            None => IdKey::Text(id.to_string()),
+        }
+    }
 }
 
 impl<I> Default for Routing<I> {
     fn default() -> Self {
         Routing {
             next_id: 1,
-            requests: HashMap::new(),
+            requests: NumberedMap::default(),
             by_client: HashMap::new(),
-            tokens: HashMap::new(),
+            tokens: NumberedMap::default(),
             deadlines: BinaryHeap::new(),
-            per_backend: HashMap::new(),
-            per_client: HashMap::new(),
+            per_backend: NumberedMap::default(),
+            per_client: NumberedMap::default(),
         }
     }
 }
@@ -78,7 +96,7 @@ impl<I> Routing<I> {
         let key = (backend, id);
         let token = match &origin {
             Origin::Client { caller, progress_token } => {
-                self.by_client.insert((caller.client, caller.id.to_string()), key);
+                self.by_client.insert((caller.client, IdKey::of(&caller.id)), key);
                 *self.per_client.entry(caller.client).or_default() += 1;
                 progress_token.as_ref().map(|_| {
                     let token = self.take_id();
@@ -104,7 +122,7 @@ impl<I> Routing<I> {
             *count = count.saturating_sub(1);
         }
         if let Origin::Client { caller, .. } = &entry.origin {
-            self.by_client.remove(&(caller.client, caller.id.to_string()));
+            self.by_client.remove(&(caller.client, IdKey::of(&caller.id)));
             if let Some(count) = self.per_client.get_mut(&caller.client) {
                 *count -= 1;
                 if *count == 0 {
@@ -143,7 +161,7 @@ impl<I> Routing<I> {
     pub fn rebind(&mut self, key: Key, caller: Caller, progress_token: Option<Value>) -> bool {
         let Some(entry) = self.requests.get_mut(&key) else { return false };
         let Origin::Client { caller: old, progress_token: old_token } = &mut entry.origin else { return false };
-        let (old_client, old_id) = (old.client, old.id.to_string());
+        let (old_client, old_id) = (old.client, IdKey::of(&old.id));
         self.by_client.remove(&(old_client, old_id));
         if let Some(count) = self.per_client.get_mut(&old_client) {
             *count -= 1;
@@ -151,7 +169,7 @@ impl<I> Routing<I> {
                 self.per_client.remove(&old_client);
             }
         }
-        self.by_client.insert((caller.client, caller.id.to_string()), key);
+        self.by_client.insert((caller.client, IdKey::of(&caller.id)), key);
         *self.per_client.entry(caller.client).or_default() += 1;
         *old = caller;
         *old_token = progress_token;
@@ -174,7 +192,7 @@ impl<I> Routing<I> {
 
     /// The key of a client's request, by the id the client gave it.
     pub fn find_client_request(&self, client: ClientId, id: &Value) -> Option<Key> {
-        self.by_client.get(&(client, id.to_string())).copied()
+        self.by_client.get(&(client, IdKey::of(id))).copied()
     }
 
     /// Where to send progress a backend reports for a proxy token, and the client's own token,
@@ -291,6 +309,11 @@ mod tests {
         Origin::Client { caller, progress_token: token.map(Value::from) }
     }
 
+    fn client_with(client: ClientId, id: Value) -> Origin<()> {
+        let caller = Caller { client, id, reply: ReplyTo::Outbox, era: crate::event::Era::Handshake };
+        Origin::Client { caller, progress_token: None }
+    }
+
     #[test]
     fn same_client_ids_from_two_clients_get_distinct_backend_ids() {
         let mut r = Routing::default();
@@ -326,6 +349,19 @@ mod tests {
         assert_eq!(r.find_client_request(C2, &Value::from(9)), None);
         // 9 and "9" are different ids.
         assert_eq!(r.find_client_request(C1, &Value::from("9")), None);
+    }
+
+    #[test]
+    fn string_float_and_large_ids_are_found_and_kept_apart() {
+        let mut r = Routing::default();
+        let ids = [Value::from("a"), Value::from(1.5), Value::from(u64::MAX), Value::from(-3), Value::from("-3")];
+        let keys: Vec<Key> = ids.iter().map(|id| r.open(B, client_with(C1, id.clone()), "tools/call", MINUTE).0).map(|n| (B, n)).collect();
+        for (id, key) in ids.iter().zip(&keys) {
+            assert_eq!(r.find_client_request(C1, id), Some(*key), "{id}");
+        }
+        r.close(keys[3]);
+        assert_eq!(r.find_client_request(C1, &Value::from(-3)), None);
+        assert_eq!(r.find_client_request(C1, &Value::from("-3")), Some(keys[4]));
     }
 
     #[test]

@@ -132,7 +132,9 @@ impl Hub {
         }
         let inputs: Vec<(String, Value)> =
             result.get("inputRequests").and_then(Value::as_object).map(|m| m.clone().into_iter().collect()).unwrap_or_default();
-        if let Some(missing) = inputs.iter().filter_map(|(_, r)| r.get("method")?.as_str()).find(|m| !self.client_can_answer(m)) {
+        if let Some(missing) =
+            inputs.iter().filter_map(|(_, r)| r.get("method")?.as_str()).find(|m| !self.client_can_answer(caller.client, m))
+        {
             let why = format!(
                 "server '{}' asks '{missing}' of the client, which did not declare that it can answer it",
                 self.backends.key(backend)
@@ -165,15 +167,17 @@ impl Hub {
         }
     }
 
-    /// Whether the client capabilities declared for clients cover a request a server wants to make.
-    fn client_can_answer(&self, method: &str) -> bool {
+    /// Whether a client said it can answer a request a server wants to make (in its `initialize`; a
+    /// client the proxy has no word from is judged by what the proxy declares for its clients).
+    fn client_can_answer(&self, client: ClientId, method: &str) -> bool {
         let capability = match method {
             "sampling/createMessage" => "sampling",
             "elicitation/create" => "elicitation",
             "roots/list" => "roots",
             _ => return false,
         };
-        self.client_capabilities.as_ref().and_then(|c| c.get(capability)).is_some()
+        let declared = self.clients.capabilities(client).or(self.client_capabilities.as_ref());
+        declared.and_then(|c| c.get(capability)).is_some()
     }
 
     /// A handshake-era client answered one input request of a bridge.

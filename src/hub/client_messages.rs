@@ -116,6 +116,7 @@ impl Hub {
         }
         match msg.method() {
             "initialize" => {
+                self.clients.set_capabilities(caller.client, params.value("capabilities").unwrap_or_default());
                 let result = self.initialize_result(&params);
                 self.answer(&caller, raw(&result));
                 // From here on the client hears about list changes: the spec only holds back *requests*
@@ -405,17 +406,22 @@ impl Hub {
         let origin = Origin::Client { caller: caller.clone(), progress_token };
         let timeout = self.backends.timeout(backend, self.settings.request_timeout);
         let (backend_id, token) = self.requests.table.open(backend, origin, method, timeout);
+        // The envelope is the backend connection's business (`backend::Dialect`); here only the progress
+        // token is swapped, and a 2026-07-28 backend is given the log level clients set the handshake way.
+        let log_level = self.clients.log_level.as_ref().filter(|_| self.backends.get(backend).is_some_and(|b| b.is_modern()));
         let mut new_meta = None;
-        if let Some(Value::Object(meta)) = meta.as_mut() {
-            // Backends speak the handshake era, which takes no 2026-07-28 envelope (a dual-era server
-            // refuses it on a handshake connection).
-            let stripped = modern::strip_envelope(meta);
+        if token.is_some() || log_level.is_some() {
+            let mut meta = match meta.take() {
+                Some(Value::Object(meta)) => meta,
+                _ => serde_json::Map::new(),
+            };
             if let Some(token) = token {
                 meta.insert("progressToken".into(), Value::from(token));
             }
-            if stripped || token.is_some() {
-                new_meta = Some(raw(&Value::Object(std::mem::take(meta))));
+            if let Some(level) = log_level {
+                meta.entry(modern::meta::LOG_LEVEL).or_insert_with(|| level.clone());
             }
+            new_meta = Some(raw(&Value::Object(meta)));
         }
         let replaced: Vec<(&str, &RawValue)> =
             [name.map(|n| ("name", n)), new_meta.as_deref().map(|m| ("_meta", m))].into_iter().flatten().collect();

@@ -25,6 +25,8 @@ pub(super) struct Client {
     initialized: bool,
     /// The era its messages came in (a stdio connection's first request decides it).
     era: Era,
+    /// What it said it can do in its `initialize` (sampling, elicitation, roots).
+    capabilities: Option<Value>,
     last_active: Instant,
 }
 
@@ -80,6 +82,7 @@ impl Clients {
             owner,
             initialized: false,
             era: Era::Handshake,
+            capabilities: None,
             last_active: Instant::now(),
         };
         self.by_id.insert(client, record);
@@ -134,6 +137,18 @@ impl Clients {
             c.last_active = Instant::now();
             c.era = era;
         }
+    }
+
+    /// Notes what a client said it can do in its `initialize`.
+    pub fn set_capabilities(&mut self, client: ClientId, capabilities: Value) {
+        if let Some(c) = self.by_id.get_mut(&client) {
+            c.capabilities = Some(capabilities);
+        }
+    }
+
+    /// What a client said it can do, if it said.
+    pub fn capabilities(&self, client: ClientId) -> Option<&Value> {
+        self.by_id.get(&client)?.capabilities.as_ref()
     }
 
     pub fn era(&self, client: ClientId) -> Option<Era> {

@@ -195,11 +195,14 @@ impl Harness {
 
     /// An initialized client.
     fn ready_client(&mut self) -> TestClient {
+        self.ready_client_with(json!({}))
+    }
+
+    /// An initialized client that can do what `capabilities` say.
+    fn ready_client_with(&mut self, capabilities: Value) -> TestClient {
         let client = self.client();
-        self.send(
-            &client,
-            json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": { "protocolVersion": "2025-06-18", "capabilities": {} } }),
-        );
+        let params = json!({ "protocolVersion": "2025-06-18", "capabilities": capabilities });
+        self.send(&client, json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params }));
         assert!(client.next().get("result").is_some());
         client
     }
@@ -468,6 +471,18 @@ fn a_backend_that_answers_the_probe_gets_no_handshake_and_every_request_carries_
 }
 
 #[test]
+fn a_handshake_clients_log_level_goes_to_a_modern_backend_in_each_requests_envelope() {
+    let mut h = Harness::new(&["a"]);
+    h.ready_modern("a", &["x"]);
+    let client = h.ready_client();
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "logging/setLevel", "params": { "level": "info" } }));
+    assert_eq!(client.next()["id"], 1);
+    h.nothing_to_backend("a");
+    h.call(&client, 2, "a__x");
+    assert_eq!(params(&h.sent_to("a"))["_meta"]["io.modelcontextprotocol/logLevel"], "info");
+}
+
+#[test]
 fn a_modern_backends_list_change_comes_through_its_listen() {
     let mut h = Harness::new(&["a"]);
     let listen = h.ready_modern("a", &["x"]);
@@ -505,9 +520,9 @@ fn elicitation() -> Value {
 
 #[test]
 fn a_modern_backends_input_required_reaches_a_handshake_client_as_requests_and_the_call_is_sent_again_with_the_answers() {
-    let mut h = Harness::with(HubSettings { client_capabilities: Some(json!({ "elicitation": {} })), ..settings() }, servers(&["a"]));
+    let mut h = Harness::new(&["a"]);
     h.ready_modern("a", &["x"]);
-    let client = h.ready_client();
+    let client = h.ready_client_with(json!({ "elicitation": {} }));
     h.call(&client, 1, "a__x");
     let first = h.sent_to("a");
     h.answer("a", &first, json!({ "resultType": "input_required", "inputRequests": { "k": elicitation() }, "requestState": "s1" }));

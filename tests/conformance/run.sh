@@ -3,7 +3,9 @@
 # scripts/install-test-deps.sh, run with the Node 22 installed next to it) against the proxy.
 #
 # Starts the proxy (--sse --port 0) with one backend, tests/conformance/fixture_server.py, registered
-# with "namespace": "" so the suite sees the names it expects; runs every server scenario (the suite
+# with "namespace": "" so the suite sees the names it expects, and "protocol": "legacy": its sampling and
+# elicitation tools ask the client with requests of their own, which a 2026-07-28 connection has no way
+# to carry (the SDK answers "no back-channel"); runs every server scenario (the suite
 # "all": active and pending) on http://127.0.0.1:PORT/mcp; and compares the outcomes with
 # tests/conformance/expected-failures.txt. A scenario fails when any of its checks is FAILURE or
 # WARNING (the rule of the suite's own --expected-failures baseline). Exits non-zero on a failure not
@@ -52,7 +54,7 @@ trap 'exit 130' INT TERM
 # --- the proxy, in front of the fixture ------------------------------------------------------------
 "$PYTHON" - "$PYTHON" "$FIXTURE" > "$work/config.json" <<'EOF'
 import json, sys
-print(json.dumps({"mcpServers": {"conformance": {"command": sys.argv[1], "args": [sys.argv[2]], "namespace": ""}}}))
+print(json.dumps({"mcpServers": {"conformance": {"command": sys.argv[1], "args": [sys.argv[2]], "namespace": "", "protocol": "legacy"}}}))
 EOF
 env -u ALLOWED_KEYS -u ALLOWED_TOKENS -u MCP_PROXY_SSE_ALLOWED_KEYS -u PORT -u HOST \
   "$PROXY_BIN" --sse --config "$work/config.json" --host 127.0.0.1 --port 0 2> "$work/proxy.log" &

@@ -114,9 +114,7 @@ def test_tools_of_both_backends_are_listed_with_key_prefix_and_unchanged_schema(
         for key, spec in backends().items():
             async with mcp_session(spec["command"], spec["args"]) as backend:
                 for tool in await list_all_tools(backend):
-                    # A tool that can only run as a task is not listed: the proxy does not relay tasks yet.
-                    if tool.execution is None or tool.execution.task_support != "required":
-                        expected[f"{key}__{tool.name}"] = tool.input_schema
+                    expected[f"{key}__{tool.name}"] = tool.input_schema
 
         async with proxy_session() as proxy:
             listed = {tool.name: tool.input_schema for tool in await list_all_tools(proxy)}

@@ -270,26 +270,33 @@ impl Hub {
         self.forward(caller, route.backend, "prompts/get", params);
     }
 
-    /// Forwards a request about one resource URI to the backend that serves it.
-    fn by_uri(&mut self, caller: Caller, method: &str, params: Params) {
-        match self.uri_owner(&params) {
-            Ok(backend) => self.forward(caller, backend, method, params),
-            Err(why) => self.answer_error(&caller, code::RESOURCE_NOT_FOUND, &why),
+    /// Forwards a request about one resource URI to the backend that serves it, in the URI's
+    /// normalised spelling: the one its server's filter was matched against.
+    fn by_uri(&mut self, caller: Caller, method: &str, mut params: Params) {
+        match self.uri_owner(&mut params) {
+            Ok((backend, _)) => self.forward(caller, backend, method, params),
+            Err((code, why)) => self.answer_error(&caller, code, &why),
         }
     }
 
-    fn uri_owner(&self, params: &Params) -> Result<BackendId, String> {
+    /// The backend that serves `params.uri` and the URI normalised, which replaces the client's
+    /// spelling in `params`; or the error to answer with (a URI that cannot be normalised is invalid).
+    fn uri_owner(&self, params: &mut Params) -> Result<(BackendId, String), (i64, String)> {
         let uri = params.str("uri").unwrap_or_default();
-        self.catalog.resource_owner(&uri).ok_or_else(|| format!("Unknown resource: '{uri}'"))
+        let normal = crate::uri::normalize(&uri).map_err(|e| (code::INVALID_PARAMS, format!("Invalid resource URI '{uri}': {e}")))?;
+        let backend =
+            self.catalog.resource_owner(&normal).ok_or_else(|| (code::RESOURCE_NOT_FOUND, format!("Unknown resource: '{uri}'")))?;
+        params.set_str("uri", &normal);
+        Ok((backend, normal))
     }
 
     /// Several clients may subscribe to one URI: the backend is subscribed by the first and
     /// unsubscribed after the last, and the others are answered by the proxy.
-    fn subscribe(&mut self, caller: Caller, params: Params) {
-        if let Err(why) = self.uri_owner(&params) {
-            return self.answer_error(&caller, code::RESOURCE_NOT_FOUND, &why);
-        }
-        let uri = params.str("uri").unwrap_or_default();
+    fn subscribe(&mut self, caller: Caller, mut params: Params) {
+        let uri = match self.uri_owner(&mut params) {
+            Ok((_, uri)) => uri,
+            Err((code, why)) => return self.answer_error(&caller, code, &why),
+        };
         let first = self.subscriptions.add(&uri, caller.client);
         if first && !self.owned_by_modern(&uri) {
             // The backend's own answer goes to the client that subscribed first.
@@ -301,8 +308,11 @@ impl Hub {
         self.answer(&caller, raw(&json!({})));
     }
 
-    fn unsubscribe(&mut self, caller: Caller, params: Params) {
-        let uri = params.str("uri").unwrap_or_default();
+    fn unsubscribe(&mut self, caller: Caller, mut params: Params) {
+        let raw_uri = params.str("uri").unwrap_or_default();
+        // Subscriptions are kept by normalised URI; one that cannot be normalised was never subscribed.
+        let uri = crate::uri::normalize(&raw_uri).unwrap_or(raw_uri);
+        params.set_str("uri", &uri);
         let last = self.subscriptions.remove(&uri, caller.client);
         if last && !self.owned_by_modern(&uri) {
             return self.by_uri(caller, "resources/unsubscribe", params);
@@ -331,7 +341,11 @@ impl Hub {
             }
             Some("ref/resource") => {
                 let uri = reference.get("uri").and_then(Value::as_str).unwrap_or_default();
-                self.catalog.resource_owner(uri)
+                crate::uri::normalize(uri).ok().and_then(|uri| {
+                    let backend = self.catalog.resource_owner(&uri)?;
+                    params.set("ref", raw(&json!({ "type": "ref/resource", "uri": uri })));
+                    Some(backend)
+                })
             }
             _ => None,
         };

@@ -170,6 +170,20 @@ impl Harness {
         self.answer(key, &list, json!({ "tools": tools }));
     }
 
+    /// Takes a handshake-era backend through its handshake with these capabilities, answering each
+    /// list request it is sent with the result given for its method.
+    fn ready_offering(&mut self, key: &str, capabilities: Value, lists: &[(&str, Value)]) {
+        let probe = self.sent_to(key);
+        self.backend_says(key, json!({ "jsonrpc": "2.0", "id": probe.id, "error": { "code": -32601, "message": "Method not found" } }));
+        let init = self.sent_to(key);
+        self.answer(key, &init, json!({ "protocolVersion": "2025-06-18", "capabilities": capabilities, "serverInfo": { "name": key } }));
+        assert_eq!(self.sent_to(key).method(), "notifications/initialized");
+        while let Ok(request) = self.wire(key).sent.try_recv() {
+            let result = lists.iter().find(|(method, _)| *method == request.method()).map(|(_, r)| r.clone());
+            self.answer(key, &request, result.unwrap_or_else(|| panic!("no answer for {}", request.method())));
+        }
+    }
+
     /// Takes a 2026-07-28 backend through discovery with these tools; it offers list changes, so the
     /// proxy opens a listen, whose request is returned.
     fn ready_modern(&mut self, key: &str, tools: &[&str]) -> Message {
@@ -774,6 +788,62 @@ fn override_clashes_are_checked_by_the_catalogs_own_naming_rule() {
     let clashes = answer.try_recv().unwrap();
     assert_eq!(clashes.len(), 1);
     assert!(clashes[0].contains("'a__x' is exposed twice"), "{clashes:?}");
+}
+
+// ----- resources -----------------------------------------------------------------------------------
+
+/// A server `a` offering a resource template under `demo://resource/`, with `demo://resource/static/*`
+/// denied by its filter.
+fn resource_harness() -> Harness {
+    let text = json!({ "mcpServers": { "a": { "command": "unused", "resources": { "deny": ["demo://resource/static/*"] } } } });
+    let servers = crate::config::parse(&text.to_string(), Path::new("test.json"), &|_| None).expect("a valid config").servers;
+    let mut h = Harness::with(settings(), servers);
+    let capabilities = json!({ "tools": {}, "resources": { "subscribe": true } });
+    let template = json!({ "resourceTemplates": [{ "uriTemplate": "demo://resource/{kind}/{name}", "name": "any" }] });
+    h.ready_offering(
+        "a",
+        capabilities,
+        &[("tools/list", json!({ "tools": [] })), ("resources/list", json!({ "resources": [] })), ("resources/templates/list", template)],
+    );
+    h
+}
+
+#[test]
+fn a_denied_resource_spelled_differently_is_refused_without_reaching_its_server() {
+    let mut h = resource_harness();
+    let client = h.ready_client();
+    let spellings =
+        ["DEMO://resource/static/document/a", "demo://resource/dynamic/../static/document/a", " demo://resource/static/document/a"];
+    for (id, uri) in spellings.iter().enumerate() {
+        h.send(&client, json!({ "jsonrpc": "2.0", "id": id, "method": "resources/read", "params": { "uri": uri } }));
+        assert_eq!(client.next()["error"]["code"], -32002, "{uri}");
+    }
+    h.nothing_to_backend("a");
+}
+
+#[test]
+fn a_resource_uri_is_forwarded_in_its_normalised_spelling() {
+    let mut h = resource_harness();
+    let client = h.ready_client();
+    h.send(
+        &client,
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": { "uri": " DEMO://Resource/dynamic/./%41" } }),
+    );
+    assert_eq!(params(&h.sent_to("a"))["uri"], "demo://resource/dynamic/A");
+}
+
+#[test]
+fn a_resource_uri_that_cannot_be_normalised_is_invalid_params() {
+    let mut h = resource_harness();
+    let client = h.ready_client();
+    h.send(
+        &client,
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "resources/subscribe", "params": { "uri": "demo://resource/dynamic/%zz" } }),
+    );
+    let answer = client.next();
+    assert_eq!(answer["error"]["code"], -32602);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("two hexadecimal digits"), "{answer}");
+    h.nothing_to_backend("a");
 }
 
 // ----- sessions and clients ------------------------------------------------------------------------

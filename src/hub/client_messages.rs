@@ -16,27 +16,52 @@ use crate::jsonrpc::{code, raw, Kind, Message, Params};
 use crate::modern;
 use crossbeam_channel::Sender;
 use serde_json::{json, Value};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 impl Hub {
-    /// An HTTP client asks for a session: refused by a limit, or accepted.
+    /// An HTTP client asks for a session: refused by a limit, or accepted and bound to its owner.
     pub(super) fn open_session(
         &mut self,
         client: ClientId,
         session: String,
         outbox: Option<Sender<Message>>,
         owner: Option<String>,
+        address: Option<IpAddr>,
     ) -> Reply {
         if self.shutdown.is_stopping() {
             return Reply::Refused(503, "the proxy is shutting down".into());
         }
-        let limits = SessionLimits { total: self.settings.max_sessions, per_key: self.settings.max_sessions_per_key };
-        match self.clients.refusal(owner.as_deref(), limits) {
+        let limits = SessionLimits {
+            total: self.settings.max_sessions,
+            per_key: self.settings.max_sessions_per_key,
+            per_address: self.settings.max_sessions_per_address,
+        };
+        match self.clients.refusal(owner.as_deref(), address, limits) {
             Some((status, why)) => Reply::Refused(status, why),
             None => {
-                self.clients.connect(client, Some(session), outbox, owner);
+                self.clients.open_session(client, session, outbox, owner, address);
                 Reply::Accepted
             }
+        }
+    }
+
+    /// A session's new standing stream (Streamable HTTP `GET`), for its owner only.
+    pub(super) fn open_stream(&mut self, session: &str, owner: Option<&str>, stream: u64, outbox: Sender<Message>) -> Reply {
+        match self.clients.open_stream(session, owner, stream, outbox) {
+            true => Reply::Accepted,
+            false => Reply::UnknownSession,
+        }
+    }
+
+    /// Streamable HTTP `DELETE`: its owner ends a session.
+    pub(super) fn end_session(&mut self, session: &str, owner: Option<&str>) -> Reply {
+        match self.clients.by_session(session, owner) {
+            Some(client) => {
+                self.client_gone(client);
+                Reply::Accepted
+            }
+            None => Reply::UnknownSession,
         }
     }
 
@@ -57,12 +82,16 @@ impl Hub {
         }
     }
 
-    /// A message posted over HTTP: accepted for a known session, else refused so the client starts anew.
-    pub(super) fn on_session_message(&mut self, session: &str, msg: Message, reply: Sender<Reply>, inline: bool) {
-        let Some(client) = self.clients.by_session(session) else {
+    /// A message posted over HTTP: accepted for a known session of the credential it came with, else
+    /// refused so the client starts anew (another key's session is as unknown as a made-up one).
+    pub(super) fn on_session_message(&mut self, session: &str, owner: Option<&str>, msg: Message, reply: Sender<Reply>, inline: bool) {
+        let Some(client) = self.clients.by_session(session, owner) else {
             let _ = reply.send(Reply::UnknownSession);
             return;
         };
+        if !matches!(msg.method(), "initialize" | "notifications/initialized") {
+            self.clients.mark_used(client);
+        }
         if msg.kind() == Kind::Request && inline {
             self.on_client_message(client, msg, ReplyTo::Request(reply), Era::Handshake);
         } else {
@@ -84,13 +113,22 @@ impl Hub {
     }
 
     /// Forgets Streamable HTTP sessions with no stream, no request in flight and no message for the
-    /// idle timeout, with everything they held (subscriptions, in-flight requests).
+    /// idle timeout, with everything they held (subscriptions, in-flight requests); and, much sooner,
+    /// sessions never used after their `initialize` (a client opening sessions by the thousand must
+    /// not hold the table for the idle timeout).
     pub(super) fn sweep_sessions(&mut self, now: Instant) {
         if now < self.sweep_at {
             return;
         }
-        let idle = self.settings.session_idle_timeout;
-        self.sweep_at = now + (idle / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let (idle, unused) = (self.settings.session_idle_timeout, self.settings.session_unused_timeout);
+        self.sweep_at = now + (idle.min(unused) / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let unused_sessions = self.clients.unused_sessions(now, unused);
+        if !unused_sessions.is_empty() {
+            log::info!("{} sessions expired unused {unused:?} after their initialize", unused_sessions.len());
+        }
+        for client in unused_sessions {
+            self.client_gone(client);
+        }
         for client in self.clients.idle_sessions(now, idle) {
             if !self.requests.has_work_for(client) {
                 log::info!("session of client {} expired after {idle:?} idle", client.0);

@@ -27,6 +27,7 @@ fn settings() -> HubSettings {
         startup_timeout: Duration::from_secs(5),
         exit_when_no_clients: false,
         session_idle_timeout: Duration::from_secs(60),
+        session_unused_timeout: Duration::from_secs(60),
         restart_backoff: (Duration::from_millis(100), Duration::from_secs(1)),
         retries: Retries { stdio: no_retry, sse: no_retry, http: no_retry },
         client_capabilities: Some(json!({})),
@@ -34,6 +35,7 @@ fn settings() -> HubSettings {
         max_in_flight: 100,
         max_sessions: 10,
         max_sessions_per_key: 0,
+        max_sessions_per_address: 0,
     }
 }
 
@@ -853,11 +855,82 @@ fn sessions_beyond_the_limit_are_refused_with_503() {
     let mut h = Harness::with(HubSettings { max_sessions: 1, ..settings() }, servers(&["a"]));
     let open = |h: &mut Harness, session: &str| {
         let (reply, answer) = crossbeam_channel::bounded(1);
-        h.event(Event::OpenSession { client: ClientId::fresh(), session: session.into(), outbox: None, owner: None, reply });
+        h.event(Event::OpenSession { client: ClientId::fresh(), session: session.into(), outbox: None, owner: None, address: None, reply });
         answer.try_recv().unwrap()
     };
     assert!(matches!(open(&mut h, "s1"), Reply::Accepted));
     assert!(matches!(open(&mut h, "s2"), Reply::Refused(503, _)));
+}
+
+fn open_session(h: &mut Harness, session: &str, owner: Option<&str>, address: &str) -> Reply {
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    let address = Some(address.parse().expect("an IP address"));
+    let owner = owner.map(str::to_owned);
+    h.event(Event::OpenSession { client: ClientId::fresh(), session: session.into(), outbox: None, owner, address, reply });
+    answer.try_recv().expect("an answer")
+}
+
+/// Posts a message for a session as its Streamable HTTP request would; the first reply.
+fn post(h: &mut Harness, session: &str, owner: Option<&str>, msg: Value) -> Reply {
+    let (reply, answers) = crossbeam_channel::unbounded();
+    let msg = Message::parse(&msg.to_string()).expect("a valid message");
+    h.event(Event::FromSession { session: session.into(), owner: owner.map(str::to_owned), msg, reply, inline: true });
+    answers.try_recv().expect("a reply")
+}
+
+fn initialize() -> Value {
+    json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": { "protocolVersion": "2025-06-18", "capabilities": {} } })
+}
+
+#[test]
+fn sessions_beyond_the_per_address_limit_are_refused_with_429_and_other_addresses_still_get_one() {
+    let mut h = Harness::with(HubSettings { max_sessions_per_address: 2, ..settings() }, servers(&["a"]));
+    assert!(matches!(open_session(&mut h, "s1", None, "10.0.0.1"), Reply::Accepted));
+    assert!(matches!(open_session(&mut h, "s2", None, "10.0.0.1"), Reply::Accepted));
+    assert!(matches!(open_session(&mut h, "s3", None, "10.0.0.1"), Reply::Refused(429, _)));
+    assert!(matches!(open_session(&mut h, "s4", None, "10.0.0.2"), Reply::Accepted));
+}
+
+#[test]
+fn a_session_never_used_after_its_initialize_expires_in_seconds_not_at_the_idle_timeout() {
+    let unused = Duration::from_secs(5);
+    let mut h = Harness::with(HubSettings { session_unused_timeout: unused, ..settings() }, servers(&["a"]));
+    h.ready("a", &["x"]);
+    open_session(&mut h, "idle", None, "10.0.0.1");
+    assert!(matches!(post(&mut h, "idle", None, initialize()), Reply::Message(_)));
+    h.later(Duration::from_secs(6));
+    assert!(matches!(post(&mut h, "idle", None, json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" })), Reply::UnknownSession));
+}
+
+#[test]
+fn a_session_used_after_its_initialize_outlives_the_unused_timeout() {
+    let unused = Duration::from_secs(5);
+    let mut h = Harness::with(HubSettings { session_unused_timeout: unused, ..settings() }, servers(&["a"]));
+    h.ready("a", &["x"]);
+    open_session(&mut h, "busy", None, "10.0.0.1");
+    post(&mut h, "busy", None, initialize());
+    post(&mut h, "busy", None, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }));
+    h.later(Duration::from_secs(6));
+    assert!(matches!(post(&mut h, "busy", None, json!({ "jsonrpc": "2.0", "id": 2, "method": "ping" })), Reply::Message(_)));
+}
+
+#[test]
+fn a_client_that_does_not_read_has_its_notifications_dropped_and_counted_but_gets_its_answer() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    let forwarded = h.sent_to("a");
+    for i in 0..crate::event::STREAM_QUEUE + 500 {
+        h.backend_says("a", json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": "info", "data": i } }));
+    }
+    h.answer("a", &forwarded, json!({ "done": true }));
+    let received: Vec<Value> = client.inbox.try_iter().map(|m| serde_json::from_str(&m.to_json()).unwrap()).collect();
+    assert_eq!(received.len(), crate::event::STREAM_QUEUE + 1, "the queue's worth of notifications, then the answer");
+    assert_eq!(received.last().unwrap()["result"]["done"], true);
+    let (reply, metrics) = crossbeam_channel::bounded(1);
+    h.event(Event::Metrics { reply });
+    assert!(metrics.try_recv().unwrap().contains("mcp_proxy_notifications_dropped_total{stage=\"client\"} 500"));
 }
 
 #[test]
@@ -878,9 +951,9 @@ fn an_http_request_gets_its_answer_on_its_own_reply_channel() {
     h.ready("a", &["x"]);
     let (reply, answers) = crossbeam_channel::unbounded();
     let (open, _) = crossbeam_channel::bounded(1);
-    h.event(Event::OpenSession { client: ClientId::fresh(), session: "s".into(), outbox: None, owner: None, reply: open });
+    h.event(Event::OpenSession { client: ClientId::fresh(), session: "s".into(), outbox: None, owner: None, address: None, reply: open });
     let msg = Message::parse(r#"{"jsonrpc":"2.0","id":"q","method":"tools/list"}"#).unwrap();
-    h.event(Event::FromSession { session: "s".into(), msg, reply, inline: true });
+    h.event(Event::FromSession { session: "s".into(), owner: None, msg, reply, inline: true });
     let Ok(Reply::Message(answer)) = answers.try_recv() else { panic!("no answer on the request's channel") };
     assert_eq!(answer.id, Some(json!("q")));
 }

@@ -6,7 +6,7 @@ use super::catalog::ListKind;
 use super::requests::{Asker, Upstream};
 use super::routing::Origin;
 use super::{bridge, Hub};
-use crate::event::{BackendId, Era, ReplyTo};
+use crate::event::{BackendId, ClientId, Era, ReplyTo};
 use crate::jsonrpc::{code, raw, Kind, Message};
 use serde_json::{json, Value};
 
@@ -45,7 +45,7 @@ impl Hub {
     fn backend_notification(&mut self, backend: BackendId, msg: Message) {
         match msg.method() {
             "notifications/progress" => self.backend_progress(backend, msg),
-            "notifications/message" => self.broadcast(msg),
+            "notifications/message" => self.route_log(backend, msg),
             "notifications/tools/list_changed" => self.refetch(backend, &[ListKind::Tools]),
             "notifications/prompts/list_changed" => self.refetch(backend, &[ListKind::Prompts]),
             "notifications/resources/list_changed" => self.refetch(backend, &[ListKind::Resources, ListKind::Templates]),
@@ -63,6 +63,39 @@ impl Hub {
             }
             "notifications/cancelled" => self.backend_cancelled(backend, &msg),
             other => log::debug!("[{}] notification {other} not relayed", self.backends.key(backend)),
+        }
+    }
+
+    /// A backend's log message goes to the client whose call caused it, as far as the proxy can tell,
+    /// and never to a client of another key: when exactly one client has requests in flight to that
+    /// backend, to that client (with its call's messages); else to the clients that set a log level
+    /// (`logging/setLevel`), of the one key whose calls are in flight if there are any, and to nobody
+    /// when calls of several keys are (the proxy cannot tell whose it is); with no call in flight, to
+    /// the clients that set a level, or the only client connected. Each client hears only messages at
+    /// or above its own level.
+    fn route_log(&mut self, backend: BackendId, msg: Message) {
+        let level = msg.params().ok().and_then(|p| p.str("level")).unwrap_or_default();
+        // A level the proxy does not know is not filtered away: the client may know better.
+        let severity = super::clients::severity(&level).unwrap_or(u8::MAX);
+        let waiting: Vec<(ClientId, ReplyTo, Era)> =
+            self.requests.table.callers_waiting_on(backend).into_iter().map(|c| (c.client, c.reply.clone(), c.era)).collect();
+        if let [(client, reply, era)] = waiting.as_slice() {
+            // A 2026-07-28 client hears logs only in answer to a request that asks for them.
+            if *era == Era::Handshake && self.clients.hears(*client, severity) {
+                self.deliver(*client, reply, msg);
+            }
+            return;
+        }
+        let mut owners: Vec<Option<&str>> = waiting.iter().filter_map(|(client, _, _)| self.clients.owner(*client)).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let listeners = match owners.as_slice() {
+            [] => self.clients.log_listeners(severity, None),
+            [owner] => self.clients.log_listeners(severity, Some(*owner)),
+            _ => return log::debug!("[{}] log message of calls of several keys: not relayed", self.backends.key(backend)),
+        };
+        for client in listeners {
+            self.send_to_client(client, msg.clone());
         }
     }
 

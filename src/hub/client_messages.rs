@@ -393,12 +393,19 @@ impl Hub {
         }
     }
 
-    /// The level is set on every backend that logs, and on any that starts later; the last client to
-    /// set it wins.
+    /// Each client has its own level: it hears no log message below it. Backends that log (and any
+    /// that start later) are set to the lowest level any client asked for, so every client hears what
+    /// it asked for.
     fn set_level(&mut self, caller: Caller, params: &Params) {
-        self.clients.log_level = params.value("level");
-        for backend in self.backends.ready_handshake_with("logging") {
-            self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(params.to_raw()));
+        let level = params.str("level").unwrap_or_default();
+        let Some(severity) = super::clients::severity(&level) else {
+            let why = format!("'{level}' is not a log level (expected one of {})", super::clients::LOG_LEVELS.join(", "));
+            return self.answer_error(&caller, code::INVALID_PARAMS, &why);
+        };
+        if let Some(lowest) = self.clients.set_log_level(caller.client, severity) {
+            for backend in self.backends.ready_handshake_with("logging") {
+                self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(raw(&json!({ "level": lowest }))));
+            }
         }
         self.answer(&caller, raw(&json!({})));
     }

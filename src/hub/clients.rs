@@ -35,6 +35,8 @@ pub(super) struct Client {
     opened: Instant,
     /// Its notifications are being dropped (logged once per episode, not per message).
     lagging: bool,
+    /// The severity it asked for with `logging/setLevel`: it hears no log message below it.
+    log_level: Option<u8>,
     /// Answered its `initialize`: from then on it gets broadcast notifications (list changes, logs).
     initialized: bool,
     /// The era its messages came in (a stdio connection's first request decides it).
@@ -80,7 +82,8 @@ pub(super) struct Clients {
     by_id: HashMap<ClientId, Client>,
     /// HTTP session ids to their clients.
     sessions: HashMap<String, ClientId>,
-    /// The last `logging/setLevel` level, given again to backends that (re)start.
+    /// The level backends are set to: the lowest any client asked for, given again to backends that
+    /// (re)start.
     pub log_level: Option<Value>,
     /// Notifications dropped for clients that did not keep up, since start.
     dropped: u64,
@@ -126,6 +129,7 @@ impl Clients {
             used: false,
             opened: Instant::now(),
             lagging: false,
+            log_level: None,
             initialized: false,
             era: Era::Handshake,
             last_active: Instant::now(),
@@ -276,6 +280,49 @@ impl Clients {
         self.by_id.values().filter(|c| c.transport() == transport).count()
     }
 
+    /// Notes the log level a client asked for; returns the level backends should now have (the
+    /// lowest any client asked for), when that changed.
+    pub fn set_log_level(&mut self, client: ClientId, severity: u8) -> Option<Value> {
+        if let Some(c) = self.by_id.get_mut(&client) {
+            c.log_level = Some(severity);
+        }
+        let lowest = self.by_id.values().filter_map(|c| c.log_level).min().map(|s| Value::from(LOG_LEVELS[usize::from(s)]));
+        let changed = lowest != self.log_level;
+        self.log_level = lowest;
+        changed.then(|| self.log_level.clone()).flatten()
+    }
+
+    /// Who hears a log message of `severity` that no one call can be blamed for: initialized clients
+    /// that asked for logs at or below that severity; with no such client, the only client connected
+    /// (the stdio client) as long as it asked for no level above it. `owner`, when given, narrows it to
+    /// the sessions of that key or token (the message came from its calls).
+    pub fn log_listeners(&self, severity: u8, owner: Option<Option<&str>>) -> Vec<ClientId> {
+        let of_owner = |c: &Client| owner.is_none_or(|o| c.owner.as_deref() == o);
+        let listeners: Vec<ClientId> = self
+            .by_id
+            .iter()
+            .filter(|(_, c)| c.initialized && c.era == Era::Handshake && of_owner(c) && c.log_level.is_some_and(|l| l <= severity))
+            .map(|(id, _)| *id)
+            .collect();
+        if !listeners.is_empty() {
+            return listeners;
+        }
+        self.only()
+            .filter(|id| self.by_id.get(id).is_some_and(|c| c.initialized && of_owner(c) && self.hears(*id, severity)))
+            .into_iter()
+            .collect()
+    }
+
+    /// Whether a client's own level lets a log message of `severity` through.
+    pub fn hears(&self, client: ClientId, severity: u8) -> bool {
+        self.by_id.get(&client).is_some_and(|c| c.log_level.is_none_or(|l| l <= severity))
+    }
+
+    /// The key or token a client's session belongs to (`None` inside for a client without one).
+    pub fn owner(&self, client: ClientId) -> Option<Option<&str>> {
+        self.by_id.get(&client).map(|c| c.owner.as_deref())
+    }
+
     /// Notifications dropped for clients that did not keep up, since start.
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -315,4 +362,12 @@ impl Clients {
             Err(_) => Sent::ClientLost,
         }
     }
+}
+
+/// MCP log levels (RFC 5424 severities), least severe first: a level's index is its severity.
+pub(super) const LOG_LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/// The severity of a log level's name, if it is one.
+pub(super) fn severity(level: &str) -> Option<u8> {
+    LOG_LEVELS.iter().position(|l| *l == level).and_then(|i| u8::try_from(i).ok())
 }

@@ -934,6 +934,97 @@ fn a_client_that_does_not_read_has_its_notifications_dropped_and_counted_but_get
 }
 
 #[test]
+fn a_session_is_unknown_to_a_request_with_another_key() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    open_session(&mut h, "s", Some("key #1"), "10.0.0.1");
+    assert!(matches!(post(&mut h, "s", Some("key #2"), initialize()), Reply::UnknownSession));
+    assert!(matches!(post(&mut h, "s", None, initialize()), Reply::UnknownSession));
+    assert!(matches!(post(&mut h, "s", Some("key #1"), initialize()), Reply::Message(_)));
+}
+
+// ----- log messages --------------------------------------------------------------------------------
+
+/// An initialized session of `owner` with a standing stream (as legacy SSE has), its answers there.
+fn session_client(h: &mut Harness, session: &str, owner: &str) -> TestClient {
+    let (outbox, inbox) = crossbeam_channel::unbounded();
+    let (reply, _) = crossbeam_channel::bounded(1);
+    let id = ClientId::fresh();
+    let owner = Some(owner.to_owned());
+    h.event(Event::OpenSession { client: id, session: session.into(), outbox: Some(outbox), owner: owner.clone(), address: None, reply });
+    let (reply, _) = crossbeam_channel::unbounded();
+    let msg = Message::parse(&initialize().to_string()).unwrap();
+    h.event(Event::FromSession { session: session.into(), owner, msg, reply, inline: false });
+    let client = TestClient { id, inbox };
+    assert!(client.next().get("result").is_some());
+    client
+}
+
+fn set_level(h: &mut Harness, client: &TestClient, level: &str) {
+    h.send(client, json!({ "jsonrpc": "2.0", "id": "lvl", "method": "logging/setLevel", "params": { "level": level } }));
+    assert_eq!(client.next()["id"], "lvl");
+}
+
+fn log(h: &mut Harness, level: &str) {
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": level, "data": "hi" } }));
+}
+
+#[test]
+fn a_log_message_during_one_clients_call_reaches_that_client_only() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (caller, other) = (h.ready_client(), h.ready_client());
+    h.call(&caller, 1, "a__x");
+    h.sent_to("a");
+    log(&mut h, "info");
+    assert_eq!(caller.next()["method"], "notifications/message");
+    other.nothing();
+}
+
+#[test]
+fn a_log_message_never_reaches_a_client_of_another_key() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (one, one_too, two) =
+        (session_client(&mut h, "s1", "key #1"), session_client(&mut h, "s2", "key #1"), session_client(&mut h, "s3", "key #2"));
+    for client in [&one, &one_too, &two] {
+        set_level(&mut h, client, "debug");
+    }
+    h.call(&one, 1, "a__x");
+    h.call(&one_too, 2, "a__x");
+    log(&mut h, "info");
+    assert_eq!(one.next()["method"], "notifications/message");
+    assert_eq!(one_too.next()["method"], "notifications/message");
+    two.nothing();
+}
+
+#[test]
+fn each_client_hears_log_messages_from_its_own_level_and_backends_get_the_lowest_level() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (quiet, verbose) = (h.ready_client(), h.ready_client());
+    set_level(&mut h, &quiet, "error");
+    assert_eq!(params(&h.sent_to("a"))["level"], "error");
+    set_level(&mut h, &verbose, "debug");
+    assert_eq!(params(&h.sent_to("a"))["level"], "debug");
+    log(&mut h, "info");
+    assert_eq!(verbose.next()["params"]["level"], "info");
+    quiet.nothing();
+    log(&mut h, "error");
+    assert_eq!(quiet.next()["params"]["level"], "error");
+}
+
+#[test]
+fn an_unknown_log_level_is_invalid_params() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "logging/setLevel", "params": { "level": "loud" } }));
+    assert_eq!(client.next()["error"]["code"], -32602);
+    h.nothing_to_backend("a");
+}
+
+#[test]
 fn a_client_that_leaves_has_its_calls_cancelled_at_the_backend() {
     let mut h = Harness::new(&["a"]);
     h.ready("a", &["x"]);

@@ -87,6 +87,8 @@ pub(super) struct Clients {
     pub log_level: Option<Value>,
     /// Notifications dropped for clients that did not keep up, since start.
     dropped: u64,
+    /// Sessions refused by a limit, since start: a flood of refusals is logged at 1, 2, 4, 8... only.
+    refused: u64,
 }
 
 impl Clients {
@@ -140,24 +142,30 @@ impl Clients {
     /// Why a new session cannot be had, if a limit says so: 503 when the proxy is full, 429 when this
     /// address, or this key or token, holds its share (checked first, so one client filling its share
     /// does not read as the proxy being full to everyone else).
-    pub fn refusal(&self, owner: Option<&str>, address: Option<IpAddr>, limits: SessionLimits) -> Option<(u16, String)> {
+    pub fn refusal(&mut self, owner: Option<&str>, address: Option<IpAddr>, limits: SessionLimits) -> Option<(u16, String)> {
+        let refusal = self.limit_reached(owner, address, limits)?;
+        self.refused += 1;
+        if self.refused.is_power_of_two() {
+            log::warn!("{} ({} sessions refused by a limit since start)", refusal.1, self.refused);
+        }
+        Some(refusal)
+    }
+
+    fn limit_reached(&self, owner: Option<&str>, address: Option<IpAddr>, limits: SessionLimits) -> Option<(u16, String)> {
         let held_by = |matches: &dyn Fn(&Client) -> bool| self.by_id.values().filter(|c| c.session.is_some() && matches(c)).count();
         if let Some(address) = address.filter(|_| limits.per_address > 0) {
             let held = held_by(&|c| c.address == Some(address));
             if held >= limits.per_address {
-                log::warn!("{address} holds {held} sessions, its limit; refusing another");
-                return Some((429, format!("too many sessions from this address (limit {})", limits.per_address)));
+                return Some((429, format!("too many sessions from {address} (limit {})", limits.per_address)));
             }
         }
         if let Some(owner) = owner.filter(|_| limits.per_key > 0) {
             let held = held_by(&|c| c.owner.as_deref() == Some(owner));
             if held >= limits.per_key {
-                log::warn!("{owner} holds {held} sessions, its limit; refusing another");
                 return Some((429, format!("too many sessions for this key (limit {})", limits.per_key)));
             }
         }
         if self.sessions.len() >= limits.total {
-            log::warn!("session limit ({}) reached; refusing a new session", limits.total);
             return Some((503, format!("too many sessions (limit {})", limits.total)));
         }
         None

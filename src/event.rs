@@ -12,6 +12,7 @@ use crate::tool_config::Overrides;
 use crossbeam_channel::Sender;
 use serde::Serialize;
 use serde_json::Value;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A client connection (the stdio client, an HTTP session). Unique for the life of the process.
@@ -38,12 +39,14 @@ pub enum Event {
     },
     /// An HTTP client asks for a session. `outbox` is its standing stream for messages that answer no
     /// request of its own (a Streamable HTTP client has none yet); `owner` names the API key or token it
-    /// came with, for the per-key limit. `reply` gets [`Reply::Accepted`] or [`Reply::Refused`].
+    /// came with and `address` the address it came from, for the per-key and per-address limits; the
+    /// session is bound to `owner`. `reply` gets [`Reply::Accepted`] or [`Reply::Refused`].
     OpenSession {
         client: ClientId,
         session: String,
         outbox: Option<Sender<Message>>,
         owner: Option<String>,
+        address: Option<IpAddr>,
         reply: Sender<Reply>,
     },
     /// A message from a connected client (stdio); `era` is the one its connection speaks.
@@ -63,11 +66,13 @@ pub enum Event {
         client: ClientId,
         answer: Message,
     },
-    /// A message posted over HTTP for a session. `reply` first gets [`Reply::UnknownSession`] or, for a
+    /// A message posted over HTTP for a session. `reply` first gets [`Reply::UnknownSession`] (also
+    /// when `owner`, the credential it came with, is not the one that opened the session) or, for a
     /// notification or a response, [`Reply::Accepted`]; for a request with `inline` set it then gets
     /// the messages about that request (progress, the response), else those go to the session's outbox.
     FromSession {
         session: String,
+        owner: Option<String>,
         msg: Message,
         reply: Sender<Reply>,
         inline: bool,
@@ -84,8 +89,10 @@ pub enum Event {
     },
     /// A new standing stream for a session (Streamable HTTP `GET`); replaces the previous one.
     /// `stream` is unique per stream, so the end of a replaced stream is not taken for the new one's.
+    /// Only the credential (`owner`) that opened the session may open one.
     OpenStream {
         session: String,
+        owner: Option<String>,
         stream: u64,
         outbox: Sender<Message>,
         reply: Sender<Reply>,
@@ -95,9 +102,10 @@ pub enum Event {
         session: String,
         stream: u64,
     },
-    /// Streamable HTTP `DELETE`: the client ends its session.
+    /// Streamable HTTP `DELETE`: the client ends its session (only with the credential that opened it).
     EndSession {
         session: String,
+        owner: Option<String>,
         reply: Sender<Reply>,
     },
     ClientGone {

@@ -21,3 +21,4 @@ pub mod settings;
 pub mod signals;
 pub mod sse;
 pub mod tool_config;
+pub mod uri;

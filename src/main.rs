@@ -78,6 +78,7 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
         startup_timeout: settings.startup_timeout,
         exit_when_no_clients: settings.mode != Mode::Http,
         session_idle_timeout: settings.http.session_idle_timeout,
+        session_unused_timeout: settings.http.session_unused_timeout,
         restart_backoff: settings.restart_backoff,
         retries: settings.retries,
         client_capabilities: match settings.mode {
@@ -88,6 +89,7 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
         max_in_flight: settings.max_in_flight,
         max_sessions: settings.max_sessions,
         max_sessions_per_key: settings.max_sessions_per_key,
+        max_sessions_per_address: settings.max_sessions_per_address,
     };
     let hub = Hub::new(hub_settings, config.servers, tools.tools, events.clone());
     if matches!(settings.mode, Mode::Stdio | Mode::Http) {

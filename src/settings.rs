@@ -60,6 +60,9 @@ ENVIRONMENT:
     MCP_PROXY_SSE_KEEPALIVE     seconds between SSE keep-alive comments (default 15)
     MCP_PROXY_SESSION_IDLE_TIMEOUT
                                 seconds before an idle Streamable HTTP session is forgotten (default 1800)
+    MCP_PROXY_SESSION_UNUSED_TIMEOUT
+                                seconds before a Streamable HTTP session that sent nothing after its
+                                initialize (no request, no GET stream) is forgotten (default 10)
     MCP_PROXY_STATELESS         true: Streamable HTTP without sessions (each POST stands alone; no GET
                                 stream): any instance behind a load balancer can answer any request
     MCP_PROXY_CLIENT_CAPABILITIES
@@ -69,8 +72,9 @@ ENVIRONMENT:
     MCP_PROXY_LOG_FORMAT        `json` for one JSON object per log line (also --log-format json)
     MCP_PROXY_SHUTDOWN_GRACE    seconds a shutdown lets calls in flight finish (default 5)
     MCP_PROXY_MAX_IN_FLIGHT     requests in flight to one backend at most (default 1024)
-    MCP_PROXY_MAX_SESSIONS, MCP_PROXY_MAX_SESSIONS_PER_KEY
-                                HTTP sessions at most, in all (default 4096) and per key (default no limit)
+    MCP_PROXY_MAX_SESSIONS, MCP_PROXY_MAX_SESSIONS_PER_KEY, MCP_PROXY_MAX_SESSIONS_PER_ADDRESS
+                                HTTP sessions at most, in all (default 4096), per key or token (default
+                                1024) and per client address (default 256); 0: no per-key/address limit
     MCP_PROXY_MAX_CONNECTIONS   open HTTP connections at most (default 8192, lowered to fit
                                 RLIMIT_NOFILE with descriptors kept for backends)
     MCP_PROXY_MAX_CONNECTIONS_PER_ADDRESS
@@ -128,9 +132,11 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Requests in flight to one backend at most.
     pub max_in_flight: usize,
-    /// HTTP sessions at most, in all and per API key or token (0: no per-key limit).
+    /// HTTP sessions at most, in all, per API key or token and per client address (0: no per-key or
+    /// per-address limit).
     pub max_sessions: usize,
     pub max_sessions_per_key: usize,
+    pub max_sessions_per_address: usize,
     pub http: HttpSettings,
     /// Problems found while reading the settings that fell back to a default; logged once logging is up.
     pub warnings: Vec<String>,
@@ -174,6 +180,8 @@ pub struct HttpSettings {
     pub max_connections_per_address: usize,
     pub keepalive: Duration,
     pub session_idle_timeout: Duration,
+    /// A Streamable HTTP session that sends nothing after its `initialize` is forgotten after this.
+    pub session_unused_timeout: Duration,
     /// How long a client may take to send a request's head and body.
     pub request_read_timeout: Duration,
     /// How long an idle keep-alive connection is kept open.
@@ -338,6 +346,7 @@ impl Settings {
             _ => Some(seconds("MCP_PROXY_CONFIG_POLL", 2.0)),
         };
         let session_idle_timeout = seconds("MCP_PROXY_SESSION_IDLE_TIMEOUT", 1800.0);
+        let session_unused_timeout = seconds("MCP_PROXY_SESSION_UNUSED_TIMEOUT", 10.0);
         let terminal_idle = seconds("TERMINAL_IDLE_TIMEOUT", 3600.0);
         let first_request_timeout = seconds("MCP_PROXY_FIRST_REQUEST_TIMEOUT", 10.0);
         let port = match port_flag.or_else(|| non_empty("PORT")) {
@@ -359,7 +368,8 @@ impl Settings {
         let max_body = count("MCP_PROXY_MAX_BODY_BYTES", 4 * 1024 * 1024);
         let max_in_flight = count("MCP_PROXY_MAX_IN_FLIGHT", 1024);
         let max_sessions = count("MCP_PROXY_MAX_SESSIONS", 4096);
-        let max_sessions_per_key = count("MCP_PROXY_MAX_SESSIONS_PER_KEY", 0);
+        let max_sessions_per_key = count("MCP_PROXY_MAX_SESSIONS_PER_KEY", 1024);
+        let max_sessions_per_address = count("MCP_PROXY_MAX_SESSIONS_PER_ADDRESS", 256);
         let max_connections = count("MCP_PROXY_MAX_CONNECTIONS", 8192);
         let max_connections_per_address = count("MCP_PROXY_MAX_CONNECTIONS_PER_ADDRESS", 256);
         let instance_id = non_empty("MCP_PROXY_INSTANCE_ID").filter(|id| {
@@ -392,6 +402,7 @@ impl Settings {
             max_connections_per_address,
             keepalive,
             session_idle_timeout,
+            session_unused_timeout,
             request_read_timeout: Duration::from_secs(30),
             idle_connection_timeout: Duration::from_secs(120),
             first_request_timeout,
@@ -428,6 +439,7 @@ impl Settings {
             max_in_flight,
             max_sessions,
             max_sessions_per_key,
+            max_sessions_per_address,
             http,
             warnings,
         })
@@ -590,6 +602,16 @@ mod tests {
         assert_eq!(http.max_connections_per_address, 0);
         assert_eq!(http.first_request_timeout, Duration::from_millis(2500));
         assert_eq!(http.allowed_hosts, ["proxy.lan", "mcp.example.com"]);
+    }
+
+    #[test]
+    fn sessions_are_bounded_per_key_and_per_address_by_default() {
+        let settings = parse(&["--sse"], &[]).unwrap();
+        assert_eq!((settings.max_sessions, settings.max_sessions_per_key, settings.max_sessions_per_address), (4096, 1024, 256));
+        assert_eq!(settings.http.session_unused_timeout, Duration::from_secs(10));
+        let env = [("MCP_PROXY_MAX_SESSIONS_PER_ADDRESS", "0"), ("MCP_PROXY_SESSION_UNUSED_TIMEOUT", "2")];
+        let settings = parse(&["--sse"], &env).unwrap();
+        assert_eq!((settings.max_sessions_per_address, settings.http.session_unused_timeout), (0, Duration::from_secs(2)));
     }
 
     #[test]

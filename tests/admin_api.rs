@@ -291,6 +291,29 @@ fn get_config_returns_the_file_text() {
 }
 
 #[test]
+fn get_config_masks_secrets_and_saving_them_back_keeps_the_stored_values() {
+    let config = json!({ "mcpServers": {
+        "mock": { "command": "python3", "args": [MOCK_SERVER, "--name", "mock"], "env": { "API_TOKEN": "env-secret-1" } },
+        "remote": { "type": "http", "url": "http://127.0.0.1:9/mcp", "active": false, "apiKey": "key-secret-2", "headers": { "X-Auth": "header-secret-3" } },
+    } });
+    let proxy = AdminBuilder::new("mask").config_text(&config.to_string()).start();
+    let admin = proxy.login();
+    let shown = admin.get("/admin/config");
+    assert_eq!(shown.status, 200, "{shown:?}");
+    for secret in ["env-secret-1", "key-secret-2", "header-secret-3"] {
+        assert!(!shown.text().contains(secret), "{secret} shown: {}", shown.text());
+    }
+    let mut edited = shown.json();
+    edited["mcpServers"]["remote"]["url"] = json!("http://127.0.0.1:10/mcp");
+    let response = admin.post("/admin/config", &edited);
+    assert_eq!(response.status, 200, "{response:?}");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&proxy.config_path).unwrap()).unwrap();
+    let mut expected = config.clone();
+    expected["mcpServers"]["remote"]["url"] = json!("http://127.0.0.1:10/mcp");
+    assert_eq!(saved, expected, "the stored secrets kept, the edit saved");
+}
+
+#[test]
 fn invalid_config_is_400_with_problems_naming_file_and_key_and_nothing_is_written() {
     let proxy = start();
     let admin = proxy.login();

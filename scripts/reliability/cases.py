@@ -10,6 +10,7 @@ happened, and prints one result line. Exit status: the number of failed cases. P
 """
 
 import argparse
+import collections
 import faulthandler
 import json
 import os
@@ -629,6 +630,132 @@ def case_huge_line_backend():
         result("100 MiB line from a stdio backend", ok,
                f"ready in {ready:.1f}s, calls work: {works}; proxy RSS peak {peak[0] / 1024:.1f} MiB, afterwards "
                f"{rss / 1024:.1f} MiB; log: {log}")
+
+
+def log_flood(count):
+    """Python for a stdio backend that writes `count` log notifications before it becomes the mock."""
+    return ("import json\n"
+            "line = json.dumps({'jsonrpc': '2.0', 'method': 'notifications/message', "
+            "'params': {'level': 'info', 'logger': NAME, 'data': 'x' * 100}}) + '\\n'\n"
+            f"for _ in range({count} // 1000):\n    sys.stdout.write(line * 1000)\n"
+            "sys.stdout.flush()\n"
+            "os.execv(sys.executable, [sys.executable, MOCK, '--name', NAME])\n")
+
+
+def sample_peak(stop, peak):
+    """Samples the RSS of every proxy of ours until `stop` is set (the pid is not known before Popen returns)."""
+    while not stop.is_set():
+        for pid in list(STARTED):
+            try:
+                peak[0] = max(peak[0], rss_kib(pid))
+            except (OSError, KeyError):
+                pass
+        time.sleep(0.01)
+
+
+def metric(p, name):
+    """The value of one line of /metrics, by its name with labels."""
+    conn = Connection(HOST, p.port)
+    try:
+        body = conn.request("GET", "/metrics", {"Connection": "close"}).body.read_all().decode()
+    finally:
+        conn.close()
+    return next((line.split()[-1] for line in body.splitlines() if line.startswith(name)), None)
+
+
+def case_log_flood_no_listener():
+    """A stdio backend writes 1M log notifications with no client listening: the dispatcher's intake
+    drops notifications beyond its queue (counted in /metrics) and the proxy's memory stays bounded."""
+    stop, peak = threading.Event(), [0]
+    threading.Thread(target=sample_peak, args=(stop, peak), daemon=True).start()
+    code = log_flood(1_000_000)
+    start = time.monotonic()
+    with Proxy({"flood": python_backend(code, "flood")}, wait_backends=True) as p:
+        ready = time.monotonic() - start
+        works = echo_ok(p, name="flood__echo")
+        time.sleep(1)
+        stop.set()
+        rss = rss_kib(p.pid)
+        dropped = metric(p, 'mcp_proxy_notifications_dropped_total{stage="dispatcher"}')
+        ok = works and p.alive() and peak[0] < 64 * 1024
+        result("1M log notifications, no listener", ok,
+               f"backend ready after its flood in {ready:.1f}s, calls work: {works}; proxy RSS peak "
+               f"{peak[0] / 1024:.1f} MiB, afterwards {rss / 1024:.1f} MiB; dropped at the dispatcher: {dropped}")
+
+
+def case_stdio_client_non_reader():
+    """The proxy in stdio mode; its client calls a tool that sends 300000 progress notifications and never
+    reads stdout: the client's queue drops notifications past 1024 (never the answer) and RSS stays bounded."""
+    work = tempfile.mkdtemp(prefix="mcp-case-")
+    config = os.path.join(work, "mcp_server.json")
+    with open(config, "w") as f:
+        json.dump({"mcpServers": {"a": mock("a")}}, f)
+    env = {k: v for k, v in os.environ.items() if k not in ("LOGGING", "RUST_LOG")}
+    proc = subprocess.Popen([BIN, "--config", config], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    STARTED.append(proc.pid)
+    try:
+        def send(msg):
+            proc.stdin.write((json.dumps(msg) + "\n").encode())
+            proc.stdin.flush()
+        send(mcpclient.rpc(0, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}))
+        time.sleep(2)
+        base = rss_kib(proc.pid)
+        params = {"name": "a__progress", "arguments": {"steps": 300000, "ms": 0}, "_meta": {"progressToken": "t"}}
+        send(mcpclient.rpc(1, "tools/call", params))
+        peak, start = base, time.monotonic()
+        while time.monotonic() - start < 40:
+            time.sleep(0.5)
+            peak = max(peak, rss_kib(proc.pid))
+        # Now read: the answer comes after what was queued and what the backend sends meanwhile.
+        seen = {"lines": 0, "answer": None}
+
+        def read():
+            for line in proc.stdout:
+                seen["lines"] += 1
+                if json.loads(line).get("id") == 1:
+                    seen["answer"] = json.loads(line)
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(120)
+        lines, answer = seen["lines"], seen["answer"]
+        after = rss_kib(proc.pid)
+        ok = answer is not None and "result" in answer and peak < base + 64 * 1024
+        result("stdio client that does not read (300000 progress)", ok,
+               f"RSS {base / 1024:.1f} MiB -> peak {peak / 1024:.1f} MiB while not read, {after / 1024:.1f} MiB after; "
+               f"answer {'received' if answer else 'MISSING'} after {lines} messages read")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def case_session_flood():
+    """4096 initializes on one connection in a few seconds: the address gets its 256 sessions and 429
+    after (not 503: the table is not full for others), and the unused sessions are gone within seconds."""
+    with Proxy({"a": mock("a")}, env={"MCP_PROXY_SESSION_UNUSED_TIMEOUT": "3"}) as p:
+        conn = Connection(HOST, p.port)
+        statuses = collections.Counter()
+        start = time.monotonic()
+        body = json.dumps(mcpclient.rpc(0, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}})).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        for _ in range(4096):
+            response = conn.request("POST", "/mcp", headers, body)
+            response.body.read_all()
+            statuses[response.status] += 1
+        took = time.monotonic() - start
+        conn.close()
+        _, health = p.health()
+        during = health.get("sessions")
+        time.sleep(4.5)
+        _, health = p.health()
+        after = health.get("sessions")
+        fresh_ok = echo_ok(p)
+        ok = statuses[200] == 256 and statuses[429] == 4096 - 256 and after == 0 and fresh_ok
+        result("session flood (4096 initializes, one address)", ok,
+               f"in {took:.1f}s: {dict(statuses)}; sessions held {during}, {after} after 4.5 s "
+               f"(MCP_PROXY_SESSION_UNUSED_TIMEOUT=3); a new client then served: {fresh_ok}")
 
 
 def case_junk_stdout():

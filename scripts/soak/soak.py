@@ -7,7 +7,11 @@ short restart backoff and session idle timeout, then for the given time:
     with a GET stream open beside them, ended by DELETE or left to expire;
   - legacy SSE workers: GET /sse sessions posting 1-3 concurrent calls at a time to /message;
   - random client disconnects mid-call (the connection is closed before the answer);
-  - a killer thread that SIGKILLs a random backend process every few seconds.
+  - a killer thread that SIGKILLs a random backend process every few seconds;
+  - with --hostile (the default), at the same time: a fourth backend that writes 200000 log
+    notifications each time it starts (and the killer restarts it), a session flood (initialize after
+    initialize, never used, from 127.0.0.2) and an idle-socket flood (300 connections that send nothing,
+    from 127.0.0.3), each from an address of its own, as an attacker's would be.
 Every call is checked: exactly one answer (a result or an error), echo text and progress tokens belong
 to the call that sent them. After the load stops and sessions expire, the proxy's threads, open fds,
 descendant processes and RSS are compared with the idle baseline. Prints a summary; exits 1 on a
@@ -35,6 +39,16 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MOCK = os.path.join(ROOT, "tests", "fixtures", "mock_server.py")
 BACKENDS = ("a", "b", "c")
 HOST = "127.0.0.1"
+# Writes log notifications each time it starts, then becomes the mock.
+FLOOD_BACKEND = "flood"
+FLOOD_CODE = (
+    "import json, os, sys\n"
+    "line = json.dumps({'jsonrpc': '2.0', 'method': 'notifications/message', "
+    "'params': {'level': 'info', 'logger': 'flood', 'data': 'x' * 100}}) + '\\n'\n"
+    "for _ in range(200):\n    sys.stdout.write(line * 1000)\n"
+    "sys.stdout.flush()\n"
+    f"os.execv(sys.executable, [sys.executable, {MOCK!r}, '--name', 'flood'])\n"
+)
 
 
 # ---------------------------------------------------------------- process inspection (/proc)
@@ -320,6 +334,40 @@ def legacy_worker(n, port, stop, stats, disconnect_p):
             stats.problem(f"legacy session: {session.duplicates} duplicate and {session.strays} stray answers")
 
 
+def session_flooder(port, stop, stats):
+    """Opens session after session and never uses one, from an address of its own."""
+    body = json.dumps(mcpclient.rpc(0, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}})).encode()
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    while not stop.is_set():
+        try:
+            sock = socket.create_connection((HOST, port), timeout=10, source_address=("127.0.0.2", 0))
+            conn = mcpclient.Connection.__new__(mcpclient.Connection)
+            conn.host, conn.port, conn.sock, conn.rfile = HOST, port, sock, sock.makefile("rb")
+            for _ in range(200):
+                response = conn.request("POST", "/mcp", headers, body)
+                response.body.read_all()
+                stats.add(f"session flood: HTTP {response.status}")
+            conn.close()
+        except (OSError, ConnectionError) as e:
+            stats.add(f"session flood: {type(e).__name__}")
+        stop.wait(0.5)
+
+
+def idle_flooder(port, stop, stats):
+    """Holds 300 connections that send nothing, from an address of its own, and opens them again."""
+    while not stop.is_set():
+        socks = []
+        for _ in range(300):
+            try:
+                socks.append(socket.create_connection((HOST, port), timeout=5, source_address=("127.0.0.3", 0)))
+            except OSError:
+                stats.add("idle flood: connect refused")
+        stats.add("idle flood: sockets opened", len(socks))
+        stop.wait(12)
+        for sock in socks:
+            sock.close()
+
+
 def killer(proxy_pid, stop, stats, period):
     rng = random.Random(7)
     while not stop.wait(rng.uniform(period / 2, period * 1.5)):
@@ -336,19 +384,32 @@ def killer(proxy_pid, stop, stats, period):
 
 # ---------------------------------------------------------------- main
 
+def dropped_notifications(port):
+    """The proxy's counts of notifications dropped for consumers that did not keep up, from /metrics."""
+    conn = mcpclient.Connection(HOST, port)
+    try:
+        body = conn.request("GET", "/metrics", {"Connection": "close"}).body.read_all().decode()
+    except (OSError, ConnectionError):
+        return "unknown"
+    finally:
+        conn.close()
+    return ", ".join(line.split("{", 1)[1].replace('stage="', "").replace('"}', ":") for line in body.splitlines()
+                     if line.startswith("mcp_proxy_notifications_dropped_total"))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
 
 
-def wait_ready(port, timeout=30):
+def wait_ready(port, backends, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             status, health = mcpclient.get_json(HOST, port, "/health")
             if status == 200 and all(b["state"] == "connected" for b in health.get("backends", [])) \
-                    and len(health.get("backends", [])) == len(BACKENDS):
+                    and len(health.get("backends", [])) == backends:
                 return health
         except (OSError, ConnectionError, ValueError):
             pass
@@ -365,10 +426,14 @@ def main():
     ap.add_argument("--disconnect", type=float, default=0.05, help="chance a call is abandoned mid-way")
     ap.add_argument("--kill-every", type=float, default=4.0, help="mean seconds between backend SIGKILLs")
     ap.add_argument("--idle-timeout", type=float, default=5.0)
+    ap.add_argument("--hostile", action=argparse.BooleanOptionalAction, default=True,
+                    help="add a notification-flooding backend, a session flood and an idle-socket flood")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="mcp-soak-")
     config = {"mcpServers": {k: {"command": sys.executable, "args": [MOCK, "--name", k]} for k in BACKENDS}}
+    if args.hostile:
+        config["mcpServers"][FLOOD_BACKEND] = {"command": sys.executable, "args": ["-c", FLOOD_CODE]}
     config_path = os.path.join(work, "mcp_server.json")
     with open(config_path, "w") as f:
         json.dump(config, f)
@@ -381,6 +446,7 @@ def main():
         MCP_PROXY_SESSION_IDLE_TIMEOUT=str(args.idle_timeout),
         MCP_PROXY_SSE_KEEPALIVE="2",
         MCP_PROXY_CONFIG_POLL="0",
+        MCP_PROXY_SESSION_UNUSED_TIMEOUT="3",
     )
     log_path = os.path.join(work, "proxy.log")
     log = open(log_path, "wb")
@@ -392,7 +458,7 @@ def main():
     checks = []
     stats = Stats()
     try:
-        wait_ready(port)
+        wait_ready(port, len(config["mcpServers"]))
         # Warm up (first-use allocations, thread-local caches), let it go idle, then take the baseline.
         warm = StreamableSession(HOST, port)
         warm.initialize()
@@ -409,6 +475,9 @@ def main():
         workers += [threading.Thread(target=legacy_worker, args=(i, port, stop, stats, args.disconnect), daemon=True)
                     for i in range(args.legacy)]
         kill_thread = threading.Thread(target=killer, args=(proxy.pid, stop, stats, args.kill_every), daemon=True)
+        floods = [threading.Thread(target=f, args=(port, stop, stats), daemon=True) for f in (session_flooder, idle_flooder)]
+        for t in floods if args.hostile else []:
+            t.start()
         for t in workers + [kill_thread]:
             t.start()
         started = time.monotonic()
@@ -427,6 +496,8 @@ def main():
         for t in workers:
             t.join(120)
         kill_thread.join(10)
+        for t in floods if args.hostile else []:
+            t.join(30)
         alive_workers = sum(t.is_alive() for t in workers)
         load_seconds = time.monotonic() - started
 
@@ -472,6 +543,8 @@ def main():
              f"{base['children']} -> peak {peak['children']} -> {final['children']} ({final['zombies']} zombies)"),
             ("RSS back near idle (<= 2x baseline + 16 MiB)", final["rss_kib"] <= 2 * base["rss_kib"] + 16384,
              f"{base['rss_kib']} KiB -> peak {peak['rss_kib']} KiB -> {final['rss_kib']} KiB"),
+            ("RSS bounded under load and floods (peak <= baseline + 64 MiB)", peak["rss_kib"] <= base["rss_kib"] + 65536,
+             f"{base['rss_kib']} KiB -> peak {peak['rss_kib']} KiB; notifications dropped: {dropped_notifications(port)}"),
             ("all backends connected at the end", bool(health) and all(b["state"] == "connected" for b in health["backends"]),
              ", ".join(f"{b['key']}:{b['state']} restarts {b['restarts']}" for b in (health or {}).get("backends", []))),
             ("no sessions left", bool(health) and health.get("sessions") == 0, f"sessions {(health or {}).get('sessions')}"),

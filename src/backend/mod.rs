@@ -17,6 +17,21 @@ use crate::event::{BackendId, Event};
 use crate::jsonrpc::Message;
 use crossbeam_channel::Sender;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Events waiting for the dispatcher beyond which backends' notifications are dropped at the door.
+/// The channel is shared by every connection and client and stays unbounded, so answers are never
+/// lost or held up; but a backend that floods notifications faster than the dispatcher hands them on
+/// must not grow the queue (and the proxy's memory) without bound. ~2 MiB of log messages.
+pub const INTAKE_QUEUE: usize = 4096;
+
+/// Notifications from backends dropped at [`INTAKE_QUEUE`], since start.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Notifications from backends dropped because the dispatcher was behind, since start (`/metrics`).
+pub fn notifications_dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
 
 /// A backend connection's way back to the dispatcher. Every event carries the connection's generation,
 /// so the dispatcher can drop what a replaced connection still says after a restart.
@@ -32,13 +47,22 @@ impl Link {
         Link { backend, generation, events }
     }
 
-    /// Hands a message to the dispatcher; false when the dispatcher is gone (the proxy is exiting).
+    /// Hands a message to the dispatcher; false when the dispatcher is gone (the proxy is exiting). A
+    /// notification is dropped (and counted) while the dispatcher has [`INTAKE_QUEUE`] events waiting;
+    /// responses and requests always go.
     pub fn message(&self, msg: Message) -> bool {
         self.message_about(msg, None)
     }
 
-    /// Hands a message to the dispatcher that came with the answer to the proxy's request `about`.
+    /// Hands a message to the dispatcher that came with the answer to the proxy's request `about`; a
+    /// notification is dropped as [`Link::message`] says.
     pub fn message_about(&self, msg: Message, about: Option<serde_json::Value>) -> bool {
+        if self.events.len() >= INTAKE_QUEUE && msg.kind() == crate::jsonrpc::Kind::Notification {
+            if DROPPED.fetch_add(1, Ordering::Relaxed) % 100_000 == 0 {
+                log::warn!("the dispatcher is {INTAKE_QUEUE} events behind; dropping backends' notifications (see /metrics)");
+            }
+            return true;
+        }
         let event = Event::FromBackend { backend: self.backend, generation: self.generation, msg, about };
         self.events.send(event).is_ok()
     }
@@ -172,4 +196,25 @@ impl Connection {
 fn preview(text: &str, chars: usize) -> &str {
     let end = text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i);
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backends_notifications_are_dropped_while_the_dispatcher_is_behind_and_its_answers_are_not() {
+        let (events, queue) = crossbeam_channel::unbounded();
+        let link = Link::new(BackendId(0), 1, events);
+        let parse = |text: &str| Message::parse(text).expect("a valid message");
+        for _ in 0..INTAKE_QUEUE {
+            link.message(parse(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#));
+        }
+        let before = notifications_dropped();
+        link.message(parse(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"y"}}"#));
+        assert_eq!(queue.len(), INTAKE_QUEUE, "the notification was dropped");
+        assert!(notifications_dropped() > before, "and counted");
+        link.message(parse(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
+        assert_eq!(queue.len(), INTAKE_QUEUE + 1, "an answer always goes");
+    }
 }

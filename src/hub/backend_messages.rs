@@ -48,13 +48,15 @@ impl Hub {
     fn backend_notification(&mut self, backend: BackendId, msg: Message) {
         match msg.method() {
             "notifications/progress" => self.backend_progress(backend, msg),
-            "notifications/message" => self.broadcast(msg),
+            "notifications/message" => self.route_log(backend, msg),
             "notifications/tools/list_changed" => self.refetch(backend, &[ListKind::Tools]),
             "notifications/prompts/list_changed" => self.refetch(backend, &[ListKind::Prompts]),
             "notifications/resources/list_changed" => self.refetch(backend, &[ListKind::Resources, ListKind::Templates]),
             "notifications/resources/updated" => {
                 let Ok(mut params) = msg.params() else { return };
-                let uri = params.str("uri").unwrap_or_default();
+                // Subscriptions are kept under the normalised spelling of their URI.
+                let raw_uri = params.str("uri").unwrap_or_default();
+                let uri = crate::uri::normalize(&raw_uri).unwrap_or(raw_uri);
                 // A 2026-07-28 backend tags it with its listen's id, which is nobody else's business.
                 params.remove("_meta");
                 let update = Message::notification("notifications/resources/updated", Some(params.to_raw()));
@@ -74,6 +76,39 @@ impl Hub {
                 }
             }
             other => log::debug!("[{}] notification {other} not relayed", self.backends.key(backend)),
+        }
+    }
+
+    /// A backend's log message goes to the client whose call caused it, as far as the proxy can tell,
+    /// and never to a client of another key: when exactly one client has requests in flight to that
+    /// backend, to that client (with its call's messages); else to the clients that set a log level
+    /// (`logging/setLevel`), of the one key whose calls are in flight if there are any, and to nobody
+    /// when calls of several keys are (the proxy cannot tell whose it is); with no call in flight, to
+    /// the clients that set a level, or the only client connected. Each client hears only messages at
+    /// or above its own level.
+    fn route_log(&mut self, backend: BackendId, msg: Message) {
+        let level = msg.params().ok().and_then(|p| p.str("level")).unwrap_or_default();
+        // A level the proxy does not know is not filtered away: the client may know better.
+        let severity = super::clients::severity(&level).unwrap_or(u8::MAX);
+        let waiting: Vec<(ClientId, ReplyTo, Era)> =
+            self.requests.table.callers_waiting_on(backend).into_iter().map(|c| (c.client, c.reply.clone(), c.era)).collect();
+        if let [(client, reply, era)] = waiting.as_slice() {
+            // A 2026-07-28 client hears logs only in answer to a request that asks for them.
+            if *era == Era::Handshake && self.clients.hears(*client, severity) {
+                self.deliver(*client, reply, msg);
+            }
+            return;
+        }
+        let mut owners: Vec<Option<&str>> = waiting.iter().filter_map(|(client, _, _)| self.clients.owner(*client)).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let listeners = match owners.as_slice() {
+            [] => self.clients.log_listeners(severity, None),
+            [owner] => self.clients.log_listeners(severity, Some(*owner)),
+            _ => return log::debug!("[{}] log message of calls of several keys: not relayed", self.backends.key(backend)),
+        };
+        for client in listeners {
+            self.send_to_client(client, msg.clone());
         }
     }
 

@@ -14,7 +14,9 @@
 //!   the plain name and the others are exposed as `<prefix><sep><name>`;
 //! - resources keep their URIs; a URI offered twice is served by the first server in key order. A URI that
 //!   is not listed is routed by the resource templates (longest literal prefix before the first `{`), then,
-//!   when only one backend offers resources at all, to that one.
+//!   when only one backend offers resources at all, to that one. URIs are routed and filtered in their
+//!   normalised spelling (`crate::uri`: scheme and host case, dot segments, escapes, whitespace), so
+//!   spelling a denied URI differently does not get past its server's filter.
 
 use crate::config::Filters;
 use crate::event::BackendId;
@@ -218,9 +220,12 @@ impl Catalog {
         self.prompt_routes.get(exposed)
     }
 
-    /// The backend that serves a resource URI, if any can be determined.
+    /// The backend that serves a resource URI, if any can be determined. The URI is routed and
+    /// filtered in its normalised spelling (`crate::uri`), so no other spelling gets past a filter; one
+    /// that cannot be normalised has no owner.
     pub fn resource_owner(&self, uri: &str) -> Option<BackendId> {
-        if let Some(id) = self.resource_routes.get(uri) {
+        let uri = crate::uri::normalize(uri).ok()?;
+        if let Some(id) = self.resource_routes.get(&uri) {
             return Some(*id);
         }
         let by_template = self
@@ -234,7 +239,7 @@ impl Catalog {
             (None, [only]) => Some(*only),
             _ => None,
         };
-        owner.filter(|id| self.resource_filters.get(id).is_none_or(|f| f.admits(uri)))
+        owner.filter(|id| self.resource_filters.get(id).is_none_or(|f| f.admits(&uri)))
     }
 
     fn add_tools<'o>(
@@ -298,14 +303,18 @@ impl Catalog {
                 found.problems.push(format!("server '{}': a resource without a uri was skipped", src.key));
                 continue;
             };
-            if !src.filters.resources.admits(uri) {
+            let Ok(normal) = crate::uri::normalize(uri) else {
+                found.problems.push(format!("server '{}': resource '{uri}' has an unusable URI and was skipped", src.key));
+                continue;
+            };
+            if !src.filters.resources.admits(uri) || !src.filters.resources.admits(&normal) {
                 continue;
             }
-            if self.resource_routes.contains_key(uri) {
+            if self.resource_routes.contains_key(&normal) {
                 found.notes.push(format!("resource '{uri}' of server '{}' is already served by another server", src.key));
                 continue;
             }
-            self.resource_routes.insert(uri.to_owned(), src.id);
+            self.resource_routes.insert(normal, src.id);
             self.resources.push(resource.clone());
         }
         for template in src.templates {
@@ -316,7 +325,9 @@ impl Catalog {
             if !src.filters.resources.admits(pattern) {
                 continue;
             }
-            let prefix = pattern.split('{').next().unwrap_or_default().to_owned();
+            let literal = pattern.split('{').next().unwrap_or_default();
+            // Matched against normalised URIs, so normalised too (a prefix that cannot be never matches one).
+            let prefix = crate::uri::normalize(literal).unwrap_or_else(|_| literal.to_owned());
             self.template_routes.push((prefix, src.id));
             self.templates.push(template.clone());
         }
@@ -510,6 +521,35 @@ mod tests {
         let (catalog, _) = build(&[a]);
         assert_eq!(catalog.resource_owner("test://public/1"), Some(BackendId(0)));
         assert_eq!(catalog.resource_owner("test://secret/1"), None);
+    }
+
+    #[test]
+    fn denied_uri_spelled_differently_is_not_routed() {
+        let mut a = lists("a");
+        a.filters.resources.deny = vec!["demo://resource/static/*".into()];
+        a.templates = vec![json!({"uriTemplate": "demo://resource/{path}"})];
+        let (catalog, _) = build(&[a]);
+        assert_eq!(catalog.resource_owner("demo://resource/dynamic/1"), Some(BackendId(0)));
+        for spelling in [
+            "DEMO://resource/static/document/a",
+            "demo://RESOURCE/static/document/a",
+            "demo://resource/dynamic/../static/document/a",
+            "demo://resource/%73tatic/document/a",
+            " demo://resource/static/document/a",
+            "demo://resource/dynamic\\..\\static/document/a",
+        ] {
+            assert_eq!(catalog.resource_owner(spelling), None, "{spelling}");
+        }
+    }
+
+    #[test]
+    fn a_listed_uri_is_routed_whatever_its_spelling() {
+        let mut a = lists("a");
+        let mut b = lists("b");
+        a.resources = vec![json!({"uri": "demo://r/a"})];
+        b.resources = vec![json!({"uri": "demo://r/b"})];
+        let (catalog, _) = build(&[a, b]);
+        assert_eq!(catalog.resource_owner("DEMO://r/x/../a"), Some(BackendId(0)));
     }
 
     #[test]

@@ -17,27 +17,52 @@ use crate::modern;
 use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 impl Hub {
-    /// An HTTP client asks for a session: refused by a limit, or accepted.
+    /// An HTTP client asks for a session: refused by a limit, or accepted and bound to its owner.
     pub(super) fn open_session(
         &mut self,
         client: ClientId,
         session: String,
         outbox: Option<Sender<Message>>,
         owner: Option<String>,
+        address: Option<IpAddr>,
     ) -> Reply {
         if self.shutdown.is_stopping() {
             return Reply::Refused(503, "the proxy is shutting down".into());
         }
-        let limits = SessionLimits { total: self.settings.max_sessions, per_key: self.settings.max_sessions_per_key };
-        match self.clients.refusal(owner.as_deref(), limits) {
+        let limits = SessionLimits {
+            total: self.settings.max_sessions,
+            per_key: self.settings.max_sessions_per_key,
+            per_address: self.settings.max_sessions_per_address,
+        };
+        match self.clients.refusal(owner.as_deref(), address, limits) {
             Some((status, why)) => Reply::Refused(status, why),
             None => {
-                self.clients.connect(client, Some(session), outbox, owner);
+                self.clients.open_session(client, session, outbox, owner, address);
                 Reply::Accepted
             }
+        }
+    }
+
+    /// A session's new standing stream (Streamable HTTP `GET`), for its owner only.
+    pub(super) fn open_stream(&mut self, session: &str, owner: Option<&str>, stream: u64, outbox: Sender<Message>) -> Reply {
+        match self.clients.open_stream(session, owner, stream, outbox) {
+            true => Reply::Accepted,
+            false => Reply::UnknownSession,
+        }
+    }
+
+    /// Streamable HTTP `DELETE`: its owner ends a session.
+    pub(super) fn end_session(&mut self, session: &str, owner: Option<&str>) -> Reply {
+        match self.clients.by_session(session, owner) {
+            Some(client) => {
+                self.client_gone(client);
+                Reply::Accepted
+            }
+            None => Reply::UnknownSession,
         }
     }
 
@@ -58,12 +83,16 @@ impl Hub {
         }
     }
 
-    /// A message posted over HTTP: accepted for a known session, else refused so the client starts anew.
-    pub(super) fn on_session_message(&mut self, session: &str, msg: Message, reply: Sender<Reply>, inline: bool) {
-        let Some(client) = self.clients.by_session(session) else {
+    /// A message posted over HTTP: accepted for a known session of the credential it came with, else
+    /// refused so the client starts anew (another key's session is as unknown as a made-up one).
+    pub(super) fn on_session_message(&mut self, session: &str, owner: Option<&str>, msg: Message, reply: Sender<Reply>, inline: bool) {
+        let Some(client) = self.clients.by_session(session, owner) else {
             let _ = reply.send(Reply::UnknownSession);
             return;
         };
+        if !matches!(msg.method(), "initialize" | "notifications/initialized") {
+            self.clients.mark_used(client);
+        }
         if msg.kind() == Kind::Request && inline {
             self.on_client_message(client, msg, ReplyTo::Request(reply), Era::Handshake);
         } else {
@@ -85,13 +114,22 @@ impl Hub {
     }
 
     /// Forgets Streamable HTTP sessions with no stream, no request in flight and no message for the
-    /// idle timeout, with everything they held (subscriptions, in-flight requests).
+    /// idle timeout, with everything they held (subscriptions, in-flight requests); and, much sooner,
+    /// sessions never used after their `initialize` (a client opening sessions by the thousand must
+    /// not hold the table for the idle timeout).
     pub(super) fn sweep_sessions(&mut self, now: Instant) {
         if now < self.sweep_at {
             return;
         }
-        let idle = self.settings.session_idle_timeout;
-        self.sweep_at = now + (idle / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let (idle, unused) = (self.settings.session_idle_timeout, self.settings.session_unused_timeout);
+        self.sweep_at = now + (idle.min(unused) / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let unused_sessions = self.clients.unused_sessions(now, unused);
+        if !unused_sessions.is_empty() {
+            log::info!("{} sessions expired unused {unused:?} after their initialize", unused_sessions.len());
+        }
+        for client in unused_sessions {
+            self.client_gone(client);
+        }
         for client in self.clients.idle_sessions(now, idle) {
             if !self.requests.has_work_for(client) {
                 log::info!("session of client {} expired after {idle:?} idle", client.0);
@@ -286,26 +324,33 @@ impl Hub {
         self.forward(caller, route.backend, "prompts/get", params);
     }
 
-    /// Forwards a request about one resource URI to the backend that serves it.
-    fn by_uri(&mut self, caller: Caller, method: &str, params: Params) {
-        match self.uri_owner(&params) {
-            Ok(backend) => self.forward(caller, backend, method, params),
-            Err(why) => self.answer_error(&caller, code::RESOURCE_NOT_FOUND, &why),
+    /// Forwards a request about one resource URI to the backend that serves it, in the URI's
+    /// normalised spelling: the one its server's filter was matched against.
+    fn by_uri(&mut self, caller: Caller, method: &str, mut params: Params) {
+        match self.uri_owner(&mut params) {
+            Ok((backend, _)) => self.forward(caller, backend, method, params),
+            Err((code, why)) => self.answer_error(&caller, code, &why),
         }
     }
 
-    fn uri_owner(&self, params: &Params) -> Result<BackendId, String> {
+    /// The backend that serves `params.uri` and the URI normalised, which replaces the client's
+    /// spelling in `params`; or the error to answer with (a URI that cannot be normalised is invalid).
+    fn uri_owner(&self, params: &mut Params) -> Result<(BackendId, String), (i64, String)> {
         let uri = params.str("uri").unwrap_or_default();
-        self.catalog.resource_owner(&uri).ok_or_else(|| format!("Unknown resource: '{uri}'"))
+        let normal = crate::uri::normalize(&uri).map_err(|e| (code::INVALID_PARAMS, format!("Invalid resource URI '{uri}': {e}")))?;
+        let backend =
+            self.catalog.resource_owner(&normal).ok_or_else(|| (code::RESOURCE_NOT_FOUND, format!("Unknown resource: '{uri}'")))?;
+        params.set_str("uri", &normal);
+        Ok((backend, normal))
     }
 
     /// Several clients may subscribe to one URI: the backend is subscribed by the first and
     /// unsubscribed after the last, and the others are answered by the proxy.
-    fn subscribe(&mut self, caller: Caller, params: Params) {
-        if let Err(why) = self.uri_owner(&params) {
-            return self.answer_error(&caller, code::RESOURCE_NOT_FOUND, &why);
-        }
-        let uri = params.str("uri").unwrap_or_default();
+    fn subscribe(&mut self, caller: Caller, mut params: Params) {
+        let uri = match self.uri_owner(&mut params) {
+            Ok((_, uri)) => uri,
+            Err((code, why)) => return self.answer_error(&caller, code, &why),
+        };
         let first = self.subscriptions.add(&uri, caller.client);
         if first && !self.owned_by_modern(&uri) {
             // The backend's own answer goes to the client that subscribed first.
@@ -317,8 +362,11 @@ impl Hub {
         self.answer(&caller, raw(&json!({})));
     }
 
-    fn unsubscribe(&mut self, caller: Caller, params: Params) {
-        let uri = params.str("uri").unwrap_or_default();
+    fn unsubscribe(&mut self, caller: Caller, mut params: Params) {
+        let raw_uri = params.str("uri").unwrap_or_default();
+        // Subscriptions are kept by normalised URI; one that cannot be normalised was never subscribed.
+        let uri = crate::uri::normalize(&raw_uri).unwrap_or(raw_uri);
+        params.set_str("uri", &uri);
         let last = self.subscriptions.remove(&uri, caller.client);
         if last && !self.owned_by_modern(&uri) {
             return self.by_uri(caller, "resources/unsubscribe", params);
@@ -347,7 +395,11 @@ impl Hub {
             }
             Some("ref/resource") => {
                 let uri = reference.get("uri").and_then(Value::as_str).unwrap_or_default();
-                self.catalog.resource_owner(uri)
+                crate::uri::normalize(uri).ok().and_then(|uri| {
+                    let backend = self.catalog.resource_owner(&uri)?;
+                    params.set("ref", raw(&json!({ "type": "ref/resource", "uri": uri })));
+                    Some(backend)
+                })
             }
             _ => None,
         };
@@ -357,12 +409,19 @@ impl Hub {
         }
     }
 
-    /// The level is set on every backend that logs, and on any that starts later; the last client to
-    /// set it wins.
+    /// Each client has its own level: it hears no log message below it. Backends that log (and any
+    /// that start later) are set to the lowest level any client asked for, so every client hears what
+    /// it asked for.
     fn set_level(&mut self, caller: Caller, params: &Params) {
-        self.clients.log_level = params.value("level");
-        for backend in self.backends.ready_handshake_with("logging") {
-            self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(params.to_raw()));
+        let level = params.str("level").unwrap_or_default();
+        let Some(severity) = super::clients::severity(&level) else {
+            let why = format!("'{level}' is not a log level (expected one of {})", super::clients::LOG_LEVELS.join(", "));
+            return self.answer_error(&caller, code::INVALID_PARAMS, &why);
+        };
+        if let Some(lowest) = self.clients.set_log_level(caller.client, severity) {
+            for backend in self.backends.ready_handshake_with("logging") {
+                self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(raw(&json!({ "level": lowest }))));
+            }
         }
         self.answer(&caller, raw(&json!({})));
     }

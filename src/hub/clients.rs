@@ -5,11 +5,17 @@
 
 use super::numbered::NumberedMap;
 use crate::event::{ClientId, Era, STREAM_QUEUE};
-use crate::jsonrpc::Message;
+use crate::jsonrpc::{Kind, Message};
 use crossbeam_channel::{Sender, TrySendError};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+/// A session whose stream holds this many messages (responses, backends' requests: notifications
+/// stop at [`STREAM_QUEUE`]) is not reading at all and is let go. The stdio client never is: it is the
+/// proxy's reason to live, and what it is owed besides notifications is bounded by its own requests.
+const STREAM_HARD_CAP: usize = 4 * STREAM_QUEUE;
 
 pub(super) struct Client {
     outbox: Option<Sender<Message>>,
@@ -19,8 +25,19 @@ pub(super) struct Client {
     /// Streamable HTTP session, which opens and closes streams as it likes and expires when idle.
     needs_stream: bool,
     session: Option<String>,
-    /// The API key or token the session came with (an index, never the secret).
+    /// The API key or token the session came with (an index, never the secret); the session is bound
+    /// to it.
     owner: Option<String>,
+    /// The address the session was opened from, for the per-address limit.
+    address: Option<IpAddr>,
+    /// Sent anything besides its `initialize` (and `notifications/initialized`), or opened a stream: a
+    /// session never used expires after a few seconds instead of the idle timeout.
+    used: bool,
+    opened: Instant,
+    /// Its notifications are being dropped (logged once per episode, not per message).
+    lagging: bool,
+    /// The severity it asked for with `logging/setLevel`: it hears no log message below it.
+    log_level: Option<u8>,
     /// Answered its `initialize`: from then on it gets broadcast notifications (list changes, logs).
     initialized: bool,
     /// The era its messages came in (a stdio connection's first request decides it).
@@ -47,6 +64,8 @@ pub(super) enum Sent {
     Queued,
     /// Dropped: the client has no stream open right now (a Streamable HTTP session between streams).
     NoStream,
+    /// A notification dropped because the client is not keeping up (counted in `/metrics`).
+    Dropped,
     /// The client is not reading, or its stream is gone for good: it must be let go.
     ClientLost,
 }
@@ -57,6 +76,8 @@ pub(super) struct SessionLimits {
     pub total: usize,
     /// Per API key or token; 0: none.
     pub per_key: usize,
+    /// Per client address; 0: none.
+    pub per_address: usize,
 }
 
 #[derive(Default)]
@@ -64,12 +85,41 @@ pub(super) struct Clients {
     by_id: NumberedMap<ClientId, Client>,
     /// HTTP session ids to their clients.
     sessions: HashMap<String, ClientId>,
-    /// The last `logging/setLevel` level, given again to backends that (re)start.
+    /// The level backends are set to: the lowest any client asked for, given again to backends that
+    /// (re)start.
     pub log_level: Option<Value>,
+    /// Notifications dropped for clients that did not keep up, since start.
+    dropped: u64,
+    /// Sessions refused by a limit, since start: a flood of refusals is logged at 1, 2, 4, 8... only.
+    refused: u64,
 }
 
 impl Clients {
-    pub fn connect(&mut self, client: ClientId, session: Option<String>, outbox: Option<Sender<Message>>, owner: Option<String>) {
+    /// The stdio client (or `--list-tools`).
+    pub fn connect(&mut self, client: ClientId, outbox: Sender<Message>) {
+        self.add(client, None, Some(outbox), None, None);
+    }
+
+    /// An HTTP session, bound to the credential it came with.
+    pub fn open_session(
+        &mut self,
+        client: ClientId,
+        session: String,
+        outbox: Option<Sender<Message>>,
+        owner: Option<String>,
+        address: Option<IpAddr>,
+    ) {
+        self.add(client, Some(session), outbox, owner, address);
+    }
+
+    fn add(
+        &mut self,
+        client: ClientId,
+        session: Option<String>,
+        outbox: Option<Sender<Message>>,
+        owner: Option<String>,
+        address: Option<IpAddr>,
+    ) {
         if let Some(session) = &session {
             self.sessions.insert(session.clone(), client);
         }
@@ -80,6 +130,11 @@ impl Clients {
             needs_stream,
             session,
             owner,
+            address,
+            used: false,
+            opened: Instant::now(),
+            lagging: false,
+            log_level: None,
             initialized: false,
             era: Era::Handshake,
             capabilities: None,
@@ -89,23 +144,49 @@ impl Clients {
     }
 
     /// Why a new session cannot be had, if a limit says so: 503 when the proxy is full, 429 when this
-    /// key or token holds its share.
-    pub fn refusal(&self, owner: Option<&str>, limits: SessionLimits) -> Option<(u16, String)> {
-        if self.sessions.len() >= limits.total {
-            log::warn!("session limit ({}) reached; refusing a new session", limits.total);
-            return Some((503, format!("too many sessions (limit {})", limits.total)));
+    /// address, or this key or token, holds its share (checked first, so one client filling its share
+    /// does not read as the proxy being full to everyone else).
+    pub fn refusal(&mut self, owner: Option<&str>, address: Option<IpAddr>, limits: SessionLimits) -> Option<(u16, String)> {
+        let refusal = self.limit_reached(owner, address, limits)?;
+        self.refused += 1;
+        if self.refused.is_power_of_two() {
+            log::warn!("{} ({} sessions refused by a limit since start)", refusal.1, self.refused);
         }
-        let owner = owner?;
-        let held = self.by_id.values().filter(|c| c.owner.as_deref() == Some(owner)).count();
-        if limits.per_key > 0 && held >= limits.per_key {
-            log::warn!("{owner} holds {held} sessions, its limit; refusing another");
-            return Some((429, format!("too many sessions for this key (limit {})", limits.per_key)));
+        Some(refusal)
+    }
+
+    fn limit_reached(&self, owner: Option<&str>, address: Option<IpAddr>, limits: SessionLimits) -> Option<(u16, String)> {
+        let held_by = |matches: &dyn Fn(&Client) -> bool| self.by_id.values().filter(|c| c.session.is_some() && matches(c)).count();
+        if let Some(address) = address.filter(|_| limits.per_address > 0) {
+            let held = held_by(&|c| c.address == Some(address));
+            if held >= limits.per_address {
+                return Some((429, format!("too many sessions from {address} (limit {})", limits.per_address)));
+            }
+        }
+        if let Some(owner) = owner.filter(|_| limits.per_key > 0) {
+            let held = held_by(&|c| c.owner.as_deref() == Some(owner));
+            if held >= limits.per_key {
+                return Some((429, format!("too many sessions for this key (limit {})", limits.per_key)));
+            }
+        }
+        if self.sessions.len() >= limits.total {
+            return Some((503, format!("too many sessions (limit {})", limits.total)));
         }
         None
     }
 
-    pub fn by_session(&self, session: &str) -> Option<ClientId> {
-        self.sessions.get(session).copied()
+    /// The session's client, when `owner` is the credential that opened it: another key's request
+    /// learns nothing of the session, not even that it exists.
+    pub fn by_session(&self, session: &str, owner: Option<&str>) -> Option<ClientId> {
+        let client = self.sessions.get(session)?;
+        self.by_id.get(client).filter(|c| c.owner.as_deref() == owner).map(|_| *client)
+    }
+
+    /// The session was used for more than its handshake.
+    pub fn mark_used(&mut self, client: ClientId) {
+        if let Some(c) = self.by_id.get_mut(&client) {
+            c.used = true;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -172,11 +253,13 @@ impl Clients {
         self.by_id.iter().filter(|(_, c)| c.initialized).map(|(id, _)| *id).collect()
     }
 
-    /// A session's new standing stream; false for an unknown session.
-    pub fn open_stream(&mut self, session: &str, stream: u64, outbox: Sender<Message>) -> bool {
-        let Some(c) = self.sessions.get(session).and_then(|id| self.by_id.get_mut(id)) else { return false };
+    /// A session's new standing stream; false for an unknown session (or another credential's).
+    pub fn open_stream(&mut self, session: &str, owner: Option<&str>, stream: u64, outbox: Sender<Message>) -> bool {
+        let Some(client) = self.by_session(session, owner) else { return false };
+        let Some(c) = self.by_id.get_mut(&client) else { return false };
         c.outbox = Some(outbox);
         c.stream = stream;
+        c.used = true;
         true
     }
 
@@ -194,6 +277,15 @@ impl Clients {
         self.by_id
             .iter()
             .filter(|(_, c)| !c.needs_stream && c.outbox.is_none() && now.duration_since(c.last_active) >= idle)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Streamable HTTP sessions that have done nothing since their `initialize`, `after` ago or more.
+    pub fn unused_sessions(&self, now: Instant, after: Duration) -> Vec<ClientId> {
+        self.by_id
+            .iter()
+            .filter(|(_, c)| c.session.is_some() && !c.needs_stream && !c.used && now.duration_since(c.opened) >= after)
             .map(|(id, _)| *id)
             .collect()
     }
@@ -217,19 +309,78 @@ impl Clients {
         self.by_id.values().filter(|c| c.transport() == transport).count()
     }
 
+    /// Notes the log level a client asked for; returns the level backends should now have (the
+    /// lowest any client asked for), when that changed.
+    pub fn set_log_level(&mut self, client: ClientId, severity: u8) -> Option<Value> {
+        if let Some(c) = self.by_id.get_mut(&client) {
+            c.log_level = Some(severity);
+        }
+        let lowest = self.by_id.values().filter_map(|c| c.log_level).min().map(|s| Value::from(LOG_LEVELS[usize::from(s)]));
+        let changed = lowest != self.log_level;
+        self.log_level = lowest;
+        changed.then(|| self.log_level.clone()).flatten()
+    }
+
+    /// Who hears a log message of `severity` that no one call can be blamed for: initialized clients
+    /// that asked for logs at or below that severity; with no such client, the only client connected
+    /// (the stdio client) as long as it asked for no level above it. `owner`, when given, narrows it to
+    /// the sessions of that key or token (the message came from its calls).
+    pub fn log_listeners(&self, severity: u8, owner: Option<Option<&str>>) -> Vec<ClientId> {
+        let of_owner = |c: &Client| owner.is_none_or(|o| c.owner.as_deref() == o);
+        let listeners: Vec<ClientId> = self
+            .by_id
+            .iter()
+            .filter(|(_, c)| c.initialized && c.era == Era::Handshake && of_owner(c) && c.log_level.is_some_and(|l| l <= severity))
+            .map(|(id, _)| *id)
+            .collect();
+        if !listeners.is_empty() {
+            return listeners;
+        }
+        self.only()
+            .filter(|id| self.by_id.get(id).is_some_and(|c| c.initialized && of_owner(c) && self.hears(*id, severity)))
+            .into_iter()
+            .collect()
+    }
+
+    /// Whether a client's own level lets a log message of `severity` through.
+    pub fn hears(&self, client: ClientId, severity: u8) -> bool {
+        self.by_id.get(&client).is_some_and(|c| c.log_level.is_none_or(|l| l <= severity))
+    }
+
+    /// The key or token a client's session belongs to (`None` inside for a client without one).
+    pub fn owner(&self, client: ClientId) -> Option<Option<&str>> {
+        self.by_id.get(&client).map(|c| c.owner.as_deref())
+    }
+
+    /// Notifications dropped for clients that did not keep up, since start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
     /// Queues a message on a client's standing stream. Streams are unbounded channels (a bounded one
-    /// allocates all its slots up front, ~100 KiB per session); the cap is kept here instead, so one
-    /// slow client never holds up the dispatcher. The stdio client is never dropped for being slow.
+    /// allocates all its slots up front, ~100 KiB per session); the caps are kept here instead, so one
+    /// slow client never holds up the dispatcher nor grows the proxy's memory: past [`STREAM_QUEUE`]
+    /// messages its notifications are dropped (and counted), never its responses; a session past
+    /// [`STREAM_HARD_CAP`] is let go. The stdio client is never let go for being slow.
     pub fn send(&mut self, client: ClientId, msg: Message) -> Sent {
         let Some(c) = self.by_id.get_mut(&client) else { return Sent::NoStream };
         let Some(outbox) = &c.outbox else {
             log::debug!("client {} has no open stream; {} dropped", client.0, msg.method());
             return Sent::NoStream;
         };
-        if c.session.is_some() && outbox.len() >= STREAM_QUEUE {
+        if outbox.len() >= STREAM_QUEUE && msg.kind() == Kind::Notification {
+            if !c.lagging {
+                log::warn!("client {} is not keeping up with its messages; dropping its notifications", client.0);
+                c.lagging = true;
+            }
+            self.dropped += 1;
+            return Sent::Dropped;
+        }
+        if c.session.is_some() && outbox.len() >= STREAM_HARD_CAP {
             log::warn!("client {} is not reading its messages; disconnecting it", client.0);
             return Sent::ClientLost;
         }
+        c.lagging &= outbox.len() >= STREAM_QUEUE / 2;
         match outbox.try_send(msg) {
             Ok(()) => Sent::Queued,
             // A Streamable HTTP session just loses its stream until it opens another.
@@ -240,4 +391,12 @@ impl Clients {
             Err(_) => Sent::ClientLost,
         }
     }
+}
+
+/// MCP log levels (RFC 5424 severities), least severe first: a level's index is its severity.
+pub(super) const LOG_LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/// The severity of a log level's name, if it is one.
+pub(super) fn severity(level: &str) -> Option<u8> {
+    LOG_LEVELS.iter().position(|l| *l == level).and_then(|i| u8::try_from(i).ok())
 }

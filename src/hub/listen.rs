@@ -69,7 +69,11 @@ impl Hub {
         let uris: Vec<String> = asked
             .get("resourceSubscriptions")
             .and_then(Value::as_array)
-            .map(|uris| uris.iter().filter_map(Value::as_str).filter(|uri| self.can_subscribe(uri)).map(str::to_owned).collect())
+            .map(|uris| {
+                // Subscribed, and acknowledged, in the normalised spelling the catalog routes by.
+                let normal = uris.iter().filter_map(Value::as_str).filter_map(|uri| crate::uri::normalize(uri).ok());
+                normal.filter(|uri| self.can_subscribe(uri)).collect()
+            })
             .unwrap_or_default();
         let listener = Listener {
             caller,

@@ -62,6 +62,8 @@ pub struct HubSettings {
     pub exit_when_no_clients: bool,
     /// A session with no standing stream and no request in flight is forgotten after this long.
     pub session_idle_timeout: Duration,
+    /// A Streamable HTTP session that sends nothing after its `initialize` is forgotten after this long.
+    pub session_unused_timeout: Duration,
     /// First and longest delay before restarting a backend that went down.
     pub restart_backoff: (Duration, Duration),
     pub retries: crate::settings::Retries,
@@ -73,9 +75,11 @@ pub struct HubSettings {
     pub shutdown_grace: Duration,
     /// Requests in flight to one backend at most; more are refused.
     pub max_in_flight: usize,
-    /// Sessions (legacy SSE and Streamable HTTP) at most, in all and per API key or token.
+    /// Sessions (legacy SSE and Streamable HTTP) at most, in all, per API key or token and per client
+    /// address (0: no limit).
     pub max_sessions: usize,
     pub max_sessions_per_key: usize,
+    pub max_sessions_per_address: usize,
 }
 
 pub struct Hub {
@@ -186,9 +190,9 @@ impl Hub {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::ClientConnected { client, outbox } => self.clients.connect(client, None, Some(outbox), None),
-            Event::OpenSession { client, session, outbox, owner, reply } => {
-                let answer = self.open_session(client, session, outbox, owner);
+            Event::ClientConnected { client, outbox } => self.clients.connect(client, outbox),
+            Event::OpenSession { client, session, outbox, owner, address, reply } => {
+                let answer = self.open_session(client, session, outbox, owner, address);
                 let _ = reply.send(answer);
             }
             Event::FromClient { client, msg, era } => self.on_client_message(client, msg, ReplyTo::Outbox, era),
@@ -196,20 +200,15 @@ impl Hub {
                 self.send_to_client(client, Message::error_response(Value::Null, error.code(), &error.to_string()));
             }
             Event::Refused { client, answer } => self.send_to_client(client, answer),
-            Event::FromSession { session, msg, reply, inline } => self.on_session_message(&session, msg, reply, inline),
+            Event::FromSession { session, owner, msg, reply, inline } => {
+                self.on_session_message(&session, owner.as_deref(), msg, reply, inline);
+            }
             Event::Stateless { client, msg, era, reply } => self.on_stateless_message(client, msg, era, reply),
-            Event::OpenStream { session, stream, outbox, reply } => {
-                let known = self.clients.open_stream(&session, stream, outbox);
-                let _ = reply.send(if known { Reply::Accepted } else { Reply::UnknownSession });
+            Event::OpenStream { session, owner, stream, outbox, reply } => {
+                drop(reply.send(self.open_stream(&session, owner.as_deref(), stream, outbox)));
             }
             Event::StreamClosed { session, stream } => self.clients.stream_closed(&session, stream),
-            Event::EndSession { session, reply } => match self.clients.by_session(&session) {
-                Some(client) => {
-                    self.client_gone(client);
-                    let _ = reply.send(Reply::Accepted);
-                }
-                None => drop(reply.send(Reply::UnknownSession)),
-            },
+            Event::EndSession { session, owner, reply } => drop(reply.send(self.end_session(&session, owner.as_deref()))),
             Event::ClientGone { client } => self.client_gone(client),
             Event::Health { detailed, reply } => drop(reply.send(self.health(detailed))),
             Event::Inspect { reply } => drop(reply.send(self.inspect())),

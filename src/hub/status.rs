@@ -40,6 +40,10 @@ impl Hub {
         for transport in ["stdio", "sse", "streamable_http"] {
             let _ = writeln!(out, "mcp_proxy_sessions{{transport=\"{transport}\"}} {}", self.clients.count_by_transport(transport));
         }
+        out.push_str("# HELP mcp_proxy_notifications_dropped_total Notifications dropped for a consumer that did not keep up: ");
+        out.push_str("the dispatcher (from backends) or a client.\n# TYPE mcp_proxy_notifications_dropped_total counter\n");
+        let _ = writeln!(out, "mcp_proxy_notifications_dropped_total{{stage=\"dispatcher\"}} {}", crate::backend::notifications_dropped());
+        let _ = writeln!(out, "mcp_proxy_notifications_dropped_total{{stage=\"client\"}} {}", self.clients.dropped());
         out
     }
 

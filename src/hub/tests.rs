@@ -27,6 +27,7 @@ fn settings() -> HubSettings {
         startup_timeout: Duration::from_secs(5),
         exit_when_no_clients: false,
         session_idle_timeout: Duration::from_secs(60),
+        session_unused_timeout: Duration::from_secs(60),
         restart_backoff: (Duration::from_millis(100), Duration::from_secs(1)),
         retries: Retries { stdio: no_retry, sse: no_retry, http: no_retry },
         client_capabilities: Some(json!({})),
@@ -34,6 +35,7 @@ fn settings() -> HubSettings {
         max_in_flight: 100,
         max_sessions: 10,
         max_sessions_per_key: 0,
+        max_sessions_per_address: 0,
     }
 }
 
@@ -168,6 +170,20 @@ impl Harness {
         assert_eq!(list.method(), "tools/list");
         let tools: Vec<Value> = tools.iter().map(|t| json!({ "name": t, "inputSchema": { "type": "object" } })).collect();
         self.answer(key, &list, json!({ "tools": tools }));
+    }
+
+    /// Takes a handshake-era backend through its handshake with these capabilities, answering each
+    /// list request it is sent with the result given for its method.
+    fn ready_offering(&mut self, key: &str, capabilities: Value, lists: &[(&str, Value)]) {
+        let probe = self.sent_to(key);
+        self.backend_says(key, json!({ "jsonrpc": "2.0", "id": probe.id, "error": { "code": -32601, "message": "Method not found" } }));
+        let init = self.sent_to(key);
+        self.answer(key, &init, json!({ "protocolVersion": "2025-06-18", "capabilities": capabilities, "serverInfo": { "name": key } }));
+        assert_eq!(self.sent_to(key).method(), "notifications/initialized");
+        while let Ok(request) = self.wire(key).sent.try_recv() {
+            let result = lists.iter().find(|(method, _)| *method == request.method()).map(|(_, r)| r.clone());
+            self.answer(key, &request, result.unwrap_or_else(|| panic!("no answer for {}", request.method())));
+        }
     }
 
     /// Takes a 2026-07-28 backend through discovery with these tools; it offers list changes, so the
@@ -878,6 +894,62 @@ fn override_clashes_are_checked_by_the_catalogs_own_naming_rule() {
     assert!(clashes[0].contains("'a__x' is exposed twice"), "{clashes:?}");
 }
 
+// ----- resources -----------------------------------------------------------------------------------
+
+/// A server `a` offering a resource template under `demo://resource/`, with `demo://resource/static/*`
+/// denied by its filter.
+fn resource_harness() -> Harness {
+    let text = json!({ "mcpServers": { "a": { "command": "unused", "resources": { "deny": ["demo://resource/static/*"] } } } });
+    let servers = crate::config::parse(&text.to_string(), Path::new("test.json"), &|_| None).expect("a valid config").servers;
+    let mut h = Harness::with(settings(), servers);
+    let capabilities = json!({ "tools": {}, "resources": { "subscribe": true } });
+    let template = json!({ "resourceTemplates": [{ "uriTemplate": "demo://resource/{kind}/{name}", "name": "any" }] });
+    h.ready_offering(
+        "a",
+        capabilities,
+        &[("tools/list", json!({ "tools": [] })), ("resources/list", json!({ "resources": [] })), ("resources/templates/list", template)],
+    );
+    h
+}
+
+#[test]
+fn a_denied_resource_spelled_differently_is_refused_without_reaching_its_server() {
+    let mut h = resource_harness();
+    let client = h.ready_client();
+    let spellings =
+        ["DEMO://resource/static/document/a", "demo://resource/dynamic/../static/document/a", " demo://resource/static/document/a"];
+    for (id, uri) in spellings.iter().enumerate() {
+        h.send(&client, json!({ "jsonrpc": "2.0", "id": id, "method": "resources/read", "params": { "uri": uri } }));
+        assert_eq!(client.next()["error"]["code"], -32002, "{uri}");
+    }
+    h.nothing_to_backend("a");
+}
+
+#[test]
+fn a_resource_uri_is_forwarded_in_its_normalised_spelling() {
+    let mut h = resource_harness();
+    let client = h.ready_client();
+    h.send(
+        &client,
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": { "uri": " DEMO://Resource/dynamic/./%41" } }),
+    );
+    assert_eq!(params(&h.sent_to("a"))["uri"], "demo://resource/dynamic/A");
+}
+
+#[test]
+fn a_resource_uri_that_cannot_be_normalised_is_invalid_params() {
+    let mut h = resource_harness();
+    let client = h.ready_client();
+    h.send(
+        &client,
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "resources/subscribe", "params": { "uri": "demo://resource/dynamic/%zz" } }),
+    );
+    let answer = client.next();
+    assert_eq!(answer["error"]["code"], -32602);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("two hexadecimal digits"), "{answer}");
+    h.nothing_to_backend("a");
+}
+
 // ----- sessions and clients ------------------------------------------------------------------------
 
 #[test]
@@ -885,11 +957,173 @@ fn sessions_beyond_the_limit_are_refused_with_503() {
     let mut h = Harness::with(HubSettings { max_sessions: 1, ..settings() }, servers(&["a"]));
     let open = |h: &mut Harness, session: &str| {
         let (reply, answer) = crossbeam_channel::bounded(1);
-        h.event(Event::OpenSession { client: ClientId::fresh(), session: session.into(), outbox: None, owner: None, reply });
+        h.event(Event::OpenSession { client: ClientId::fresh(), session: session.into(), outbox: None, owner: None, address: None, reply });
         answer.try_recv().unwrap()
     };
     assert!(matches!(open(&mut h, "s1"), Reply::Accepted));
     assert!(matches!(open(&mut h, "s2"), Reply::Refused(503, _)));
+}
+
+fn open_session(h: &mut Harness, session: &str, owner: Option<&str>, address: &str) -> Reply {
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    let address = Some(address.parse().expect("an IP address"));
+    let owner = owner.map(str::to_owned);
+    h.event(Event::OpenSession { client: ClientId::fresh(), session: session.into(), outbox: None, owner, address, reply });
+    answer.try_recv().expect("an answer")
+}
+
+/// Posts a message for a session as its Streamable HTTP request would; the first reply.
+fn post(h: &mut Harness, session: &str, owner: Option<&str>, msg: Value) -> Reply {
+    let (reply, answers) = crossbeam_channel::unbounded();
+    let msg = Message::parse(&msg.to_string()).expect("a valid message");
+    h.event(Event::FromSession { session: session.into(), owner: owner.map(str::to_owned), msg, reply, inline: true });
+    answers.try_recv().expect("a reply")
+}
+
+fn initialize() -> Value {
+    json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": { "protocolVersion": "2025-06-18", "capabilities": {} } })
+}
+
+#[test]
+fn sessions_beyond_the_per_address_limit_are_refused_with_429_and_other_addresses_still_get_one() {
+    let mut h = Harness::with(HubSettings { max_sessions_per_address: 2, ..settings() }, servers(&["a"]));
+    assert!(matches!(open_session(&mut h, "s1", None, "10.0.0.1"), Reply::Accepted));
+    assert!(matches!(open_session(&mut h, "s2", None, "10.0.0.1"), Reply::Accepted));
+    assert!(matches!(open_session(&mut h, "s3", None, "10.0.0.1"), Reply::Refused(429, _)));
+    assert!(matches!(open_session(&mut h, "s4", None, "10.0.0.2"), Reply::Accepted));
+}
+
+#[test]
+fn a_session_never_used_after_its_initialize_expires_in_seconds_not_at_the_idle_timeout() {
+    let unused = Duration::from_secs(5);
+    let mut h = Harness::with(HubSettings { session_unused_timeout: unused, ..settings() }, servers(&["a"]));
+    h.ready("a", &["x"]);
+    open_session(&mut h, "idle", None, "10.0.0.1");
+    assert!(matches!(post(&mut h, "idle", None, initialize()), Reply::Message(_)));
+    h.later(Duration::from_secs(6));
+    assert!(matches!(post(&mut h, "idle", None, json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" })), Reply::UnknownSession));
+}
+
+#[test]
+fn a_session_used_after_its_initialize_outlives_the_unused_timeout() {
+    let unused = Duration::from_secs(5);
+    let mut h = Harness::with(HubSettings { session_unused_timeout: unused, ..settings() }, servers(&["a"]));
+    h.ready("a", &["x"]);
+    open_session(&mut h, "busy", None, "10.0.0.1");
+    post(&mut h, "busy", None, initialize());
+    post(&mut h, "busy", None, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }));
+    h.later(Duration::from_secs(6));
+    assert!(matches!(post(&mut h, "busy", None, json!({ "jsonrpc": "2.0", "id": 2, "method": "ping" })), Reply::Message(_)));
+}
+
+#[test]
+fn a_client_that_does_not_read_has_its_notifications_dropped_and_counted_but_gets_its_answer() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    let forwarded = h.sent_to("a");
+    for i in 0..crate::event::STREAM_QUEUE + 500 {
+        h.backend_says("a", json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": "info", "data": i } }));
+    }
+    h.answer("a", &forwarded, json!({ "done": true }));
+    let received: Vec<Value> = client.inbox.try_iter().map(|m| serde_json::from_str(&m.to_json()).unwrap()).collect();
+    assert_eq!(received.len(), crate::event::STREAM_QUEUE + 1, "the queue's worth of notifications, then the answer");
+    assert_eq!(received.last().unwrap()["result"]["done"], true);
+    let (reply, metrics) = crossbeam_channel::bounded(1);
+    h.event(Event::Metrics { reply });
+    assert!(metrics.try_recv().unwrap().contains("mcp_proxy_notifications_dropped_total{stage=\"client\"} 500"));
+}
+
+#[test]
+fn a_session_is_unknown_to_a_request_with_another_key() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    open_session(&mut h, "s", Some("key #1"), "10.0.0.1");
+    assert!(matches!(post(&mut h, "s", Some("key #2"), initialize()), Reply::UnknownSession));
+    assert!(matches!(post(&mut h, "s", None, initialize()), Reply::UnknownSession));
+    assert!(matches!(post(&mut h, "s", Some("key #1"), initialize()), Reply::Message(_)));
+}
+
+// ----- log messages --------------------------------------------------------------------------------
+
+/// An initialized session of `owner` with a standing stream (as legacy SSE has), its answers there.
+fn session_client(h: &mut Harness, session: &str, owner: &str) -> TestClient {
+    let (outbox, inbox) = crossbeam_channel::unbounded();
+    let (reply, _) = crossbeam_channel::bounded(1);
+    let id = ClientId::fresh();
+    let owner = Some(owner.to_owned());
+    h.event(Event::OpenSession { client: id, session: session.into(), outbox: Some(outbox), owner: owner.clone(), address: None, reply });
+    let (reply, _) = crossbeam_channel::unbounded();
+    let msg = Message::parse(&initialize().to_string()).unwrap();
+    h.event(Event::FromSession { session: session.into(), owner, msg, reply, inline: false });
+    let client = TestClient { id, inbox };
+    assert!(client.next().get("result").is_some());
+    client
+}
+
+fn set_level(h: &mut Harness, client: &TestClient, level: &str) {
+    h.send(client, json!({ "jsonrpc": "2.0", "id": "lvl", "method": "logging/setLevel", "params": { "level": level } }));
+    assert_eq!(client.next()["id"], "lvl");
+}
+
+fn log(h: &mut Harness, level: &str) {
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": level, "data": "hi" } }));
+}
+
+#[test]
+fn a_log_message_during_one_clients_call_reaches_that_client_only() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (caller, other) = (h.ready_client(), h.ready_client());
+    h.call(&caller, 1, "a__x");
+    h.sent_to("a");
+    log(&mut h, "info");
+    assert_eq!(caller.next()["method"], "notifications/message");
+    other.nothing();
+}
+
+#[test]
+fn a_log_message_never_reaches_a_client_of_another_key() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (one, one_too, two) =
+        (session_client(&mut h, "s1", "key #1"), session_client(&mut h, "s2", "key #1"), session_client(&mut h, "s3", "key #2"));
+    for client in [&one, &one_too, &two] {
+        set_level(&mut h, client, "debug");
+    }
+    h.call(&one, 1, "a__x");
+    h.call(&one_too, 2, "a__x");
+    log(&mut h, "info");
+    assert_eq!(one.next()["method"], "notifications/message");
+    assert_eq!(one_too.next()["method"], "notifications/message");
+    two.nothing();
+}
+
+#[test]
+fn each_client_hears_log_messages_from_its_own_level_and_backends_get_the_lowest_level() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (quiet, verbose) = (h.ready_client(), h.ready_client());
+    set_level(&mut h, &quiet, "error");
+    assert_eq!(params(&h.sent_to("a"))["level"], "error");
+    set_level(&mut h, &verbose, "debug");
+    assert_eq!(params(&h.sent_to("a"))["level"], "debug");
+    log(&mut h, "info");
+    assert_eq!(verbose.next()["params"]["level"], "info");
+    quiet.nothing();
+    log(&mut h, "error");
+    assert_eq!(quiet.next()["params"]["level"], "error");
+}
+
+#[test]
+fn an_unknown_log_level_is_invalid_params() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "logging/setLevel", "params": { "level": "loud" } }));
+    assert_eq!(client.next()["error"]["code"], -32602);
+    h.nothing_to_backend("a");
 }
 
 #[test]
@@ -910,9 +1144,9 @@ fn an_http_request_gets_its_answer_on_its_own_reply_channel() {
     h.ready("a", &["x"]);
     let (reply, answers) = crossbeam_channel::unbounded();
     let (open, _) = crossbeam_channel::bounded(1);
-    h.event(Event::OpenSession { client: ClientId::fresh(), session: "s".into(), outbox: None, owner: None, reply: open });
+    h.event(Event::OpenSession { client: ClientId::fresh(), session: "s".into(), outbox: None, owner: None, address: None, reply: open });
     let msg = Message::parse(r#"{"jsonrpc":"2.0","id":"q","method":"tools/list"}"#).unwrap();
-    h.event(Event::FromSession { session: "s".into(), msg, reply, inline: true });
+    h.event(Event::FromSession { session: "s".into(), owner: None, msg, reply, inline: true });
     let Ok(Reply::Message(answer)) = answers.try_recv() else { panic!("no answer on the request's channel") };
     assert_eq!(answer.id, Some(json!("q")));
 }

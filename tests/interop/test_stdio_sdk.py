@@ -20,6 +20,7 @@ The proxy binary is taken from ``MCP_PROXY_BIN`` (default
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -210,3 +211,59 @@ def test_typescript_sdk_runs_a_tool_call_as_a_task_through_the_proxy(tmp_path):
     assert summary["capabilities"]["tasks"]["requests"]["tools"]["call"] == {}
     assert summary["types"][0] == "taskCreated" and summary["types"][-1] == "result", summary["types"]
     assert "Research Report: proxies" in summary["text"], summary["text"]
+
+
+def raw_exchange(config: dict[str, Any], requests: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    """Send `requests` to the proxy over stdio as raw JSON lines and return the answers by id.
+
+    The SDK client parses URIs (and so normalises them) before sending; a raw client sends them as
+    spelled, as an attacker would.
+    """
+    proxy = require(PROXY_BIN, "build the proxy (cargo build) or set MCP_PROXY_BIN")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.json"
+        path.write_text(json.dumps(config))
+        child = subprocess.Popen(
+            [proxy, "--config", str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        try:
+            answers: dict[Any, dict[str, Any]] = {}
+            for request in requests:
+                child.stdin.write(json.dumps(request) + "\n")
+                child.stdin.flush()
+                while "id" in request and request["id"] not in answers:
+                    ready, _, _ = select.select([child.stdout], [], [], SESSION_TIMEOUT_S)
+                    assert ready, f"no answer to {request}"
+                    message = json.loads(child.stdout.readline())
+                    if "id" in message and "method" not in message:
+                        answers[message["id"]] = message
+            return answers
+        finally:
+            child.kill()
+            child.wait()
+
+
+def test_a_denied_resource_of_server_everything_cannot_be_read_by_spelling_its_uri_differently():
+    everything = backends()["everything"]
+    config = {"mcpServers": {"everything": {**everything, "resources": {"deny": ["demo://resource/static/*"]}}}}
+    spellings = [
+        "demo://resource/static/document/features.md",
+        "DEMO://resource/static/document/features.md",
+        "demo://RESOURCE/static/document/features.md",
+        "demo://resource/dynamic/../static/document/features.md",
+        "demo://resource/dynamic/%2e%2e/static/document/features.md",
+        " demo://resource/static/document/features.md",
+    ]
+    init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+    requests = [{"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": init}]
+    requests.append({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    requests += [{"jsonrpc": "2.0", "id": i, "method": "resources/read", "params": {"uri": uri}} for i, uri in enumerate(spellings)]
+    allowed = "DEMO://resource/dynamic/./text/1"
+    requests.append({"jsonrpc": "2.0", "id": "allowed", "method": "resources/read", "params": {"uri": allowed}})
+
+    answers = raw_exchange(config, requests)
+
+    for i, uri in enumerate(spellings):
+        assert "error" in answers[i], f"{uri!r} was read: {answers[i]}"
+    [contents] = answers["allowed"]["result"]["contents"]
+    assert contents["uri"] == "demo://resource/dynamic/text/1", "forwarded in its normalised spelling"

@@ -40,7 +40,7 @@ pub(super) fn post(fe: &Frontend, req: &Request) -> Response {
         Err(response) => return response,
     };
     let (reply, ack) = crossbeam_channel::bounded(1);
-    let event = Event::FromSession { session: session.clone(), msg, reply, inline: false };
+    let event = Event::FromSession { session: session.clone(), owner: fe.auth.identify(req), msg, reply, inline: false };
     if fe.events.send(event).is_err() {
         return Response::error(503, "shutting down");
     }

@@ -148,7 +148,7 @@ impl Frontend {
         let client = ClientId::fresh();
         let (reply, answer) = crossbeam_channel::bounded(1);
         let owner = self.auth.identify(req);
-        let open = Event::OpenSession { client, session: session.clone(), outbox, owner, reply };
+        let open = Event::OpenSession { client, session: session.clone(), outbox, owner, address: req.peer, reply };
         self.events.send(open).map_err(|_| Response::error(503, "shutting down"))?;
         match answer.recv_timeout(ACK_TIMEOUT) {
             Ok(Reply::Accepted) => Ok((client, session)),

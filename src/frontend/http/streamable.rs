@@ -70,19 +70,20 @@ fn post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
         _ => return ex.respond(rpc_error(400, -32000, "Bad Request: Mcp-Session-Id header is required")),
     };
     if stateless {
-        let _guard = EndOnDrop(fe, session.clone());
+        let _guard = EndOnDrop(fe, session.clone(), fe.auth.identify(req));
         return exchange(fe, req, ex, msg, session, false);
     }
     exchange(fe, req, ex, msg, session, created);
 }
 
-/// Ends a stateless request's throwaway session however the request ends.
-struct EndOnDrop<'a>(&'a Frontend, String);
+/// Ends a stateless request's throwaway session however the request ends (with its owner).
+struct EndOnDrop<'a>(&'a Frontend, String, Option<String>);
 
 impl Drop for EndOnDrop<'_> {
     fn drop(&mut self) {
         let (reply, _ack) = crossbeam_channel::bounded(1);
-        let _ = self.0.events.send(Event::EndSession { session: std::mem::take(&mut self.1), reply });
+        let (session, owner) = (std::mem::take(&mut self.1), self.2.take());
+        let _ = self.0.events.send(Event::EndSession { session, owner, reply });
     }
 }
 
@@ -90,7 +91,8 @@ impl Drop for EndOnDrop<'_> {
 fn exchange(fe: &Frontend, req: &Request, ex: &mut Exchange, msg: Message, session: String, created: bool) {
     let request_id = (msg.kind() == Kind::Request).then(|| msg.id.clone()).flatten();
     let (reply, replies) = crossbeam_channel::unbounded();
-    if fe.events.send(Event::FromSession { session: session.clone(), msg, reply, inline: true }).is_err() {
+    let owner = fe.auth.identify(req);
+    if fe.events.send(Event::FromSession { session: session.clone(), owner, msg, reply, inline: true }).is_err() {
         return ex.respond(Response::error(503, "shutting down"));
     }
     let first = if request_id.is_some() { replies.recv().ok() } else { replies.recv_timeout(ACK_TIMEOUT).ok() };
@@ -281,7 +283,7 @@ fn get(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     let stream_id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
     let (outbox, inbox) = crossbeam_channel::unbounded();
     let (reply, ack) = crossbeam_channel::bounded(1);
-    let open = Event::OpenStream { session: session.clone(), stream: stream_id, outbox, reply };
+    let open = Event::OpenStream { session: session.clone(), owner: fe.auth.identify(req), stream: stream_id, outbox, reply };
     if fe.events.send(open).is_err() {
         return ex.respond(Response::error(503, "shutting down"));
     }
@@ -304,7 +306,7 @@ fn delete(fe: &Frontend, req: &Request) -> Response {
         return rpc_error(400, -32000, "Bad Request: Mcp-Session-Id header is required");
     };
     let (reply, ack) = crossbeam_channel::bounded(1);
-    if fe.events.send(Event::EndSession { session: session.clone(), reply }).is_err() {
+    if fe.events.send(Event::EndSession { session: session.clone(), owner: fe.auth.identify(req), reply }).is_err() {
         return Response::error(503, "shutting down");
     }
     match ack.recv_timeout(ACK_TIMEOUT) {

@@ -6,6 +6,7 @@
 //! reload, so clients keep their sessions.
 
 mod install;
+mod secrets;
 mod session;
 #[cfg(feature = "web-terminal")]
 pub mod terminal;
@@ -99,7 +100,7 @@ impl Admin {
                     .with_header("Set-Cookie", &session::cookie(None, self.settings.cookie_secure))
             }
             ("GET", "/admin/session") => Response::json(200, &json!({ "user": session.user, "csrfToken": session.csrf })),
-            ("GET", "/admin/config") => read_file(&self.watch.config_path, None),
+            ("GET", "/admin/config") => read_config(&self.watch.config_path),
             ("POST", "/admin/config") => self.save_config(req),
             ("GET", "/admin/tools/config") => read_file(&self.watch.tool_config_path, Some("{\"tools\":{}}")),
             ("POST", "/admin/tools/config") => self.save_tool_config(req),
@@ -132,13 +133,18 @@ impl Admin {
         }
     }
 
+    /// Saves a posted config; masked secrets in it (what `GET` showed) keep the values in the file.
     fn save_config(&self, req: &Request) -> Response {
-        let value = match body_object(req) {
+        let mut value = match body_object(req) {
             Ok(value) => value,
             Err(response) => return response,
         };
-        let text = pretty(&value);
         let path = &self.watch.config_path;
+        let stored = std::fs::read_to_string(path).ok().and_then(|text| serde_json::from_str(&text).ok()).unwrap_or(Value::Null);
+        if let Err(problems) = secrets::unmask(&mut value, &stored) {
+            return invalid("Invalid configuration", problems);
+        }
+        let text = pretty(&value);
         match config::parse(&text, path, &settings::env_lookup) {
             Err(e) => invalid("Invalid configuration", vec![e.to_string()]),
             Ok(parsed) if !parsed.problems.is_empty() => invalid("Invalid configuration", parsed.problems),
@@ -384,6 +390,18 @@ fn pretty(value: &Value) -> String {
 
 fn invalid(error: &str, problems: Vec<String>) -> Response {
     Response::json(400, &json!({ "success": false, "error": error, "problems": problems }))
+}
+
+/// The config file as `GET /admin/config` shows it: as it is when it holds no secret, else with every
+/// secret masked (`secrets`), re-serialised in the file's key order.
+fn read_config(path: &Path) -> Response {
+    let Some(mut config) = std::fs::read_to_string(path).ok().and_then(|text| serde_json::from_str::<Value>(&text).ok()) else {
+        return read_file(path, None);
+    };
+    match secrets::mask(&mut config) {
+        true => Response::new(200, "application/json", pretty(&config)),
+        false => read_file(path, None),
+    }
 }
 
 fn read_file(path: &Path, missing: Option<&str>) -> Response {

@@ -1,0 +1,128 @@
+//! Secrets in `mcp_server.json` are never sent to the browser: `GET /admin/config` masks them, and a
+//! masked value saved back (the UI posts the whole file) keeps the value stored in the file.
+//!
+//! Secret are a server's `apiKey`, `bearerToken`, `headers` values and `env` values. A value that is
+//! only a `${VAR}` reference holds no secret (the file names the variable, not its value) and is shown.
+
+use serde_json::{Map, Value};
+
+/// What a secret is shown as.
+pub const MASK: &str = "********";
+
+/// The secret places of one server entry: fields holding one secret, and maps whose values are.
+const SECRET_FIELDS: [&str; 2] = ["apiKey", "bearerToken"];
+const SECRET_MAPS: [&str; 2] = ["headers", "env"];
+
+/// Replaces every secret of the config's servers with [`MASK`]; true when anything was masked.
+pub fn mask(config: &mut Value) -> bool {
+    let mut masked = false;
+    for_each_secret(config, &mut |value, _| {
+        if !is_reference(value) {
+            *value = Value::String(MASK.to_owned());
+            masked = true;
+        }
+    });
+    masked
+}
+
+/// Puts the stored value back wherever a posted config holds [`MASK`] in a secret place; a mask with
+/// no stored value at its place (a new server, a renamed header) is an error naming it.
+pub fn unmask(posted: &mut Value, stored: &Value) -> Result<(), Vec<String>> {
+    let mut missing = Vec::new();
+    for_each_secret(posted, &mut |value, place| {
+        if value.as_str() != Some(MASK) {
+            return;
+        }
+        match lookup(stored, place) {
+            Some(original) => *value = original.clone(),
+            None => {
+                missing.push(format!("{} is '{MASK}' (a masked secret) but no value is stored for it: enter it again", place.join(".")))
+            }
+        }
+    });
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing)
+    }
+}
+
+/// Calls `f` on every secret string of `mcpServers`, with its place (`mcpServers`, key, field[, name]).
+fn for_each_secret(config: &mut Value, f: &mut dyn FnMut(&mut Value, &[&str])) {
+    let Some(servers) = config.get_mut("mcpServers").and_then(Value::as_object_mut) else { return };
+    for (key, entry) in servers.iter_mut() {
+        let Some(entry) = entry.as_object_mut() else { continue };
+        for field in SECRET_FIELDS {
+            if let Some(value) = entry.get_mut(field).filter(|v| v.is_string()) {
+                f(value, &["mcpServers", key, field]);
+            }
+        }
+        for map in SECRET_MAPS {
+            let Some(values) = entry.get_mut(map).and_then(Value::as_object_mut) else { continue };
+            for (name, value) in values.iter_mut().filter(|(_, v)| v.is_string()) {
+                f(value, &["mcpServers", key, map, name]);
+            }
+        }
+    }
+}
+
+fn lookup<'a>(config: &'a Value, place: &[&str]) -> Option<&'a Value> {
+    place.iter().try_fold(config, |value, step| value.as_object().and_then(|o: &Map<String, Value>| o.get(*step)))
+}
+
+/// A value that is exactly `${NAME}`.
+fn is_reference(value: &Value) -> bool {
+    let Some(name) = value.as_str().and_then(|s| s.strip_prefix("${")).and_then(|s| s.strip_suffix('}')) else { return false };
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config() -> Value {
+        json!({ "mcpServers": {
+            "remote": { "url": "https://x/mcp", "apiKey": "k-123", "bearerToken": "${TOKEN}", "headers": { "X-Secret": "h-456" } },
+            "local": { "command": "node", "env": { "OPENAI_API_KEY": "sk-789" } },
+        } })
+    }
+
+    #[test]
+    fn secrets_are_masked_and_references_and_other_fields_are_not() {
+        let mut shown = config();
+        assert!(mask(&mut shown));
+        let text = shown.to_string();
+        for secret in ["k-123", "h-456", "sk-789"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(shown["mcpServers"]["remote"]["bearerToken"], "${TOKEN}");
+        assert_eq!(shown["mcpServers"]["remote"]["url"], "https://x/mcp");
+        assert_eq!(shown["mcpServers"]["local"]["env"]["OPENAI_API_KEY"], MASK);
+    }
+
+    #[test]
+    fn a_config_without_secrets_is_not_masked() {
+        assert!(!mask(&mut json!({ "mcpServers": { "a": { "command": "x" } } })));
+    }
+
+    #[test]
+    fn masked_values_saved_back_keep_the_stored_values_and_new_values_replace_them() {
+        let stored = config();
+        let mut posted = stored.clone();
+        mask(&mut posted);
+        posted["mcpServers"]["remote"]["apiKey"] = json!("k-new");
+        unmask(&mut posted, &stored).expect("every mask has a stored value");
+        let mut expected = config();
+        expected["mcpServers"]["remote"]["apiKey"] = json!("k-new");
+        assert_eq!(posted, expected);
+    }
+
+    #[test]
+    fn a_mask_with_nothing_stored_at_its_place_is_an_error_naming_it() {
+        let mut posted = json!({ "mcpServers": { "new": { "url": "https://y", "headers": { "Authorization": MASK } } } });
+        let problems = unmask(&mut posted, &config()).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("mcpServers.new.headers.Authorization"), "{problems:?}");
+    }
+}

@@ -836,3 +836,43 @@ fn closing_stdin_also_stops_a_backends_grandchildren() {
     assert_eq!(proxy.wait_exit(Duration::from_secs(4)).code(), Some(0));
     assert_eq!(processes_with(&marker), []);
 }
+
+/// A client that writes requests and never reads its stdout: once it has a few thousand answers
+/// unread, the proxy stops reading its requests (so its memory stays bounded), and goes on as soon as
+/// the client reads.
+#[test]
+fn a_client_that_sends_and_never_reads_is_stopped_by_backpressure_and_served_once_it_reads() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    const PINGS: usize = 40_000;
+    let dir = support::TempDir::new();
+    let config_path = dir.path().join("mcp_server.json");
+    std::fs::write(&config_path, config(&[]).to_string()).unwrap();
+    let mut command = Command::new(support::PROXY_BIN);
+    command.arg("--config").arg(&config_path).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+    support::clear_proxy_env(&mut command);
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        for id in 0..PINGS {
+            let line = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"ping\"}}\n");
+            if stdin.write_all(line.as_bytes()).is_err() {
+                return;
+            }
+        }
+        let _ = stdin.flush();
+        drop(stdin);
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!writer.is_finished(), "the proxy read every request though its client read none of the answers");
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let rss_kib: u64 =
+        rss_kib.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap();
+    assert!(rss_kib < 64 * 1024, "RSS {rss_kib} KiB while the client did not read");
+    let answered = BufReader::new(stdout).lines().take(PINGS).filter(|l| l.as_ref().is_ok_and(|l| l.contains("\"result\""))).count();
+    writer.join().unwrap();
+    assert_eq!(answered, PINGS);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -34,7 +34,7 @@ pub fn serve(events: Sender<Event>) -> io::Result<JoinHandle<()>> {
     let (notes, noted) = crossbeam_channel::unbounded();
     // Connected before the reader starts, so the dispatcher knows the client before its first message.
     let _ = events.send(Event::ClientConnected { client, outbox });
-    let reader = Reader { client, events, notes, era: None };
+    let reader = Reader { client, events, notes, era: None, unwritten: inbox.clone() };
     thread::Builder::new().name("stdin".into()).stack_size(256 * 1024).spawn(move || reader.run())?;
     thread::Builder::new().name("stdout".into()).stack_size(64 * 1024).spawn(move || write_loop(&inbox, &noted))
 }
@@ -45,13 +45,20 @@ struct Reader {
     notes: Sender<Note>,
     /// Decided by the first request.
     era: Option<Era>,
+    /// The writer's queue, watched (never read) for backpressure.
+    unwritten: Receiver<Message>,
 }
+
+/// Messages waiting for stdout beyond which the client's requests are not read: a client that sends
+/// and does not read must not make the proxy hold its answers without bound.
+const UNWRITTEN_LIMIT: usize = 4 * crate::event::STREAM_QUEUE;
 
 impl Reader {
     fn run(mut self) {
         let client = self.client;
         let mut lines = LineReader::new(BufReader::new(io::stdin().lock()), MAX_LINE);
         loop {
+            self.wait_for_the_client_to_read();
             let event = match lines.next_line() {
                 Ok(Some(Line::Text(text))) if text.trim().is_empty() => continue,
                 Ok(Some(Line::Text(text))) => match Message::parse(&text) {
@@ -72,6 +79,14 @@ impl Reader {
             }
         }
         let _ = self.events.send(Event::ClientGone { client: self.client });
+    }
+
+    /// Backpressure: while the client leaves too many messages unread, its next request waits (and its
+    /// pipe fills, so it cannot send more either).
+    fn wait_for_the_client_to_read(&self) {
+        while self.unwritten.len() >= UNWRITTEN_LIMIT {
+            thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// Fixes the connection's era at its first request and checks each request against it; a request

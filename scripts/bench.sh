@@ -231,7 +231,9 @@ for kind in sse mcp; do
   # The proxy notices a client that closed its stream only when a keep-alive write fails (the second one
   # after the close): keep-alive 5 s here instead of 15, and "released" is read 11 s after the close.
   port=$(free_port)
-  start "hold_$kind" env MCP_PROXY_SSE_KEEPALIVE=5 "$PROXY" --sse --port "$port" --config "$WORK/c1/mcp_server.json"
+  # All sessions come from one address here: the per-address caps (256 by default) are lifted.
+  start "hold_$kind" env MCP_PROXY_SSE_KEEPALIVE=5 MCP_PROXY_MAX_CONNECTIONS_PER_ADDRESS=0 MCP_PROXY_MAX_SESSIONS_PER_ADDRESS=0 \
+    "$PROXY" --sse --port "$port" --config "$WORK/c1/mcp_server.json"
   if wait_port "$port"; then
     sleep 1
     path=/sse; [ "$kind" = mcp ] && path=/mcp

@@ -20,12 +20,6 @@ The proxy binary is ``MCP_PROXY_BIN`` (default ``target/debug/mcp-proxy-server``
 """
 
 import json
-import os
-import re
-import shutil
-import signal
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,39 +28,13 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters, types
-
-REPO = Path(__file__).resolve().parents[2]
-DEPS = REPO / ".deps"
-PROXY_BIN = Path(os.environ.get("MCP_PROXY_BIN", REPO / "target/debug/mcp-proxy-server"))
-EVERYTHING_ENTRY = DEPS / "node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
-TIME_SERVER = DEPS / "venv/bin/mcp-server-time"
-INSTALL_HINT = "run scripts/install-test-deps.sh"
+from peers import HttpProxy, everything, proxy_bin, proxy_env, time_server, write_config
 
 MODERN = "2026-07-28"
 TIMEOUT_S = 30
-STARTUP_TIMEOUT_S = 20
 TRANSPORTS = ["stdio", "streamable_http"]
-
-
-def require(path: Path | str | None, hint: str) -> str:
-    if path is None or not Path(path).is_file():
-        pytest.fail(f"{path} not found: {hint}", pytrace=False)
-    return str(path)
-
-
-def everything() -> dict[str, Any]:
-    node = require(shutil.which("node"), "node must be on PATH for server-everything")
-    return {"command": node, "args": [require(EVERYTHING_ENTRY, INSTALL_HINT), "stdio"]}
-
-
-def time_server() -> dict[str, Any]:
-    return {"command": require(TIME_SERVER, INSTALL_HINT), "args": [], "env": {"TZ": "UTC"}}
-
-
-def write_config(folder: Path, servers: dict[str, Any]) -> Path:
-    config = folder / "mcp_server.json"
-    config.write_text(json.dumps({"mcpServers": servers}))
-    return config
+# Reloads are what the listen test waits for: the proxy looks at its config five times a second.
+ENV = proxy_env(MCP_PROXY_CONFIG_POLL="0.2")
 
 
 @pytest.fixture(scope="module")
@@ -75,38 +43,9 @@ def config(tmp_path_factory) -> Path:
     return write_config(tmp_path_factory.mktemp("modern"), {"everything": everything(), "time": time_server()})
 
 
-def proxy_env() -> dict[str, str]:
-    drop = ("ALLOWED_KEYS", "ALLOWED_TOKENS", "PORT", "HOST")
-    return {k: v for k, v in os.environ.items() if k not in drop} | {"MCP_PROXY_CONFIG_POLL": "0.2"}
-
-
-class HttpProxy:
-    """The proxy serving HTTP on a free port, stopped with SIGTERM."""
-
-    def __init__(self, config: Path):
-        self.log = config.with_name("proxy.log")
-        args = [require(PROXY_BIN, "cargo build"), "--sse", "--config", str(config), "--host", "127.0.0.1", "--port", "0"]
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=proxy_env())
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not (found := re.search(r"listening on (http://127\.0\.0\.1:\d+)", self.log.read_text(errors="replace"))):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the proxy did not start:\n{self.log.read_text(errors='replace')}", pytrace=False)
-            time.sleep(0.02)
-        self.url = found.group(1) + "/mcp"
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            pytest.fail("the proxy ignored SIGTERM", pytrace=False)
-
-
 @pytest.fixture(scope="module")
 def http_proxy(config) -> Iterator[HttpProxy]:
-    proxy = HttpProxy(config)
+    proxy = HttpProxy(config, ENV)
     yield proxy
     proxy.stop()
 
@@ -116,7 +55,7 @@ async def modern_client(transport: str, config: Path, http: HttpProxy | None, **
     """An SDK client of the proxy, pinned to 2026-07-28 unless `options` say otherwise."""
     options = {"mode": MODERN} | options
     if transport == "stdio":
-        server: Any = StdioServerParameters(command=require(PROXY_BIN, "cargo build"), args=["--config", str(config)], env=proxy_env())
+        server: Any = StdioServerParameters(command=proxy_bin(), args=["--config", str(config)], env=ENV)
     else:
         assert http is not None
         server = http.url
@@ -225,7 +164,7 @@ def test_an_auto_client_ends_up_on_2026_07_28(transport, config, http):
 
 def test_listen_hears_the_list_change_of_a_reload_that_adds_a_server(transport, tmp_path):
     config = write_config(tmp_path, {"time": time_server()})
-    http = HttpProxy(config) if transport == "streamable_http" else None
+    http = HttpProxy(config, ENV) if transport == "streamable_http" else None
 
     async def scenario():
         async with modern_client(transport, config, http) as client:

@@ -17,13 +17,7 @@ The proxy binary is ``MCP_PROXY_BIN`` (default ``target/debug/mcp-proxy-server``
 """
 
 import json
-import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,78 +26,24 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters, types
+from peers import Callbacks, everything, modern_only, proxy_bin, proxy_env, require, write_config
+from peers import http_proxy as peers_http_proxy
 
-REPO = Path(__file__).resolve().parents[2]
-DEPS = REPO / ".deps"
-PROXY_BIN = Path(os.environ.get("MCP_PROXY_BIN", REPO / "target/debug/mcp-proxy-server"))
-EVERYTHING_ENTRY = DEPS / "node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
-PYTHON = DEPS / "venv/bin/python"
-MODERN_SERVER = REPO / "tests/fixtures/modern_server.py"
 TS_CLIENT = Path(__file__).with_name("ts_client.mjs")
-INSTALL_HINT = "run scripts/install-test-deps.sh"
-
 TIMEOUT_S = 40
 SAMPLED_TEXT = "sampled by the client"
 ELICITED_NAME = "Ada"
+# Over HTTP the proxy declares to backends what its clients can answer, since they come and go.
+ENV = proxy_env(MCP_PROXY_CLIENT_CAPABILITIES="sampling,elicitation")
 
 
-def require(path: Path | str | None, hint: str) -> str:
-    if path is None or not Path(path).is_file():
-        pytest.fail(f"{path} not found: {hint}", pytrace=False)
-    return str(path)
+def answers() -> Callbacks:
+    return Callbacks(SAMPLED_TEXT, ELICITED_NAME)
 
 
-def everything() -> dict[str, Any]:
-    node = require(shutil.which("node"), "node must be on PATH for server-everything")
-    return {"command": node, "args": [require(EVERYTHING_ENTRY, INSTALL_HINT), "stdio"]}
-
-
-def modern_only() -> dict[str, Any]:
-    return {"command": require(PYTHON, INSTALL_HINT), "args": [str(MODERN_SERVER)]}
-
-
-class Callbacks:
-    """A client's sampling and elicitation callbacks, recording what they were asked."""
-
-    def __init__(self) -> None:
-        self.sampling: list[types.CreateMessageRequestParams] = []
-        self.elicitation: list[types.ElicitRequestParams] = []
-
-    async def sample(self, context, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-        self.sampling.append(params)
-        content = types.TextContent(type="text", text=SAMPLED_TEXT)
-        return types.CreateMessageResult(role="assistant", content=content, model="test-model", stop_reason="endTurn")
-
-    async def elicit(self, context, params: types.ElicitRequestParams) -> types.ElicitResult:
-        self.elicitation.append(params)
-        return types.ElicitResult(action="accept", content={"name": ELICITED_NAME, "check": True})
-
-
-def proxy_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_PROXY_") and k not in ("ALLOWED_KEYS", "ALLOWED_TOKENS")}
-    return env | {"MCP_PROXY_CLIENT_CAPABILITIES": "sampling,elicitation"}
-
-
-@asynccontextmanager
-async def http_proxy(tmp: Path, servers: dict[str, Any]) -> AsyncIterator[str]:
+def http_proxy(tmp: Path, servers: dict[str, Any]):
     """The proxy over HTTP on `servers`; yields its /mcp URL."""
-    config = tmp / "mcp_server.json"
-    config.write_text(json.dumps({"mcpServers": servers}))
-    log = tmp / "proxy.log"
-    args = [require(PROXY_BIN, "cargo build"), "--sse", "--config", str(config), "--host", "127.0.0.1", "--port", "0"]
-    with log.open("w") as out:
-        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out, env=proxy_env())
-    try:
-        deadline = time.monotonic() + 20
-        while not (found := re.search(r"listening on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the proxy did not start:\n{log.read_text(errors='replace')}", pytrace=False)
-            await anyio.sleep(0.02)
-        yield found.group(1) + "/mcp"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(10)
-        print(f"--- proxy log ---\n{log.read_text(errors='replace')}", file=sys.stderr)
+    return peers_http_proxy(tmp, servers, ENV)
 
 
 @asynccontextmanager
@@ -114,9 +54,7 @@ async def client_of(target: Any, mode: str, callbacks: Callbacks) -> AsyncIterat
 
 
 def stdio_target(tmp: Path, servers: dict[str, Any]) -> StdioServerParameters:
-    config = tmp / "mcp_server.json"
-    config.write_text(json.dumps({"mcpServers": servers}))
-    return StdioServerParameters(command=require(PROXY_BIN, "cargo build"), args=["--config", str(config)], env=proxy_env())
+    return StdioServerParameters(command=proxy_bin(), args=["--config", str(write_config(tmp, servers))], env=ENV)
 
 
 async def wait_for_tool(client: Client, name: str) -> None:
@@ -143,7 +81,7 @@ def run(scenario) -> None:
 
 def test_a_modern_client_answers_server_everythings_elicitation_through_input_required(tmp_path):
     async def scenario():
-        callbacks = Callbacks()
+        callbacks = answers()
         async with client_of(stdio_target(tmp_path, {"everything": everything()}), "2026-07-28", callbacks) as client:
             await wait_for_tool(client, "everything__trigger-elicitation-request")
             result = await client.call_tool("everything__trigger-elicitation-request", {})
@@ -155,7 +93,7 @@ def test_a_modern_client_answers_server_everythings_elicitation_through_input_re
 
 def test_a_modern_client_answers_server_everythings_sampling_through_input_required(tmp_path):
     async def scenario():
-        callbacks = Callbacks()
+        callbacks = answers()
         async with client_of(stdio_target(tmp_path, {"everything": everything()}), "2026-07-28", callbacks) as client:
             await wait_for_tool(client, "everything__trigger-sampling-request")
             result = await client.call_tool("everything__trigger-sampling-request", {"prompt": "say something", "maxTokens": 20})
@@ -167,7 +105,7 @@ def test_a_modern_client_answers_server_everythings_sampling_through_input_requi
 
 def test_two_modern_clients_calling_one_shared_backends_sampling_tool_in_turn_each_get_their_own_question(tmp_path):
     async def scenario():
-        firsts, seconds = Callbacks(), Callbacks()
+        firsts, seconds = answers(), answers()
         async with http_proxy(tmp_path, {"everything": everything()}) as url:
             async with client_of(url, "2026-07-28", firsts) as first, client_of(url, "2026-07-28", seconds) as second:
                 await wait_for_tool(first, "everything__trigger-sampling-request")
@@ -187,7 +125,7 @@ def test_two_modern_clients_calling_one_shared_backends_sampling_tool_in_turn_ea
 @pytest.mark.parametrize("transport", ["stdio", "streamable_http"])
 def test_a_handshake_client_answers_a_modern_backends_elicitation_as_a_request(tmp_path, transport):
     async def scenario():
-        callbacks = Callbacks()
+        callbacks = answers()
         servers = {"modern": modern_only()}
         if transport == "stdio":
             async with client_of(stdio_target(tmp_path, servers), "legacy", callbacks) as client:
@@ -203,7 +141,7 @@ def test_a_handshake_client_answers_a_modern_backends_elicitation_as_a_request(t
 
 def test_a_handshake_client_answers_a_modern_backends_sampling_as_a_request(tmp_path):
     async def scenario():
-        callbacks = Callbacks()
+        callbacks = answers()
         async with client_of(stdio_target(tmp_path, {"modern": modern_only()}), "legacy", callbacks) as client:
             assert client.protocol_version != "2026-07-28"
             result = await client.call_tool("modern__summarize", {})
@@ -232,7 +170,7 @@ def test_the_typescript_sdk_a_handshake_only_client_calls_a_modern_only_backend(
 
 def test_input_required_passes_through_when_both_sides_speak_2026_07_28(tmp_path):
     async def scenario():
-        callbacks = Callbacks()
+        callbacks = answers()
         async with client_of(stdio_target(tmp_path, {"modern": modern_only()}), "2026-07-28", callbacks) as client:
             result = await client.call_tool("modern__greet", {})
         assert len(callbacks.elicitation) == 1

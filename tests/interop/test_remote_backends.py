@@ -32,6 +32,7 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client, types
+from peers import Callbacks
 
 REPO = Path(__file__).resolve().parents[2]
 DEPS = REPO / ".deps"
@@ -93,25 +94,9 @@ def everything_server(transport: str) -> Iterator[int]:
             print(f"--- output of server-everything {transport} ---\n{log.read()}", file=sys.stderr)
 
 
-class Callbacks:
-    """The client's sampling and elicitation callbacks, recording what they were asked."""
-
-    def __init__(self) -> None:
-        self.sampling: list[types.CreateMessageRequestParams] = []
-        self.elicitation: list[types.ElicitRequestParams] = []
-
-    async def sample(self, context, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-        self.sampling.append(params)
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text=SAMPLED_TEXT),
-            model="test-model",
-            stop_reason="endTurn",
-        )
-
-    async def elicit(self, context, params: types.ElicitRequestParams) -> types.ElicitResult:
-        self.elicitation.append(params)
-        return types.ElicitResult(action="accept", content={"name": ELICITED_NAME, "check": True})
+def answers() -> Callbacks:
+    """The client's sampling and elicitation callbacks (tests/interop/peers.py)."""
+    return Callbacks(SAMPLED_TEXT, ELICITED_NAME)
 
 
 @asynccontextmanager
@@ -184,7 +169,7 @@ def run(scenario) -> None:
 
 def test_tools_of_sse_and_streamable_http_backends_are_listed_with_the_conditional_ones():
     async def scenario():
-        async with proxy_on_remote_backends(Callbacks()) as proxy:
+        async with proxy_on_remote_backends(answers()) as proxy:
             expected = {f"{key}__{tool}" for key in ("legacy", "modern") for tool in ("echo", *CONDITIONAL_TOOLS)}
             await wait_for_tools(proxy, expected)
             for key in ("legacy", "modern"):
@@ -209,7 +194,7 @@ def test_client_without_sampling_and_elicitation_gets_no_tools_that_need_them():
 @pytest.mark.parametrize("key", ["legacy", "modern"])
 def test_long_running_tool_reports_progress_through_the_proxy(key):
     async def scenario():
-        async with proxy_on_remote_backends(Callbacks()) as proxy:
+        async with proxy_on_remote_backends(answers()) as proxy:
             tool = f"{key}__trigger-long-running-operation"
             await wait_for_tools(proxy, {tool})
             progress: list[tuple[float, float | None]] = []
@@ -227,7 +212,7 @@ def test_long_running_tool_reports_progress_through_the_proxy(key):
 @pytest.mark.parametrize("key", ["legacy", "modern"])
 def test_sampling_request_of_a_remote_backend_reaches_the_client_callback(key):
     async def scenario():
-        callbacks = Callbacks()
+        callbacks = answers()
         async with proxy_on_remote_backends(callbacks) as proxy:
             tool = f"{key}__trigger-sampling-request"
             await wait_for_tools(proxy, {tool})
@@ -245,7 +230,7 @@ def test_sampling_request_of_a_remote_backend_reaches_the_client_callback(key):
 @pytest.mark.parametrize("key", ["legacy", "modern"])
 def test_elicitation_request_of_a_remote_backend_reaches_the_client_callback(key):
     async def scenario():
-        callbacks = Callbacks()
+        callbacks = answers()
         async with proxy_on_remote_backends(callbacks) as proxy:
             tool = f"{key}__trigger-elicitation-request"
             await wait_for_tools(proxy, {tool})

@@ -1,0 +1,130 @@
+"""What the interop tests share: where the proxy binary and the pinned peers are, how a peer server is
+configured, and the proxy started over HTTP (stopped with SIGTERM, its log printed with any failure).
+
+The peers are installed by scripts/install-test-deps.sh into .deps/; the proxy binary is ``MCP_PROXY_BIN``
+(default ``target/debug/mcp-proxy-server``), not built here.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import types
+
+REPO = Path(__file__).resolve().parents[2]
+DEPS = REPO / ".deps"
+PROXY_BIN = Path(os.environ.get("MCP_PROXY_BIN", REPO / "target/debug/mcp-proxy-server"))
+EVERYTHING_ENTRY = DEPS / "node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+TIME_SERVER = DEPS / "venv/bin/mcp-server-time"
+PYTHON = DEPS / "venv/bin/python"
+MODERN_SERVER = REPO / "tests/fixtures/modern_server.py"
+INSTALL_HINT = "run scripts/install-test-deps.sh"
+STARTUP_TIMEOUT_S = 20
+
+
+def require(path: Path | str | None, hint: str) -> str:
+    """`path` as a string, or the test fails with `hint` when it is not a file."""
+    if path is None or not Path(path).is_file():
+        pytest.fail(f"{path} not found: {hint}", pytrace=False)
+    return str(path)
+
+
+def proxy_bin() -> str:
+    return require(PROXY_BIN, "build the proxy (cargo build) or set MCP_PROXY_BIN")
+
+
+def everything() -> dict[str, Any]:
+    """server-everything over stdio: a handshake-era-only server (TypeScript SDK)."""
+    node = require(shutil.which("node"), "node must be on PATH for server-everything")
+    return {"command": node, "args": [require(EVERYTHING_ENTRY, INSTALL_HINT), "stdio"]}
+
+
+def time_server() -> dict[str, Any]:
+    """mcp-server-time: a dual-era server (Python SDK 2.3)."""
+    return {"command": require(TIME_SERVER, INSTALL_HINT), "args": [], "env": {"TZ": "UTC"}}
+
+
+def modern_only() -> dict[str, Any]:
+    """tests/fixtures/modern_server.py: a server that speaks only 2026-07-28 (Python SDK 2.3)."""
+    return {"command": require(PYTHON, INSTALL_HINT), "args": [str(MODERN_SERVER)]}
+
+
+class Callbacks:
+    """A client's sampling and elicitation callbacks: they answer with `sampled` text and the name
+    `elicited`, and record what they were asked."""
+
+    def __init__(self, sampled: str, elicited: str) -> None:
+        self.sampled, self.elicited = sampled, elicited
+        self.sampling: list[types.CreateMessageRequestParams] = []
+        self.elicitation: list[types.ElicitRequestParams] = []
+
+    async def sample(self, context, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        self.sampling.append(params)
+        content = types.TextContent(type="text", text=self.sampled)
+        return types.CreateMessageResult(role="assistant", content=content, model="test-model", stop_reason="endTurn")
+
+    async def elicit(self, context, params: types.ElicitRequestParams) -> types.ElicitResult:
+        self.elicitation.append(params)
+        return types.ElicitResult(action="accept", content={"name": self.elicited, "check": True})
+
+
+def write_config(folder: Path, servers: dict[str, Any]) -> Path:
+    config = folder / "mcp_server.json"
+    config.write_text(json.dumps({"mcpServers": servers}))
+    return config
+
+
+def proxy_env(**settings: str) -> dict[str, str]:
+    """The test's environment without anything the proxy reads, plus `settings`."""
+    drop = ("ALLOWED_KEYS", "ALLOWED_TOKENS", "PORT", "HOST")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_PROXY_") and k not in drop}
+    return env | settings
+
+
+class HttpProxy:
+    """The proxy serving HTTP on a free port of 127.0.0.1; `url` is its /mcp endpoint."""
+
+    def __init__(self, config: Path, env: dict[str, str]):
+        self.log = config.with_name("proxy.log")
+        args = [proxy_bin(), "--sse", "--config", str(config), "--host", "127.0.0.1", "--port", "0"]
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not (found := re.search(r"listening on (http://127\.0\.0\.1:\d+)", self.log.read_text(errors="replace"))):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the proxy did not start:\n{self.log.read_text(errors='replace')}", pytrace=False)
+            time.sleep(0.02)
+        self.url = found.group(1) + "/mcp"
+
+    def stop(self) -> None:
+        """SIGTERM, and the log printed (pytest shows it with a failure)."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            pytest.fail("the proxy ignored SIGTERM", pytrace=False)
+        finally:
+            print(f"--- proxy log ---\n{self.log.read_text(errors='replace')}", file=sys.stderr)
+
+
+@asynccontextmanager
+async def http_proxy(folder: Path, servers: dict[str, Any], env: dict[str, str]) -> AsyncIterator[str]:
+    """The proxy over HTTP on `servers` for the time of a `with`; yields its /mcp URL."""
+    proxy = HttpProxy(write_config(folder, servers), env)
+    try:
+        yield proxy.url
+    finally:
+        proxy.stop()
+        await anyio.lowlevel.checkpoint()

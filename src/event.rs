@@ -194,6 +194,28 @@ pub struct Caller {
     pub id: Value,
     pub reply: ReplyTo,
     pub era: Era,
+    /// A 2026-07-28 request's `io.modelcontextprotocol/logLevel`, as a severity: it hears log messages
+    /// at and above it (none when absent).
+    pub log_level: Option<u8>,
+}
+
+/// MCP log levels (RFC 5424 severities), least severe first: a level's index is its severity.
+pub const LOG_LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/// The severity of a log level's name, if it is one.
+pub fn log_severity(level: &str) -> Option<u8> {
+    LOG_LEVELS.iter().position(|l| *l == level).and_then(|i| u8::try_from(i).ok())
+}
+
+impl Caller {
+    /// The caller of a request `msg` from `client`, whose answers go to `reply`.
+    pub fn of(msg: &Message, client: ClientId, reply: ReplyTo, era: Era) -> Caller {
+        let log_level = match era {
+            Era::Modern => crate::modern::requested_log_level(msg).as_deref().and_then(log_severity),
+            Era::Handshake => None,
+        };
+        Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply, era, log_level }
+    }
 }
 
 /// The answer to [`Event::Health`], served as JSON by `GET /health` and `GET /admin/status`.

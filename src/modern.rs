@@ -123,6 +123,12 @@ pub fn strip_envelope(meta: &mut serde_json::Map<String, Value>) -> bool {
     meta.len() < before
 }
 
+/// The log level a modern request asks to hear messages at, if it asks.
+pub fn requested_log_level(msg: &Message) -> Option<String> {
+    let meta = msg.params().ok()?.value("_meta")?;
+    meta.get(meta::LOG_LEVEL)?.as_str().map(str::to_owned)
+}
+
 /// Which era a connection speaks, judged by its first request (stdio, as the spec's backward
 /// compatibility section says): modern when that request carries a protocol version in `_meta`.
 pub fn era_of_first(msg: &Message) -> Era {

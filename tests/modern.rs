@@ -197,6 +197,30 @@ fn listen_hears_updates_of_the_resources_it_named_and_a_cancelled_listen_hears_n
     assert!(heard.iter().all(|m| m["method"] != "notifications/resources/updated"), "{heard:?}");
 }
 
+#[test]
+fn a_modern_request_that_asks_for_log_messages_gets_those_at_its_level_with_its_answer() {
+    let mut proxy = stdio();
+    let mut request = modern(1, "tools/call", json!({ "name": "mock__log", "arguments": { "level": "warning", "text": "heard" } }));
+    request["params"]["_meta"]["io.modelcontextprotocol/logLevel"] = json!("info");
+    proxy.send(request);
+    let logged = proxy.notification("notifications/message");
+    assert_eq!(logged["params"]["data"], "heard");
+    proxy.response(&json!(1));
+}
+
+#[test]
+fn a_modern_request_that_does_not_ask_for_log_messages_gets_none() {
+    let mut proxy = stdio();
+    let quiet =
+        ask(&mut proxy, modern(1, "tools/call", json!({ "name": "mock__log", "arguments": { "level": "warning", "text": "unheard" } })));
+    assert!(quiet.get("result").is_some(), "{quiet}");
+    let mut below = modern(2, "tools/call", json!({ "name": "mock__log", "arguments": { "level": "info", "text": "below" } }));
+    below["params"]["_meta"]["io.modelcontextprotocol/logLevel"] = json!("error");
+    ask(&mut proxy, below);
+    let heard = proxy.drain(Duration::from_millis(300));
+    assert!(heard.iter().all(|m| m["method"] != "notifications/message"), "{heard:?}");
+}
+
 // ----- Streamable HTTP ---------------------------------------------------------------------------------
 
 /// A modern POST with the routing headers the body calls for.

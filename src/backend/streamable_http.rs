@@ -78,9 +78,11 @@ impl StreamableHttpBackend {
 }
 
 impl Pool {
-    /// Queues a request for a worker, starting another worker when none is free.
+    /// Queues a request for a worker, starting another worker when the idle ones are all spoken for by
+    /// requests already queued (a worker counted idle may be about to take one of them; a request
+    /// queued behind a long call or a 2026-07-28 listen would wait for it).
     fn submit(&mut self, shared: &Arc<Shared>, msg: Message) {
-        if self.idle.load(Ordering::SeqCst) == 0 && self.workers < MAX_WORKERS {
+        if self.idle.load(Ordering::SeqCst) <= self.queue.len() && self.workers < MAX_WORKERS {
             let (shared, queue, idle) = (shared.clone(), self.queue.clone(), self.idle.clone());
             let spawned = thread::Builder::new()
                 .name(format!("{}-post", shared.remote.key))

@@ -90,16 +90,20 @@ impl Hub {
         let level = msg.params().ok().and_then(|p| p.str("level")).unwrap_or_default();
         // A level the proxy does not know is not filtered away: the client may know better.
         let severity = super::clients::severity(&level).unwrap_or(u8::MAX);
-        let waiting: Vec<(ClientId, ReplyTo, Era)> =
-            self.requests.table.callers_waiting_on(backend).into_iter().map(|c| (c.client, c.reply.clone(), c.era)).collect();
-        if let [(client, reply, era)] = waiting.as_slice() {
-            // A 2026-07-28 client hears logs only in answer to a request that asks for them.
-            if *era == Era::Handshake && self.clients.hears(*client, severity) {
-                self.deliver(*client, reply, msg);
+        let waiting: Vec<Caller> = self.requests.table.callers_waiting_on(backend).into_iter().cloned().collect();
+        if let [caller] = waiting.as_slice() {
+            // A 2026-07-28 client hears logs only with the answer to a request that asked for them, at
+            // the level it asked.
+            let hears = match caller.era {
+                Era::Handshake => self.clients.hears(caller.client, severity),
+                Era::Modern => caller.log_level.is_some_and(|least| severity >= least),
+            };
+            if hears {
+                self.deliver(caller.client, &caller.reply, msg);
             }
             return;
         }
-        let mut owners: Vec<Option<&str>> = waiting.iter().filter_map(|(client, _, _)| self.clients.owner(*client)).collect();
+        let mut owners: Vec<Option<&str>> = waiting.iter().filter_map(|c| self.clients.owner(c.client)).collect();
         owners.sort_unstable();
         owners.dedup();
         let listeners = match owners.as_slice() {

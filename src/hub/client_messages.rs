@@ -75,7 +75,7 @@ impl Hub {
                         self.set_client_capabilities(capabilities);
                     }
                 }
-                let caller = Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply, era };
+                let caller = Caller::of(&msg, client, reply, era);
                 self.client_request(caller, msg);
             }
             Kind::Notification => self.client_notification(client, &msg),
@@ -106,7 +106,7 @@ impl Hub {
     pub(super) fn on_stateless_message(&mut self, client: ClientId, msg: Message, era: Era, reply: Sender<Reply>) {
         match msg.kind() {
             Kind::Request => {
-                let caller = Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply: ReplyTo::Request(reply), era };
+                let caller = Caller::of(&msg, client, ReplyTo::Request(reply), era);
                 self.client_request(caller, msg);
             }
             Kind::Notification | Kind::Response => drop(reply.send(Reply::Accepted)),
@@ -200,7 +200,7 @@ impl Hub {
     /// It is never held for start-up: clients probe with a short timeout. While backends are still
     /// starting it names every capability the proxy can serve, since it cannot know yet which it will.
     fn discover_result(&self) -> Value {
-        let mut capabilities = match self.settle_by {
+        let capabilities = match self.settle_by {
             Some(_) => json!({
                 "tools": { "listChanged": true },
                 "prompts": { "listChanged": true },
@@ -209,11 +209,6 @@ impl Hub {
             }),
             None => self.capabilities(),
         };
-        // Log messages reach 2026-07-28 clients only for requests that ask for them, which the proxy
-        // does not relay yet: it does not offer logging to them.
-        if let Some(caps) = capabilities.as_object_mut() {
-            caps.remove("logging");
-        }
         let mut result = json!({ "supportedVersions": modern::VERSIONS, "capabilities": capabilities });
         if let Some(instructions) = self.instructions() {
             result["instructions"] = Value::String(instructions);

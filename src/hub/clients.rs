@@ -4,6 +4,7 @@
 //! Pure state. What clients send is handled in `client_messages.rs`.
 
 use super::numbered::NumberedMap;
+pub(super) use crate::event::{log_severity as severity, LOG_LEVELS};
 use crate::event::{ClientId, Era, STREAM_QUEUE};
 use crate::jsonrpc::{Kind, Message};
 use crossbeam_channel::{Sender, TrySendError};
@@ -391,12 +392,4 @@ impl Clients {
             Err(_) => Sent::ClientLost,
         }
     }
-}
-
-/// MCP log levels (RFC 5424 severities), least severe first: a level's index is its severity.
-pub(super) const LOG_LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
-
-/// The severity of a log level's name, if it is one.
-pub(super) fn severity(level: &str) -> Option<u8> {
-    LOG_LEVELS.iter().position(|l| *l == level).and_then(|i| u8::try_from(i).ok())
 }

@@ -86,6 +86,8 @@ pub enum Event {
         msg: Message,
         era: Era,
         reply: Sender<Reply>,
+        /// The API key or token it came with (an index, never the secret).
+        owner: Option<String>,
     },
     /// A new standing stream for a session (Streamable HTTP `GET`); replaces the previous one.
     /// `stream` is unique per stream, so the end of a replaced stream is not taken for the new one's.
@@ -197,6 +199,9 @@ pub struct Caller {
     /// A 2026-07-28 request's `io.modelcontextprotocol/logLevel`, as a severity: it hears log messages
     /// at and above it (none when absent).
     pub log_level: Option<u8>,
+    /// The credential a sessionless request came with (an index, never the secret): what binds it to
+    /// its retries, which may come on other connections.
+    pub owner: Option<std::sync::Arc<str>>,
 }
 
 /// MCP log levels (RFC 5424 severities), least severe first: a level's index is its severity.
@@ -214,7 +219,7 @@ impl Caller {
             Era::Modern => crate::modern::requested_log_level(msg).as_deref().and_then(log_severity),
             Era::Handshake => None,
         };
-        Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply, era, log_level }
+        Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply, era, log_level, owner: None }
     }
 }
 

@@ -58,6 +58,8 @@ struct Asking {
 struct Suspended {
     key: Key,
     client: ClientId,
+    /// The credential of the sessionless request that was answered (its retry must bring the same).
+    owner: Option<std::sync::Arc<str>>,
     /// The backend's requests the client is to answer.
     asks: Vec<Ask>,
     /// The call's answer, if the backend gave it before the client retried.
@@ -243,7 +245,14 @@ impl Hub {
             return;
         }
         self.requests.table.set_deadline(key, Instant::now() + SUSPENDED);
-        let suspended = Suspended { key, client: caller.client, asks: vec![ask], answer: None, deadline: Instant::now() + timeout };
+        let suspended = Suspended {
+            key,
+            client: caller.client,
+            owner: caller.owner.clone(),
+            asks: vec![ask],
+            answer: None,
+            deadline: Instant::now() + timeout,
+        };
         self.suspend(caller, suspended);
     }
 
@@ -269,8 +278,9 @@ impl Hub {
     /// proxy's (it is a backend's, passed through).
     pub(super) fn resume(&mut self, caller: &Caller, params: &Params) -> bool {
         let Some(token) = params.str("requestState").filter(|s| s.starts_with(STATE_PREFIX)) else { return false };
-        let Some(mut suspended) = self.bridges.suspended.remove(&token).filter(|s| s.client == caller.client || is_stateless(caller))
-        else {
+        // A retry from anyone else leaves the call waiting for its own client's.
+        let ours = self.bridges.suspended.get(&token).is_some_and(|s| bound_to(s, caller));
+        let Some(mut suspended) = ours.then(|| self.bridges.suspended.remove(&token)).flatten() else {
             self.answer_error(caller, code::INVALID_PARAMS, "Invalid or expired requestState");
             return true;
         };
@@ -298,6 +308,7 @@ impl Hub {
         if !suspended.asks.is_empty() {
             // Questions left unanswered (or asked since): asked again, under a new state.
             suspended.client = caller.client;
+            suspended.owner = caller.owner.clone();
             self.requests.table.set_deadline(suspended.key, Instant::now() + SUSPENDED);
             self.suspend(caller.clone(), suspended);
         }
@@ -352,10 +363,12 @@ impl Hub {
     }
 }
 
-/// A client made up for one stateless request: its retry comes as another one, so the bond is the
-/// unguessable state itself.
-fn is_stateless(caller: &Caller) -> bool {
-    matches!(caller.reply, crate::event::ReplyTo::Request(_)) && caller.era == crate::event::Era::Modern
+/// Whether a retry comes from the client a suspended call's question went to: the same connection (stdio,
+/// a session), or, for sessionless requests, whose retry comes as another one, the same credential (and
+/// the unguessable state itself).
+fn bound_to(suspended: &Suspended, caller: &Caller) -> bool {
+    let stateless = matches!(caller.reply, crate::event::ReplyTo::Request(_)) && caller.era == crate::event::Era::Modern;
+    suspended.client == caller.client || (stateless && suspended.owner == caller.owner)
 }
 
 fn is_input_required(msg: &Message) -> bool {

@@ -103,10 +103,10 @@ impl Hub {
 
     /// A request that belongs to no session: its client exists only for it, and hears everything on
     /// the request's own channel. Anything but a request has nobody to be about.
-    pub(super) fn on_stateless_message(&mut self, client: ClientId, msg: Message, era: Era, reply: Sender<Reply>) {
+    pub(super) fn on_stateless_message(&mut self, client: ClientId, msg: Message, era: Era, reply: Sender<Reply>, owner: Option<String>) {
         match msg.kind() {
             Kind::Request => {
-                let caller = Caller::of(&msg, client, ReplyTo::Request(reply), era);
+                let caller = Caller { owner: owner.map(std::sync::Arc::from), ..Caller::of(&msg, client, ReplyTo::Request(reply), era) };
                 self.client_request(caller, msg);
             }
             Kind::Notification | Kind::Response => drop(reply.send(Reply::Accepted)),

@@ -617,6 +617,42 @@ fn another_clients_retry_with_the_request_state_is_refused() {
     assert_eq!(other.next()["error"]["code"], -32602);
 }
 
+/// A sessionless (2026-07-28 HTTP) request from the credential `owner`; what came back on its channel.
+fn stateless(h: &mut Harness, owner: &str, msg: Value) -> Vec<Reply> {
+    let (reply, replies) = crossbeam_channel::unbounded();
+    let msg = Message::parse(&msg.to_string()).unwrap();
+    h.event(Event::Stateless { client: ClientId::fresh(), msg, era: Era::Modern, reply, owner: Some(owner.into()) });
+    replies.try_iter().collect()
+}
+
+fn answer_of(replies: &[Reply]) -> Value {
+    match replies.last() {
+        Some(Reply::Message(msg)) => serde_json::from_str(&msg.to_json()).unwrap(),
+        other => panic!("no answer: {other:?}"),
+    }
+}
+
+#[test]
+fn a_sessionless_retry_must_bring_the_credential_its_question_went_to() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let call = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "a__x", "arguments": {} } });
+    let (reply, replies) = crossbeam_channel::unbounded();
+    let msg = Message::parse(&call.to_string()).unwrap();
+    h.event(Event::Stateless { client: ClientId::fresh(), msg, era: Era::Modern, reply, owner: Some("key #1".into()) });
+    h.sent_to("a");
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": "e1", "method": "elicitation/create", "params": elicitation()["params"] }));
+    let asked: Vec<Reply> = replies.try_iter().collect();
+    let result = answer_of(&asked)["result"].clone();
+    let key = result["inputRequests"].as_object().unwrap().keys().next().unwrap().clone();
+    let answers = json!({ key: { "action": "accept", "content": { "name": "Ada" } } });
+    let retry = |id: i64| json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": "a__x", "requestState": result["requestState"], "inputResponses": answers } });
+    assert_eq!(answer_of(&stateless(&mut h, "key #2", retry(2)))["error"]["code"], -32602, "another key's retry");
+    h.nothing_to_backend("a");
+    stateless(&mut h, "key #1", retry(3));
+    assert_eq!(h.sent_to("a").id, Some(json!("e1")), "the right key's retry, on another connection, answers the backend");
+}
+
 #[test]
 fn a_retry_that_never_comes_fails_the_backends_request_and_cancels_its_call() {
     let mut h = Harness::new(&["a"]);

@@ -129,7 +129,8 @@ fn modern_post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     let method = msg.method().to_owned();
     let client = ClientId::fresh();
     let (reply, replies) = crossbeam_channel::unbounded();
-    if fe.events.send(Event::Stateless { client, msg, era: Era::Modern, reply }).is_err() {
+    let owner = fe.auth.identify(req);
+    if fe.events.send(Event::Stateless { client, msg, era: Era::Modern, reply, owner }).is_err() {
         return ex.respond(Response::error(503, "shutting down"));
     }
     let dress = |m: Message| modern::dress(&method, m);

@@ -88,6 +88,8 @@ pub enum Event {
         reply: Sender<Reply>,
         /// The API key or token it came with (an index, never the secret).
         owner: Option<String>,
+        /// Its `Mcp-Param-*` headers (names lower-cased), to check against a tool call's arguments.
+        param_headers: Vec<(String, String)>,
     },
     /// A new standing stream for a session (Streamable HTTP `GET`); replaces the previous one.
     /// `stream` is unique per stream, so the end of a replaced stream is not taken for the new one's.

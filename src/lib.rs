@@ -15,6 +15,7 @@ pub mod jsonrpc;
 pub mod lines;
 pub mod list_tools;
 pub mod logging;
+pub mod mcp_param;
 pub mod modern;
 pub mod random;
 pub mod settings;

@@ -222,7 +222,7 @@ fn named_member(method: &str) -> Option<&'static str> {
 
 /// A routing header's value: as it is, or decoded from the `=?base64?…?=` form used for values that
 /// are not plain visible ASCII. `None` when the encoded form does not decode to UTF-8.
-fn decode_header(value: &str) -> Option<String> {
+pub fn decode_header(value: &str) -> Option<String> {
     let value = value.trim();
     match value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) {
         Some(encoded) => {

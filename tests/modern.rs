@@ -323,3 +323,41 @@ fn a_handshake_era_http_client_keeps_its_session_and_undressed_answers() {
     assert_eq!(response.status, 200, "{response:?}");
     assert!(response.json()["result"].get("resultType").is_none(), "{response:?}");
 }
+
+// ----- Mcp-Param-* headers (x-mcp-header) --------------------------------------------------------------
+
+/// The proxy over HTTP in front of tests/fixtures/modern_server.py, whose `locate` tool mirrors its
+/// `region` argument into `Mcp-Param-Region`.
+fn modern_fixture_proxy() -> http::HttpProxy {
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.deps/venv/bin/python");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/modern_server.py");
+    let proxy = http::ProxyBuilder::new().config(&config(&[("modern", json!({ "command": python, "args": [fixture] }))])).start();
+    proxy.wait_backends_connected(&[]);
+    proxy
+}
+
+fn locate(region: &str) -> Value {
+    modern(1, "tools/call", json!({ "name": "modern__locate", "arguments": { "region": region, "query": "rain" } }))
+}
+
+#[test]
+fn a_tool_call_whose_mirrored_argument_comes_without_its_header_is_a_400_header_mismatch() {
+    let proxy = modern_fixture_proxy();
+    let response = proxy.request(&modern_post(&locate("eu")));
+    assert_eq!((response.status, response.json()["error"]["code"].clone()), (400, json!(-32020)), "{response:?}");
+}
+
+#[test]
+fn a_tool_call_whose_header_mirrors_its_argument_reaches_the_tool() {
+    let proxy = modern_fixture_proxy();
+    let response = proxy.request(&modern_post(&locate("eu")).header("Mcp-Param-Region", "eu"));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.json()["result"]["content"][0]["text"], "rain in eu");
+}
+
+#[test]
+fn a_header_that_differs_from_its_argument_is_a_400_header_mismatch() {
+    let proxy = modern_fixture_proxy();
+    let response = proxy.request(&modern_post(&locate("eu")).header("Mcp-Param-Region", "us"));
+    assert_eq!((response.status, response.json()["error"]["code"].clone()), (400, json!(-32020)), "{response:?}");
+}

@@ -8,13 +8,23 @@
 //! Until the era is known (the handshake itself) messages pass as they are.
 
 use crate::jsonrpc::{raw, Kind, Message};
+use crate::mcp_param::Mirrored;
 use crate::modern::{self, meta};
 use serde_json::{Map, Value};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// Shared by the dispatcher, which decides the era once per connection, and the connection's writer.
 #[derive(Clone, Default)]
-pub struct Dialect(Arc<OnceLock<Era>>);
+pub struct Dialect(Arc<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    era: OnceLock<Era>,
+    /// The arguments each of the backend's tools mirrors into `Mcp-Param-*` headers (2026-07-28 over
+    /// HTTP), by the backend's own tool name; the dispatcher updates it when the tools list changes.
+    mirrored: Mutex<HashMap<String, Vec<Mirrored>>>,
+}
 
 enum Era {
     Handshake,
@@ -26,21 +36,36 @@ enum Era {
 impl Dialect {
     /// The backend speaks the handshake era. The first decision stands.
     pub fn speak_handshake(&self) {
-        let _ = self.0.set(Era::Handshake);
+        let _ = self.0.era.set(Era::Handshake);
     }
 
     /// The backend speaks 2026-07-28; `defaults` are the envelope keys for requests that bring none.
     pub fn speak_modern(&self, defaults: Map<String, Value>) {
-        let _ = self.0.set(Era::Modern(defaults));
+        let _ = self.0.era.set(Era::Modern(defaults));
     }
 
     pub fn is_modern(&self) -> bool {
-        matches!(self.0.get(), Some(Era::Modern(_)))
+        matches!(self.0.era.get(), Some(Era::Modern(_)))
+    }
+
+    /// Takes the backend's tools' `x-mcp-header` annotations (from its latest tools list).
+    pub fn set_mirrored(&self, mirrored: HashMap<String, Vec<Mirrored>>) {
+        *self.0.mirrored.lock().unwrap_or_else(PoisonError::into_inner) = mirrored;
+    }
+
+    /// The `Mcp-Param-*` headers a tool call to the backend carries.
+    pub fn param_headers(&self, msg: &Message) -> Vec<(String, String)> {
+        let Some(params) = msg.params().ok().filter(|_| msg.method() == "tools/call") else { return Vec::new() };
+        let mirrored = self.0.mirrored.lock().unwrap_or_else(PoisonError::into_inner);
+        match mirrored.get(&params.str("name").unwrap_or_default()) {
+            Some(tool) => crate::mcp_param::headers(tool, &params.value("arguments").unwrap_or_default()),
+            None => Vec::new(),
+        }
     }
 
     /// A request as the backend's era wants it; anything else as it is.
     pub fn translate(&self, msg: Message) -> Message {
-        match self.0.get() {
+        match self.0.era.get() {
             Some(era) if msg.kind() == Kind::Request => era.translate(msg),
             _ => msg,
         }
@@ -120,6 +145,17 @@ mod tests {
         assert_eq!(meta[meta::CLIENT_CAPABILITIES], caps);
         assert_eq!(meta[meta::PROTOCOL_VERSION], "2026-07-28");
         assert_eq!(meta[meta::CLIENT_INFO]["name"], "proxy");
+    }
+
+    #[test]
+    fn a_tool_call_to_a_modern_backend_carries_the_headers_its_tool_mirrors() {
+        let dialect = Dialect::default();
+        let schema = json!({ "properties": { "region": { "type": "string", "x-mcp-header": "Region" } } });
+        dialect.set_mirrored(HashMap::from([("locate".to_owned(), crate::mcp_param::annotations(&schema).unwrap())]));
+        let call = Message::request(Value::from(1), "tools/call", Some(raw(&json!({ "name": "locate", "arguments": { "region": "eu" } }))));
+        assert_eq!(dialect.param_headers(&call), [("Mcp-Param-Region".to_owned(), "eu".to_owned())]);
+        let other = Message::request(Value::from(2), "tools/call", Some(raw(&json!({ "name": "echo", "arguments": { "region": "eu" } }))));
+        assert!(dialect.param_headers(&other).is_empty());
     }
 
     #[test]

@@ -207,6 +207,9 @@ impl Shared {
         for (name, value) in modern::routing_headers(msg) {
             req = req.header(name, &value);
         }
+        for (name, value) in self.dialect.param_headers(msg) {
+            req = req.header(&name, &value);
+        }
         let response = match req.send(msg.to_json()) {
             Ok(response) => response,
             Err(e) => return self.failed(msg, classify(e)),

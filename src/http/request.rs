@@ -74,6 +74,12 @@ impl Request {
         self.headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(&name)).map(|(_, v)| v.as_str())
     }
 
+    /// Every header whose (case-insensitive) name starts with `prefix`, the name lower-cased.
+    pub fn headers_starting_with(&self, prefix: &str) -> Vec<(String, String)> {
+        let starts = |k: &str| k.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+        self.headers.iter().filter(|(k, _)| starts(k)).map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()
+    }
+
     /// The first value of a query parameter, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
         Request::form_fields(&self.query).into_iter().find_map(|(k, v)| (k == name).then_some(v))

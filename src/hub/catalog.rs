@@ -21,6 +21,7 @@
 use crate::config::Filters;
 use crate::event::BackendId;
 use crate::jsonrpc::raw;
+use crate::mcp_param::{self, Mirrored};
 use crate::tool_config::{is_portable_name, shorten, Overrides, ToolOverride};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -113,6 +114,8 @@ pub struct Catalog {
     withdrawn: HashMap<String, BackendId>,
     /// A backend's tool (by its own name) to the name it is exposed under.
     exposed: HashMap<(BackendId, String), String>,
+    /// The arguments each exposed tool mirrors into `Mcp-Param-*` headers, for the tools that do.
+    mirrored: HashMap<String, Vec<Mirrored>>,
     results: Results,
 }
 
@@ -202,6 +205,11 @@ impl Catalog {
         self.results.tools_without_tasks.clone()
     }
 
+    /// The arguments an exposed tool mirrors into `Mcp-Param-*` headers (none for most).
+    pub fn mirrored(&self, exposed: &str) -> &[Mirrored] {
+        self.mirrored.get(exposed).map_or(&[], Vec::as_slice)
+    }
+
     pub fn tool(&self, exposed: &str) -> Option<&Route> {
         self.tool_routes.get(exposed)
     }
@@ -259,6 +267,15 @@ impl Catalog {
             if !src.filters.tools.admits(name) {
                 continue;
             }
+            // A 2026-07-28 HTTP client must refuse a tool whose header annotations are invalid; the proxy
+            // does not list it at all.
+            let mirrored = match mcp_param::annotations(tool.get("inputSchema").unwrap_or(&Value::Null)) {
+                Ok(mirrored) => mirrored,
+                Err(why) => {
+                    found.problems.push(format!("server '{}': tool '{name}' was skipped: {why}", src.key));
+                    continue;
+                }
+            };
             let override_key = qualify(src.key, sep, name);
             let entry = overrides.get_key_value(&override_key);
             if let Some((key, _)) = entry {
@@ -282,6 +299,9 @@ impl Catalog {
                     src.key
                 ));
                 continue;
+            }
+            if !mirrored.is_empty() {
+                self.mirrored.insert(exposed.clone(), mirrored);
             }
             self.tool_routes.insert(exposed.clone(), Route { backend: src.id, name: name.to_owned() });
             self.exposed.insert((src.id, name.to_owned()), exposed.clone());
@@ -511,6 +531,16 @@ mod tests {
         assert_eq!(names(&catalog), ["a__plain", "a__research"]);
         let without: Value = serde_json::from_str(catalog.tools_without_tasks().get()).unwrap();
         assert_eq!(without["tools"].as_array().unwrap().len(), 1, "{without}");
+    }
+
+    #[test]
+    fn a_tool_with_invalid_header_annotations_is_not_listed_and_a_problem_says_why() {
+        let mut a = lists("a");
+        let bad = json!({ "properties": { "n": { "type": "number", "x-mcp-header": "N" } } });
+        a.tools = vec![json!({"name": "plain"}), json!({"name": "odd", "inputSchema": bad})];
+        let (catalog, found) = build_found(&[a], &Overrides::new());
+        assert_eq!(names(&catalog), ["a__plain"]);
+        assert!(found.problems.iter().any(|p| p.contains("'odd'")), "{found:?}");
     }
 
     #[test]

@@ -103,14 +103,40 @@ impl Hub {
 
     /// A request that belongs to no session: its client exists only for it, and hears everything on
     /// the request's own channel. Anything but a request has nobody to be about.
-    pub(super) fn on_stateless_message(&mut self, client: ClientId, msg: Message, era: Era, reply: Sender<Reply>, owner: Option<String>) {
+    pub(super) fn on_stateless_message(
+        &mut self,
+        client: ClientId,
+        msg: Message,
+        era: Era,
+        reply: Sender<Reply>,
+        owner: Option<String>,
+        param_headers: &[(String, String)],
+    ) {
         match msg.kind() {
             Kind::Request => {
                 let caller = Caller { owner: owner.map(std::sync::Arc::from), ..Caller::of(&msg, client, ReplyTo::Request(reply), era) };
+                if let Err(why) = self.check_param_headers(&msg, param_headers) {
+                    return self.answer_error(&caller, code::HEADER_MISMATCH, &why);
+                }
                 self.client_request(caller, msg);
             }
             Kind::Notification | Kind::Response => drop(reply.send(Reply::Accepted)),
         }
+    }
+
+    /// A 2026-07-28 HTTP tool call's `Mcp-Param-*` headers must mirror the arguments its tool annotates
+    /// (the spec asks it of every server that reads the body).
+    fn check_param_headers(&self, msg: &Message, sent: &[(String, String)]) -> Result<(), String> {
+        if msg.method() != "tools/call" {
+            return Ok(());
+        }
+        let Ok(params) = msg.params() else { return Ok(()) };
+        let mirrored = self.catalog.mirrored(&params.str("name").unwrap_or_default());
+        if mirrored.is_empty() {
+            return Ok(());
+        }
+        let arguments = params.value("arguments").unwrap_or_default();
+        crate::mcp_param::check(mirrored, &arguments, |name| sent.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()))
     }
 
     /// Forgets Streamable HTTP sessions with no stream, no request in flight and no message for the

@@ -263,6 +263,11 @@ impl Hub {
             return; // A newer fetch of the same list is under way.
         }
         b.lists[kind as usize] = fetch.items;
+        if kind == ListKind::Tools {
+            if let Some(connection) = b.connection.as_ref().filter(|c| c.dialect().is_modern()) {
+                connection.dialect().set_mirrored(mirrored_arguments(b.list(ListKind::Tools)));
+            }
+        }
         match b.state {
             State::Starting => {
                 b.fetching = b.fetching.saturating_sub(1);
@@ -354,4 +359,16 @@ impl Hub {
 /// The id of a message the proxy sent, as the number it is.
 fn msg_id(msg: &Message) -> Option<u64> {
     msg.id.as_ref().and_then(Value::as_u64)
+}
+
+/// What each tool mirrors into `Mcp-Param-*` headers, by its name, for the tools that mirror anything
+/// (tools with invalid annotations are not listed, so they need none).
+fn mirrored_arguments(tools: &[Value]) -> std::collections::HashMap<String, Vec<crate::mcp_param::Mirrored>> {
+    tools
+        .iter()
+        .filter_map(|tool| {
+            let mirrored = crate::mcp_param::annotations(tool.get("inputSchema")?).ok().filter(|m| !m.is_empty())?;
+            Some((tool.get("name")?.as_str()?.to_owned(), mirrored))
+        })
+        .collect()
 }

@@ -64,6 +64,11 @@ impl Refusal {
         Refusal { code, message: message.into(), data: None }
     }
 
+    /// A request the client cannot take the answer to (HTTP 406).
+    pub fn not_acceptable(why: &str) -> Refusal {
+        Refusal::new(code::INVALID_REQUEST, why)
+    }
+
     /// `UnsupportedProtocolVersionError`, naming every version the proxy speaks.
     fn unsupported_version(why: &str, requested: &str) -> Refusal {
         let data = json!({ "supported": supported_versions(), "requested": requested });

@@ -277,6 +277,15 @@ fn an_unknown_tool_is_a_400_for_a_modern_http_client() {
 }
 
 #[test]
+fn a_listen_from_a_client_that_does_not_take_event_streams_is_406() {
+    let proxy = http::start();
+    let message = modern(1, "subscriptions/listen", json!({ "notifications": { "toolsListChanged": true } }));
+    let headers = [("Accept", "application/json"), ("MCP-Protocol-Version", MODERN), ("Mcp-Method", "subscriptions/listen")];
+    let response = proxy.request(&Req::post("/mcp").headers(&headers).json(&message));
+    assert_eq!((response.status, response.json()["error"]["code"].clone()), (406, json!(-32600)), "{response:?}");
+}
+
+#[test]
 fn get_and_delete_with_a_modern_version_header_are_405() {
     let proxy = http::start();
     for method in ["GET", "DELETE"] {

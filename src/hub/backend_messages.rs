@@ -103,7 +103,8 @@ impl Hub {
             }
             return;
         }
-        let mut owners: Vec<Option<&str>> = waiting.iter().filter_map(|c| self.clients.owner(c.client)).collect();
+        // A sessionless 2026-07-28 caller is not registered: its key came with its request.
+        let mut owners: Vec<Option<&str>> = waiting.iter().map(|c| self.clients.owner(c.client).unwrap_or(c.owner.as_deref())).collect();
         owners.sort_unstable();
         owners.dedup();
         let listeners = match owners.as_slice() {

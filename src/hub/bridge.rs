@@ -100,6 +100,8 @@ impl Hub {
         match self.bridges.suspended_call(key) {
             Some(suspended) => {
                 suspended.answer = Some(msg.clone());
+                // The call is over: its questions need no answers (and its backend may be a new process).
+                suspended.asks.clear();
                 true
             }
             None => false,
@@ -309,6 +311,10 @@ impl Hub {
             // Questions left unanswered (or asked since): asked again, under a new state.
             suspended.client = caller.client;
             suspended.owner = caller.owner.clone();
+            // The client has a fresh while to answer, as it had for the first questions.
+            if let Some(call) = self.requests.table.get(suspended.key) {
+                suspended.deadline = Instant::now() + call.timeout;
+            }
             self.requests.table.set_deadline(suspended.key, Instant::now() + SUSPENDED);
             self.suspend(caller.clone(), suspended);
         }

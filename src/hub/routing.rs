@@ -173,7 +173,8 @@ impl<I> Routing<I> {
         *self.per_client.entry(caller.client).or_default() += 1;
         *old = caller;
         *old_token = progress_token;
-        entry.deadline = Instant::now() + entry.timeout;
+        let deadline = Instant::now() + entry.timeout;
+        self.set_deadline(key, deadline);
         true
     }
 

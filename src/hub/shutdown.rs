@@ -126,9 +126,7 @@ impl Hub {
     fn stop_backends(&mut self) {
         for backend in self.backends.ids().collect::<Vec<_>>() {
             for key in self.requests.table.keys_for_backend(backend) {
-                if let Some(entry) = self.requests.table.close(key) {
-                    self.fail_request(backend, entry, code::BACKEND_UNAVAILABLE, "the proxy is shutting down");
-                }
+                self.fail_closed(key, "the proxy is shutting down");
             }
         }
         self.clients.clear();

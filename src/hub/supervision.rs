@@ -11,7 +11,7 @@ use super::Hub;
 use crate::backend::Link;
 use crate::event::BackendId;
 use crate::jsonrpc::{code, raw, Message};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Instant;
 
 impl Hub {
@@ -106,11 +106,18 @@ impl Hub {
     /// Fails every request in flight to a backend that is gone, and forgets its requests to clients.
     pub(super) fn abandon_backend_requests(&mut self, backend: BackendId, why: &str) {
         for key in self.requests.table.keys_for_backend(backend) {
-            if let Some(entry) = self.requests.table.close(key) {
-                self.fail_request(backend, entry, code::BACKEND_UNAVAILABLE, why);
-            }
+            self.fail_closed(key, why);
         }
         self.requests.forget_upstream_of(backend);
+    }
+
+    /// Ends a request its backend will not answer. A call suspended on a 2026-07-28 client's answers
+    /// was answered already (`input_required`): its failure waits for the client's retry.
+    pub(super) fn fail_closed(&mut self, key: Key, why: &str) {
+        let Some(entry) = self.requests.table.close(key) else { return };
+        if !self.hold_for_retry(key, &Message::error_response(Value::Null, code::BACKEND_UNAVAILABLE, why)) {
+            self.fail_request(key.0, entry, code::BACKEND_UNAVAILABLE, why);
+        }
     }
 
     pub(super) fn fail_request(&mut self, backend: BackendId, entry: InFlight<Internal>, code: i64, why: &str) {

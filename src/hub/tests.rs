@@ -678,6 +678,19 @@ fn a_retry_that_never_comes_fails_the_backends_request_and_cancels_its_call() {
     assert_eq!(h.sent_to("a").method(), "notifications/cancelled");
 }
 
+#[test]
+fn a_suspended_call_whose_backend_dies_fails_on_the_clients_retry_and_only_then() {
+    let mut h = Harness::new(&["a"]);
+    let client = h.client();
+    let (answer, _) = modern_call_asked(&mut h, &client);
+    h.exits("a");
+    client.nothing();
+    let retry = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "a__x", "requestState": answer["result"]["requestState"], "inputResponses": {} } });
+    h.send_modern(&client, retry);
+    let failed = client.next();
+    assert_eq!((failed["id"].clone(), failed["error"]["code"].clone()), (json!(2), json!(-32000)), "{failed}");
+}
+
 // ----- tasks -----------------------------------------------------------------------------------
 
 #[test]

@@ -126,6 +126,11 @@ fn modern_post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     if let Err(refusal) = checked {
         return ex.respond(json_response(refusal.status(), &[], &refusal.to_message(id)));
     }
+    if msg.method() == "subscriptions/listen" && !req.accepts("text/event-stream") {
+        // A listen is a stream or nothing: without one it would only hold the connection.
+        let refusal = modern::Refusal::not_acceptable("subscriptions/listen answers with a text/event-stream");
+        return ex.respond(json_response(406, &[], &refusal.to_message(id)));
+    }
     let method = msg.method().to_owned();
     let client = ClientId::fresh();
     let (reply, replies) = crossbeam_channel::unbounded();
@@ -206,11 +211,8 @@ fn answer(
         return Answered::Completely;
     }
     if !req.accepts("text/event-stream") {
-        // The client cannot take a stream: only the response can reach it.
-        let response = replies.iter().find_map(|r| match r {
-            Reply::Message(m) if is_response(&m) => Some(m),
-            _ => None,
-        });
+        // The client cannot take a stream: only the response can reach it, while the client is there.
+        let response = response_while_connected(ex, replies, &is_response);
         return match response {
             Some(m) => {
                 ex.respond(json_response(200, headers, &dress(m)));
@@ -236,6 +238,19 @@ fn answer(
         next = next_message(&mut stream, replies, keepalive);
     }
     Answered::Cut
+}
+
+/// The response among the messages about a request, waited for as long as its client is connected.
+fn response_while_connected(ex: &Exchange, replies: &Receiver<Reply>, is_response: &dyn Fn(&Message) -> bool) -> Option<Message> {
+    loop {
+        match replies.recv_timeout(LIVENESS_CHECK) {
+            Ok(Reply::Message(m)) if is_response(&m) => return Some(m),
+            Ok(_) => continue,
+            Err(RecvTimeoutError::Timeout) if ex.peer_closed() => return None,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
 }
 
 /// The next message for a request's stream, with a comment every `keepalive` while there is none; `None`

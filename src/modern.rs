@@ -16,6 +16,8 @@ pub const VERSIONS: &[&str] = &["2026-07-28"];
 pub mod meta {
     pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
     pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+    /// The tasks extension's name under a party's `extensions` capability.
+    pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
     pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
     pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
     pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";

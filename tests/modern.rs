@@ -155,7 +155,7 @@ fn a_backends_request_during_a_modern_clients_call_comes_back_as_input_required(
     assert_eq!(result["resultType"], "input_required", "{result}");
     let asked: Vec<&Value> = result["inputRequests"].as_object().unwrap().values().collect();
     assert_eq!(asked[0]["method"], "roots/list", "{result}");
-    assert!(result["requestState"].as_str().unwrap().starts_with("mcp-proxy:"), "{result}");
+    assert!(result["requestState"].as_str().unwrap().starts_with("mcp-proxy-"), "{result}");
 }
 
 #[test]

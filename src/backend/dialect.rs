@@ -94,6 +94,12 @@ impl Era {
                 }
                 // The backend speaks the proxy's version, whatever the client asked of the proxy.
                 envelope.insert(meta::PROTOCOL_VERSION.into(), Value::from(modern::VERSIONS[0]));
+                // The proxy does not relay the tasks extension: a backend told the client takes tasks
+                // would answer with one nobody could poll.
+                let extensions = envelope.get_mut(meta::CLIENT_CAPABILITIES).and_then(|caps| caps.get_mut("extensions"));
+                if let Some(Value::Object(extensions)) = extensions {
+                    extensions.remove(meta::TASKS_EXTENSION);
+                }
             }
         }
         params.set("_meta", raw(&Value::Object(envelope)));
@@ -133,6 +139,16 @@ mod tests {
         dialect.speak_handshake();
         let msg = request(json!({ "name": "x", "_meta": { meta::PROTOCOL_VERSION: "2026-07-28", "progressToken": 4 } }));
         assert_eq!(params_of(&dialect.translate(msg)), json!({ "name": "x", "_meta": { "progressToken": 4 } }));
+    }
+
+    #[test]
+    fn a_modern_backend_is_not_told_the_client_takes_tasks() {
+        let dialect = Dialect::default();
+        dialect.speak_modern(defaults());
+        let caps = json!({ "elicitation": {}, "extensions": { meta::TASKS_EXTENSION: {}, "com.example/other": {} } });
+        let msg = request(json!({ "name": "x", "_meta": { meta::CLIENT_CAPABILITIES: caps } }));
+        let meta = params_of(&dialect.translate(msg))["_meta"].clone();
+        assert_eq!(meta[meta::CLIENT_CAPABILITIES], json!({ "elicitation": {}, "extensions": { "com.example/other": {} } }));
     }
 
     #[test]

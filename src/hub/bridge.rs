@@ -27,8 +27,6 @@ use std::time::{Duration, Instant};
 
 /// Rounds of `input_required` one call may take before the proxy gives up, as the SDKs do.
 const MAX_ROUNDS: u32 = 10;
-/// Marks the `requestState`s the proxy makes, so a retry carrying one is known to be the proxy's.
-const STATE_PREFIX: &str = "mcp-proxy:";
 /// How far out a suspended call's own deadline is put: its bridge's deadline governs it.
 const SUSPENDED: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
@@ -75,12 +73,21 @@ struct Ask {
     request: Value,
 }
 
-#[derive(Default)]
 pub(super) struct Bridges {
     asking: HashMap<u64, Asking>,
     /// By `requestState`.
     suspended: HashMap<String, Suspended>,
     next_ask: u64,
+    /// Begins every `requestState` this proxy makes, so a retry carrying one is known to be its own. It
+    /// differs from process to process: another proxy's states (behind this one) pass through.
+    state_prefix: String,
+}
+
+impl Default for Bridges {
+    fn default() -> Bridges {
+        let instance = crate::random::token_hex(4).unwrap_or_else(|_| format!("{:08x}", std::process::id()));
+        Bridges { asking: HashMap::new(), suspended: HashMap::new(), next_ask: 0, state_prefix: format!("mcp-proxy-{instance}:") }
+    }
 }
 
 impl Bridges {
@@ -262,7 +269,7 @@ impl Hub {
     /// `requestState`.
     fn suspend(&mut self, caller: Caller, suspended: Suspended) {
         let token = match crate::random::token_hex(16) {
-            Ok(hex) => format!("{STATE_PREFIX}{hex}"),
+            Ok(hex) => format!("{}{hex}", self.bridges.state_prefix),
             Err(e) => {
                 log::error!("cannot make a requestState: {e}");
                 self.abandon_suspended(suspended, "the proxy could not relay the request");
@@ -279,7 +286,7 @@ impl Hub {
     /// the retry of a suspended call, which it answers and takes over. False when the state is not the
     /// proxy's (it is a backend's, passed through).
     pub(super) fn resume(&mut self, caller: &Caller, params: &Params) -> bool {
-        let Some(token) = params.str("requestState").filter(|s| s.starts_with(STATE_PREFIX)) else { return false };
+        let Some(token) = params.str("requestState").filter(|s| s.starts_with(&self.bridges.state_prefix)) else { return false };
         // A retry from anyone else leaves the call waiting for its own client's.
         let ours = self.bridges.suspended.get(&token).is_some_and(|s| bound_to(s, caller));
         let Some(mut suspended) = ours.then(|| self.bridges.suspended.remove(&token)).flatten() else {
@@ -325,11 +332,7 @@ impl Hub {
     pub(super) fn expire_bridges(&mut self, now: Instant) {
         let late: Vec<u64> = self.bridges.asking.iter().filter(|(_, a)| a.deadline <= now).map(|(id, _)| *id).collect();
         for bridge in late {
-            if let Some(asking) = self.bridges.asking.get(&bridge) {
-                let caller = asking.caller.clone();
-                self.forget_bridge(bridge);
-                self.answer_error(&caller, code::REQUEST_TIMEOUT, "the client did not answer the server's questions in time");
-            }
+            self.fail_bridge(bridge, code::REQUEST_TIMEOUT, "the client did not answer the server's questions in time");
         }
         let late: Vec<String> = self.bridges.suspended.iter().filter(|(_, s)| s.deadline <= now).map(|(t, _)| t.clone()).collect();
         for token in late {
@@ -337,6 +340,15 @@ impl Hub {
                 self.abandon_suspended(suspended, "the client did not answer in time");
             }
         }
+    }
+
+    /// A handshake-era client cancelled its call while answering the backend's questions: they are
+    /// withdrawn, and the call is not answered. True when `request_id` was such a call.
+    pub(super) fn cancel_bridge(&mut self, client: ClientId, request_id: &Value) -> bool {
+        let found = self.bridges.asking.iter().find(|(_, a)| a.caller.client == client && a.caller.id == *request_id);
+        let Some(bridge) = found.map(|(bridge, _)| *bridge) else { return false };
+        self.forget_bridge(bridge);
+        true
     }
 
     /// Forgets a client's bridges (it is gone): its suspended calls fail at their backends.
@@ -351,6 +363,19 @@ impl Hub {
                 self.abandon_suspended(suspended, "the client disconnected");
             }
         }
+    }
+
+    /// Fails the calls whose clients are answering their backends' questions (the proxy is stopping).
+    pub(super) fn fail_bridges(&mut self, why: &str) {
+        for bridge in self.bridges.asking.keys().copied().collect::<Vec<_>>() {
+            self.fail_bridge(bridge, code::BACKEND_UNAVAILABLE, why);
+        }
+    }
+
+    fn fail_bridge(&mut self, bridge: u64, code: i64, why: &str) {
+        let Some(caller) = self.bridges.asking.get(&bridge).map(|a| a.caller.clone()) else { return };
+        self.forget_bridge(bridge);
+        self.answer_error(&caller, code, why);
     }
 
     fn forget_bridge(&mut self, bridge: u64) {

@@ -532,7 +532,7 @@ impl Hub {
             "notifications/cancelled" => {
                 let params = msg.params().unwrap_or_default();
                 let Some(request_id) = params.value("requestId") else { return };
-                if self.end_listen(client, &request_id) {
+                if self.end_listen(client, &request_id) || self.cancel_bridge(client, &request_id) {
                     return;
                 }
                 // Not sent yet (held for start-up, waiting for a retry): it is simply dropped.

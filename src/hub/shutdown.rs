@@ -129,6 +129,7 @@ impl Hub {
                 self.fail_closed(key, "the proxy is shutting down");
             }
         }
+        self.fail_bridges("the proxy is shutting down");
         self.clients.clear();
         for b in self.backends.iter_mut() {
             if let Some(connection) = &mut b.connection {

@@ -556,6 +556,26 @@ fn a_modern_backends_input_required_reaches_a_handshake_client_as_requests_and_t
 }
 
 #[test]
+fn a_call_cancelled_while_its_client_answers_questions_withdraws_them_and_gets_no_answer() {
+    let mut h = Harness::new(&["a"]);
+    h.ready_modern("a", &["x"]);
+    let client = h.ready_client_with(json!({ "elicitation": {} }));
+    h.call(&client, 1, "a__x");
+    let first = h.sent_to("a");
+    h.answer("a", &first, json!({ "resultType": "input_required", "inputRequests": { "k": elicitation() }, "requestState": "s1" }));
+    let asked = client.next();
+    h.send(&client, json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 1 } }));
+    let withdrawn = client.next();
+    assert_eq!(
+        (withdrawn["method"].clone(), withdrawn["params"]["requestId"].clone()),
+        (json!("notifications/cancelled"), asked["id"].clone())
+    );
+    h.later(TIMEOUT + Duration::from_secs(1));
+    client.nothing();
+    h.nothing_to_backend("a");
+}
+
+#[test]
 fn input_a_handshake_client_did_not_declare_it_can_give_fails_the_call() {
     let mut h = Harness::new(&["a"]);
     h.ready_modern("a", &["x"]);
@@ -601,10 +621,27 @@ fn a_handshake_backends_request_reaches_a_modern_client_as_input_required_and_it
 fn a_forged_request_state_is_refused() {
     let mut h = Harness::new(&["a"]);
     let client = h.client();
-    modern_call_asked(&mut h, &client);
-    let retry = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "a__x", "requestState": "mcp-proxy:0000", "inputResponses": {} } });
+    let (answer, _) = modern_call_asked(&mut h, &client);
+    let state = answer["result"]["requestState"].as_str().unwrap();
+    let forged = format!("{}0000", &state[..state.len() - 4]);
+    let retry = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "a__x", "requestState": forged, "inputResponses": {} } });
     h.send_modern(&client, retry);
     assert_eq!(client.next()["error"]["code"], -32602);
+}
+
+#[test]
+fn a_request_state_made_by_another_proxy_passes_through_to_the_backend() {
+    let mut h = Harness::new(&["a"]);
+    let client = h.client();
+    modern_call_asked(&mut h, &client);
+    let mut behind = Harness::new(&["a"]);
+    let behind_client = behind.client();
+    let (asked_behind, _) = modern_call_asked(&mut behind, &behind_client);
+    let state = &asked_behind["result"]["requestState"];
+    let retry = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "a__x", "requestState": state, "inputResponses": {} } });
+    h.send_modern(&client, retry);
+    let call = h.sent_to("a");
+    assert_eq!(call.method(), "tools/call");
 }
 
 #[test]
@@ -1232,6 +1269,22 @@ fn shutdown_lets_a_call_in_flight_finish_then_closes_the_backends_input() {
     assert!(matches!(h.wire("a").sent.try_recv(), Err(crossbeam_channel::TryRecvError::Disconnected)), "its input is closed");
     h.exits("a");
     assert!(h.finished, "done once every backend has exited");
+}
+
+#[test]
+fn a_call_whose_client_is_answering_questions_at_shutdown_is_answered_with_an_error() {
+    let mut h = Harness::new(&["a"]);
+    h.ready_modern("a", &["x"]);
+    let client = h.ready_client_with(json!({ "elicitation": {} }));
+    h.call(&client, 1, "a__x");
+    let first = h.sent_to("a");
+    h.answer("a", &first, json!({ "resultType": "input_required", "inputRequests": { "k": elicitation() }, "requestState": "s1" }));
+    assert_eq!(client.next()["method"], "elicitation/create");
+    h.event(Event::Shutdown);
+    h.later(Duration::from_secs(1));
+    assert_eq!(client.next()["method"], "notifications/cancelled", "the question is withdrawn");
+    let failed = client.next();
+    assert_eq!((failed["id"].clone(), failed["error"]["message"].clone()), (json!(1), json!("the proxy is shutting down")));
 }
 
 #[test]

@@ -204,6 +204,27 @@ pub struct Caller {
     /// The credential a sessionless request came with (an index, never the secret): what binds it to
     /// its retries, which may come on other connections.
     pub owner: Option<std::sync::Arc<str>>,
+    /// What a 2026-07-28 request's client can be asked while it is served (its `clientCapabilities`).
+    pub answers: Answerable,
+}
+
+/// The kinds of server requests a client said it can answer, by method, with the capability that says so.
+const ANSWERABLE: [(&str, &str); 3] =
+    [("sampling/createMessage", "sampling"), ("elicitation/create", "elicitation"), ("roots/list", "roots")];
+
+/// Which server requests (sampling, elicitation, roots) a client declared it can answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Answerable(u8);
+
+impl Answerable {
+    pub fn declared(capabilities: Option<&Value>) -> Answerable {
+        let declared = |(_, capability): &(&str, &str)| capabilities.is_some_and(|c| c.get(capability).is_some());
+        Answerable(ANSWERABLE.iter().enumerate().filter(|(_, kind)| declared(kind)).fold(0, |bits, (i, _)| bits | 1 << i))
+    }
+
+    pub fn includes(self, method: &str) -> bool {
+        ANSWERABLE.iter().position(|(m, _)| *m == method).is_some_and(|i| self.0 & 1 << i != 0)
+    }
 }
 
 /// MCP log levels (RFC 5424 severities), least severe first: a level's index is its severity.
@@ -217,11 +238,14 @@ pub fn log_severity(level: &str) -> Option<u8> {
 impl Caller {
     /// The caller of a request `msg` from `client`, whose answers go to `reply`.
     pub fn of(msg: &Message, client: ClientId, reply: ReplyTo, era: Era) -> Caller {
-        let log_level = match era {
-            Era::Modern => crate::modern::requested_log_level(msg).as_deref().and_then(log_severity),
-            Era::Handshake => None,
+        let (log_level, answers) = match era {
+            Era::Modern => (
+                crate::modern::requested_log_level(msg).as_deref().and_then(log_severity),
+                Answerable::declared(crate::modern::declared_capabilities(msg).as_ref()),
+            ),
+            Era::Handshake => (None, Answerable::default()),
         };
-        Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply, era, log_level, owner: None }
+        Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply, era, log_level, owner: None, answers }
     }
 }
 

@@ -151,7 +151,9 @@ fn an_unknown_resource_is_invalid_params_for_a_modern_client() {
 #[test]
 fn a_backends_request_during_a_modern_clients_call_comes_back_as_input_required() {
     let mut proxy = stdio();
-    let result = ask(&mut proxy, modern(1, "tools/call", json!({ "name": "mock__ask_roots", "arguments": {} })))["result"].clone();
+    let mut call = modern(1, "tools/call", json!({ "name": "mock__ask_roots", "arguments": {} }));
+    call["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = json!({ "roots": {} });
+    let result = ask(&mut proxy, call)["result"].clone();
     assert_eq!(result["resultType"], "input_required", "{result}");
     let asked: Vec<&Value> = result["inputRequests"].as_object().unwrap().values().collect();
     assert_eq!(asked[0]["method"], "roots/list", "{result}");

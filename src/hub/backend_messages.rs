@@ -149,7 +149,12 @@ impl Hub {
         }
         let (client, reply) = match self.asked(backend, about) {
             Asked::Call(key, caller) if caller.era == Era::Modern && bridge::may_need_input(&self.call_method(key)) => {
-                return self.ask_modern_client(key, backend_id, &msg);
+                if caller.answers.includes(msg.method()) {
+                    return self.ask_modern_client(key, backend_id, &msg);
+                }
+                let why = format!("the client did not declare that it can answer '{}'", msg.method());
+                self.backends.send(backend, Message::error_response(backend_id, code::METHOD_NOT_FOUND, &why));
+                return;
             }
             Asked::Call(_, caller) if caller.era == Era::Handshake => (caller.client, caller.reply),
             Asked::Client(client, reply, Era::Handshake) => (client, reply),

@@ -18,7 +18,7 @@
 use super::requests::{Asker, Internal, Upstream};
 use super::routing::{InFlight, Key, Origin};
 use super::Hub;
-use crate::event::{BackendId, Caller, ClientId};
+use crate::event::{Answerable, BackendId, Caller, ClientId};
 use crate::jsonrpc::{code, raw, Message, Params};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -181,14 +181,7 @@ impl Hub {
     /// Whether a client said it can answer a request a server wants to make (in its `initialize`; a
     /// client the proxy has no word from is judged by what the proxy declares for its clients).
     fn client_can_answer(&self, client: ClientId, method: &str) -> bool {
-        let capability = match method {
-            "sampling/createMessage" => "sampling",
-            "elicitation/create" => "elicitation",
-            "roots/list" => "roots",
-            _ => return false,
-        };
-        let declared = self.clients.capabilities(client).or(self.client_capabilities.as_ref());
-        declared.and_then(|c| c.get(capability)).is_some()
+        Answerable::declared(self.clients.capabilities(client).or(self.client_capabilities.as_ref())).includes(method)
     }
 
     /// A handshake-era client answered one input request of a bridge.

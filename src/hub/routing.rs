@@ -306,13 +306,28 @@ mod tests {
     const MINUTE: Duration = Duration::from_secs(60);
 
     fn client(client: ClientId, id: i64, token: Option<&str>) -> Origin<()> {
-        let caller =
-            Caller { client, id: Value::from(id), reply: ReplyTo::Outbox, era: crate::event::Era::Handshake, log_level: None, owner: None };
+        let caller = Caller {
+            client,
+            id: Value::from(id),
+            reply: ReplyTo::Outbox,
+            era: crate::event::Era::Handshake,
+            log_level: None,
+            owner: None,
+            answers: Default::default(),
+        };
         Origin::Client { caller, progress_token: token.map(Value::from) }
     }
 
     fn client_with(client: ClientId, id: Value) -> Origin<()> {
-        let caller = Caller { client, id, reply: ReplyTo::Outbox, era: crate::event::Era::Handshake, log_level: None, owner: None };
+        let caller = Caller {
+            client,
+            id,
+            reply: ReplyTo::Outbox,
+            era: crate::event::Era::Handshake,
+            log_level: None,
+            owner: None,
+            answers: Default::default(),
+        };
         Origin::Client { caller, progress_token: None }
     }
 

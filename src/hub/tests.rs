@@ -587,11 +587,30 @@ fn input_a_handshake_client_did_not_declare_it_can_give_fails_the_call() {
     assert!(failed["error"]["message"].as_str().unwrap().contains("elicitation/create"), "{failed}");
 }
 
+/// A 2026-07-28 client's call of `a__x`, from a client with these capabilities.
+fn modern_call(capabilities: Value) -> Value {
+    let meta = json!({ "io.modelcontextprotocol/clientCapabilities": capabilities });
+    json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "a__x", "arguments": {}, "_meta": meta } })
+}
+
+#[test]
+fn a_handshake_backends_question_the_modern_client_did_not_declare_it_can_answer_gets_an_error() {
+    let mut h = Harness::new(&["a"]);
+    let client = h.client();
+    h.ready("a", &["x"]);
+    h.send_modern(&client, modern_call(json!({ "sampling": {} })));
+    h.sent_to("a");
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": "e1", "method": "elicitation/create", "params": elicitation()["params"] }));
+    let refused: Value = serde_json::from_str(&h.sent_to("a").to_json()).unwrap();
+    assert_eq!((refused["id"].clone(), refused["error"]["code"].clone()), (json!("e1"), json!(-32601)));
+    client.nothing();
+}
+
 /// A 2026-07-28 client's call to a handshake-era backend that asks it something: the client's answer
 /// (`input_required`) and the call as the backend got it.
 fn modern_call_asked(h: &mut Harness, client: &TestClient) -> (Value, Message) {
     h.ready("a", &["x"]);
-    h.send_modern(client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "a__x", "arguments": {} } }));
+    h.send_modern(client, modern_call(json!({ "elicitation": {} })));
     let call = h.sent_to("a");
     h.backend_says("a", json!({ "jsonrpc": "2.0", "id": "e1", "method": "elicitation/create", "params": elicitation()["params"] }));
     (client.next(), call)
@@ -680,7 +699,7 @@ fn answer_of(replies: &[Reply]) -> Value {
 fn a_sessionless_retry_must_bring_the_credential_its_question_went_to() {
     let mut h = Harness::new(&["a"]);
     h.ready("a", &["x"]);
-    let call = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "a__x", "arguments": {} } });
+    let call = modern_call(json!({ "elicitation": {} }));
     let (reply, replies) = crossbeam_channel::unbounded();
     let msg = Message::parse(&call.to_string()).unwrap();
     h.event(Event::Stateless {

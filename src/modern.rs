@@ -62,13 +62,8 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: i64, message: impl Into<String>) -> Refusal {
+    pub fn new(code: i64, message: impl Into<String>) -> Refusal {
         Refusal { code, message: message.into(), data: None }
-    }
-
-    /// A request the client cannot take the answer to (HTTP 406).
-    pub fn not_acceptable(why: &str) -> Refusal {
-        Refusal::new(code::INVALID_REQUEST, why)
     }
 
     /// `UnsupportedProtocolVersionError`, naming every version the proxy speaks.

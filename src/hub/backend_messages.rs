@@ -25,6 +25,8 @@ impl Hub {
             return;
         };
         if self.hold_for_retry((backend, id), &msg) {
+            // Answered: nothing else (an exit, a deadline) may end it now.
+            self.requests.table.close((backend, id));
             return;
         }
         let Some(entry) = self.requests.table.close((backend, id)) else {

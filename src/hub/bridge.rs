@@ -96,6 +96,11 @@ impl Bridges {
         asking.chain(self.suspended.values().map(|s| s.deadline)).min()
     }
 
+    /// Whether a handshake-era client is answering a backend's questions (its call is in no table).
+    pub fn is_asking(&self) -> bool {
+        !self.asking.is_empty()
+    }
+
     fn suspended_call(&mut self, key: Key) -> Option<&mut Suspended> {
         self.suspended.values_mut().find(|s| s.key == key)
     }

@@ -88,7 +88,7 @@ impl Hub {
     pub(super) fn advance_shutdown(&mut self, now: Instant) -> bool {
         let Some((phase, due)) = self.shutdown.step else { return false };
         if phase == Phase::Draining {
-            if self.requests.table.has_client_requests() && now < due {
+            if (self.requests.table.has_client_requests() || self.bridges.is_asking()) && now < due {
                 return false;
             }
             self.stop_backends();
@@ -126,7 +126,7 @@ impl Hub {
     fn stop_backends(&mut self) {
         for backend in self.backends.ids().collect::<Vec<_>>() {
             for key in self.requests.table.keys_for_backend(backend) {
-                self.fail_closed(key, "the proxy is shutting down");
+                self.fail_unanswerable(key, "the proxy is shutting down");
             }
         }
         self.fail_bridges("the proxy is shutting down");

@@ -106,14 +106,14 @@ impl Hub {
     /// Fails every request in flight to a backend that is gone, and forgets its requests to clients.
     pub(super) fn abandon_backend_requests(&mut self, backend: BackendId, why: &str) {
         for key in self.requests.table.keys_for_backend(backend) {
-            self.fail_closed(key, why);
+            self.fail_unanswerable(key, why);
         }
         self.requests.forget_upstream_of(backend);
     }
 
     /// Ends a request its backend will not answer. A call suspended on a 2026-07-28 client's answers
     /// was answered already (`input_required`): its failure waits for the client's retry.
-    pub(super) fn fail_closed(&mut self, key: Key, why: &str) {
+    pub(super) fn fail_unanswerable(&mut self, key: Key, why: &str) {
         let Some(entry) = self.requests.table.close(key) else { return };
         if !self.hold_for_retry(key, &Message::error_response(Value::Null, code::BACKEND_UNAVAILABLE, why)) {
             self.fail_request(key.0, entry, code::BACKEND_UNAVAILABLE, why);

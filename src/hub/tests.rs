@@ -642,7 +642,7 @@ fn a_forged_request_state_is_refused() {
     let client = h.client();
     let (answer, _) = modern_call_asked(&mut h, &client);
     let state = answer["result"]["requestState"].as_str().unwrap();
-    let forged = format!("{}0000", &state[..state.len() - 4]);
+    let forged = format!("{}zzzz", &state[..state.len() - 4]);
     let retry = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "a__x", "requestState": forged, "inputResponses": {} } });
     h.send_modern(&client, retry);
     assert_eq!(client.next()["error"]["code"], -32602);
@@ -660,7 +660,7 @@ fn a_request_state_made_by_another_proxy_passes_through_to_the_backend() {
     let retry = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "a__x", "requestState": state, "inputResponses": {} } });
     h.send_modern(&client, retry);
     let call = h.sent_to("a");
-    assert_eq!(call.method(), "tools/call");
+    assert_eq!((call.method(), params(&call)["requestState"].clone()), ("tools/call", state.clone()));
 }
 
 #[test]
@@ -732,6 +732,19 @@ fn a_retry_that_never_comes_fails_the_backends_request_and_cancels_its_call() {
     let refused: Value = serde_json::from_str(&h.sent_to("a").to_json()).unwrap();
     assert_eq!((refused["id"].clone(), refused["error"]["code"].clone()), (json!("e1"), json!(-32603)));
     assert_eq!(h.sent_to("a").method(), "notifications/cancelled");
+}
+
+#[test]
+fn a_suspended_calls_result_waits_for_the_retry_even_if_its_backend_exits_meanwhile() {
+    let mut h = Harness::new(&["a"]);
+    let client = h.client();
+    let (answer, call) = modern_call_asked(&mut h, &client);
+    h.answer("a", &call, json!({ "content": [], "isError": false }));
+    h.exits("a");
+    let retry = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "a__x", "requestState": answer["result"]["requestState"], "inputResponses": {} } });
+    h.send_modern(&client, retry);
+    let result = client.next();
+    assert_eq!((result["id"].clone(), result["result"]["isError"].clone()), (json!(2), json!(false)), "{result}");
 }
 
 #[test]
@@ -1220,6 +1233,20 @@ fn a_log_message_never_reaches_a_client_of_another_key() {
 }
 
 #[test]
+fn a_log_message_while_another_keys_sessionless_call_is_in_flight_reaches_no_listener() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let two = session_client(&mut h, "s2", "key #2");
+    set_level(&mut h, &two, "debug");
+    h.call(&two, 1, "a__x");
+    h.sent_to("a");
+    stateless(&mut h, "key #1", modern_call(json!({})));
+    h.sent_to("a");
+    log(&mut h, "info");
+    two.nothing();
+}
+
+#[test]
 fn each_client_hears_log_messages_from_its_own_level_and_backends_get_the_lowest_level() {
     let mut h = Harness::new(&["a"]);
     h.ready("a", &["x"]);
@@ -1291,7 +1318,7 @@ fn shutdown_lets_a_call_in_flight_finish_then_closes_the_backends_input() {
 }
 
 #[test]
-fn a_call_whose_client_is_answering_questions_at_shutdown_is_answered_with_an_error() {
+fn a_call_whose_client_is_still_answering_questions_when_the_grace_ends_is_answered_with_an_error() {
     let mut h = Harness::new(&["a"]);
     h.ready_modern("a", &["x"]);
     let client = h.ready_client_with(json!({ "elicitation": {} }));
@@ -1301,6 +1328,8 @@ fn a_call_whose_client_is_answering_questions_at_shutdown_is_answered_with_an_er
     assert_eq!(client.next()["method"], "elicitation/create");
     h.event(Event::Shutdown);
     h.later(Duration::from_secs(1));
+    client.nothing();
+    h.later(Duration::from_secs(5));
     assert_eq!(client.next()["method"], "notifications/cancelled", "the question is withdrawn");
     let failed = client.next();
     assert_eq!((failed["id"].clone(), failed["error"]["message"].clone()), (json!(1), json!("the proxy is shutting down")));

@@ -14,7 +14,7 @@
 use super::{parse_body, pump, rpc_error, Frontend, ACK_TIMEOUT, LIVENESS_CHECK};
 use crate::event::{ClientId, Era, Event, Reply, PROTOCOL_VERSIONS};
 use crate::http::{EventStream, Exchange, Request, Response};
-use crate::jsonrpc::{Kind, Message};
+use crate::jsonrpc::{code, Kind, Message};
 use crate::modern;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::Value;
@@ -128,7 +128,7 @@ fn modern_post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     }
     if msg.method() == "subscriptions/listen" && !req.accepts("text/event-stream") {
         // A listen is a stream or nothing: without one it would only hold the connection.
-        let refusal = modern::Refusal::not_acceptable("subscriptions/listen answers with a text/event-stream");
+        let refusal = modern::Refusal::new(code::INVALID_REQUEST, "subscriptions/listen answers with a text/event-stream");
         return ex.respond(json_response(406, &[], &refusal.to_message(id)));
     }
     let method = msg.method().to_owned();
@@ -150,15 +150,7 @@ fn modern_post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
 
 /// The first message about a request, waited for as long as its client is there to read it.
 fn first_reply(ex: &Exchange, replies: &Receiver<Reply>) -> Option<Message> {
-    loop {
-        match replies.recv_timeout(LIVENESS_CHECK) {
-            Ok(Reply::Message(msg)) => return Some(msg),
-            Ok(_) => continue,
-            Err(RecvTimeoutError::Timeout) if ex.peer_closed() => return None,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return None,
-        }
-    }
+    reply_while_connected(ex, replies, &|_| true)
 }
 
 fn start_session(fe: &Frontend, req: &Request) -> Result<String, Response> {
@@ -212,12 +204,12 @@ fn answer(
     }
     if !req.accepts("text/event-stream") {
         // The client cannot take a stream: only the response can reach it, while the client is there.
-        let response = response_while_connected(ex, replies, &is_response);
-        return match response {
+        return match reply_while_connected(ex, replies, &is_response) {
             Some(m) => {
                 ex.respond(json_response(200, headers, &dress(m)));
                 Answered::Completely
             }
+            None if ex.peer_closed() => Answered::Cut,
             None => {
                 ex.respond(Response::error(503, "the dispatcher did not answer"));
                 Answered::Cut
@@ -240,11 +232,11 @@ fn answer(
     Answered::Cut
 }
 
-/// The response among the messages about a request, waited for as long as its client is connected.
-fn response_while_connected(ex: &Exchange, replies: &Receiver<Reply>, is_response: &dyn Fn(&Message) -> bool) -> Option<Message> {
+/// The first message about a request that `wanted` accepts, waited for as long as its client is connected.
+fn reply_while_connected(ex: &Exchange, replies: &Receiver<Reply>, wanted: &dyn Fn(&Message) -> bool) -> Option<Message> {
     loop {
         match replies.recv_timeout(LIVENESS_CHECK) {
-            Ok(Reply::Message(m)) if is_response(&m) => return Some(m),
+            Ok(Reply::Message(m)) if wanted(&m) => return Some(m),
             Ok(_) => continue,
             Err(RecvTimeoutError::Timeout) if ex.peer_closed() => return None,
             Err(RecvTimeoutError::Timeout) => continue,

@@ -2,7 +2,9 @@
 //! with the task its backend made; the client then polls it (`tasks/get`), waits for its outcome
 //! (`tasks/result`) or cancels it (`tasks/cancel`). The proxy remembers which backend made each task and
 //! for which client, so those requests go back to that backend, and only that client may make them;
-//! `notifications/tasks/status` goes to that client alone.
+//! `notifications/tasks/status` goes to that client alone. A task id is the backend's own, so it is
+//! known per client (for its requests) and per backend (for its statuses): two backends that mint the
+//! same id do not take each other's tasks.
 //!
 //! `tasks/list` is not offered: a backend's list holds every client's tasks. The 2026-07-28 tasks
 //! extension is not bridged yet, so 2026-07-28 clients are not shown tools that can only run as tasks.
@@ -16,31 +18,45 @@ use std::collections::{HashMap, VecDeque};
 /// Tasks remembered at most; the oldest are forgotten first (a backend forgets them too, by their ttl).
 const MAX_TASKS: usize = 4096;
 
+/// A task as the proxy knows it: the backend that made it, the client it is for, the backend's id.
+type Task = (BackendId, ClientId, String);
+
 #[derive(Default)]
 pub(super) struct Tasks {
-    by_id: HashMap<String, (BackendId, ClientId)>,
-    order: VecDeque<String>,
+    /// Where a client's request about its task goes.
+    backend_of: HashMap<(ClientId, String), BackendId>,
+    /// Whose a backend's task status is.
+    client_of: HashMap<(BackendId, String), ClientId>,
+    order: VecDeque<Task>,
 }
 
 impl Tasks {
     fn record(&mut self, task: String, backend: BackendId, client: ClientId) {
         if self.order.len() >= MAX_TASKS {
             if let Some(oldest) = self.order.pop_front() {
-                self.by_id.remove(&oldest);
+                self.forget(&oldest);
             }
         }
-        self.order.push_back(task.clone());
-        self.by_id.insert(task, (backend, client));
+        self.backend_of.insert((client, task.clone()), backend);
+        self.client_of.insert((backend, task.clone()), client);
+        self.order.push_back((backend, client, task));
     }
 
-    fn owner(&self, task: &str) -> Option<(BackendId, ClientId)> {
-        self.by_id.get(task).copied()
+    /// Forgets a task, unless a newer one took its place.
+    fn forget(&mut self, (backend, client, task): &Task) {
+        let (client_key, backend_key) = ((*client, task.clone()), (*backend, task.clone()));
+        if self.backend_of.get(&client_key) == Some(backend) {
+            self.backend_of.remove(&client_key);
+        }
+        if self.client_of.get(&backend_key) == Some(client) {
+            self.client_of.remove(&backend_key);
+        }
     }
 
     pub fn forget_client(&mut self, client: ClientId) {
-        self.by_id.retain(|_, (_, c)| *c != client);
-        let known = &self.by_id;
-        self.order.retain(|task| known.contains_key(task));
+        self.backend_of.retain(|(c, _), _| *c != client);
+        self.client_of.retain(|_, c| *c != client);
+        self.order.retain(|(_, c, _)| *c != client);
     }
 }
 
@@ -49,8 +65,8 @@ impl Hub {
     /// that asked for it.
     pub(super) fn task_request(&mut self, caller: Caller, method: &str, params: Params) {
         let task = params.str("taskId").unwrap_or_default();
-        match self.tasks.owner(&task).filter(|(_, client)| *client == caller.client) {
-            Some((backend, _)) => self.forward(caller, backend, method, params),
+        match self.tasks.backend_of.get(&(caller.client, task.clone())).copied() {
+            Some(backend) => self.forward(caller, backend, method, params),
             None => self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown task: '{task}'")),
         }
     }
@@ -69,9 +85,8 @@ impl Hub {
     /// reaches the proxy; it then goes to the client whose call is the only one in flight there.
     pub(super) fn task_status(&mut self, backend: BackendId, msg: Message) {
         let task = msg.params().ok().and_then(|p| p.str("taskId")).unwrap_or_default();
-        let client = match self.tasks.owner(&task) {
-            Some((from, client)) if from == backend => Some(client),
-            Some(_) => None,
+        let client = match self.tasks.client_of.get(&(backend, task.clone())) {
+            Some(client) => Some(*client),
             None => match self.requests.table.callers_waiting_on(backend).as_slice() {
                 [only] => Some(only.client),
                 _ => None,

@@ -784,6 +784,28 @@ fn a_task_made_by_a_backend_is_polled_there_by_its_client_only() {
     assert_eq!((asked.method(), params(&asked)["taskId"].clone()), ("tasks/result", json!("t-1")));
 }
 
+#[test]
+fn two_backends_that_mint_the_same_task_id_keep_their_tasks_apart() {
+    let mut h = Harness::new(&["a", "b"]);
+    h.ready("a", &["x"]);
+    h.ready("b", &["x"]);
+    let (of_a, of_b) = (h.ready_client(), h.ready_client());
+    for (client, backend) in [(&of_a, "a"), (&of_b, "b")] {
+        let tool = format!("{backend}__x");
+        h.send(client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": tool, "task": { "ttl": 60000 } } }));
+        let call = h.sent_to(backend);
+        h.answer(backend, &call, json!({ "task": { "taskId": "t-1", "status": "working", "ttl": 60000 } }));
+        assert_eq!(client.next()["result"]["task"]["taskId"], "t-1");
+    }
+    let status = json!({ "jsonrpc": "2.0", "method": "notifications/tasks/status", "params": { "taskId": "t-1", "status": "completed" } });
+    h.backend_says("a", status);
+    assert_eq!(of_a.next()["method"], "notifications/tasks/status");
+    of_b.nothing();
+    h.send(&of_a, json!({ "jsonrpc": "2.0", "id": 2, "method": "tasks/result", "params": { "taskId": "t-1" } }));
+    assert_eq!(h.sent_to("a").method(), "tasks/result");
+    h.nothing_to_backend("b");
+}
+
 // ----- requests from backends ----------------------------------------------------------------------
 
 #[test]

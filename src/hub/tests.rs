@@ -534,9 +534,9 @@ fn elicitation() -> Value {
     json!({ "method": "elicitation/create", "params": { "message": "Your name?", "requestedSchema": { "type": "object" } } })
 }
 
-#[test]
-fn a_modern_backends_input_required_reaches_a_handshake_client_as_requests_and_the_call_is_sent_again_with_the_answers() {
-    let mut h = Harness::new(&["a"]);
+/// A handshake-era client's call of a 2026-07-28 backend that answers `input_required`: the client, the
+/// call as the backend first got it, and the question as the client got it.
+fn handshake_call_asked(h: &mut Harness) -> (TestClient, Message, Value) {
     h.ready_modern("a", &["x"]);
     let client = h.ready_client_with(json!({ "elicitation": {} }));
     h.call(&client, 1, "a__x");
@@ -544,6 +544,13 @@ fn a_modern_backends_input_required_reaches_a_handshake_client_as_requests_and_t
     h.answer("a", &first, json!({ "resultType": "input_required", "inputRequests": { "k": elicitation() }, "requestState": "s1" }));
     let asked = client.next();
     assert_eq!(asked["method"], "elicitation/create");
+    (client, first, asked)
+}
+
+#[test]
+fn a_modern_backends_input_required_reaches_a_handshake_client_as_requests_and_the_call_is_sent_again_with_the_answers() {
+    let mut h = Harness::new(&["a"]);
+    let (client, first, asked) = handshake_call_asked(&mut h);
     h.send(&client, json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "accept", "content": { "name": "Ada" } } }));
     let again = h.sent_to("a");
     assert_ne!(again.id, first.id);
@@ -558,12 +565,7 @@ fn a_modern_backends_input_required_reaches_a_handshake_client_as_requests_and_t
 #[test]
 fn a_call_cancelled_while_its_client_answers_questions_withdraws_them_and_gets_no_answer() {
     let mut h = Harness::new(&["a"]);
-    h.ready_modern("a", &["x"]);
-    let client = h.ready_client_with(json!({ "elicitation": {} }));
-    h.call(&client, 1, "a__x");
-    let first = h.sent_to("a");
-    h.answer("a", &first, json!({ "resultType": "input_required", "inputRequests": { "k": elicitation() }, "requestState": "s1" }));
-    let asked = client.next();
+    let (client, _, asked) = handshake_call_asked(&mut h);
     h.send(&client, json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 1 } }));
     let withdrawn = client.next();
     assert_eq!(
@@ -1342,12 +1344,7 @@ fn shutdown_lets_a_call_in_flight_finish_then_closes_the_backends_input() {
 #[test]
 fn a_call_whose_client_is_still_answering_questions_when_the_grace_ends_is_answered_with_an_error() {
     let mut h = Harness::new(&["a"]);
-    h.ready_modern("a", &["x"]);
-    let client = h.ready_client_with(json!({ "elicitation": {} }));
-    h.call(&client, 1, "a__x");
-    let first = h.sent_to("a");
-    h.answer("a", &first, json!({ "resultType": "input_required", "inputRequests": { "k": elicitation() }, "requestState": "s1" }));
-    assert_eq!(client.next()["method"], "elicitation/create");
+    let (client, _, _) = handshake_call_asked(&mut h);
     h.event(Event::Shutdown);
     h.later(Duration::from_secs(1));
     client.nothing();

@@ -84,7 +84,6 @@ pub enum Event {
     Stateless {
         client: ClientId,
         msg: Message,
-        era: Era,
         reply: Sender<Reply>,
         /// The API key or token it came with (an index, never the secret).
         owner: Option<String>,
@@ -239,10 +238,12 @@ impl Caller {
     /// The caller of a request `msg` from `client`, whose answers go to `reply`.
     pub fn of(msg: &Message, client: ClientId, reply: ReplyTo, era: Era) -> Caller {
         let (log_level, answers) = match era {
-            Era::Modern => (
-                crate::modern::requested_log_level(msg).as_deref().and_then(log_severity),
-                Answerable::declared(crate::modern::declared_capabilities(msg).as_ref()),
-            ),
+            Era::Modern => {
+                // One look at the envelope for both.
+                let envelope = msg.params().ok().and_then(|p| p.value("_meta")).unwrap_or_default();
+                let level = envelope.get(crate::modern::meta::LOG_LEVEL).and_then(Value::as_str).and_then(log_severity);
+                (level, Answerable::declared(envelope.get(crate::modern::meta::CLIENT_CAPABILITIES)))
+            }
             Era::Handshake => (None, Answerable::default()),
         };
         Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply, era, log_level, owner: None, answers }

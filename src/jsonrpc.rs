@@ -163,18 +163,6 @@ impl Message {
         serde::de::DeserializeSeed::deserialize(Member(key), &mut de).ok().flatten()
     }
 
-    /// Parses `params` as a JSON object; absent params read as an empty object.
-    pub fn params_object(&self) -> Result<serde_json::Map<String, Value>, String> {
-        match &self.params {
-            None => Ok(serde_json::Map::new()),
-            Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
-                Ok(Value::Object(map)) => Ok(map),
-                Ok(_) => Err("params must be an object".into()),
-                Err(e) => Err(format!("params: {e}")),
-            },
-        }
-    }
-
     /// Serialises the message as one line of JSON, without the trailing newline.
     pub fn to_json(&self) -> String {
         // Serialising a Message cannot fail: its members are already valid JSON.

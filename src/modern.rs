@@ -118,17 +118,9 @@ pub fn declared_capabilities(msg: &Message) -> Option<Value> {
 }
 
 /// Removes the modern envelope's keys (the reserved `io.modelcontextprotocol/` ones) from a request's
-/// `_meta`, for a backend that speaks the handshake era; true when there were any.
-pub fn strip_envelope(meta: &mut serde_json::Map<String, Value>) -> bool {
-    let before = meta.len();
+/// `_meta`, for a backend that speaks the handshake era.
+pub fn strip_envelope(meta: &mut serde_json::Map<String, Value>) {
     meta.retain(|key, _| !key.starts_with("io.modelcontextprotocol/"));
-    meta.len() < before
-}
-
-/// The log level a modern request asks to hear messages at, if it asks.
-pub fn requested_log_level(msg: &Message) -> Option<String> {
-    let meta = msg.params().ok()?.value("_meta")?;
-    meta.get(meta::LOG_LEVEL)?.as_str().map(str::to_owned)
 }
 
 /// Which era a connection speaks, judged by its first request (stdio, as the spec's backward
@@ -144,7 +136,7 @@ pub fn era_of_first(msg: &Message) -> Era {
 /// with a valid envelope; a handshake-era one refuses requests that carry the modern envelope.
 pub fn check(msg: &Message, era: Era) -> Result<(), Refusal> {
     match era {
-        Era::Handshake if requested_version(msg).is_some() && msg.method() != "initialize" => Err(Refusal::new(
+        Era::Handshake if msg.method() != "initialize" && requested_version(msg).is_some() => Err(Refusal::new(
             code::INVALID_REQUEST,
             "this connection speaks the handshake era (it began with initialize); requests carrying the 2026-07-28 envelope are not accepted on it",
         )),

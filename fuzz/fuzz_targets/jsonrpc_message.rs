@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         let id = msg.id.as_ref().unwrap();
         assert!(id.is_string() || id.is_number(), "request id {id:?}");
     }
-    let _ = msg.params_object();
+    let _ = msg.params();
     let _ = msg.method();
     let json = msg.to_json();
     let again = Message::parse(&json).unwrap_or_else(|e| panic!("re-parse of {json:?} failed: {e}"));

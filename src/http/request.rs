@@ -65,13 +65,12 @@ impl From<io::Error> for ReadError {
 impl Request {
     /// The first value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.header_values(name).next()
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The value of every field line with this (case-insensitive) name, in order.
-    pub fn header_values(&self, name: &str) -> impl Iterator<Item = &str> {
-        let name = name.to_owned();
-        self.headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(&name)).map(|(_, v)| v.as_str())
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Every header whose (case-insensitive) name starts with `prefix`, the name lower-cased.

@@ -107,14 +107,14 @@ impl Hub {
         &mut self,
         client: ClientId,
         msg: Message,
-        era: Era,
         reply: Sender<Reply>,
         owner: Option<String>,
         param_headers: &[(String, String)],
     ) {
         match msg.kind() {
             Kind::Request => {
-                let caller = Caller { owner: owner.map(std::sync::Arc::from), ..Caller::of(&msg, client, ReplyTo::Request(reply), era) };
+                let caller =
+                    Caller { owner: owner.map(std::sync::Arc::from), ..Caller::of(&msg, client, ReplyTo::Request(reply), Era::Modern) };
                 if let Err(why) = self.check_param_headers(&msg, param_headers) {
                     return self.answer_error(&caller, code::HEADER_MISMATCH, &why);
                 }

@@ -203,8 +203,8 @@ impl Hub {
             Event::FromSession { session, owner, msg, reply, inline } => {
                 self.on_session_message(&session, owner.as_deref(), msg, reply, inline);
             }
-            Event::Stateless { client, msg, era, reply, owner, param_headers } => {
-                self.on_stateless_message(client, msg, era, reply, owner, &param_headers);
+            Event::Stateless { client, msg, reply, owner, param_headers } => {
+                self.on_stateless_message(client, msg, reply, owner, &param_headers);
             }
             Event::OpenStream { session, owner, stream, outbox, reply } => {
                 drop(reply.send(self.open_stream(&session, owner.as_deref(), stream, outbox)));

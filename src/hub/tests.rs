@@ -679,14 +679,7 @@ fn another_clients_retry_with_the_request_state_is_refused() {
 fn stateless(h: &mut Harness, owner: &str, msg: Value) -> Vec<Reply> {
     let (reply, replies) = crossbeam_channel::unbounded();
     let msg = Message::parse(&msg.to_string()).unwrap();
-    h.event(Event::Stateless {
-        client: ClientId::fresh(),
-        msg,
-        era: Era::Modern,
-        reply,
-        owner: Some(owner.into()),
-        param_headers: Vec::new(),
-    });
+    h.event(Event::Stateless { client: ClientId::fresh(), msg, reply, owner: Some(owner.into()), param_headers: Vec::new() });
     replies.try_iter().collect()
 }
 
@@ -704,14 +697,7 @@ fn a_sessionless_retry_must_bring_the_credential_its_question_went_to() {
     let call = modern_call(json!({ "elicitation": {} }));
     let (reply, replies) = crossbeam_channel::unbounded();
     let msg = Message::parse(&call.to_string()).unwrap();
-    h.event(Event::Stateless {
-        client: ClientId::fresh(),
-        msg,
-        era: Era::Modern,
-        reply,
-        owner: Some("key #1".into()),
-        param_headers: Vec::new(),
-    });
+    h.event(Event::Stateless { client: ClientId::fresh(), msg, reply, owner: Some("key #1".into()), param_headers: Vec::new() });
     h.sent_to("a");
     h.backend_says("a", json!({ "jsonrpc": "2.0", "id": "e1", "method": "elicitation/create", "params": elicitation()["params"] }));
     let asked: Vec<Reply> = replies.try_iter().collect();

@@ -136,7 +136,7 @@ fn modern_post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     let (reply, replies) = crossbeam_channel::unbounded();
     let owner = fe.auth.identify(req);
     let param_headers = req.headers_starting_with("mcp-param-");
-    if fe.events.send(Event::Stateless { client, msg, era: Era::Modern, reply, owner, param_headers }).is_err() {
+    if fe.events.send(Event::Stateless { client, msg, reply, owner, param_headers }).is_err() {
         return ex.respond(Response::error(503, "shutting down"));
     }
     let dress = |m: Message| modern::dress(&method, m);

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub timeout: Option<std::time::Duration>,
     /// Which protocol era to speak with it (`"protocol"`): detected unless pinned.
     pub protocol: Protocol,
+    /// One backend for every client, or one per client session (`"isolation"`).
+    pub isolation: Isolation,
     pub install_directory: Option<String>,
     pub install_commands: Vec<String>,
     /// Which of the backend's tools, prompts and resources are exposed at all.
@@ -52,6 +54,27 @@ pub enum Protocol {
     /// The `initialize` handshake only (2024-11-05 to 2025-11-25).
     Legacy,
 }
+
+/// Whether clients share a server's one connection or each client session gets its own instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// One connection (one child process) for every client: right for stateless servers.
+    #[default]
+    Shared,
+    /// An instance per client session (`"isolation": "session"`), for servers that keep state per
+    /// client or ask clients questions (sampling, elicitation, roots).
+    Session {
+        /// Instances running at once at most (`maxInstances`).
+        max_instances: usize,
+        /// An instance with nothing to do for this long is stopped (`idleTimeout`, seconds).
+        idle_timeout: std::time::Duration,
+    },
+}
+
+/// Instances of one isolated server at once, unless `maxInstances` says otherwise.
+pub const DEFAULT_MAX_INSTANCES: usize = 16;
+/// An isolated instance idle this long is stopped, unless `idleTimeout` says otherwise.
+pub const DEFAULT_INSTANCE_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// `{"allow": [globs], "deny": [globs]}` per kind; matched against the backend's own tool and prompt
 /// names and resource URIs. Deny wins; an empty allow list allows everything.
@@ -220,6 +243,9 @@ const KNOWN_KEYS: &[&str] = &[
     "headers",
     "timeout",
     "protocol",
+    "isolation",
+    "maxInstances",
+    "idleTimeout",
     "installDirectory",
     "installCommands",
     "tools",
@@ -245,8 +271,9 @@ fn parse_server(key: &str, entry: &Value, env: Env) -> Result<ServerConfig, Stri
         active: fields.active()?,
         namespace: fields.string("namespace")?,
         transport,
-        timeout: fields.timeout()?,
+        timeout: fields.seconds("timeout")?,
         protocol,
+        isolation: fields.isolation()?,
         install_directory: fields.string("installDirectory")?,
         install_commands: fields.string_list("installCommands")?,
         filters: Filters { tools: fields.filter("tools")?, prompts: fields.filter("prompts")?, resources: fields.filter("resources")? },
@@ -423,15 +450,46 @@ impl Fields<'_> {
         }
     }
 
-    fn timeout(&self) -> Result<Option<std::time::Duration>, String> {
-        match self.0.get("timeout") {
+    /// A positive number of seconds.
+    fn seconds(&self, key: &str) -> Result<Option<std::time::Duration>, String> {
+        match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => match n.as_f64() {
                 Some(secs) if secs > 0.0 && secs < 1e9 => Ok(Some(std::time::Duration::from_secs_f64(secs))),
-                _ => Err(format!("'timeout' must be a positive number of seconds, not {n}")),
+                _ => Err(format!("'{key}' must be a positive number of seconds, not {n}")),
             },
-            Some(other) => Err(format!("'timeout' must be a number of seconds, not {}", type_of(other))),
+            Some(other) => Err(format!("'{key}' must be a number of seconds, not {}", type_of(other))),
         }
+    }
+
+    /// `isolation`, with `maxInstances` and `idleTimeout`, which mean something only with `"session"`.
+    fn isolation(&self) -> Result<Isolation, String> {
+        let session = match self.0.get("isolation") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) if s == "shared" => false,
+            Some(Value::String(s)) if s == "session" => true,
+            Some(Value::String(other)) => return Err(format!("'isolation' must be \"shared\" or \"session\", not \"{other}\"")),
+            Some(other) => return Err(format!("'isolation' must be a string, not {}", type_of(other))),
+        };
+        let max_instances = match self.0.get("maxInstances") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_u64().filter(|n| (1..=100_000).contains(n)) {
+                Some(n) => usize::try_from(n).ok(),
+                None => return Err(format!("'maxInstances' must be a whole number from 1 to 100000, not {n}")),
+            },
+            Some(other) => return Err(format!("'maxInstances' must be a number, not {}", type_of(other))),
+        };
+        let idle_timeout = self.seconds("idleTimeout")?;
+        if !session {
+            return match (max_instances, idle_timeout) {
+                (None, None) => Ok(Isolation::Shared),
+                _ => Err("'maxInstances' and 'idleTimeout' apply only with \"isolation\": \"session\"".into()),
+            };
+        }
+        Ok(Isolation::Session {
+            max_instances: max_instances.unwrap_or(DEFAULT_MAX_INSTANCES),
+            idle_timeout: idle_timeout.unwrap_or(DEFAULT_INSTANCE_IDLE),
+        })
     }
 }
 
@@ -601,6 +659,25 @@ mod tests {
     fn timeout_must_be_positive() {
         assert!(one(r#"{"command": "x", "timeout": 0}"#).is_err());
         assert_eq!(one(r#"{"command": "x", "timeout": 2.5}"#).unwrap().timeout.unwrap().as_millis(), 2500);
+    }
+
+    #[test]
+    fn isolation_is_shared_unless_asked_with_bounded_defaults() {
+        assert_eq!(one(r#"{"command": "x"}"#).unwrap().isolation, Isolation::Shared);
+        assert_eq!(one(r#"{"command": "x", "isolation": "shared"}"#).unwrap().isolation, Isolation::Shared);
+        let s = one(r#"{"command": "x", "isolation": "session"}"#).unwrap();
+        assert_eq!(s.isolation, Isolation::Session { max_instances: DEFAULT_MAX_INSTANCES, idle_timeout: DEFAULT_INSTANCE_IDLE });
+        let s = one(r#"{"command": "x", "isolation": "session", "maxInstances": 3, "idleTimeout": 1.5}"#).unwrap();
+        assert_eq!(s.isolation, Isolation::Session { max_instances: 3, idle_timeout: std::time::Duration::from_millis(1500) });
+    }
+
+    #[test]
+    fn bad_isolation_settings_name_their_key() {
+        assert!(one(r#"{"command": "x", "isolation": "client"}"#).unwrap_err().contains("'isolation' must be"));
+        assert!(one(r#"{"command": "x", "isolation": "session", "maxInstances": 0}"#).unwrap_err().contains("'maxInstances'"));
+        assert!(one(r#"{"command": "x", "isolation": "session", "maxInstances": 2.5}"#).unwrap_err().contains("'maxInstances'"));
+        assert!(one(r#"{"command": "x", "isolation": "session", "idleTimeout": -1}"#).unwrap_err().contains("'idleTimeout'"));
+        assert!(one(r#"{"command": "x", "maxInstances": 4}"#).unwrap_err().contains("only with"));
     }
 
     #[test]

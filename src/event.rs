@@ -275,6 +275,22 @@ pub struct BackendStatus {
     pub restarts: u32,
     /// Tools it offers while ready.
     pub tools: usize,
+    /// For a server isolated per client session: its running instances, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Vec<InstanceStatus>>,
+}
+
+/// One per-client instance of an isolated server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    /// The proxy's number for the client session it serves.
+    pub client: u64,
+    pub state: BackendState,
+    /// Seconds since it was made for its client.
+    pub age_secs: u64,
+    /// Starts after its first (each after a crash, on its client's next call).
+    pub restarts: u32,
 }
 
 /// A backend's state as reported outside the dispatcher.

@@ -34,9 +34,12 @@ impl Hub {
             return;
         };
         let Some(entry) = self.bridge_input_required(backend, entry, &msg) else { return };
+        if let Some(instance) = self.backends.get_mut(backend).and_then(|b| b.instance.as_mut()) {
+            instance.last_used = std::time::Instant::now();
+        }
         match entry.origin {
             Origin::Client { caller, .. } => {
-                self.metrics.record(backend, &entry.method, msg.error.is_some(), entry.opened.elapsed());
+                self.metrics.record(self.backends.server_of(backend), &entry.method, msg.error.is_some(), entry.opened.elapsed());
                 if entry.method == "tools/call" {
                     self.note_task(backend, caller.client, &msg);
                 }
@@ -51,9 +54,12 @@ impl Hub {
         match msg.method() {
             "notifications/progress" => self.backend_progress(backend, msg),
             "notifications/message" => self.route_log(backend, msg),
-            "notifications/tools/list_changed" => self.refetch(backend, &[ListKind::Tools]),
-            "notifications/prompts/list_changed" => self.refetch(backend, &[ListKind::Prompts]),
-            "notifications/resources/list_changed" => self.refetch(backend, &[ListKind::Resources, ListKind::Templates]),
+            // An instance's lists are its server's: the template, which gives the catalog, is asked again.
+            "notifications/tools/list_changed" => self.refetch(self.backends.server_of(backend), &[ListKind::Tools]),
+            "notifications/prompts/list_changed" => self.refetch(self.backends.server_of(backend), &[ListKind::Prompts]),
+            "notifications/resources/list_changed" => {
+                self.refetch(self.backends.server_of(backend), &[ListKind::Resources, ListKind::Templates]);
+            }
             "notifications/resources/updated" => {
                 let Ok(mut params) = msg.params() else { return };
                 // Subscriptions are kept under the normalised spelling of their URI.
@@ -62,7 +68,10 @@ impl Hub {
                 // A 2026-07-28 backend tags it with its listen's id, which is nobody else's business.
                 params.remove("_meta");
                 let update = Message::notification("notifications/resources/updated", Some(params.to_raw()));
-                for client in self.subscriptions.subscribers(&uri).to_vec() {
+                // An instance tells its own client only.
+                let owner = self.backends.owner_of(backend);
+                let subscribers = self.subscriptions.subscribers(&uri).iter().filter(|c| owner.is_none_or(|o| o == **c));
+                for client in subscribers.copied().collect::<Vec<_>>() {
                     if !self.update_listeners(client, &uri, &update) {
                         self.send_to_client(client, update.clone());
                     }
@@ -82,7 +91,7 @@ impl Hub {
     }
 
     /// A backend's log message goes to the client whose call caused it, as far as the proxy can tell,
-    /// and never to a client of another key: when exactly one client has requests in flight to that
+    /// and never to a client of another key: an instance's to its own client; when exactly one client has requests in flight to that
     /// backend, to that client (with its call's messages); else to the clients that set a log level
     /// (`logging/setLevel`), of the one key whose calls are in flight if there are any, and to nobody
     /// when calls of several keys are (the proxy cannot tell whose it is); with no call in flight, to
@@ -102,6 +111,13 @@ impl Hub {
             };
             if hears {
                 self.deliver(caller.client, &caller.reply, msg);
+            }
+            return;
+        }
+        if let Some(owner) = self.backends.owner_of(backend) {
+            // Its one client hears it as the only client would: unless it asked for a higher level.
+            if self.clients.hears_logs(owner, severity) {
+                self.send_to_client(owner, msg);
             }
             return;
         }
@@ -166,7 +182,12 @@ impl Hub {
                 return;
             }
             Asked::Nobody => {
-                let why = format!("the proxy cannot tell which client should answer '{}'", msg.method());
+                let why = format!(
+                    "the proxy cannot tell which client should answer '{}': several clients are calling server '{}' at once; \
+                     set \"isolation\": \"session\" on it to give each client session its own instance",
+                    msg.method(),
+                    self.backends.key(backend)
+                );
                 self.backends.send(backend, Message::error_response(backend_id, code::METHOD_NOT_FOUND, &why));
                 return;
             }
@@ -211,7 +232,12 @@ impl Hub {
                 // Several calls of one client: it hears the request where one of them is answered.
                 _ => Asked::Client(only.client, only.reply.clone(), only.era),
             },
-            [] => self.clients.only().map_or(Asked::Nobody, |c| Asked::Client(c, ReplyTo::Outbox, self.clients.era(c).unwrap_or_default())),
+            // An instance's client, else the only client there is.
+            [] => self
+                .backends
+                .owner_of(backend)
+                .or_else(|| self.clients.only())
+                .map_or(Asked::Nobody, |c| Asked::Client(c, ReplyTo::Outbox, self.clients.era(c).unwrap_or_default())),
             _ => Asked::Nobody,
         }
     }

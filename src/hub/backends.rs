@@ -6,9 +6,10 @@
 //! A slot is never reused for another server, so a [`BackendId`] always means the same key.
 
 use super::catalog::ListKind;
+use super::instances::{Instance, Instances};
 use crate::backend::Connection;
-use crate::config::{ServerConfig, Transport};
-use crate::event::{BackendId, BackendState, BackendStatus};
+use crate::config::{Isolation, ServerConfig, Transport};
+use crate::event::{BackendId, BackendState, BackendStatus, ClientId, InstanceStatus};
 use crate::jsonrpc::Message;
 use crate::settings::{Retries, RetryPolicy};
 use serde_json::Value;
@@ -40,6 +41,8 @@ pub(super) struct Backend {
     pub list_generations: [u64; 4],
     /// Lists still being fetched during start-up.
     pub fetching: usize,
+    /// Set when this is one client's instance of an isolated server.
+    pub instance: Option<Instance>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +73,19 @@ impl Backend {
             lists: Default::default(),
             list_generations: [0; 4],
             fetching: 0,
+            instance: None,
         }
+    }
+
+    /// The record of a new instance of an isolated server for one client, to be started.
+    pub fn instance(config: ServerConfig, server: BackendId, owner: ClientId) -> Backend {
+        let idle_timeout = match config.isolation {
+            Isolation::Session { idle_timeout, .. } => idle_timeout,
+            Isolation::Shared => crate::config::DEFAULT_INSTANCE_IDLE,
+        };
+        let now = Instant::now();
+        let instance = Instance { server, owner, created: now, last_used: now, idle_timeout, waiting: Vec::new() };
+        Backend { instance: Some(instance), ..Backend::new(config) }
     }
 
     /// Takes a new configuration for the same key; the slot starts over, keeping its generation count.
@@ -132,13 +147,17 @@ impl Backend {
         delay
     }
 
-    pub fn status(&self) -> BackendStatus {
-        let (state, last_error) = match &self.state {
+    fn reported_state(&self) -> (BackendState, Option<String>) {
+        match &self.state {
             State::Starting => (BackendState::Connecting, None),
             State::Ready => (BackendState::Connected, None),
             State::Failed(why) => (BackendState::Failed, Some(crate::logging::mask(why))),
             State::Disabled | State::Removed => (BackendState::Inactive, None),
-        };
+        }
+    }
+
+    fn status(&self, instances: Option<Vec<InstanceStatus>>) -> BackendStatus {
+        let (state, last_error) = self.reported_state();
         BackendStatus {
             key: self.config.key.clone(),
             transport: self.config.transport.type_name(),
@@ -146,55 +165,98 @@ impl Backend {
             last_error,
             restarts: self.restarts,
             tools: if self.is_ready() { self.list(ListKind::Tools).len() } else { 0 },
+            instances,
         }
+    }
+
+    fn instance_status(&self) -> Option<InstanceStatus> {
+        let instance = self.instance.as_ref()?;
+        Some(InstanceStatus {
+            client: instance.owner.0,
+            state: self.reported_state().0,
+            age_secs: instance.created.elapsed().as_secs(),
+            restarts: self.restarts,
+        })
     }
 }
 
-/// Every backend slot, by [`BackendId`].
+/// Every backend record, by [`BackendId`]: one slot per configured server, and the instances of
+/// isolated servers. Iterating goes over the servers only; instances are reached through their server
+/// or their client, or by id.
 #[derive(Default)]
-pub(super) struct Backends(Vec<Backend>);
+pub(super) struct Backends {
+    servers: Vec<Backend>,
+    pub instances: Instances,
+}
 
 impl Backends {
     pub fn new(servers: Vec<ServerConfig>) -> Backends {
-        Backends(servers.into_iter().map(Backend::new).collect())
+        Backends { servers: servers.into_iter().map(Backend::new).collect(), instances: Instances::default() }
     }
 
     pub fn get(&self, id: BackendId) -> Option<&Backend> {
-        self.0.get(id.0)
+        match Instances::is_instance(id) {
+            true => self.instances.get(id),
+            false => self.servers.get(id.0),
+        }
     }
 
     pub fn get_mut(&mut self, id: BackendId) -> Option<&mut Backend> {
-        self.0.get_mut(id.0)
+        match Instances::is_instance(id) {
+            true => self.instances.get_mut(id),
+            false => self.servers.get_mut(id.0),
+        }
+    }
+
+    /// The server a backend record belongs to: its own id for a server, its server for an instance.
+    pub fn server_of(&self, id: BackendId) -> BackendId {
+        self.get(id).and_then(|b| b.instance.as_ref()).map_or(id, |i| i.server)
+    }
+
+    /// The client an instance serves (`None` for a server, which serves everyone).
+    pub fn owner_of(&self, id: BackendId) -> Option<ClientId> {
+        self.get(id).and_then(|b| b.instance.as_ref()).map(|i| i.owner)
+    }
+
+    /// Whether a server gives each client session an instance of its own.
+    pub fn is_isolated(&self, id: BackendId) -> bool {
+        self.get(id).is_some_and(|b| matches!(b.config.isolation, Isolation::Session { .. }))
     }
 
     pub fn ids(&self) -> impl Iterator<Item = BackendId> {
-        (0..self.0.len()).map(BackendId)
+        (0..self.servers.len()).map(BackendId)
+    }
+
+    /// Every record's id, instances included.
+    pub fn all_ids(&self) -> Vec<BackendId> {
+        self.ids().chain(self.instances.iter().map(|(id, _)| id)).collect()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (BackendId, &Backend)> {
-        self.0.iter().enumerate().map(|(i, b)| (BackendId(i), b))
+        self.servers.iter().enumerate().map(|(i, b)| (BackendId(i), b))
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Backend> {
-        self.0.iter_mut()
+    /// Every record, instances included.
+    pub fn iter_mut_all(&mut self) -> impl Iterator<Item = &mut Backend> {
+        self.servers.iter_mut().chain(self.instances.iter_mut())
     }
 
     /// Every backend still configured (removed slots are kept only for their ids).
     pub fn configured(&self) -> impl Iterator<Item = &Backend> {
-        self.0.iter().filter(|b| b.state != State::Removed)
+        self.servers.iter().filter(|b| b.state != State::Removed)
     }
 
     pub fn ready(&self) -> impl Iterator<Item = &Backend> {
-        self.0.iter().filter(|b| b.is_ready())
+        self.servers.iter().filter(|b| b.is_ready())
     }
 
     pub fn find(&self, key: &str) -> Option<BackendId> {
-        self.0.iter().position(|b| b.config.key == key).map(BackendId)
+        self.servers.iter().position(|b| b.config.key == key).map(BackendId)
     }
 
     pub fn add(&mut self, config: ServerConfig) -> BackendId {
-        self.0.push(Backend::new(config));
-        BackendId(self.0.len() - 1)
+        self.servers.push(Backend::new(config));
+        BackendId(self.servers.len() - 1)
     }
 
     /// The server's key, for logs and messages.
@@ -236,7 +298,7 @@ impl Backends {
     }
 
     pub fn next_restart(&self) -> Option<Instant> {
-        self.0.iter().filter_map(|b| b.restart_at).min()
+        self.servers.iter().filter_map(|b| b.restart_at).min()
     }
 
     /// The backends whose restart time has come.
@@ -251,15 +313,23 @@ impl Backends {
     }
 
     pub fn statuses(&self) -> Vec<BackendStatus> {
-        self.configured().map(Backend::status).collect()
+        self.iter()
+            .filter(|(_, b)| b.state != State::Removed)
+            .map(|(id, b)| {
+                let instances = matches!(b.config.isolation, Isolation::Session { .. })
+                    .then(|| self.instances.of_server(id).iter().filter_map(|(_, i)| i.instance_status()).collect());
+                b.status(instances)
+            })
+            .collect()
     }
 
     pub fn all_stopped(&self) -> bool {
-        self.0.iter().all(|b| b.connection.is_none())
+        self.servers.iter().chain(self.instances.iter().map(|(_, b)| b)).all(|b| b.connection.is_none())
     }
 
+    /// Every live connection, instances' included.
     pub fn connections(&self) -> impl Iterator<Item = &Connection> {
-        self.0.iter().filter_map(|b| b.connection.as_ref())
+        self.servers.iter().chain(self.instances.iter().map(|(_, b)| b)).filter_map(|b| b.connection.as_ref())
     }
 }
 

@@ -157,7 +157,7 @@ impl Hub {
             self.client_gone(client);
         }
         for client in self.clients.idle_sessions(now, idle) {
-            if !self.requests.has_work_for(client) {
+            if !self.requests.has_work_for(client) && !self.has_waiting(client) {
                 log::info!("session of client {} expired after {idle:?} idle", client.0);
                 self.client_gone(client);
             }
@@ -285,7 +285,7 @@ impl Hub {
         };
         // The backend gets its own name for the tool; the client's params (raw text, one level parsed)
         // stay as they are, kept for a retry.
-        match self.try_forward(caller, backend, "tools/call", &params, Some(&renamed)) {
+        match self.route(caller, backend, "tools/call", &params, Some(&renamed), Some(attempt)) {
             Ok(Some(key)) => self.requests.table.keep_for_retry(key, params, attempt),
             Ok(None) => {}
             Err(caller) => self.retry_or_fail(caller, params, backend, attempt),
@@ -365,21 +365,20 @@ impl Hub {
         Ok((backend, normal))
     }
 
-    /// Several clients may subscribe to one URI: the backend is subscribed by the first and
-    /// unsubscribed after the last, and the others are answered by the proxy.
+    /// Several clients may subscribe to one URI: a shared backend is subscribed by the first and
+    /// unsubscribed after the last, and the others are answered by the proxy; an isolated server's
+    /// instance is subscribed for its own client.
     fn subscribe(&mut self, caller: Caller, mut params: Params) {
-        let uri = match self.uri_owner(&mut params) {
-            Ok((_, uri)) => uri,
+        let (server, uri) = match self.uri_owner(&mut params) {
+            Ok(owner) => owner,
             Err((code, why)) => return self.answer_error(&caller, code, &why),
         };
         let first = self.subscriptions.add(&uri, caller.client);
-        if first && !self.owned_by_modern(&uri) {
-            // The backend's own answer goes to the client that subscribed first.
+        if (first || self.backends.is_isolated(server)) && !self.owned_by_modern(&uri) {
+            // The backend's own answer goes to the client that subscribed.
             return self.by_uri(caller, "resources/subscribe", params);
         }
-        if first {
-            self.subscribe_at_backend(&uri);
-        }
+        self.subscribe_at_backend(&uri, caller.client, first);
         self.answer(&caller, raw(&json!({})));
     }
 
@@ -389,12 +388,16 @@ impl Hub {
         let uri = crate::uri::normalize(&raw_uri).unwrap_or(raw_uri);
         params.set_str("uri", &uri);
         let last = self.subscriptions.remove(&uri, caller.client);
-        if last && !self.owned_by_modern(&uri) {
+        // An isolated server's instance is asked by its own client, if it has one; a shared backend, by
+        // the last subscriber.
+        let forward = match self.catalog.resource_owner(&uri).filter(|server| self.backends.is_isolated(*server)) {
+            Some(server) => self.backends.instances.find(server, caller.client).is_some(),
+            None => last,
+        };
+        if forward && !self.owned_by_modern(&uri) {
             return self.by_uri(caller, "resources/unsubscribe", params);
         }
-        if last {
-            self.unsubscribe_at_backend(&uri);
-        }
+        self.unsubscribe_at_backend(&uri, caller.client, last);
         self.answer(&caller, raw(&json!({})));
     }
 
@@ -449,7 +452,7 @@ impl Hub {
 
     /// Sends a client's request to its backend, or answers with an error when the backend is gone.
     pub(super) fn forward(&mut self, caller: Caller, backend: BackendId, method: &str, params: Params) {
-        if let Err(caller) = self.try_forward(caller, backend, method, &params, None) {
+        if let Err(caller) = self.route(caller, backend, method, &params, None, None) {
             let why = format!("server '{}' is not connected", self.backends.key(backend));
             self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
         }
@@ -477,7 +480,7 @@ impl Hub {
         if self.requests.table.in_flight(backend) >= limit {
             let why = format!("server '{}' has {limit} requests in flight, the limit; try again later", self.backends.key(backend));
             log::warn!("{why}");
-            self.metrics.record(backend, method, true, Duration::ZERO);
+            self.metrics.record(self.backends.server_of(backend), method, true, Duration::ZERO);
             self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
             return Ok(None);
         }
@@ -535,8 +538,9 @@ impl Hub {
                 if self.end_listen(client, &request_id) || self.cancel_bridge(client, &request_id) {
                     return;
                 }
-                // Not sent yet (held for start-up, waiting for a retry): it is simply dropped.
+                // Not sent yet (held for start-up, waiting for a retry or an instance): it is simply dropped.
                 self.requests.drop_unsent(client, &request_id);
+                self.drop_waiting(client, &request_id);
                 if let Some(key) = self.requests.table.find_client_request(client, &request_id) {
                     let reason = params.str("reason").unwrap_or_else(|| "cancelled by the client".to_owned());
                     self.cancel_at_backend(key, &reason);
@@ -585,8 +589,9 @@ impl Hub {
             }
         }
         self.forget_bridges_of(client);
+        self.stop_instances_of(client);
         for uri in self.subscriptions.remove_client(client) {
-            self.unsubscribe_at_backend(&uri);
+            self.unsubscribe_at_backend(&uri, client, true);
         }
         if known && self.clients.is_empty() && self.settings.exit_when_no_clients {
             self.begin_shutdown();

@@ -322,6 +322,12 @@ impl Clients {
         changed.then(|| self.log_level.clone()).flatten()
     }
 
+    /// The level a client asked for, by name.
+    pub fn log_level_of(&self, client: ClientId) -> Option<Value> {
+        let severity = self.by_id.get(&client)?.log_level?;
+        Some(Value::from(LOG_LEVELS[usize::from(severity)]))
+    }
+
     /// Who hears a log message of `severity` that no one call can be blamed for: initialized clients
     /// that asked for logs at or below that severity; with no such client, the only client connected
     /// (the stdio client) as long as it asked for no level above it. `owner`, when given, narrows it to
@@ -341,6 +347,12 @@ impl Clients {
             .filter(|id| self.by_id.get(id).is_some_and(|c| c.initialized && of_owner(c) && self.hears(*id, severity)))
             .into_iter()
             .collect()
+    }
+
+    /// Whether a handshake-era client that has finished its handshake hears a log message of
+    /// `severity` meant for it alone.
+    pub fn hears_logs(&self, client: ClientId, severity: u8) -> bool {
+        self.by_id.get(&client).is_some_and(|c| c.initialized && c.era == Era::Handshake) && self.hears(client, severity)
     }
 
     /// Whether a client's own level lets a log message of `severity` through.

@@ -43,7 +43,8 @@ impl Hub {
     /// handshake era or its transport (legacy SSE) cannot speak 2026-07-28, else `initialize`.
     pub(super) fn begin_handshake(&mut self, id: BackendId) {
         let Some(b) = self.backends.get_mut(id) else { return };
-        if self.client_capabilities.is_none() {
+        // An instance is started by its client's request, so that client's capabilities are known.
+        if self.client_capabilities.is_none() && b.instance.is_none() {
             b.awaiting_initialize = true;
             return;
         }
@@ -52,27 +53,29 @@ impl Hub {
         match (b.config.protocol, can_probe) {
             (Protocol::Legacy, _) | (Protocol::Auto, false) => self.send_initialize(id),
             (Protocol::Modern | Protocol::Auto, _) => {
-                let params = json!({ "_meta": self.envelope() });
+                let params = json!({ "_meta": self.envelope(id) });
                 self.request_internal(id, Internal::Discover, "server/discover", Some(raw(&params)));
             }
         }
     }
 
-    /// The client capabilities declared to backends: those the proxy can route that its client has.
-    fn declared_capabilities(&self) -> serde_json::Map<String, Value> {
-        let caps = self.client_capabilities.as_ref().and_then(Value::as_object);
+    /// The client capabilities declared to a backend: those the proxy can route that its client has
+    /// (an instance's own client; for a shared backend, the first client, or the operator's setting).
+    fn declared_capabilities(&self, backend: BackendId) -> serde_json::Map<String, Value> {
+        let owner = self.backends.owner_of(backend).and_then(|client| self.clients.capabilities(client));
+        let caps = owner.or(self.client_capabilities.as_ref()).and_then(Value::as_object);
         caps.map(|caps| {
             caps.iter().filter(|(k, _)| ROUTABLE_CAPABILITIES.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
         })
         .unwrap_or_default()
     }
 
-    /// The 2026-07-28 envelope of the proxy's own requests, and the defaults for client requests that
-    /// come without one.
-    fn envelope(&self) -> serde_json::Map<String, Value> {
+    /// The 2026-07-28 envelope of the proxy's own requests to a backend, and the defaults for client
+    /// requests that come without one.
+    fn envelope(&self, backend: BackendId) -> serde_json::Map<String, Value> {
         let mut envelope = serde_json::Map::new();
         envelope.insert(meta::PROTOCOL_VERSION.into(), Value::from(modern::VERSIONS[0]));
-        envelope.insert(meta::CLIENT_CAPABILITIES.into(), Value::Object(self.declared_capabilities()));
+        envelope.insert(meta::CLIENT_CAPABILITIES.into(), Value::Object(self.declared_capabilities(backend)));
         envelope.insert(meta::CLIENT_INFO.into(), json!({ "name": "mcp-proxy-server", "version": env!("CARGO_PKG_VERSION") }));
         envelope
     }
@@ -83,7 +86,7 @@ impl Hub {
         }
         let params = json!({
             "protocolVersion": LATEST_PROTOCOL_VERSION,
-            "capabilities": self.declared_capabilities(),
+            "capabilities": self.declared_capabilities(id),
             "clientInfo": { "name": "mcp-proxy-server", "version": env!("CARGO_PKG_VERSION") },
         });
         self.request_internal(id, Internal::Initialize, "initialize", Some(raw(&params)));
@@ -100,7 +103,7 @@ impl Hub {
             (true, _) => {
                 let Ok(result) = outcome else { return };
                 if let Some(connection) = self.backends.get(backend).and_then(|b| b.connection.as_ref()) {
-                    connection.dialect().speak_modern(self.envelope());
+                    connection.dialect().speak_modern(self.envelope(backend));
                 }
                 log::info!("[{}] speaks {}", self.backends.key(backend), modern::VERSIONS[0]);
                 let info = result.pointer(&format!("/_meta/{}", meta::SERVER_INFO.replace('/', "~1"))).cloned();
@@ -206,6 +209,9 @@ impl Hub {
         log::info!("[{}] connected: {name}, protocol {version}", self.backends.key(backend));
         let Some(b) = self.backends.get_mut(backend) else { return };
         b.init = Some(result);
+        if b.instance.is_some() {
+            return self.instance_adopted(backend);
+        }
         let offered: Vec<ListKind> = ListKind::ALL.into_iter().filter(|k| b.has_capability(k.capability())).collect();
         b.fetching = offered.len();
         if offered.is_empty() {
@@ -280,6 +286,22 @@ impl Hub {
         }
     }
 
+    /// An instance needs no lists of its own (its server's template gives the catalog), only the
+    /// arguments its tools mirror into headers, which are the template's.
+    fn instance_adopted(&mut self, instance: BackendId) {
+        let server = self.backends.server_of(instance);
+        let mirrored = self.backends.get(server).map(|t| mirrored_arguments(t.list(ListKind::Tools))).unwrap_or_default();
+        let Some(b) = self.backends.get_mut(instance) else { return };
+        if let Some(connection) = b.connection.as_ref().filter(|c| c.dialect().is_modern()) {
+            connection.dialect().set_mirrored(mirrored);
+        }
+        b.state = State::Ready;
+        b.ready_since = Some(Instant::now());
+        log::info!("[{}] instance for client {} ready", b.config.key, b.instance.as_ref().map_or(0, |i| i.owner.0));
+        self.restore_client_state(instance);
+        self.instance_ready(instance);
+    }
+
     fn mark_ready(&mut self, backend: BackendId) {
         let Some(b) = self.backends.get_mut(backend) else { return };
         b.state = State::Ready;
@@ -291,18 +313,20 @@ impl Hub {
     }
 
     /// Gives a (re)started backend what clients asked of its predecessor: the logging level and the
-    /// resource subscriptions.
+    /// resource subscriptions (an instance: what its own client asked).
     fn restore_client_state(&mut self, backend: BackendId) {
         if self.backends.get(backend).is_some_and(|b| b.is_modern()) {
             return self.listen_at_backend(backend);
         }
         let logs = self.backends.get(backend).is_some_and(|b| b.has_capability("logging"));
-        if let Some(level) = self.clients.log_level.clone().filter(|_| logs) {
+        let level = match self.backends.owner_of(backend) {
+            Some(owner) => self.clients.log_level_of(owner),
+            None => self.clients.log_level.clone(),
+        };
+        if let Some(level) = level.filter(|_| logs) {
             self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(raw(&json!({ "level": level }))));
         }
-        let uris: Vec<String> =
-            self.subscriptions.uris().filter(|uri| self.catalog.resource_owner(uri) == Some(backend)).map(str::to_owned).collect();
-        for uri in uris {
+        for uri in self.subscribed_uris(backend) {
             self.request_internal(backend, Internal::Ignore, "resources/subscribe", Some(raw(&json!({ "uri": uri }))));
         }
     }

@@ -96,9 +96,8 @@ impl Hub {
         let ack = listener.tagged("notifications/subscriptions/acknowledged", Some(params_of(json!({ "notifications": honored }))));
         let (client, reply) = (listener.caller.client, listener.caller.reply.clone());
         for uri in &listener.uris {
-            if self.subscriptions.add(uri, client) {
-                self.subscribe_at_backend(uri);
-            }
+            let first = self.subscriptions.add(uri, client);
+            self.subscribe_at_backend(uri, client, first);
         }
         self.deliver(client, &reply, ack);
         self.listeners.0.insert(Listeners::key(client, &listener.caller.id), listener);
@@ -109,19 +108,29 @@ impl Hub {
         owner.is_some_and(|b| b.capability_flag("resources", "subscribe"))
     }
 
-    /// Subscribes a URI at its backend: `resources/subscribe` for a handshake-era one, a new listen with
-    /// the URI in it for a 2026-07-28 one.
-    pub(super) fn subscribe_at_backend(&mut self, uri: &str) {
-        self.change_backend_subscription(uri, "resources/subscribe");
+    /// Subscribes a URI at its backend for a client: `resources/subscribe` for a handshake-era one, a
+    /// new listen with the URI in it for a 2026-07-28 one. A shared backend is subscribed once, for the
+    /// `first` subscriber; an isolated server's instance for its own client (one that has no instance
+    /// yet is subscribed when it starts).
+    pub(super) fn subscribe_at_backend(&mut self, uri: &str, client: ClientId, first: bool) {
+        self.change_backend_subscription(uri, "resources/subscribe", client, first);
     }
 
-    /// The reverse of [`Hub::subscribe_at_backend`].
-    pub(super) fn unsubscribe_at_backend(&mut self, uri: &str) {
-        self.change_backend_subscription(uri, "resources/unsubscribe");
+    /// The reverse of [`Hub::subscribe_at_backend`]; `last`: the URI's last subscriber left.
+    pub(super) fn unsubscribe_at_backend(&mut self, uri: &str, client: ClientId, last: bool) {
+        self.change_backend_subscription(uri, "resources/unsubscribe", client, last);
     }
 
-    fn change_backend_subscription(&mut self, uri: &str, method: &str) {
-        let Some(backend) = self.catalog.resource_owner(uri) else { return };
+    fn change_backend_subscription(&mut self, uri: &str, method: &str, client: ClientId, first_or_last: bool) {
+        let Some(server) = self.catalog.resource_owner(uri) else { return };
+        let backend = match self.backends.is_isolated(server) {
+            true => match self.backends.instances.find(server, client) {
+                Some(instance) => instance,
+                None => return,
+            },
+            false if first_or_last => server,
+            false => return,
+        };
         if self.backends.get(backend).is_some_and(|b| b.is_modern()) {
             self.listen_at_backend(backend);
         } else {
@@ -147,7 +156,7 @@ impl Hub {
                 filter[flag] = Value::Bool(true);
             }
         }
-        let uris: Vec<&str> = self.subscriptions.uris().filter(|uri| self.catalog.resource_owner(uri) == Some(backend)).collect();
+        let uris = self.subscribed_uris(backend);
         if !uris.is_empty() && b.capability_flag("resources", "subscribe") {
             filter["resourceSubscriptions"] = json!(uris);
         }
@@ -158,6 +167,21 @@ impl Hub {
         if let Some(b) = self.backends.get_mut(backend) {
             b.listen = id;
         }
+    }
+
+    /// The URIs a backend is to be subscribed to: those of its server that clients subscribed to; for
+    /// an instance, those its own client did; for an isolated server's template, none (it serves nobody).
+    pub(super) fn subscribed_uris(&self, backend: BackendId) -> Vec<String> {
+        let (server, owner) = (self.backends.server_of(backend), self.backends.owner_of(backend));
+        if owner.is_none() && self.backends.is_isolated(server) {
+            return Vec::new();
+        }
+        self.subscriptions
+            .uris()
+            .filter(|uri| self.catalog.resource_owner(uri) == Some(server))
+            .filter(|uri| owner.is_none_or(|client| self.subscriptions.subscribers(uri).contains(&client)))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// A backend answered its listen: it ended it (a result) or never took it (an error). A listen that
@@ -179,8 +203,9 @@ impl Hub {
     pub(super) fn end_listen(&mut self, client: ClientId, id: &Value) -> bool {
         let Some(listener) = self.listeners.0.remove(&Listeners::key(client, id)) else { return false };
         for uri in &listener.uris {
-            if !self.listeners.client_wants(client, uri) && self.subscriptions.remove(uri, client) {
-                self.unsubscribe_at_backend(uri);
+            if !self.listeners.client_wants(client, uri) {
+                let last = self.subscriptions.remove(uri, client);
+                self.unsubscribe_at_backend(uri, client, last);
             }
         }
         true

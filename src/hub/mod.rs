@@ -8,9 +8,9 @@
 //! [`Hub`] composes the state, each part in the file that names it: `clients.rs` (clients and sessions),
 //! `backends.rs` (backend records), `requests.rs` (in flight, held, retried, forwarded upstream; the table
 //! itself is `routing.rs`), `subscriptions.rs`, `listen.rs` (`subscriptions/listen` streams), `catalog.rs`
-//! (the aggregated view), `metrics.rs` and `shutdown.rs`; `numbered.rs` hashes the maps keyed by the proxy's own numbers. The flows between them: `client_messages.rs` (what clients send), `backend_messages.rs`
+//! (the aggregated view), `instances.rs` (per-client instances of isolated servers), `metrics.rs` and `shutdown.rs`; `numbered.rs` hashes the maps keyed by the proxy's own numbers. The flows between them: `client_messages.rs` (what clients send), `backend_messages.rs`
 //! (what backends send), `handshake.rs` (from spawn to ready, list sync), `supervision.rs` (start, exit,
-//! restart, timeouts), `reload.rs` (a new configuration) and `status.rs` (health, metrics, inspection).
+//! restart, timeouts), `isolation.rs` (which instance serves a client, starting and stopping them), `reload.rs` (a new configuration) and `status.rs` (health, metrics, inspection).
 
 mod backend_messages;
 mod backends;
@@ -19,6 +19,8 @@ pub mod catalog;
 mod client_messages;
 mod clients;
 mod handshake;
+mod instances;
+mod isolation;
 mod listen;
 mod metrics;
 mod numbered;
@@ -182,6 +184,7 @@ impl Hub {
         self.expire_bridges(now);
         self.check_settled(now);
         self.sweep_sessions(now);
+        self.expire_instances(now);
         self.restart_due(now);
         self.retry_due(now);
         self.shutdown.kill_overdue(now);
@@ -244,6 +247,7 @@ impl Hub {
             self.backends.next_restart(),
             self.requests.next_retry(),
             self.bridges.next_deadline(),
+            self.backends.instances.next_expiry(),
         ]
         .into_iter()
         .flatten()

@@ -1,7 +1,8 @@
 //! Applying a new configuration to a running dispatcher, server by server.
 //!
 //! Servers are matched by key: an unchanged server is left alone (its sessions and in-flight calls go
-//! on), a changed one is stopped and started again, a new one is started and a removed one stopped.
+//! on), a changed one is stopped and started again, a new one is started and a removed one stopped; a
+//! changed or removed server's per-client instances are stopped with it.
 //! Slots are never reused for another key, so a `BackendId` always means the same server.
 
 use super::backends::State;
@@ -24,6 +25,7 @@ impl Hub {
             .collect();
         for id in gone {
             removed.push(self.backends.key(id).to_owned());
+            self.stop_instances_of_server(id, "removed from the configuration");
             self.retire(id, "removed from the configuration");
             if let Some(b) = self.backends.get_mut(id) {
                 b.state = State::Removed;
@@ -34,6 +36,7 @@ impl Hub {
                 Some(id) if self.backends.get(id).is_some_and(|b| b.config == server && b.state != State::Removed) => {}
                 Some(id) => {
                     changed.push(server.key.clone());
+                    self.stop_instances_of_server(id, "its configuration changed");
                     self.retire(id, "its configuration changed");
                     if let Some(b) = self.backends.get_mut(id) {
                         b.reset(server);
@@ -57,7 +60,7 @@ impl Hub {
     }
 
     /// Stops a backend's connection for good and fails what was waiting on it.
-    fn retire(&mut self, backend: BackendId, why: &str) {
+    pub(super) fn retire(&mut self, backend: BackendId, why: &str) {
         let key = self.backends.key(backend).to_owned();
         let Some(b) = self.backends.get_mut(backend) else { return };
         b.restart_at = None;

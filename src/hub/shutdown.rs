@@ -79,6 +79,9 @@ impl Hub {
         for caller in self.requests.take_unsent() {
             self.answer_error(&caller, code::BACKEND_UNAVAILABLE, "the proxy is shutting down");
         }
+        for instance in self.backends.all_ids() {
+            self.fail_waiting(instance, "the proxy is shutting down");
+        }
         self.close_listens();
         log::info!("shutting down: finishing requests in flight (up to {:?})", self.settings.shutdown_grace);
         self.shutdown.step = Some((Phase::Draining, Instant::now() + self.settings.shutdown_grace));
@@ -124,14 +127,14 @@ impl Hub {
     /// The end of the drain: what is still in flight fails, clients are let go (their streams end),
     /// and every backend is asked to exit by closing its input.
     fn stop_backends(&mut self) {
-        for backend in self.backends.ids().collect::<Vec<_>>() {
+        for backend in self.backends.all_ids() {
             for key in self.requests.table.keys_for_backend(backend) {
                 self.fail_unanswerable(key, "the proxy is shutting down");
             }
         }
         self.fail_bridges("the proxy is shutting down");
         self.clients.clear();
-        for b in self.backends.iter_mut() {
+        for b in self.backends.iter_mut_all() {
             if let Some(connection) = &mut b.connection {
                 connection.close_input();
             }

@@ -36,6 +36,12 @@ impl Hub {
             let key = super::metrics::label(&b.config.key);
             let _ = writeln!(out, "mcp_proxy_backend_restarts_total{{backend=\"{key}\"}} {}", b.restarts);
         }
+        out.push_str("# HELP mcp_proxy_backend_instances Running per-client instances of an isolated server.\n");
+        out.push_str("# TYPE mcp_proxy_backend_instances gauge\n");
+        for (id, b) in self.backends.iter().filter(|(id, b)| b.state != super::backends::State::Removed && self.backends.is_isolated(*id)) {
+            let key = super::metrics::label(&b.config.key);
+            let _ = writeln!(out, "mcp_proxy_backend_instances{{backend=\"{key}\"}} {}", self.backends.instances.of_server(id).len());
+        }
         out.push_str("# HELP mcp_proxy_sessions Open client sessions by transport.\n# TYPE mcp_proxy_sessions gauge\n");
         for transport in ["stdio", "sse", "streamable_http"] {
             let _ = writeln!(out, "mcp_proxy_sessions{{transport=\"{transport}\"}} {}", self.clients.count_by_transport(transport));

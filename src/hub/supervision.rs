@@ -55,9 +55,10 @@ impl Hub {
         }
     }
 
+    /// Plans a server's next start; an instance is started again by its client's next call instead.
     fn schedule_restart(&mut self, backend: BackendId) {
         let backoff = self.settings.restart_backoff;
-        if let Some(b) = self.backends.get_mut(backend) {
+        if let Some(b) = self.backends.get_mut(backend).filter(|b| b.instance.is_none()) {
             let delay = b.plan_restart(backoff);
             log::info!("[{}] next start in {:.1}s", b.config.key, delay.as_secs_f64());
         }
@@ -75,10 +76,12 @@ impl Hub {
             self.abandon_backend_requests(backend, &format!("server '{key}' stopped: {reason}"));
             return;
         }
-        log::error!("[{key}] exited: {reason}");
+        let instance = b.instance.as_ref().map(|i| i.owner);
+        let whose = instance.map(|client| format!(" (client {}'s instance)", client.0)).unwrap_or_default();
+        log::error!("[{key}] exited{whose}: {reason}");
         b.state = State::Failed(format!("exited: {reason}"));
         self.abandon_backend_requests(backend, &format!("server '{key}' exited: {reason}"));
-        if was_ready {
+        if was_ready && instance.is_none() {
             self.refresh_catalog();
         }
         self.schedule_restart(backend);
@@ -94,8 +97,9 @@ impl Hub {
         if let Some(connection) = b.connection.take() {
             connection.kill();
         }
+        let instance = b.instance.is_some();
         self.abandon_backend_requests(backend, why);
-        if was_ready {
+        if was_ready && !instance {
             self.refresh_catalog();
         }
         if retry && !self.shutdown.is_stopping() {
@@ -103,8 +107,10 @@ impl Hub {
         }
     }
 
-    /// Fails every request in flight to a backend that is gone, and forgets its requests to clients.
+    /// Fails every request in flight to a backend that is gone (or, for an instance, waiting for it),
+    /// and forgets its requests to clients.
     pub(super) fn abandon_backend_requests(&mut self, backend: BackendId, why: &str) {
+        self.fail_waiting(backend, why);
         for key in self.requests.table.keys_for_backend(backend) {
             self.fail_unanswerable(key, why);
         }
@@ -122,7 +128,7 @@ impl Hub {
 
     pub(super) fn fail_request(&mut self, backend: BackendId, entry: InFlight<Internal>, code: i64, why: &str) {
         if let Origin::Client { caller, .. } = entry.origin {
-            self.metrics.record(backend, &entry.method, true, entry.opened.elapsed());
+            self.metrics.record(self.backends.server_of(backend), &entry.method, true, entry.opened.elapsed());
             self.answer_error(&caller, code, why);
         }
     }

@@ -46,6 +46,14 @@ fn servers(keys: &[&str]) -> Vec<ServerConfig> {
     crate::config::parse(&text, Path::new("test.json"), &|_| None).expect("a valid config").servers
 }
 
+/// A stdio server isolated per client session, with these extra config keys.
+fn isolated(key: &str, extra: Value) -> Vec<ServerConfig> {
+    let mut entry = json!({ "command": "unused", "isolation": "session" });
+    entry.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+    let text = json!({ "mcpServers": { key: entry } }).to_string();
+    crate::config::parse(&text, Path::new("test.json"), &|_| None).expect("a valid config").servers
+}
+
 /// A backend connection the dispatcher started: its way back, and what it was sent.
 struct Wire {
     link: Link,
@@ -79,9 +87,17 @@ impl Harness {
     fn with(settings: HubSettings, servers: Vec<ServerConfig>) -> Harness {
         let (events_tx, events) = crossbeam_channel::unbounded();
         let (started_tx, started): (Sender<(String, Wire)>, _) = crossbeam_channel::unbounded();
+        // A server's record is its wire's key; its instances are `key#2`, `key#3`... in the order made.
+        let mut records: HashMap<String, Vec<crate::event::BackendId>> = HashMap::new();
         let connect = Box::new(move |server: &ServerConfig, link: Link, _timeout: Duration| {
             let (tx, sent) = crossbeam_channel::unbounded();
-            let _ = started_tx.send((server.key.clone(), Wire { link, sent }));
+            let ids = records.entry(server.key.clone()).or_default();
+            let n = ids.iter().position(|id| *id == link.backend).unwrap_or_else(|| {
+                ids.push(link.backend);
+                ids.len() - 1
+            });
+            let name = if n == 0 { server.key.clone() } else { format!("{}#{}", server.key, n + 1) };
+            let _ = started_tx.send((name, Wire { link, sent }));
             Ok(Connection::memory(tx))
         });
         let hub = Hub::with_connector(settings, servers, Overrides::new(), events_tx, connect);
@@ -170,6 +186,28 @@ impl Harness {
         assert_eq!(list.method(), "tools/list");
         let tools: Vec<Value> = tools.iter().map(|t| json!({ "name": t, "inputSchema": { "type": "object" } })).collect();
         self.answer(key, &list, json!({ "tools": tools }));
+    }
+
+    /// Takes an instance (`key#N`) of a handshake-era server through its handshake: it is asked for no
+    /// lists (its server's template gives them).
+    fn ready_instance(&mut self, name: &str) {
+        let probe = self.sent_to(name);
+        assert_eq!(probe.method(), "server/discover");
+        self.backend_says(name, json!({ "jsonrpc": "2.0", "id": probe.id, "error": { "code": -32601, "message": "Method not found" } }));
+        let init = self.sent_to(name);
+        assert_eq!(init.method(), "initialize");
+        let capabilities = json!({ "tools": { "listChanged": true }, "logging": {} });
+        self.answer(name, &init, json!({ "protocolVersion": "2025-06-18", "capabilities": capabilities, "serverInfo": { "name": name } }));
+        assert_eq!(self.sent_to(name).method(), "notifications/initialized");
+    }
+
+    /// The running instances of a server, by `/health`.
+    fn instances(&mut self, key: &str) -> Vec<crate::event::InstanceStatus> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.event(Event::Health { detailed: true, reply });
+        let health = answer.try_recv().expect("an answer");
+        let server = health.backends.unwrap_or_default().into_iter().find(|b| b.key == key).expect("a known backend");
+        server.instances.expect("an isolated server")
     }
 
     /// Takes a handshake-era backend through its handshake with these capabilities, answering each
@@ -1348,4 +1386,237 @@ fn requests_held_at_shutdown_are_answered_with_an_error() {
     client.nothing();
     h.event(Event::Shutdown);
     assert_eq!(client.next()["error"]["code"], -32000);
+}
+
+// ----- isolation per client session ---------------------------------------------------------------
+
+/// An isolated server `s` with tool `x`, ready, and a client whose call to it is in flight at its own
+/// instance (`instance`, ready): what each isolation test starts from.
+fn isolated_call(h: &mut Harness, instance: &str, capabilities: Value) -> (TestClient, Message) {
+    let client = h.ready_client_with(capabilities);
+    h.call(&client, 1, "s__x");
+    h.ready_instance(instance);
+    let forwarded = h.sent_to(instance);
+    assert_eq!(forwarded.method(), "tools/call");
+    (client, forwarded)
+}
+
+#[test]
+fn listing_an_isolated_servers_tools_starts_no_instance() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let client = h.ready_client();
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }));
+    assert_eq!(client.next()["result"]["tools"][0]["name"], "s__x");
+    assert_eq!(h.starts.len(), 1, "only the template runs");
+    assert!(h.instances("s").is_empty());
+}
+
+#[test]
+fn a_clients_first_call_starts_its_instance_and_is_sent_once_the_instance_is_ready() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "s__x");
+    client.nothing();
+    h.nothing_to_backend("s");
+    h.ready_instance("s#2");
+    let forwarded = h.sent_to("s#2");
+    assert_eq!(params(&forwarded)["name"], "x");
+    h.answer("s#2", &forwarded, json!({ "content": [] }));
+    assert_eq!(client.next()["id"], 1);
+    h.nothing_to_backend("s");
+}
+
+#[test]
+fn each_client_session_gets_its_own_instance_and_keeps_it() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let (a, call_a) = isolated_call(&mut h, "s#2", json!({}));
+    let (b, call_b) = isolated_call(&mut h, "s#3", json!({}));
+    h.answer("s#3", &call_b, json!({ "content": [{ "type": "text", "text": "b" }] }));
+    h.answer("s#2", &call_a, json!({ "content": [{ "type": "text", "text": "a" }] }));
+    assert_eq!(a.next()["result"]["content"][0]["text"], "a");
+    assert_eq!(b.next()["result"]["content"][0]["text"], "b");
+    h.call(&a, 2, "s__x");
+    assert_eq!(h.sent_to("s#2").method(), "tools/call", "a's second call goes to a's instance, already running");
+    assert_eq!(h.starts.get("s#2"), Some(&1));
+    assert_eq!(h.instances("s").len(), 2);
+}
+
+#[test]
+fn an_instances_question_goes_to_its_own_client_while_another_client_calls_too() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let (a, _) = isolated_call(&mut h, "s#2", json!({ "sampling": {} }));
+    let (b, _) = isolated_call(&mut h, "s#3", json!({ "sampling": {} }));
+    h.backend_says("s#3", json!({ "jsonrpc": "2.0", "id": "q", "method": "sampling/createMessage", "params": { "messages": [] } }));
+    let asked = b.next();
+    assert_eq!(asked["method"], "sampling/createMessage");
+    a.nothing();
+    h.send(&b, json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "role": "assistant" } }));
+    let answered = h.sent_to("s#3");
+    assert_eq!((answered.id, answered.result.map(|r| r.get().to_owned())), (Some(json!("q")), Some(r#"{"role":"assistant"}"#.into())));
+    h.nothing_to_backend("s#2");
+}
+
+#[test]
+fn an_instance_declares_its_own_clients_capabilities() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let client = h.ready_client_with(json!({ "elicitation": {}, "experimental": {} }));
+    h.call(&client, 1, "s__x");
+    let probe = h.sent_to("s#2");
+    assert_eq!(params(&probe)["_meta"]["io.modelcontextprotocol/clientCapabilities"], json!({ "elicitation": {} }));
+}
+
+#[test]
+fn a_shared_servers_question_during_two_clients_calls_is_refused_naming_isolation() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let (one, two) = (h.ready_client_with(json!({ "sampling": {} })), h.ready_client_with(json!({ "sampling": {} })));
+    h.call(&one, 1, "a__x");
+    h.call(&two, 1, "a__x");
+    let _ = (h.sent_to("a"), h.sent_to("a"));
+    h.backend_says("a", json!({ "jsonrpc": "2.0", "id": "q", "method": "sampling/createMessage", "params": { "messages": [] } }));
+    let refused = h.sent_to("a");
+    let message = refused.error.map(|e| e.get().to_owned()).unwrap_or_default();
+    assert!(message.contains(r#"\"isolation\": \"session\""#), "{message}");
+    one.nothing();
+    two.nothing();
+}
+
+#[test]
+fn an_instance_that_crashes_fails_only_its_clients_call_and_starts_again_on_its_next_call() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let (a, _) = isolated_call(&mut h, "s#2", json!({}));
+    let (b, call_b) = isolated_call(&mut h, "s#3", json!({}));
+    h.exits("s#2");
+    let failed = a.next();
+    assert!(failed["error"]["message"].as_str().unwrap().contains("server 's' exited"), "{failed}");
+    h.later(Duration::from_secs(5));
+    assert_eq!(h.starts.get("s#2"), Some(&1), "not restarted on a timer");
+    h.answer("s#3", &call_b, json!({ "content": [] }));
+    assert_eq!(b.next()["id"], 1, "the other client's call is untouched");
+    assert_eq!(h.state("s"), BackendState::Connected, "the catalog stays");
+    h.call(&a, 2, "s__x");
+    h.ready_instance("s#2");
+    assert_eq!(h.sent_to("s#2").method(), "tools/call");
+    assert_eq!(h.starts.get("s#2"), Some(&2));
+    assert_eq!(h.instances("s").iter().map(|i| i.restarts).collect::<Vec<_>>(), [1, 0]);
+}
+
+#[test]
+fn a_client_past_max_instances_is_refused_naming_the_server_and_the_limit() {
+    let mut h = Harness::with(settings(), isolated("s", json!({ "maxInstances": 1 })));
+    h.ready("s", &["x"]);
+    let _first = isolated_call(&mut h, "s#2", json!({}));
+    let second = h.ready_client();
+    h.call(&second, 1, "s__x");
+    let refused = second.next();
+    assert_eq!(refused["error"]["code"], -32000);
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("server 's'") && message.contains("\"maxInstances\": 1"), "{message}");
+    assert!(!h.wires.contains_key("s#3"), "no instance was started");
+}
+
+#[test]
+fn an_instance_stops_when_its_clients_session_ends() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let (a, _) = isolated_call(&mut h, "s#2", json!({}));
+    h.event(Event::ClientGone { client: a.id });
+    let _cancelled = h.sent_to("s#2");
+    assert!(matches!(h.wire("s#2").sent.try_recv(), Err(crossbeam_channel::TryRecvError::Disconnected)), "its input is closed");
+    assert!(h.instances("s").is_empty());
+}
+
+#[test]
+fn an_idle_instance_stops_after_its_idle_timeout_and_a_busy_one_does_not() {
+    let mut h = Harness::with(settings(), isolated("s", json!({ "idleTimeout": 2 })));
+    h.ready("s", &["x"]);
+    let (a, call) = isolated_call(&mut h, "s#2", json!({}));
+    h.later(Duration::from_secs(3));
+    assert_eq!(h.instances("s").len(), 1, "a call is in flight");
+    h.answer("s#2", &call, json!({ "content": [] }));
+    assert_eq!(a.next()["id"], 1);
+    h.later(Duration::from_secs(3));
+    assert!(h.instances("s").is_empty());
+    assert!(matches!(h.wire("s#2").sent.try_recv(), Err(crossbeam_channel::TryRecvError::Disconnected)));
+}
+
+#[test]
+fn an_instances_log_message_reaches_its_own_client_only() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let (a, call_a) = isolated_call(&mut h, "s#2", json!({}));
+    let (b, call_b) = isolated_call(&mut h, "s#3", json!({}));
+    h.answer("s#2", &call_a, json!({ "content": [] }));
+    h.answer("s#3", &call_b, json!({ "content": [] }));
+    let _ = (a.next(), b.next());
+    let log = json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": "info", "data": "a's" } });
+    h.backend_says("s#2", log);
+    assert_eq!(a.next()["params"]["data"], "a's");
+    b.nothing();
+}
+
+#[test]
+fn an_instances_list_change_refreshes_the_catalog_from_the_template() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let (_a, _) = isolated_call(&mut h, "s#2", json!({}));
+    h.backend_says("s#2", json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" }));
+    assert_eq!(h.sent_to("s").method(), "tools/list");
+    h.nothing_to_backend("s#2");
+}
+
+#[test]
+fn a_sessionless_request_for_an_isolated_server_is_refused_with_the_reason() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let (reply, answer) = crossbeam_channel::unbounded();
+    let call = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "s__x", "arguments": {},
+        "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} } } });
+    let msg = Message::parse(&call.to_string()).unwrap();
+    h.event(Event::Stateless { client: ClientId::fresh(), msg, reply, owner: None, param_headers: Vec::new() });
+    let Ok(Reply::Message(refused)) = answer.try_recv() else { panic!("no answer") };
+    assert!(refused.error.unwrap().get().contains("belongs to no session"));
+    assert!(h.instances("s").is_empty());
+}
+
+#[test]
+fn a_call_cancelled_while_its_instance_starts_is_never_sent() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "s__x");
+    h.send(&client, json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 1 } }));
+    h.ready_instance("s#2");
+    h.nothing_to_backend("s#2");
+    client.nothing();
+}
+
+#[test]
+fn a_reload_that_changes_an_isolated_server_stops_its_instances() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let (a, _) = isolated_call(&mut h, "s#2", json!({}));
+    h.event(Event::Reload { servers: isolated("s", json!({ "timeout": 5 })), overrides: Overrides::new() });
+    assert!(a.next()["error"]["message"].as_str().unwrap().contains("configuration changed"));
+    assert!(h.instances("s").is_empty());
+}
+
+#[test]
+fn an_instance_that_fails_to_start_fails_the_calls_waiting_for_it() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let client = h.ready_client();
+    h.call(&client, 1, "s__x");
+    let probe = h.sent_to("s#2");
+    h.backend_says("s#2", json!({ "jsonrpc": "2.0", "id": probe.id, "error": { "code": -32601, "message": "no" } }));
+    let init = h.sent_to("s#2");
+    h.backend_says("s#2", json!({ "jsonrpc": "2.0", "id": init.id, "error": { "code": -32603, "message": "broken" } }));
+    let failed = client.next();
+    assert!(failed["error"]["message"].as_str().unwrap().contains("initialize failed"), "{failed}");
 }

@@ -109,7 +109,8 @@ fn print_check(out: &mut dyn Write, inspection: &Inspection, ok: bool) -> io::Re
     }
     for backend in &inspection.backends {
         let error = backend.last_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default();
-        writeln!(out, "server {}: {}{error}", backend.key, backend.state)?;
+        let isolated = backend.instances.as_ref().map(|_| ", an instance per client session").unwrap_or_default();
+        writeln!(out, "server {}: {}{error}{isolated}", backend.key, backend.state)?;
     }
     for note in &inspection.notes {
         writeln!(out, "note: {note}")?;

@@ -388,3 +388,27 @@ fn a_2026_07_28_servers_error_answer_is_the_calls_answer_not_a_transport_failure
     assert!(response.get("error").is_some(), "{response}");
     assert_eq!(proxy.tool_text("modern__whoami", json!({})), "modern-errors", "the backend is still connected");
 }
+
+// ----- isolation per client session ----------------------------------------------------------------------
+
+/// The Mcp-Session-Id of the last request with this JSON-RPC method.
+fn session_of_last(seen: &[Value], rpc: &str) -> String {
+    let request = seen.iter().rev().find(|r| r["rpc"] == rpc).unwrap_or_else(|| panic!("no {rpc} in {seen:?}"));
+    session_of(request).unwrap_or_else(|| panic!("{rpc} without a session: {request}")).to_owned()
+}
+
+#[test]
+fn an_isolated_streamable_http_backend_serves_the_client_in_a_backend_session_of_its_own_ended_when_idle() {
+    let http = RemoteServer::start(Transport::StreamableHttp, "isolated-http");
+    let isolated = remote(&http, Transport::StreamableHttp, json!({ "isolation": "session", "idleTimeout": 0.5 }));
+    let mut proxy = start(&[("modern", isolated)], &[]);
+    let seen = requests_seen(&mut proxy, "modern");
+    let (listed, called) = (session_of_last(&seen, "tools/list"), session_of_last(&seen, "tools/call"));
+    assert_ne!(listed, called, "the call went through the client's own session, not the template's");
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = requests_seen(&mut proxy, "modern");
+    let deleted = seen.iter().any(|r| r["method"] == "DELETE" && session_of(r) == Some(&called));
+    assert!(deleted, "the idle instance's session {called} was not ended: {seen:?}");
+    assert_ne!(session_of_last(&seen, "tools/call"), called, "the next call started a new instance, with a new session");
+}

@@ -433,9 +433,9 @@ impl Hub {
         }
     }
 
-    /// Each client has its own level: it hears no log message below it. Backends that log (and any
-    /// that start later) are set to the lowest level any client asked for, so every client hears what
-    /// it asked for.
+    /// Each client has its own level: it hears no log message below it. Shared backends that log (and
+    /// any that start later) are set to the lowest level any client asked for, so every client hears
+    /// what it asked for; a client's own instances, to its own level.
     fn set_level(&mut self, caller: Caller, params: &Params) {
         let level = params.str("level").unwrap_or_default();
         let Some(severity) = super::clients::severity(&level) else {
@@ -445,6 +445,12 @@ impl Hub {
         if let Some(lowest) = self.clients.set_log_level(caller.client, severity) {
             for backend in self.backends.ready_handshake_with("logging") {
                 self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(raw(&json!({ "level": lowest }))));
+            }
+        }
+        // The client's own instances are set to its own level.
+        for instance in self.backends.instances.of_client(caller.client) {
+            if self.backends.get(instance).is_some_and(|b| b.is_ready() && !b.is_modern() && b.has_capability("logging")) {
+                self.request_internal(instance, Internal::Ignore, "logging/setLevel", Some(raw(&json!({ "level": level }))));
             }
         }
         self.answer(&caller, raw(&json!({})));

@@ -1620,3 +1620,17 @@ fn an_instance_that_fails_to_start_fails_the_calls_waiting_for_it() {
     let failed = client.next();
     assert!(failed["error"]["message"].as_str().unwrap().contains("initialize failed"), "{failed}");
 }
+
+#[test]
+fn a_clients_log_level_is_set_on_its_own_instance_only() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    h.ready("s", &["x"]);
+    let (a, call_a) = isolated_call(&mut h, "s#2", json!({}));
+    let (_b, _) = isolated_call(&mut h, "s#3", json!({}));
+    h.answer("s#2", &call_a, json!({ "content": [] }));
+    let _ = a.next();
+    h.send(&a, json!({ "jsonrpc": "2.0", "id": 5, "method": "logging/setLevel", "params": { "level": "error" } }));
+    let set = h.sent_to("s#2");
+    assert_eq!((set.method(), params(&set)["level"].clone()), ("logging/setLevel", json!("error")));
+    h.nothing_to_backend("s#3");
+}

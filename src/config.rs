@@ -2,7 +2,8 @@
 //!
 //! The file is read as plain JSON and each server entry is checked on its own, so that one broken entry is
 //! reported (naming the file, the server key and the problem) and skipped while the others still start. Only a
-//! file that cannot be read at all, is not JSON, or has no `mcpServers` object stops start-up. Keys we do not
+//! file that cannot be read at all, is not JSON, has no `mcpServers` object or has a profile that cannot be
+//! used (`profile_config.rs`) stops start-up. Keys we do not
 //! know are kept in [`ServerConfig::extra`] so a later save never drops them. `${VAR}` in `url`, `headers`,
 //! `apiKey`, `bearerToken`, `args` and `env` is replaced by the variable's value from the environment.
 
@@ -11,10 +12,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// The servers of one config file, in key order, and the entries that had to be skipped.
+/// The servers and profiles of one config file, in key order, and the server entries that had to be
+/// skipped.
 #[derive(Debug)]
 pub struct ProxyConfig {
     pub servers: Vec<ServerConfig>,
+    /// The named views of the aggregate (`profiles`), by name.
+    pub profiles: Vec<crate::profile_config::Profile>,
     /// One line per entry that could not be used: `file: server 'key': problem`.
     pub problems: Vec<String>,
 }
@@ -217,13 +221,20 @@ pub fn parse(text: &str, path: &Path, env: Env) -> Result<ProxyConfig, ConfigErr
         Some(Some(Value::Object(servers))) => servers,
         Some(Some(_)) => return Err(shape("'mcpServers' must be an object of server entries")),
     };
-    let mut config = ProxyConfig { servers: Vec::new(), problems: Vec::new() };
+    let mut config = ProxyConfig { servers: Vec::new(), profiles: Vec::new(), problems: Vec::new() };
     for (key, entry) in servers {
         match parse_server(key, entry, env) {
             Ok(server) => config.servers.push(server),
             Err(problem) => config.problems.push(format!("{}: server '{key}': {problem}", path.display())),
         }
     }
+    // A profile that cannot be used stops everything: skipped, its keys would see every profile.
+    let keys: Vec<&str> = servers.keys().map(String::as_str).collect();
+    let (profiles, problems) = crate::profile_config::parse(root.get("profiles"), &keys, env);
+    if !problems.is_empty() {
+        return Err(shape(&problems.join("; ")));
+    }
+    config.profiles = profiles;
     Ok(config)
 }
 
@@ -372,10 +383,10 @@ pub fn expand(text: &str, env: Env) -> Result<String, String> {
 }
 
 /// Typed reads of one entry's members, each failing with a message that names the key.
-struct Fields<'a>(&'a Map<String, Value>);
+pub(crate) struct Fields<'a>(pub &'a Map<String, Value>);
 
 impl Fields<'_> {
-    fn string(&self, key: &str) -> Result<Option<String>, String> {
+    pub(crate) fn string(&self, key: &str) -> Result<Option<String>, String> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -383,7 +394,7 @@ impl Fields<'_> {
         }
     }
 
-    fn string_list(&self, key: &str) -> Result<Vec<String>, String> {
+    pub(crate) fn string_list(&self, key: &str) -> Result<Vec<String>, String> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Array(items)) => {
@@ -395,7 +406,7 @@ impl Fields<'_> {
 
     /// Objects of strings; numbers and booleans are accepted and written as JSON would print them,
     /// since hand-written `env` blocks often hold `"PORT": 8080`.
-    fn string_map(&self, key: &str) -> Result<BTreeMap<String, String>, String> {
+    pub(crate) fn string_map(&self, key: &str) -> Result<BTreeMap<String, String>, String> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(BTreeMap::new()),
             Some(Value::Object(map)) => map
@@ -410,7 +421,7 @@ impl Fields<'_> {
         }
     }
 
-    fn filter(&self, key: &str) -> Result<Filter, String> {
+    pub(crate) fn filter(&self, key: &str) -> Result<Filter, String> {
         let obj = match self.0.get(key) {
             None | Some(Value::Null) => return Ok(Filter::default()),
             Some(Value::Object(obj)) => obj,
@@ -493,7 +504,7 @@ impl Fields<'_> {
     }
 }
 
-fn type_of(v: &Value) -> &'static str {
+pub(crate) fn type_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

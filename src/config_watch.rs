@@ -7,6 +7,7 @@
 
 use crate::config;
 use crate::event::Event;
+use crate::profile_config::{Credentials, Profile};
 use crate::settings;
 use crate::tool_config;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -18,6 +19,8 @@ pub struct Watch {
     pub tool_config_path: PathBuf,
     /// `None`: no polling, only SIGHUP and explicit requests.
     pub poll: Option<Duration>,
+    /// What profiles' keys and tokens are bound to (HTTP mode); `None`: no binding (stdio).
+    pub credentials: Option<Credentials>,
 }
 
 /// A file's identity for change detection.
@@ -63,12 +66,27 @@ pub fn run(watch: Watch, requests: Receiver<()>, events: Sender<Event>) {
 
 /// Reads both files; any problem at all refuses the whole reload.
 pub fn read(watch: &Watch) -> Result<Event, Vec<String>> {
-    let servers = config::load(&watch.config_path, &settings::env_lookup).map_err(|e| vec![e.to_string()])?;
+    let mut servers = config::load(&watch.config_path, &settings::env_lookup).map_err(|e| vec![e.to_string()])?;
     let tools = tool_config::load(&watch.tool_config_path).map_err(|e| vec![e.to_string()])?;
-    let problems: Vec<String> = servers.problems.into_iter().chain(tools.problems).collect();
+    let mut problems: Vec<String> = servers.problems.into_iter().chain(tools.problems).collect();
+    problems.extend(bind_profiles(&mut servers.profiles, watch.credentials.as_ref()));
     if !problems.is_empty() {
         return Err(problems);
     }
     crate::logging::add_secrets(servers.servers.iter().flat_map(|s| s.secrets(&settings::env_lookup)));
-    Ok(Event::Reload { servers: servers.servers, overrides: tools.tools })
+    Ok(Event::Reload { servers: servers.servers, profiles: servers.profiles, overrides: tools.tools })
+}
+
+/// Binds profiles to the credentials they name (when there are credentials to bind to), and keeps
+/// their secrets out of the logs; the problems, naming each profile.
+pub fn bind_profiles(profiles: &mut [Profile], credentials: Option<&Credentials>) -> Vec<String> {
+    crate::logging::add_secrets(crate::profile_config::secrets(profiles));
+    let Some(credentials) = credentials else { return Vec::new() };
+    let unbound = profiles.iter().filter(|p| !p.keys.is_empty() || !p.tokens.is_empty());
+    if credentials.keys.is_empty() && credentials.tokens.is_empty() {
+        return unbound
+            .map(|p| format!("profile '{}' binds keys or tokens, but none are configured (ALLOWED_KEYS, ALLOWED_TOKENS): everyone may use every profile", p.name))
+            .collect();
+    }
+    crate::profile_config::bind(profiles, credentials)
 }

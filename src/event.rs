@@ -30,22 +30,40 @@ impl ClientId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BackendId(pub usize);
 
+/// How a credential is named outside the secret itself: `key #N` (the N-th of `ALLOWED_KEYS`) or
+/// `token #N`. Sessions are bound to it, and profiles to the credentials they list.
+pub fn owner_label(kind: &str, index: usize) -> String {
+    format!("{kind} #{}", index + 1)
+}
+
+/// Who an HTTP request comes from, as far as routing cares: the credential it carries (`owner`, a
+/// label from [`owner_label`], never the secret) and the profile its path names (`/mcp/<profile>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    pub owner: Option<String>,
+    pub profile: Option<String>,
+}
+
 /// Everything the dispatcher reacts to.
 pub enum Event {
     /// The stdio client (or `--list-tools`) is there; the dispatcher writes to it through `outbox`.
+    /// `profile` is the one `--profile` chose (none: the whole catalog).
     ClientConnected {
         client: ClientId,
         outbox: Sender<Message>,
+        profile: Option<String>,
     },
     /// An HTTP client asks for a session. `outbox` is its standing stream for messages that answer no
-    /// request of its own (a Streamable HTTP client has none yet); `owner` names the API key or token it
-    /// came with and `address` the address it came from, for the per-key and per-address limits; the
-    /// session is bound to `owner`. `reply` gets [`Reply::Accepted`] or [`Reply::Refused`].
+    /// request of its own (a Streamable HTTP client has none yet); `access.owner` names the API key or
+    /// token it came with and `address` the address it came from, for the per-key and per-address
+    /// limits; the session is bound to its owner and to the profile it resolves to (refused for a profile
+    /// that does not exist or that its credential may not use). `reply` gets [`Reply::Accepted`] or
+    /// [`Reply::Refused`].
     OpenSession {
         client: ClientId,
         session: String,
         outbox: Option<Sender<Message>>,
-        owner: Option<String>,
+        access: Access,
         address: Option<IpAddr>,
         reply: Sender<Reply>,
     },
@@ -67,12 +85,13 @@ pub enum Event {
         answer: Message,
     },
     /// A message posted over HTTP for a session. `reply` first gets [`Reply::UnknownSession`] (also
-    /// when `owner`, the credential it came with, is not the one that opened the session) or, for a
+    /// when the credential it came with is not the one that opened the session, or its path names
+    /// another profile than the session's) or, for a
     /// notification or a response, [`Reply::Accepted`]; for a request with `inline` set it then gets
     /// the messages about that request (progress, the response), else those go to the session's outbox.
     FromSession {
         session: String,
-        owner: Option<String>,
+        access: Access,
         msg: Message,
         reply: Sender<Reply>,
         inline: bool,
@@ -85,17 +104,17 @@ pub enum Event {
         client: ClientId,
         msg: Message,
         reply: Sender<Reply>,
-        /// The API key or token it came with (an index, never the secret).
-        owner: Option<String>,
+        /// The credential it came with and the profile its path names.
+        access: Access,
         /// Its `Mcp-Param-*` headers (names lower-cased), to check against a tool call's arguments.
         param_headers: Vec<(String, String)>,
     },
     /// A new standing stream for a session (Streamable HTTP `GET`); replaces the previous one.
     /// `stream` is unique per stream, so the end of a replaced stream is not taken for the new one's.
-    /// Only the credential (`owner`) that opened the session may open one.
+    /// Only the credential that opened the session may open one.
     OpenStream {
         session: String,
-        owner: Option<String>,
+        access: Access,
         stream: u64,
         outbox: Sender<Message>,
         reply: Sender<Reply>,
@@ -108,7 +127,7 @@ pub enum Event {
     /// Streamable HTTP `DELETE`: the client ends its session (only with the credential that opened it).
     EndSession {
         session: String,
-        owner: Option<String>,
+        access: Access,
         reply: Sender<Reply>,
     },
     ClientGone {
@@ -157,6 +176,7 @@ pub enum Event {
     /// A new, already validated configuration to apply without a restart.
     Reload {
         servers: Vec<ServerConfig>,
+        profiles: Vec<crate::profile_config::Profile>,
         overrides: Overrides,
     },
     /// SIGTERM, SIGINT: stop the backends and return.
@@ -205,6 +225,8 @@ pub struct Caller {
     pub owner: Option<std::sync::Arc<str>>,
     /// What a 2026-07-28 request's client can be asked while it is served (its `clientCapabilities`).
     pub answers: Answerable,
+    /// The profile whose view of the catalog it sees (`None`: the whole catalog).
+    pub profile: Option<std::sync::Arc<str>>,
 }
 
 /// The kinds of server requests a client said it can answer, by method, with the capability that says so.
@@ -246,7 +268,7 @@ impl Caller {
             }
             Era::Handshake => (None, Answerable::default()),
         };
-        Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply, era, log_level, owner: None, answers }
+        Caller { client, id: msg.id.clone().unwrap_or(Value::Null), reply, era, log_level, owner: None, answers, profile: None }
     }
 }
 
@@ -328,6 +350,21 @@ pub struct Inspection {
     /// A clash or a long name resolved by a documented rule.
     pub notes: Vec<String>,
     pub backends: Vec<BackendStatus>,
+    /// Each profile: what it shows and who is bound to it.
+    pub profiles: Vec<ProfileSummary>,
+}
+
+/// A profile as `--check` and the admin UI show it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileSummary {
+    pub name: String,
+    /// The tools it shows, under the names it shows them (sorted).
+    pub tools: Vec<String>,
+    /// Its tools are served through search meta-tools.
+    pub tool_search: bool,
+    /// The credentials bound to it (`key #N`, `token #N`).
+    pub credentials: Vec<String>,
 }
 
 /// An exposed tool: its name, its server and the name that server knows it by.

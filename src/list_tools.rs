@@ -27,6 +27,7 @@ pub fn run(
     inbox: Receiver<Event>,
     startup: Duration,
     report: Report,
+    profile: Option<String>,
 ) -> Result<bool, Box<dyn std::error::Error>> {
     let dispatcher = std::thread::Builder::new().name("hub".into()).spawn(move || hub.run(inbox))?;
     let client = ClientId::fresh();
@@ -36,7 +37,7 @@ pub fn run(
     // A send fails only when the dispatcher has stopped: there is nothing more to say than that.
     let stopped = |_| "the dispatcher stopped";
     let send = |msg| events.send(Event::FromClient { client, msg, era: Era::Handshake }).map_err(stopped);
-    events.send(Event::ClientConnected { client, outbox }).map_err(stopped)?;
+    events.send(Event::ClientConnected { client, outbox, profile }).map_err(stopped)?;
     send(Message::request(Value::from(1), "initialize", Some(raw(&init))))?;
     send(Message::notification("notifications/initialized", None))?;
     send(Message::request(Value::from(2), "tools/list", None))?;
@@ -111,6 +112,14 @@ fn print_check(out: &mut dyn Write, inspection: &Inspection, ok: bool) -> io::Re
         let error = backend.last_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default();
         let isolated = backend.instances.as_ref().map(|_| ", an instance per client session").unwrap_or_default();
         writeln!(out, "server {}: {}{error}{isolated}", backend.key, backend.state)?;
+    }
+    for profile in &inspection.profiles {
+        let bound = match profile.credentials.as_slice() {
+            [] => String::new(),
+            credentials => format!("; only for {}", credentials.join(", ")),
+        };
+        let search = if profile.tool_search { " through tool search" } else { "" };
+        writeln!(out, "profile {}: {} tools{search}{bound}: {}", profile.name, profile.tools.len(), profile.tools.join(", "))?;
     }
     for note in &inspection.notes {
         writeln!(out, "note: {note}")?;

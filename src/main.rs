@@ -5,7 +5,9 @@
 
 use event::Event;
 use hub::{Hub, HubSettings};
-use mcp_proxy_server::{children, config, config_watch, event, frontend, hub, list_tools, logging, random, settings, signals, tool_config};
+use mcp_proxy_server::{
+    children, config, config_watch, event, frontend, hub, list_tools, logging, profile_config, random, settings, signals, tool_config,
+};
 use settings::{env_lookup, Mode, Settings};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -56,8 +58,18 @@ fn print(text: &str) -> ExitCode {
 
 /// Runs the mode asked for; `Ok(false)` when it ran but found problems (`--check`).
 fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
-    let config = config::load(&settings.config_path, &env_lookup)?;
+    let mut config = config::load(&settings.config_path, &env_lookup)?;
     logging::add_secrets(config.servers.iter().flat_map(|s| s.secrets(&env_lookup)));
+    // A profile that cannot be bound would let its keys see everything: nothing starts.
+    let credentials = (settings.mode == Mode::Http)
+        .then(|| profile_config::Credentials { keys: settings.http.keys.clone(), tokens: settings.http.tokens.clone() });
+    let unbound = config_watch::bind_profiles(&mut config.profiles, credentials.as_ref());
+    if !unbound.is_empty() {
+        return Err(format!("{}: {}", settings.config_path.display(), unbound.join("; ")).into());
+    }
+    if let Some(name) = settings.profile.as_deref().filter(|name| !config.profiles.iter().any(|p| p.name == *name)) {
+        return Err(format!("--profile '{name}': {} has no such profile", settings.config_path.display()).into());
+    }
     for problem in &config.problems {
         log::error!("{problem} (this server is skipped)");
     }
@@ -91,20 +103,24 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
         max_sessions_per_key: settings.max_sessions_per_key,
         max_sessions_per_address: settings.max_sessions_per_address,
     };
-    let hub = Hub::new(hub_settings, config.servers, tools.tools, events.clone());
+    let served = hub::Served { servers: config.servers, profiles: config.profiles, overrides: tools.tools };
+    let hub = Hub::new(hub_settings, served, events.clone());
     if matches!(settings.mode, Mode::Stdio | Mode::Http) {
         let watch = config_watch::Watch {
             config_path: settings.config_path.clone(),
             tool_config_path: settings.tool_config_path.clone(),
             poll: settings.config_poll,
+            credentials: credentials.clone(),
         };
         let watcher_events = events.clone();
         std::thread::Builder::new().name("config-watch".into()).spawn(move || config_watch::run(watch, reload_requests, watcher_events))?;
     }
     match settings.mode {
-        Mode::ListTools => list_tools::run(hub, events, inbox, settings.startup_timeout, list_tools::Report::Tools),
+        Mode::ListTools => {
+            list_tools::run(hub, events, inbox, settings.startup_timeout, list_tools::Report::Tools, settings.profile.clone())
+        }
         Mode::Check => {
-            let catalog_ok = list_tools::run(hub, events, inbox, settings.startup_timeout, list_tools::Report::Check)?;
+            let catalog_ok = list_tools::run(hub, events, inbox, settings.startup_timeout, list_tools::Report::Check, None)?;
             Ok(files_ok && catalog_ok)
         }
         Mode::Http => {
@@ -118,7 +134,7 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
             Ok(true)
         }
         _ => {
-            let stdout = frontend::stdio::serve(events)?;
+            let stdout = frontend::stdio::serve(events, settings.profile.clone())?;
             hub.run(inbox);
             // The dispatcher has dropped the client's outbox; wait for the last replies to be written.
             let _ = stdout.join();
@@ -168,6 +184,7 @@ fn admin_ui(settings: &Settings, events: crossbeam_channel::Sender<Event>) -> st
         config_path: settings.config_path.clone(),
         tool_config_path: settings.tool_config_path.clone(),
         poll: settings.config_poll,
+        credentials: Some(profile_config::Credentials { keys: settings.http.keys.clone(), tokens: settings.http.tokens.clone() }),
     };
     Ok(Some(frontend::http::admin::Admin::new(admin, watch, settings.separator.clone(), events, settings.http.keepalive)))
 }

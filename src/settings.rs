@@ -33,6 +33,8 @@ OPTIONS:
     --host HOST      HTTP listen address (default 127.0.0.1; env HOST)
     --port PORT      HTTP port (default 3663; env PORT)
     --stateless      Streamable HTTP without sessions (env MCP_PROXY_STATELESS)
+    --profile NAME   stdio, --list-tools: serve only the profile NAME of mcp_server.json's
+                     \"profiles\" (env MCP_PROXY_PROFILE); over HTTP: /mcp/NAME, /sse/NAME
     --log-format F   text (default) or json
     -h, --help       this text
     -V, --version    the version
@@ -113,6 +115,8 @@ pub struct Settings {
     pub config_path: PathBuf,
     /// `tool_config.json`: per-tool enable, rename and description overrides.
     pub tool_config_path: PathBuf,
+    /// The profile the stdio client (and `--list-tools`) sees; `None`: the whole aggregate.
+    pub profile: Option<String>,
     /// Between a server's prefix and a tool name in exposed names.
     pub separator: String,
     /// A filter for env_logger (`info`, `debug`, `mcp_proxy_server=debug`, ...).
@@ -296,6 +300,7 @@ impl Settings {
         let args_stateless = args.contains("--stateless");
         let log_format_flag: Option<String> = args.opt_value_from_str("--log-format").map_err(usage)?;
         let port_flag: Option<String> = args.opt_value_from_str("--port").map_err(usage)?;
+        let profile_flag: Option<String> = args.opt_value_from_str("--profile").map_err(usage)?;
         let rest = args.finish();
         if let Some(first) = rest.first() {
             return Err(UsageError(format!("unexpected argument '{}'", first.to_string_lossy())));
@@ -308,6 +313,10 @@ impl Settings {
         let tool_config_path = tool_config_flag
             .or_else(|| non_empty("MCP_PROXY_TOOL_CONFIG").map(PathBuf::from))
             .unwrap_or_else(|| config_path.with_file_name("tool_config.json"));
+        let profile = profile_flag.or_else(|| non_empty("MCP_PROXY_PROFILE"));
+        if let Some(bad) = profile.as_deref().filter(|p| !crate::profile_config::is_valid_name(p)) {
+            return Err(UsageError(format!("--profile '{bad}': a profile name is 1 to 64 letters, digits, '_', '-' or '.'")));
+        }
         let separator = match non_empty("SERVER_TOOLNAME_SEPERATOR").or_else(|| non_empty("SERVER_TOOLNAME_SEPARATOR")) {
             None => DEFAULT_SEPARATOR.to_owned(),
             Some(sep) if sep.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => sep,
@@ -427,6 +436,7 @@ impl Settings {
             mode,
             config_path,
             tool_config_path,
+            profile,
             separator,
             log_filter,
             log_json,

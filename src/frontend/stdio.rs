@@ -28,12 +28,13 @@ type Note = (String, String);
 
 /// Connects stdin and stdout to the dispatcher. The returned thread ends once the dispatcher has let
 /// go of the client and every queued message is written: join it before exiting.
-pub fn serve(events: Sender<Event>) -> io::Result<JoinHandle<()>> {
+/// `profile` is the profile the client sees (`--profile`).
+pub fn serve(events: Sender<Event>, profile: Option<String>) -> io::Result<JoinHandle<()>> {
     let client = ClientId::fresh();
     let (outbox, inbox) = crossbeam_channel::unbounded();
     let (notes, noted) = crossbeam_channel::unbounded();
     // Connected before the reader starts, so the dispatcher knows the client before its first message.
-    let _ = events.send(Event::ClientConnected { client, outbox });
+    let _ = events.send(Event::ClientConnected { client, outbox, profile });
     let reader = Reader { client, events, notes, era: None, unwritten: inbox.clone() };
     thread::Builder::new().name("stdin".into()).stack_size(256 * 1024).spawn(move || reader.run())?;
     thread::Builder::new().name("stdout".into()).stack_size(64 * 1024).spawn(move || write_loop(&inbox, &noted))

@@ -224,6 +224,11 @@ impl Catalog {
         self.withdrawn.get(exposed).copied()
     }
 
+    /// The backend of the resource template at this position of the templates list.
+    pub fn template_owner(&self, index: usize) -> Option<BackendId> {
+        self.template_routes.get(index).map(|(_, id)| *id)
+    }
+
     pub fn prompt(&self, exposed: &str) -> Option<&Route> {
         self.prompt_routes.get(exposed)
     }

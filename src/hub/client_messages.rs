@@ -10,8 +10,9 @@ use super::catalog::ListKind;
 use super::clients::SessionLimits;
 use super::requests::{Asker, Internal, Retry};
 use super::routing::{Key, Origin};
+use super::views::Checked;
 use super::{bridge, Hub};
-use crate::event::{BackendId, Caller, ClientId, Era, Reply, ReplyTo, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
+use crate::event::{Access, BackendId, Caller, ClientId, Era, Reply, ReplyTo, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
 use crate::jsonrpc::{code, raw, Kind, Message, Params};
 use crate::modern;
 use crossbeam_channel::Sender;
@@ -27,12 +28,17 @@ impl Hub {
         client: ClientId,
         session: String,
         outbox: Option<Sender<Message>>,
-        owner: Option<String>,
+        access: Access,
         address: Option<IpAddr>,
     ) -> Reply {
         if self.shutdown.is_stopping() {
             return Reply::Refused(503, "the proxy is shutting down".into());
         }
+        let profile = match self.views.resolve(access.profile.as_deref(), access.owner.as_deref()) {
+            Ok(profile) => profile,
+            Err((status, why)) => return Reply::Refused(status, why),
+        };
+        let owner = access.owner;
         let limits = SessionLimits {
             total: self.settings.max_sessions,
             per_key: self.settings.max_sessions_per_key,
@@ -41,23 +47,23 @@ impl Hub {
         match self.clients.refusal(owner.as_deref(), address, limits) {
             Some((status, why)) => Reply::Refused(status, why),
             None => {
-                self.clients.open_session(client, session, outbox, owner, address);
+                self.clients.open_session(client, session, outbox, owner, address, profile);
                 Reply::Accepted
             }
         }
     }
 
     /// A session's new standing stream (Streamable HTTP `GET`), for its owner only.
-    pub(super) fn open_stream(&mut self, session: &str, owner: Option<&str>, stream: u64, outbox: Sender<Message>) -> Reply {
-        match self.clients.open_stream(session, owner, stream, outbox) {
+    pub(super) fn open_stream(&mut self, session: &str, access: &Access, stream: u64, outbox: Sender<Message>) -> Reply {
+        match self.clients.open_stream(session, access, stream, outbox) {
             true => Reply::Accepted,
             false => Reply::UnknownSession,
         }
     }
 
     /// Streamable HTTP `DELETE`: its owner ends a session.
-    pub(super) fn end_session(&mut self, session: &str, owner: Option<&str>) -> Reply {
-        match self.clients.by_session(session, owner) {
+    pub(super) fn end_session(&mut self, session: &str, access: &Access) -> Reply {
+        match self.clients.by_session(session, access) {
             Some(client) => {
                 self.client_gone(client);
                 Reply::Accepted
@@ -75,7 +81,7 @@ impl Hub {
                         self.set_client_capabilities(capabilities);
                     }
                 }
-                let caller = Caller::of(&msg, client, reply, era);
+                let caller = Caller { profile: self.clients.profile(client), ..Caller::of(&msg, client, reply, era) };
                 self.client_request(caller, msg);
             }
             Kind::Notification => self.client_notification(client, &msg),
@@ -85,8 +91,8 @@ impl Hub {
 
     /// A message posted over HTTP: accepted for a known session of the credential it came with, else
     /// refused so the client starts anew (another key's session is as unknown as a made-up one).
-    pub(super) fn on_session_message(&mut self, session: &str, owner: Option<&str>, msg: Message, reply: Sender<Reply>, inline: bool) {
-        let Some(client) = self.clients.by_session(session, owner) else {
+    pub(super) fn on_session_message(&mut self, session: &str, access: &Access, msg: Message, reply: Sender<Reply>, inline: bool) {
+        let Some(client) = self.clients.by_session(session, access) else {
             let _ = reply.send(Reply::UnknownSession);
             return;
         };
@@ -108,14 +114,18 @@ impl Hub {
         client: ClientId,
         msg: Message,
         reply: Sender<Reply>,
-        owner: Option<String>,
+        access: Access,
         param_headers: &[(String, String)],
     ) {
         match msg.kind() {
             Kind::Request => {
-                let caller =
-                    Caller { owner: owner.map(std::sync::Arc::from), ..Caller::of(&msg, client, ReplyTo::Request(reply), Era::Modern) };
-                if let Err(why) = self.check_param_headers(&msg, param_headers) {
+                let profile = match self.views.resolve(access.profile.as_deref(), access.owner.as_deref()) {
+                    Ok(profile) => profile,
+                    Err((status, why)) => return drop(reply.send(Reply::Refused(status, why))),
+                };
+                let owner = access.owner.map(std::sync::Arc::from);
+                let caller = Caller { owner, profile, ..Caller::of(&msg, client, ReplyTo::Request(reply), Era::Modern) };
+                if let Err(why) = self.check_param_headers(&msg, caller.profile.as_deref(), param_headers) {
                     return self.answer_error(&caller, code::HEADER_MISMATCH, &why);
                 }
                 self.client_request(caller, msg);
@@ -126,12 +136,13 @@ impl Hub {
 
     /// A 2026-07-28 HTTP tool call's `Mcp-Param-*` headers must mirror the arguments its tool annotates
     /// (the spec asks it of every server that reads the body).
-    fn check_param_headers(&self, msg: &Message, sent: &[(String, String)]) -> Result<(), String> {
+    fn check_param_headers(&self, msg: &Message, profile: Option<&str>, sent: &[(String, String)]) -> Result<(), String> {
         if msg.method() != "tools/call" {
             return Ok(());
         }
         let Ok(params) = msg.params() else { return Ok(()) };
-        let mirrored = self.catalog.mirrored(&params.str("name").unwrap_or_default());
+        let Some(name) = self.tool_in_profile(profile, &params.str("name").unwrap_or_default()) else { return Ok(()) };
+        let mirrored = self.catalog.mirrored(&name);
         if mirrored.is_empty() {
             return Ok(());
         }
@@ -171,10 +182,17 @@ impl Hub {
         if self.settle_by.is_some() && waits_for_backends(msg.method()) {
             return self.requests.hold(caller, msg);
         }
-        let params = match msg.params() {
+        let mut params = match msg.params() {
             Ok(params) => params,
             Err(why) => return self.answer_error(&caller, code::INVALID_PARAMS, &why),
         };
+        if let Some(profile) = caller.profile.clone() {
+            match self.through_profile(&caller, &profile, msg.method(), &mut params) {
+                Checked::Route => {}
+                Checked::Answer(result) => return self.answer(&caller, result),
+                Checked::Refuse(code, why) => return self.answer_error(&caller, code, &why),
+            }
+        }
         if bridge::may_need_input(msg.method()) && self.resume(&caller, &params) {
             return; // The retry of a call that was waiting for the client's input.
         }

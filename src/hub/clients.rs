@@ -5,12 +5,13 @@
 
 use super::numbered::NumberedMap;
 pub(super) use crate::event::{log_severity as severity, LOG_LEVELS};
-use crate::event::{ClientId, Era, STREAM_QUEUE};
+use crate::event::{Access, ClientId, Era, STREAM_QUEUE};
 use crate::jsonrpc::{Kind, Message};
 use crossbeam_channel::{Sender, TrySendError};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A session whose stream holds this many messages (responses, backends' requests: notifications
@@ -45,6 +46,8 @@ pub(super) struct Client {
     era: Era,
     /// What it said it can do in its `initialize` (sampling, elicitation, roots).
     capabilities: Option<Value>,
+    /// The profile it sees (`None`: the whole catalog).
+    profile: Option<Arc<str>>,
     last_active: Instant,
 }
 
@@ -97,11 +100,11 @@ pub(super) struct Clients {
 
 impl Clients {
     /// The stdio client (or `--list-tools`).
-    pub fn connect(&mut self, client: ClientId, outbox: Sender<Message>) {
-        self.add(client, None, Some(outbox), None, None);
+    pub fn connect(&mut self, client: ClientId, outbox: Sender<Message>, profile: Option<Arc<str>>) {
+        self.add(client, None, Some(outbox), None, None, profile);
     }
 
-    /// An HTTP session, bound to the credential it came with.
+    /// An HTTP session, bound to the credential it came with and the profile it resolved to.
     pub fn open_session(
         &mut self,
         client: ClientId,
@@ -109,8 +112,9 @@ impl Clients {
         outbox: Option<Sender<Message>>,
         owner: Option<String>,
         address: Option<IpAddr>,
+        profile: Option<Arc<str>>,
     ) {
-        self.add(client, Some(session), outbox, owner, address);
+        self.add(client, Some(session), outbox, owner, address, profile);
     }
 
     fn add(
@@ -120,6 +124,7 @@ impl Clients {
         outbox: Option<Sender<Message>>,
         owner: Option<String>,
         address: Option<IpAddr>,
+        profile: Option<Arc<str>>,
     ) {
         if let Some(session) = &session {
             self.sessions.insert(session.clone(), client);
@@ -139,6 +144,7 @@ impl Clients {
             initialized: false,
             era: Era::Handshake,
             capabilities: None,
+            profile,
             last_active: Instant::now(),
         };
         self.by_id.insert(client, record);
@@ -176,11 +182,23 @@ impl Clients {
         None
     }
 
-    /// The session's client, when `owner` is the credential that opened it: another key's request
-    /// learns nothing of the session, not even that it exists.
-    pub fn by_session(&self, session: &str, owner: Option<&str>) -> Option<ClientId> {
+    /// The session's client, when the request's credential is the one that opened it and its path
+    /// names the session's profile, if any: another key's request (or another profile's path) learns
+    /// nothing of the session, not even that it exists.
+    pub fn by_session(&self, session: &str, access: &Access) -> Option<ClientId> {
         let client = self.sessions.get(session)?;
-        self.by_id.get(client).filter(|c| c.owner.as_deref() == owner).map(|_| *client)
+        let claimed = |c: &Client| access.profile.as_deref().is_none_or(|p| c.profile.as_deref() == Some(p));
+        self.by_id.get(client).filter(|c| c.owner == access.owner && claimed(c)).map(|_| *client)
+    }
+
+    /// The profile a client sees (`None`: the whole catalog).
+    pub fn profile(&self, client: ClientId) -> Option<Arc<str>> {
+        self.by_id.get(&client)?.profile.clone()
+    }
+
+    /// The clients that have finished their handshake, with their profiles.
+    pub fn initialized_with_profiles(&self) -> Vec<(ClientId, Option<Arc<str>>)> {
+        self.by_id.iter().filter(|(_, c)| c.initialized).map(|(id, c)| (*id, c.profile.clone())).collect()
     }
 
     /// The session was used for more than its handshake.
@@ -249,14 +267,9 @@ impl Clients {
         self.by_id.get(&client).is_none_or(|c| c.initialized || c.era == Era::Modern)
     }
 
-    /// The clients that hear broadcasts.
-    pub fn initialized(&self) -> Vec<ClientId> {
-        self.by_id.iter().filter(|(_, c)| c.initialized).map(|(id, _)| *id).collect()
-    }
-
     /// A session's new standing stream; false for an unknown session (or another credential's).
-    pub fn open_stream(&mut self, session: &str, owner: Option<&str>, stream: u64, outbox: Sender<Message>) -> bool {
-        let Some(client) = self.by_session(session, owner) else { return false };
+    pub fn open_stream(&mut self, session: &str, access: &Access, stream: u64, outbox: Sender<Message>) -> bool {
+        let Some(client) = self.by_session(session, access) else { return false };
         let Some(c) = self.by_id.get_mut(&client) else { return false };
         c.outbox = Some(outbox);
         c.stream = stream;

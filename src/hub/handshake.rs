@@ -331,10 +331,26 @@ impl Hub {
         }
     }
 
-    /// Rebuilds the catalog and tells clients about each kind of list that changed (and only those:
-    /// a client that re-lists on a notification always finds something new).
+    /// Rebuilds the catalog and the profiles' views of it, and tells each client about each kind of
+    /// list that changed in what it sees (and only those: a client that re-lists on a notification
+    /// always finds something new).
     pub(super) fn refresh_catalog(&mut self) {
-        let (catalog, found) = self.build_catalog(&self.overrides);
+        let (catalog, mut found) = self.build_catalog(&self.overrides);
+        let old = std::mem::replace(&mut self.catalog, catalog);
+        let new = &self.catalog;
+        let changed = |kinds: &[ListKind]| kinds.iter().any(|&k| old.list(k) != new.list(k));
+        let whole: Vec<ListKind> = [
+            (changed(&[ListKind::Tools]), ListKind::Tools),
+            (changed(&[ListKind::Prompts]), ListKind::Prompts),
+            (changed(&[ListKind::Resources, ListKind::Templates]), ListKind::Resources),
+        ]
+        .into_iter()
+        .filter_map(|(changed, kind)| changed.then_some(kind))
+        .collect();
+        let complete = self.backends.configured().all(|b| b.state != State::Starting);
+        let backends = &self.backends;
+        let (in_views, problems) = self.views.rebuild(&self.catalog, &|id| backends.key(id).to_owned(), complete);
+        found.problems.extend(problems);
         for problem in found.problems.iter().filter(|p| !self.findings.problems.contains(p)) {
             log::warn!("{problem}");
         }
@@ -342,18 +358,16 @@ impl Hub {
             log::info!("{note}");
         }
         self.findings = found;
-        let old = std::mem::replace(&mut self.catalog, catalog);
-        let new = &self.catalog;
-        let changed = |kinds: &[ListKind]| kinds.iter().any(|&k| old.list(k) != new.list(k));
-        let changed = [
-            (changed(&[ListKind::Tools]), ListKind::Tools),
-            (changed(&[ListKind::Prompts]), ListKind::Prompts),
-            (changed(&[ListKind::Resources, ListKind::Templates]), ListKind::Resources),
-        ];
-        for (_, kind) in changed.into_iter().filter(|(changed, _)| *changed) {
-            self.broadcast(Message::notification(kind.changed_notification(), None));
-            self.announce_to_listeners(kind);
+        let seen = |profile: &Option<std::sync::Arc<str>>| match profile {
+            None => whole.clone(),
+            Some(name) => in_views.get(name).cloned().unwrap_or_default(),
+        };
+        for (client, profile) in self.clients.initialized_with_profiles() {
+            for kind in seen(&profile) {
+                self.send_to_client(client, Message::notification(kind.changed_notification(), None));
+            }
         }
+        self.announce_to_listeners(&seen);
     }
 
     /// The catalog today's backends give under these overrides, and what building it found.

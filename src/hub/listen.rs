@@ -216,22 +216,23 @@ impl Hub {
         self.listeners.0.retain(|(c, _), _| *c != client);
     }
 
-    /// Tells every listener that asked for it that a list of this kind changed.
-    pub(super) fn announce_to_listeners(&mut self, kind: ListKind) {
+    /// Tells every listener about the kinds of list that changed in what it sees (`changed`, by its
+    /// profile) and that it asked to hear about.
+    pub(super) fn announce_to_listeners(&mut self, changed: &dyn Fn(&Option<std::sync::Arc<str>>) -> Vec<ListKind>) {
         let notices: Vec<(Caller, Message)> = self
             .listeners
             .0
             .values()
-            .filter(|l| l.wants(kind))
-            .map(|l| (l.caller.clone(), l.tagged(kind.changed_notification(), None)))
+            .flat_map(|l| {
+                let kinds = changed(&l.caller.profile).into_iter().filter(|kind| l.wants(*kind));
+                kinds.map(|kind| (l.caller.clone(), l.tagged(kind.changed_notification(), None))).collect::<Vec<_>>()
+            })
             .collect();
         for (caller, msg) in notices {
             self.deliver(caller.client, &caller.reply, msg);
         }
     }
 
-    /// Delivers a resource update to a client's listen streams that named the URI; false when the
-    /// client has none (it subscribed the handshake way).
     pub(super) fn update_listeners(&mut self, client: ClientId, uri: &str, update: &Message) -> bool {
         let params = update.params().unwrap_or_default();
         let notices: Vec<(Caller, Message)> = self

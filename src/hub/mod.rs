@@ -34,11 +34,13 @@ mod supervision;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod views;
 
 use crate::backend::{Connection, Connector};
 use crate::config::ServerConfig;
 use crate::event::{Caller, ClientId, Event, Reply, ReplyTo, STREAM_QUEUE};
 use crate::jsonrpc::{Kind, Message};
+use crate::profile_config::Profile;
 use crate::tool_config::Overrides;
 use backends::Backends;
 use catalog::{Catalog, Findings};
@@ -48,6 +50,7 @@ use requests::Requests;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use shutdown::Shutdown;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subscriptions::Subscriptions;
 
@@ -95,6 +98,8 @@ pub struct Hub {
     overrides: Overrides,
     /// What the last catalog build found (clashes, bad overrides); logged when new.
     findings: Findings,
+    /// The profiles: each one's view of the catalog, and the credentials bound to them.
+    views: views::Views,
     clients: Clients,
     subscriptions: Subscriptions,
     listeners: listen::Listeners,
@@ -113,19 +118,21 @@ pub struct Hub {
     sweep_at: Instant,
 }
 
+/// What the dispatcher serves: the servers, the profiles (credentials bound) and the tool overrides.
+pub struct Served {
+    pub servers: Vec<ServerConfig>,
+    pub profiles: Vec<Profile>,
+    pub overrides: Overrides,
+}
+
 impl Hub {
-    pub fn new(settings: HubSettings, servers: Vec<ServerConfig>, overrides: Overrides, events: Sender<Event>) -> Hub {
-        Hub::with_connector(settings, servers, overrides, events, Box::new(Connection::start))
+    pub fn new(settings: HubSettings, served: Served, events: Sender<Event>) -> Hub {
+        Hub::with_connector(settings, served, events, Box::new(Connection::start))
     }
 
     /// A dispatcher whose backend connections are made by `connect` (tests use in-memory ones).
-    pub fn with_connector(
-        settings: HubSettings,
-        servers: Vec<ServerConfig>,
-        overrides: Overrides,
-        events: Sender<Event>,
-        connect: Connector,
-    ) -> Hub {
+    pub fn with_connector(settings: HubSettings, served: Served, events: Sender<Event>, connect: Connector) -> Hub {
+        let Served { servers, profiles, overrides } = served;
         Hub {
             settle_by: Some(Instant::now() + settings.startup_timeout),
             client_capabilities: settings.client_capabilities.clone(),
@@ -136,6 +143,7 @@ impl Hub {
             catalog: Catalog::default(),
             overrides,
             findings: Findings::default(),
+            views: views::Views::new(profiles),
             clients: Clients::default(),
             subscriptions: Subscriptions::default(),
             listeners: listen::Listeners::default(),
@@ -193,9 +201,9 @@ impl Hub {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::ClientConnected { client, outbox } => self.clients.connect(client, outbox),
-            Event::OpenSession { client, session, outbox, owner, address, reply } => {
-                let answer = self.open_session(client, session, outbox, owner, address);
+            Event::ClientConnected { client, outbox, profile } => self.clients.connect(client, outbox, profile.map(Arc::from)),
+            Event::OpenSession { client, session, outbox, access, address, reply } => {
+                let answer = self.open_session(client, session, outbox, access, address);
                 let _ = reply.send(answer);
             }
             Event::FromClient { client, msg, era } => self.on_client_message(client, msg, ReplyTo::Outbox, era),
@@ -203,17 +211,17 @@ impl Hub {
                 self.send_to_client(client, Message::error_response(Value::Null, error.code(), &error.to_string()));
             }
             Event::Refused { client, answer } => self.send_to_client(client, answer),
-            Event::FromSession { session, owner, msg, reply, inline } => {
-                self.on_session_message(&session, owner.as_deref(), msg, reply, inline);
+            Event::FromSession { session, access, msg, reply, inline } => {
+                self.on_session_message(&session, &access, msg, reply, inline);
             }
-            Event::Stateless { client, msg, reply, owner, param_headers } => {
-                self.on_stateless_message(client, msg, reply, owner, &param_headers);
+            Event::Stateless { client, msg, reply, access, param_headers } => {
+                self.on_stateless_message(client, msg, reply, access, &param_headers);
             }
-            Event::OpenStream { session, owner, stream, outbox, reply } => {
-                drop(reply.send(self.open_stream(&session, owner.as_deref(), stream, outbox)));
+            Event::OpenStream { session, access, stream, outbox, reply } => {
+                drop(reply.send(self.open_stream(&session, &access, stream, outbox)));
             }
             Event::StreamClosed { session, stream } => self.clients.stream_closed(&session, stream),
-            Event::EndSession { session, owner, reply } => drop(reply.send(self.end_session(&session, owner.as_deref()))),
+            Event::EndSession { session, access, reply } => drop(reply.send(self.end_session(&session, &access))),
             Event::ClientGone { client } => self.client_gone(client),
             Event::Health { detailed, reply } => drop(reply.send(self.health(detailed))),
             Event::Inspect { reply } => drop(reply.send(self.inspect())),
@@ -232,7 +240,7 @@ impl Hub {
             }
             // A stopped (retired) connection is gone for good; anything else is from a replaced one.
             Event::BackendExited { backend, generation, .. } => drop(self.shutdown.retired_exited(backend, generation)),
-            Event::Reload { servers, overrides } => self.apply_reload(servers, overrides),
+            Event::Reload { servers, profiles, overrides } => self.apply_reload(Served { servers, profiles, overrides }),
             Event::Shutdown => self.begin_shutdown(),
         }
     }
@@ -282,13 +290,5 @@ impl Hub {
     fn answer_error(&mut self, caller: &Caller, code: i64, message: &str) {
         let msg = Message::error_response(caller.id.clone(), code, message);
         self.deliver(caller.client, &caller.reply, msg);
-    }
-
-    /// Sends a notification to every client that has finished its handshake; it is built once and
-    /// only copied per client.
-    fn broadcast(&mut self, msg: Message) {
-        for client in self.clients.initialized() {
-            self.send_to_client(client, msg.clone());
-        }
     }
 }

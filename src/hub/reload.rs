@@ -6,16 +6,16 @@
 //! Slots are never reused for another key, so a `BackendId` always means the same server.
 
 use super::backends::State;
-use super::Hub;
-use crate::config::ServerConfig;
+use super::{Hub, Served};
 use crate::event::BackendId;
-use crate::tool_config::Overrides;
 
 impl Hub {
-    pub(super) fn apply_reload(&mut self, servers: Vec<ServerConfig>, overrides: Overrides) {
+    pub(super) fn apply_reload(&mut self, served: Served) {
         if self.shutdown.is_stopping() {
             return;
         }
+        let Served { servers, profiles, overrides } = served;
+        let profiles_changed = self.views.set_profiles(profiles);
         let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
         let gone: Vec<BackendId> = self
             .backends
@@ -53,8 +53,9 @@ impl Hub {
         let overrides_changed = self.overrides != overrides;
         self.overrides = overrides;
         log::info!(
-            "configuration reloaded: added {added:?}, changed {changed:?}, removed {removed:?}{}",
-            if overrides_changed { ", tool overrides changed" } else { "" }
+            "configuration reloaded: added {added:?}, changed {changed:?}, removed {removed:?}{}{}",
+            if overrides_changed { ", tool overrides changed" } else { "" },
+            if profiles_changed { ", profiles changed" } else { "" }
         );
         self.refresh_catalog();
     }

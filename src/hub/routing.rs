@@ -314,6 +314,7 @@ mod tests {
             log_level: None,
             owner: None,
             answers: Default::default(),
+            profile: None,
         };
         Origin::Client { caller, progress_token: token.map(Value::from) }
     }
@@ -327,6 +328,7 @@ mod tests {
             log_level: None,
             owner: None,
             answers: Default::default(),
+            profile: None,
         };
         Origin::Client { caller, progress_token: None }
     }

@@ -75,6 +75,7 @@ impl Hub {
             problems: self.findings.problems.clone(),
             notes: self.findings.notes.clone(),
             backends: self.backends.statuses(),
+            profiles: self.views.summaries(),
         }
     }
 

@@ -7,7 +7,7 @@
 use super::{Hub, HubSettings};
 use crate::backend::{Connection, Link};
 use crate::config::ServerConfig;
-use crate::event::{BackendState, ClientId, Era, Event, Reply};
+use crate::event::{Access, BackendState, ClientId, Era, Event, Reply};
 use crate::jsonrpc::Message;
 use crate::settings::{Retries, RetryPolicy};
 use crate::tool_config::{Overrides, ToolOverride};
@@ -85,6 +85,10 @@ impl Harness {
     }
 
     fn with(settings: HubSettings, servers: Vec<ServerConfig>) -> Harness {
+        Harness::serving(settings, super::Served { servers, profiles: Vec::new(), overrides: Overrides::new() })
+    }
+
+    fn serving(settings: HubSettings, served: super::Served) -> Harness {
         let (events_tx, events) = crossbeam_channel::unbounded();
         let (started_tx, started): (Sender<(String, Wire)>, _) = crossbeam_channel::unbounded();
         // A server's record is its wire's key; its instances are `key#2`, `key#3`... in the order made.
@@ -100,7 +104,7 @@ impl Harness {
             let _ = started_tx.send((name, Wire { link, sent }));
             Ok(Connection::memory(tx))
         });
-        let hub = Hub::with_connector(settings, servers, Overrides::new(), events_tx, connect);
+        let hub = Hub::with_connector(settings, served, events_tx, connect);
         let mut h =
             Harness { hub, events, started, wires: HashMap::new(), starts: HashMap::new(), elapsed: Duration::ZERO, finished: false };
         h.hub.start();
@@ -241,10 +245,31 @@ impl Harness {
     }
 
     fn client(&mut self) -> TestClient {
+        self.client_of(None)
+    }
+
+    /// A client (stdio-like) that sees a profile.
+    fn client_of(&mut self, profile: Option<&str>) -> TestClient {
         let (outbox, inbox) = crossbeam_channel::unbounded();
         let id = ClientId::fresh();
-        self.event(Event::ClientConnected { client: id, outbox });
+        self.event(Event::ClientConnected { client: id, outbox, profile: profile.map(str::to_owned) });
         TestClient { id, inbox }
+    }
+
+    /// An initialized client of a profile.
+    fn profile_client(&mut self, profile: &str) -> TestClient {
+        let client = self.client_of(Some(profile));
+        let params = json!({ "protocolVersion": "2025-06-18", "capabilities": {} });
+        self.send(&client, json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params }));
+        assert!(client.next().get("result").is_some());
+        client
+    }
+
+    /// The names a client gets from `tools/list`.
+    fn tool_names(&mut self, client: &TestClient) -> Vec<String> {
+        self.send(client, json!({ "jsonrpc": "2.0", "id": "list", "method": "tools/list" }));
+        let tools = client.next()["result"]["tools"].as_array().cloned().unwrap_or_default();
+        tools.iter().map(|t| t["name"].as_str().unwrap_or_default().to_owned()).collect()
     }
 
     /// An initialized client.
@@ -717,7 +742,13 @@ fn another_clients_retry_with_the_request_state_is_refused() {
 fn stateless(h: &mut Harness, owner: &str, msg: Value) -> Vec<Reply> {
     let (reply, replies) = crossbeam_channel::unbounded();
     let msg = Message::parse(&msg.to_string()).unwrap();
-    h.event(Event::Stateless { client: ClientId::fresh(), msg, reply, owner: Some(owner.into()), param_headers: Vec::new() });
+    h.event(Event::Stateless {
+        client: ClientId::fresh(),
+        msg,
+        reply,
+        access: Access { owner: Some(owner.into()), profile: None },
+        param_headers: Vec::new(),
+    });
     replies.try_iter().collect()
 }
 
@@ -735,7 +766,13 @@ fn a_sessionless_retry_must_bring_the_credential_its_question_went_to() {
     let call = modern_call(json!({ "elicitation": {} }));
     let (reply, replies) = crossbeam_channel::unbounded();
     let msg = Message::parse(&call.to_string()).unwrap();
-    h.event(Event::Stateless { client: ClientId::fresh(), msg, reply, owner: Some("key #1".into()), param_headers: Vec::new() });
+    h.event(Event::Stateless {
+        client: ClientId::fresh(),
+        msg,
+        reply,
+        access: Access { owner: Some("key #1".into()), profile: None },
+        param_headers: Vec::new(),
+    });
     h.sent_to("a");
     h.backend_says("a", json!({ "jsonrpc": "2.0", "id": "e1", "method": "elicitation/create", "params": elicitation()["params"] }));
     let asked: Vec<Reply> = replies.try_iter().collect();
@@ -1027,7 +1064,7 @@ fn reload_leaves_an_unchanged_server_and_its_call_in_flight_alone() {
     let client = h.ready_client();
     h.call(&client, 1, "a__x");
     let forwarded = h.sent_to("a");
-    h.event(Event::Reload { servers: servers(&["a", "b"]), overrides: Overrides::new() });
+    h.event(Event::Reload { servers: servers(&["a", "b"]), profiles: Vec::new(), overrides: Overrides::new() });
     assert_eq!(h.starts.get("b"), Some(&1));
     h.answer("a", &forwarded, json!({ "ok": true }));
     assert_eq!(client.next()["result"]["ok"], true);
@@ -1041,7 +1078,7 @@ fn reload_that_removes_a_server_fails_its_calls_and_withdraws_its_tools() {
     let client = h.ready_client();
     h.call(&client, 1, "b__y");
     h.sent_to("b");
-    h.event(Event::Reload { servers: servers(&["a"]), overrides: Overrides::new() });
+    h.event(Event::Reload { servers: servers(&["a"]), profiles: Vec::new(), overrides: Overrides::new() });
     let failed = client.next();
     assert!(failed["error"]["message"].as_str().unwrap().contains("was stopped"), "{failed}");
     assert_eq!(client.next()["method"], "notifications/tools/list_changed");
@@ -1055,7 +1092,7 @@ fn reload_with_new_overrides_renames_a_tool_and_announces_it() {
     h.ready("a", &["x"]);
     let client = h.ready_client();
     let rename = ToolOverride { exposed_name: Some("better".into()), ..ToolOverride::default() };
-    h.event(Event::Reload { servers: servers(&["a"]), overrides: Overrides::from([("a__x".to_owned(), rename)]) });
+    h.event(Event::Reload { servers: servers(&["a"]), profiles: Vec::new(), overrides: Overrides::from([("a__x".to_owned(), rename)]) });
     assert_eq!(client.next()["method"], "notifications/tools/list_changed");
     h.call(&client, 1, "better");
     assert_eq!(params(&h.sent_to("a"))["name"], "x");
@@ -1137,7 +1174,14 @@ fn sessions_beyond_the_limit_are_refused_with_503() {
     let mut h = Harness::with(HubSettings { max_sessions: 1, ..settings() }, servers(&["a"]));
     let open = |h: &mut Harness, session: &str| {
         let (reply, answer) = crossbeam_channel::bounded(1);
-        h.event(Event::OpenSession { client: ClientId::fresh(), session: session.into(), outbox: None, owner: None, address: None, reply });
+        h.event(Event::OpenSession {
+            client: ClientId::fresh(),
+            session: session.into(),
+            outbox: None,
+            access: Access::default(),
+            address: None,
+            reply,
+        });
         answer.try_recv().unwrap()
     };
     assert!(matches!(open(&mut h, "s1"), Reply::Accepted));
@@ -1148,7 +1192,14 @@ fn open_session(h: &mut Harness, session: &str, owner: Option<&str>, address: &s
     let (reply, answer) = crossbeam_channel::bounded(1);
     let address = Some(address.parse().expect("an IP address"));
     let owner = owner.map(str::to_owned);
-    h.event(Event::OpenSession { client: ClientId::fresh(), session: session.into(), outbox: None, owner, address, reply });
+    h.event(Event::OpenSession {
+        client: ClientId::fresh(),
+        session: session.into(),
+        outbox: None,
+        access: Access { owner, profile: None },
+        address,
+        reply,
+    });
     answer.try_recv().expect("an answer")
 }
 
@@ -1156,7 +1207,13 @@ fn open_session(h: &mut Harness, session: &str, owner: Option<&str>, address: &s
 fn post(h: &mut Harness, session: &str, owner: Option<&str>, msg: Value) -> Reply {
     let (reply, answers) = crossbeam_channel::unbounded();
     let msg = Message::parse(&msg.to_string()).expect("a valid message");
-    h.event(Event::FromSession { session: session.into(), owner: owner.map(str::to_owned), msg, reply, inline: true });
+    h.event(Event::FromSession {
+        session: session.into(),
+        access: Access { owner: owner.map(str::to_owned), profile: None },
+        msg,
+        reply,
+        inline: true,
+    });
     answers.try_recv().expect("a reply")
 }
 
@@ -1233,10 +1290,17 @@ fn session_client(h: &mut Harness, session: &str, owner: &str) -> TestClient {
     let (reply, _) = crossbeam_channel::bounded(1);
     let id = ClientId::fresh();
     let owner = Some(owner.to_owned());
-    h.event(Event::OpenSession { client: id, session: session.into(), outbox: Some(outbox), owner: owner.clone(), address: None, reply });
+    h.event(Event::OpenSession {
+        client: id,
+        session: session.into(),
+        outbox: Some(outbox),
+        access: Access { owner: owner.clone(), profile: None },
+        address: None,
+        reply,
+    });
     let (reply, _) = crossbeam_channel::unbounded();
     let msg = Message::parse(&initialize().to_string()).unwrap();
-    h.event(Event::FromSession { session: session.into(), owner, msg, reply, inline: false });
+    h.event(Event::FromSession { session: session.into(), access: Access { owner, profile: None }, msg, reply, inline: false });
     let client = TestClient { id, inbox };
     assert!(client.next().get("result").is_some());
     client
@@ -1338,9 +1402,16 @@ fn an_http_request_gets_its_answer_on_its_own_reply_channel() {
     h.ready("a", &["x"]);
     let (reply, answers) = crossbeam_channel::unbounded();
     let (open, _) = crossbeam_channel::bounded(1);
-    h.event(Event::OpenSession { client: ClientId::fresh(), session: "s".into(), outbox: None, owner: None, address: None, reply: open });
+    h.event(Event::OpenSession {
+        client: ClientId::fresh(),
+        session: "s".into(),
+        outbox: None,
+        access: Access::default(),
+        address: None,
+        reply: open,
+    });
     let msg = Message::parse(r#"{"jsonrpc":"2.0","id":"q","method":"tools/list"}"#).unwrap();
-    h.event(Event::FromSession { session: "s".into(), owner: None, msg, reply, inline: true });
+    h.event(Event::FromSession { session: "s".into(), access: Access::default(), msg, reply, inline: true });
     let Ok(Reply::Message(answer)) = answers.try_recv() else { panic!("no answer on the request's channel") };
     assert_eq!(answer.id, Some(json!("q")));
 }
@@ -1579,7 +1650,7 @@ fn a_sessionless_request_for_an_isolated_server_is_refused_with_the_reason() {
     let call = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "s__x", "arguments": {},
         "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} } } });
     let msg = Message::parse(&call.to_string()).unwrap();
-    h.event(Event::Stateless { client: ClientId::fresh(), msg, reply, owner: None, param_headers: Vec::new() });
+    h.event(Event::Stateless { client: ClientId::fresh(), msg, reply, access: Access::default(), param_headers: Vec::new() });
     let Ok(Reply::Message(refused)) = answer.try_recv() else { panic!("no answer") };
     assert!(refused.error.unwrap().get().contains("belongs to no session"));
     assert!(h.instances("s").is_empty());
@@ -1602,7 +1673,7 @@ fn a_reload_that_changes_an_isolated_server_stops_its_instances() {
     let mut h = Harness::with(settings(), isolated("s", json!({})));
     h.ready("s", &["x"]);
     let (a, _) = isolated_call(&mut h, "s#2", json!({}));
-    h.event(Event::Reload { servers: isolated("s", json!({ "timeout": 5 })), overrides: Overrides::new() });
+    h.event(Event::Reload { servers: isolated("s", json!({ "timeout": 5 })), profiles: Vec::new(), overrides: Overrides::new() });
     assert!(a.next()["error"]["message"].as_str().unwrap().contains("configuration changed"));
     assert!(h.instances("s").is_empty());
 }
@@ -1633,4 +1704,167 @@ fn a_clients_log_level_is_set_on_its_own_instance_only() {
     let set = h.sent_to("s#2");
     assert_eq!((set.method(), params(&set)["level"].clone()), ("logging/setLevel", json!("error")));
     h.nothing_to_backend("s#3");
+}
+
+// ----- profiles ----------------------------------------------------------------------------------------
+
+/// Servers `a` (tools x, y) and `b` (tool z), ready, with these profiles (the config file's format);
+/// key #1 and token #1 are the credentials profiles may bind.
+fn profiled(profiles: Value) -> Harness {
+    let text = json!({ "mcpServers": { "a": { "command": "unused" }, "b": { "command": "unused" } }, "profiles": profiles }).to_string();
+    let mut config = crate::config::parse(&text, Path::new("test.json"), &|_| None).expect("a valid config");
+    let credentials = crate::profile_config::Credentials { keys: vec!["k1".into()], tokens: vec!["t1".into()] };
+    assert!(crate::profile_config::bind(&mut config.profiles, &credentials).is_empty());
+    let served = super::Served { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() };
+    let mut h = Harness::serving(settings(), served);
+    h.ready("a", &["x", "y"]);
+    h.ready("b", &["z"]);
+    h
+}
+
+/// A reply that is a message, as JSON.
+fn answered(reply: Reply) -> Value {
+    let Reply::Message(msg) = reply else { panic!("not a message") };
+    serde_json::from_str(&msg.to_json()).expect("JSON")
+}
+
+fn open_profile_session(h: &mut Harness, session: &str, owner: Option<&str>, profile: Option<&str>) -> Reply {
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    let access = Access { owner: owner.map(str::to_owned), profile: profile.map(str::to_owned) };
+    h.event(Event::OpenSession { client: ClientId::fresh(), session: session.into(), outbox: None, access, address: None, reply });
+    answer.try_recv().expect("an answer")
+}
+
+#[test]
+fn a_profiles_client_lists_only_the_tools_of_its_servers_that_its_globs_allow() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"], "tools": { "allow": ["a__x"] } } }));
+    let client = h.profile_client("p");
+    assert_eq!(h.tool_names(&client), ["a__x"]);
+    let whole = h.ready_client();
+    assert_eq!(h.tool_names(&whole), ["a__x", "a__y", "b__z"], "a client without a profile sees everything");
+}
+
+#[test]
+fn a_tool_outside_the_profile_is_unknown_and_never_reaches_its_server() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"] } }));
+    let client = h.profile_client("p");
+    h.call(&client, 1, "b__z");
+    assert_eq!(client.next()["error"]["message"], "Unknown tool: 'b__z'");
+    h.nothing_to_backend("b");
+    h.call(&client, 2, "a__y");
+    assert_eq!(params(&h.sent_to("a"))["name"], "y");
+}
+
+#[test]
+fn a_renamed_tool_is_listed_and_called_under_its_profile_name() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"], "rename": { "a__x": "ex" } } }));
+    let client = h.profile_client("p");
+    assert_eq!(h.tool_names(&client), ["a__y", "ex"], "sorted by the names shown");
+    h.call(&client, 1, "ex");
+    assert_eq!(params(&h.sent_to("a"))["name"], "x");
+    h.call(&client, 2, "a__x");
+    assert_eq!(client.next()["error"]["message"], "Unknown tool: 'a__x'", "the old name is not shown, so not callable");
+}
+
+#[test]
+fn a_bound_key_gets_its_profile_on_the_default_path_and_403_on_another_profiles_path() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"], "keys": ["k1"] }, "q": { "servers": ["b"] } }));
+    assert!(matches!(open_profile_session(&mut h, "s1", Some("key #1"), None), Reply::Accepted));
+    assert_eq!(answered(post(&mut h, "s1", Some("key #1"), initialize()))["result"]["protocolVersion"], "2025-06-18");
+    let listed = answered(post(&mut h, "s1", Some("key #1"), json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" })));
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(2), "{listed}");
+    assert!(matches!(open_profile_session(&mut h, "s2", Some("key #1"), Some("q")), Reply::Refused(403, _)));
+    assert!(matches!(open_profile_session(&mut h, "s3", Some("key #1"), Some("p")), Reply::Accepted));
+    assert!(matches!(open_profile_session(&mut h, "s4", None, Some("nope")), Reply::Refused(404, _)));
+    assert!(matches!(open_profile_session(&mut h, "s5", None, Some("q")), Reply::Accepted), "an unbound credential may use any profile");
+}
+
+#[test]
+fn a_session_is_unknown_on_another_profiles_path() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"] }, "q": { "servers": ["b"] } }));
+    assert!(matches!(open_profile_session(&mut h, "s1", None, Some("p")), Reply::Accepted));
+    let (reply, answers) = crossbeam_channel::unbounded();
+    let msg = Message::parse(&initialize().to_string()).unwrap();
+    h.event(Event::FromSession {
+        session: "s1".into(),
+        access: Access { owner: None, profile: Some("q".into()) },
+        msg,
+        reply,
+        inline: true,
+    });
+    assert!(matches!(answers.try_recv(), Ok(Reply::UnknownSession)));
+}
+
+#[test]
+fn a_list_change_is_announced_only_to_clients_whose_view_changed() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"] } }));
+    let (profiled, whole) = (h.profile_client("p"), h.ready_client());
+    h.backend_says("b", json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" }));
+    let list = h.sent_to("b");
+    h.answer("b", &list, json!({ "tools": [{ "name": "z2", "inputSchema": { "type": "object" } }] }));
+    assert_eq!(whole.next()["method"], "notifications/tools/list_changed");
+    profiled.nothing();
+}
+
+#[test]
+fn prompts_resources_and_completions_outside_the_profile_are_unknown() {
+    let text = json!({ "mcpServers": { "a": { "command": "unused" }, "b": { "command": "unused" } },
+                       "profiles": { "p": { "servers": ["a"] } } })
+    .to_string();
+    let config = crate::config::parse(&text, Path::new("test.json"), &|_| None).unwrap();
+    let mut h =
+        Harness::serving(settings(), super::Served { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() });
+    let caps = json!({ "prompts": {}, "resources": {}, "completions": {} });
+    let offering = |prompt: &str, uri: &str| {
+        [
+            ("tools/list", json!({ "tools": [] })),
+            ("prompts/list", json!({ "prompts": [{ "name": prompt }] })),
+            ("resources/list", json!({ "resources": [{ "uri": uri, "name": uri }] })),
+            ("resources/templates/list", json!({ "resourceTemplates": [] })),
+        ]
+    };
+    h.ready_offering("a", caps.clone(), &offering("pa", "file:///a"));
+    h.ready_offering("b", caps, &offering("pb", "file:///b"));
+    let client = h.profile_client("p");
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": { "name": "pb" } }));
+    assert_eq!(client.next()["error"]["message"], "Unknown prompt: 'pb'");
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": { "uri": "file:///b" } }));
+    assert_eq!(client.next()["error"]["code"], -32002);
+    let complete = json!({ "ref": { "type": "ref/prompt", "name": "pb" }, "argument": { "name": "x", "value": "" } });
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 3, "method": "completion/complete", "params": complete }));
+    assert_eq!(client.next()["error"]["code"], -32602);
+    h.nothing_to_backend("b");
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 4, "method": "resources/list" }));
+    assert_eq!(client.next()["result"]["resources"], json!([{ "uri": "file:///a", "name": "file:///a" }]));
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 5, "method": "resources/read", "params": { "uri": "file:///a" } }));
+    assert_eq!(h.sent_to("a").method(), "resources/read");
+}
+
+#[test]
+fn a_tool_search_profile_lists_the_meta_tools_and_searches_calls_and_lists_servers() {
+    let mut h = profiled(json!({ "lean": { "toolSearch": true } }));
+    let client = h.profile_client("lean");
+    assert_eq!(h.tool_names(&client), ["search_tools", "call_tool", "list_servers"]);
+    let search = json!({ "name": "search_tools", "arguments": { "query": "z" } });
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": search }));
+    let found = client.next()["result"]["structuredContent"]["tools"].clone();
+    assert_eq!(found[0]["name"], "b__z");
+    assert_eq!(found[0]["server"], "b");
+    let call = json!({ "name": "call_tool", "arguments": { "name": "b__z", "arguments": { "n": 1 } } });
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call }));
+    assert_eq!(params(&h.sent_to("b")), json!({ "name": "z", "arguments": { "n": 1 } }));
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": { "name": "list_servers", "arguments": {} } }));
+    assert_eq!(client.next()["result"]["structuredContent"]["servers"], json!([{ "name": "a", "tools": 2 }, { "name": "b", "tools": 1 }]));
+}
+
+#[test]
+fn a_bad_search_is_a_tool_error_the_model_can_read() {
+    let mut h = profiled(json!({ "lean": { "toolSearch": true } }));
+    let client = h.profile_client("lean");
+    h.send(
+        &client,
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "search_tools", "arguments": { "limit": 0 } } }),
+    );
+    let result = client.next()["result"].clone();
+    assert_eq!((result["isError"].clone(), result["content"][0]["text"].clone()), (json!(true), json!("'query' (text) is required")));
 }

@@ -36,7 +36,7 @@ impl Auth {
         let candidates = [(bearer, &self.tokens, "token"), (header_key, &self.keys, "key"), (req.query_param("key"), &self.keys, "key")];
         candidates
             .into_iter()
-            .find_map(|(candidate, secrets, kind)| matching(&candidate?, secrets).map(|index| format!("{kind} #{}", index + 1)))
+            .find_map(|(candidate, secrets, kind)| matching(&candidate?, secrets).map(|index| crate::event::owner_label(kind, index)))
     }
 }
 

@@ -1,14 +1,15 @@
 //! Legacy HTTP+SSE (protocol 2024-11-05): `GET /sse` opens a session's stream, whose first event names
 //! the endpoint to post to; `POST /message?sessionId=...` takes one message and answers 202, and the
-//! reply arrives on the stream. The session lives exactly as long as its stream.
+//! reply arrives on the stream. The session lives exactly as long as its stream. `GET /sse/<profile>` opens
+//! a session of that profile; its posts go to the same `/message`.
 
 use super::{parse_body, pump, Frontend, ACK_TIMEOUT};
-use crate::event::{Event, Reply};
+use crate::event::{Access, Event, Reply};
 use crate::http::{Exchange, Request, Response};
 
-pub(super) fn open(fe: &Frontend, req: &Request, ex: &mut Exchange) {
+pub(super) fn open(fe: &Frontend, req: &Request, ex: &mut Exchange, access: Access) {
     let (outbox, inbox) = crossbeam_channel::unbounded();
-    let (client, session) = match fe.open_session(req, Some(outbox)) {
+    let (client, session) = match fe.open_session(req, access, Some(outbox)) {
         Ok(opened) => opened,
         Err(response) => return ex.respond(response),
     };
@@ -31,7 +32,7 @@ pub(super) fn open(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     let _ = fe.events.send(Event::ClientGone { client });
 }
 
-pub(super) fn post(fe: &Frontend, req: &Request) -> Response {
+pub(super) fn post(fe: &Frontend, req: &Request, access: Access) -> Response {
     let Some(session) = req.query_param("sessionId").filter(|s| !s.is_empty()) else {
         return Response::error(400, "Missing sessionId query parameter");
     };
@@ -40,7 +41,7 @@ pub(super) fn post(fe: &Frontend, req: &Request) -> Response {
         Err(response) => return response,
     };
     let (reply, ack) = crossbeam_channel::bounded(1);
-    let event = Event::FromSession { session: session.clone(), owner: fe.auth.identify(req), msg, reply, inline: false };
+    let event = Event::FromSession { session: session.clone(), access, msg, reply, inline: false };
     if fe.events.send(event).is_err() {
         return Response::error(503, "shutting down");
     }

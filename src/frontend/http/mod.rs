@@ -1,5 +1,5 @@
 //! The proxy as an MCP server over HTTP: legacy HTTP+SSE (`/sse`, `/message`) and Streamable HTTP
-//! (`/mcp`) on one port, plus `/health`.
+//! (`/mcp`) on one port, each also as `/sse/<profile>` and `/mcp/<profile>`, plus `/health`.
 //!
 //! Each request runs on its HTTP connection thread. Messages go to the dispatcher as
 //! [`Event::FromSession`], which owns the sessions and answers through a per-request channel; streams
@@ -14,7 +14,7 @@ mod legacy_sse;
 mod metrics;
 mod streamable;
 
-use crate::event::{ClientId, Event, Reply};
+use crate::event::{Access, ClientId, Event, Reply};
 use crate::http::{self, EventStream, Exchange, Request, Response};
 use crate::jsonrpc::Message;
 use crate::settings::HttpSettings;
@@ -105,22 +105,23 @@ impl Frontend {
                 None => ex.respond(Response::error(404, "the admin UI is disabled (set ENABLE_ADMIN_UI=true)")),
             };
         }
-        let mcp_path = matches!(path, "/sse" | "/message" | "/messages" | "/mcp");
-        if !mcp_path {
+        let Some((endpoint, profile)) = mcp_endpoint(path) else {
             return ex.respond(Response::error(404, &format!("no such endpoint: {}", req.path)));
-        }
+        };
         if !hosts::origin_allowed(req, &self.settings.allowed_origins) {
             log::warn!("refused a request from origin {:?}", req.header("origin"));
             return ex.respond(Response::error(403, "origin not allowed"));
         }
-        if !self.auth.allows(req) {
+        let owner = self.auth.identify(req);
+        if self.auth.enabled() && owner.is_none() {
             let challenge = "Bearer realm=\"mcp-proxy-server\", ApiKey header=\"X-Api-Key\"";
             return ex.respond(Response::error(401, "Unauthorized").with_header("WWW-Authenticate", challenge));
         }
-        match (req.method.as_str(), path) {
-            ("GET", "/sse") => legacy_sse::open(self, req, ex),
-            ("POST", "/message" | "/messages") => ex.respond(legacy_sse::post(self, req)),
-            (_, "/mcp") => streamable::handle(self, req, ex),
+        let access = Access { owner, profile: profile.map(str::to_owned) };
+        match (req.method.as_str(), endpoint) {
+            ("GET", "/sse") => legacy_sse::open(self, req, ex, access),
+            ("POST", "/message" | "/messages") => ex.respond(legacy_sse::post(self, req, access)),
+            (_, "/mcp") => streamable::handle(self, req, ex, &access),
             (method, _) => ex.respond(Response::error(405, &format!("{method} is not allowed on {path}"))),
         }
     }
@@ -142,19 +143,38 @@ impl Frontend {
 impl Frontend {
     /// Asks the dispatcher for a new session (it may refuse: session limits) and returns its client
     /// id and session id, or the response that says why not.
-    fn open_session(&self, req: &Request, outbox: Option<Sender<Message>>) -> Result<(ClientId, String), Response> {
+    fn open_session(&self, req: &Request, access: Access, outbox: Option<Sender<Message>>) -> Result<(ClientId, String), Response> {
         let session = new_session_id(self.settings.instance_id.as_deref())
             .map_err(|e| Response::error(500, &format!("cannot make a session id: {e}")))?;
         let client = ClientId::fresh();
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let owner = self.auth.identify(req);
-        let open = Event::OpenSession { client, session: session.clone(), outbox, owner, address: req.peer, reply };
+        let open = Event::OpenSession { client, session: session.clone(), outbox, access, address: req.peer, reply };
         self.events.send(open).map_err(|_| Response::error(503, "shutting down"))?;
         match answer.recv_timeout(ACK_TIMEOUT) {
             Ok(Reply::Accepted) => Ok((client, session)),
             Ok(Reply::Refused(status, why)) => Err(Response::error(status, &why)),
             Ok(_) | Err(_) => Err(Response::error(503, "the dispatcher did not answer")),
         }
+    }
+}
+
+/// The MCP endpoint a path names and the profile it names with it: `/mcp`, `/sse` and their
+/// `/mcp/<profile>`, `/sse/<profile>`, and `/message` (a legacy session already has its profile).
+fn mcp_endpoint(path: &str) -> Option<(&'static str, Option<&str>)> {
+    let (endpoint, profile) = match path.split_once('/').map(|(_, rest)| rest.split_once('/').unwrap_or((rest, ""))) {
+        Some((first, profile)) => (first, (!profile.is_empty()).then_some(profile)),
+        None => return None,
+    };
+    let endpoint = match (endpoint, profile) {
+        ("mcp", _) => "/mcp",
+        ("sse", _) => "/sse",
+        ("message", None) => "/message",
+        ("messages", None) => "/messages",
+        _ => return None,
+    };
+    match profile {
+        Some(name) if !crate::profile_config::is_valid_name(name) => None,
+        _ => Some((endpoint, profile)),
     }
 }
 
@@ -192,7 +212,6 @@ fn pump(stream: &mut EventStream, inbox: &Receiver<Message>, keepalive: Duration
     }
 }
 
-/// A fresh session id: 128 random bits.
 /// A fresh session id: 128 random bits, after the instance id when one is set, so a load balancer can
 /// route a session to the instance that holds it.
 fn new_session_id(instance: Option<&str>) -> io::Result<String> {

@@ -12,7 +12,7 @@
 //! its connection cancels it.
 
 use super::{parse_body, pump, rpc_error, Frontend, ACK_TIMEOUT, LIVENESS_CHECK};
-use crate::event::{ClientId, Era, Event, Reply, PROTOCOL_VERSIONS};
+use crate::event::{Access, ClientId, Era, Event, Reply, PROTOCOL_VERSIONS};
 use crate::http::{EventStream, Exchange, Request, Response};
 use crate::jsonrpc::{code, Kind, Message};
 use crate::modern;
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 const SESSION_HEADER: &str = "Mcp-Session-Id";
 
-pub(super) fn handle(fe: &Frontend, req: &Request, ex: &mut Exchange) {
+pub(super) fn handle(fe: &Frontend, req: &Request, ex: &mut Exchange, access: &Access) {
     if fe.settings.stateless && req.method != "POST" {
         let why = "Method not allowed: this proxy runs stateless (no sessions, no GET stream)";
         return ex.respond(rpc_error(405, -32000, why).with_header("Allow", "POST"));
@@ -32,7 +32,7 @@ pub(super) fn handle(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     // for a version the proxy does not speak, which the modern checks refuse with the versions it does).
     if req.header("mcp-protocol-version").is_some_and(|v| !PROTOCOL_VERSIONS.contains(&v.trim())) {
         return match req.method.as_str() {
-            "POST" => modern_post(fe, req, ex),
+            "POST" => modern_post(fe, req, ex, access),
             // 2026-07-28 has no sessions, so no standing stream to GET and nothing to DELETE.
             method => ex.respond(
                 rpc_error(405, -32600, &format!("Method {method} not allowed: MCP 2026-07-28 has no sessions"))
@@ -41,16 +41,16 @@ pub(super) fn handle(fe: &Frontend, req: &Request, ex: &mut Exchange) {
         };
     }
     match req.method.as_str() {
-        "POST" => post(fe, req, ex),
-        "GET" => get(fe, req, ex),
-        "DELETE" => ex.respond(delete(fe, req)),
+        "POST" => post(fe, req, ex, access),
+        "GET" => get(fe, req, ex, access),
+        "DELETE" => ex.respond(delete(fe, req, access)),
         other => {
             ex.respond(rpc_error(405, -32600, &format!("Method {other} not allowed on /mcp")).with_header("Allow", "GET, POST, DELETE"))
         }
     }
 }
 
-fn post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
+fn post(fe: &Frontend, req: &Request, ex: &mut Exchange, access: &Access) {
     let msg = match parse_body(req) {
         Ok(msg) => msg,
         Err(response) => return ex.respond(response),
@@ -59,40 +59,39 @@ fn post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     let (session, created) = match req.header("mcp-session-id") {
         Some(session) if !stateless => (session.to_owned(), false),
         // Stateless: every request is a session of its own, forgotten once answered.
-        _ if stateless => match start_session(fe, req) {
+        _ if stateless => match start_session(fe, req, access) {
             Ok(session) => (session, false),
             Err(response) => return ex.respond(response),
         },
-        None if msg.kind() == Kind::Request && msg.method() == "initialize" => match start_session(fe, req) {
+        None if msg.kind() == Kind::Request && msg.method() == "initialize" => match start_session(fe, req, access) {
             Ok(session) => (session, true),
             Err(response) => return ex.respond(response),
         },
         _ => return ex.respond(rpc_error(400, -32000, "Bad Request: Mcp-Session-Id header is required")),
     };
     if stateless {
-        let _guard = EndOnDrop(fe, session.clone(), fe.auth.identify(req));
-        return exchange(fe, req, ex, msg, session, false);
+        let _guard = EndOnDrop(fe, session.clone(), access.clone());
+        return exchange(fe, req, ex, msg, session, false, access);
     }
-    exchange(fe, req, ex, msg, session, created);
+    exchange(fe, req, ex, msg, session, created, access);
 }
 
 /// Ends a stateless request's throwaway session however the request ends (with its owner).
-struct EndOnDrop<'a>(&'a Frontend, String, Option<String>);
+struct EndOnDrop<'a>(&'a Frontend, String, Access);
 
 impl Drop for EndOnDrop<'_> {
     fn drop(&mut self) {
         let (reply, _ack) = crossbeam_channel::bounded(1);
-        let (session, owner) = (std::mem::take(&mut self.1), self.2.take());
-        let _ = self.0.events.send(Event::EndSession { session, owner, reply });
+        let (session, access) = (std::mem::take(&mut self.1), std::mem::take(&mut self.2));
+        let _ = self.0.events.send(Event::EndSession { session, access, reply });
     }
 }
 
 /// Hands one posted message to the dispatcher and writes what comes back.
-fn exchange(fe: &Frontend, req: &Request, ex: &mut Exchange, msg: Message, session: String, created: bool) {
+fn exchange(fe: &Frontend, req: &Request, ex: &mut Exchange, msg: Message, session: String, created: bool, access: &Access) {
     let request_id = (msg.kind() == Kind::Request).then(|| msg.id.clone()).flatten();
     let (reply, replies) = crossbeam_channel::unbounded();
-    let owner = fe.auth.identify(req);
-    if fe.events.send(Event::FromSession { session: session.clone(), owner, msg, reply, inline: true }).is_err() {
+    if fe.events.send(Event::FromSession { session: session.clone(), access: access.clone(), msg, reply, inline: true }).is_err() {
         return ex.respond(Response::error(503, "shutting down"));
     }
     let first = if request_id.is_some() { replies.recv().ok() } else { replies.recv_timeout(ACK_TIMEOUT).ok() };
@@ -113,7 +112,7 @@ fn exchange(fe: &Frontend, req: &Request, ex: &mut Exchange, msg: Message, sessi
 /// A 2026-07-28 request: checked (routing headers against the body, the envelope, the method), then
 /// handed to the dispatcher with no session, and answered on this connection alone. Notifications have
 /// nothing to say to the proxy over this transport (a request is cancelled by closing its stream).
-fn modern_post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
+fn modern_post(fe: &Frontend, req: &Request, ex: &mut Exchange, access: &Access) {
     let msg = match parse_body(req) {
         Ok(msg) => msg,
         Err(response) => return ex.respond(response),
@@ -134,9 +133,8 @@ fn modern_post(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     let method = msg.method().to_owned();
     let client = ClientId::fresh();
     let (reply, replies) = crossbeam_channel::unbounded();
-    let owner = fe.auth.identify(req);
     let param_headers = req.headers_starting_with("mcp-param-");
-    if fe.events.send(Event::Stateless { client, msg, reply, owner, param_headers }).is_err() {
+    if fe.events.send(Event::Stateless { client, msg, reply, access: access.clone(), param_headers }).is_err() {
         return ex.respond(Response::error(503, "shutting down"));
     }
     let dress = |m: Message| modern::dress(&method, m);
@@ -153,8 +151,8 @@ fn first_reply(ex: &Exchange, replies: &Receiver<Reply>) -> Option<Message> {
     reply_while_connected(ex, replies, &|_| true)
 }
 
-fn start_session(fe: &Frontend, req: &Request) -> Result<String, Response> {
-    let (client, session) = fe.open_session(req, None)?;
+fn start_session(fe: &Frontend, req: &Request, access: &Access) -> Result<String, Response> {
+    let (client, session) = fe.open_session(req, access.clone(), None)?;
     let short = &session[..session.len().min(12)];
     if fe.settings.stateless {
         log::debug!("stateless request {short} (client {})", client.0);
@@ -281,7 +279,7 @@ fn unknown_session(session: &str) -> Response {
 
 /// Opens the session's standing stream for messages that answer no request (list changes, logs,
 /// requests from backends).
-fn get(fe: &Frontend, req: &Request, ex: &mut Exchange) {
+fn get(fe: &Frontend, req: &Request, ex: &mut Exchange, access: &Access) {
     let Some(session) = req.header("mcp-session-id").map(str::to_owned) else {
         return ex.respond(rpc_error(400, -32000, "Bad Request: Mcp-Session-Id header is required"));
     };
@@ -292,7 +290,7 @@ fn get(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     let stream_id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
     let (outbox, inbox) = crossbeam_channel::unbounded();
     let (reply, ack) = crossbeam_channel::bounded(1);
-    let open = Event::OpenStream { session: session.clone(), owner: fe.auth.identify(req), stream: stream_id, outbox, reply };
+    let open = Event::OpenStream { session: session.clone(), access: access.clone(), stream: stream_id, outbox, reply };
     if fe.events.send(open).is_err() {
         return ex.respond(Response::error(503, "shutting down"));
     }
@@ -310,12 +308,12 @@ fn get(fe: &Frontend, req: &Request, ex: &mut Exchange) {
     let _ = fe.events.send(Event::StreamClosed { session, stream: stream_id });
 }
 
-fn delete(fe: &Frontend, req: &Request) -> Response {
+fn delete(fe: &Frontend, req: &Request, access: &Access) -> Response {
     let Some(session) = req.header("mcp-session-id").map(str::to_owned) else {
         return rpc_error(400, -32000, "Bad Request: Mcp-Session-Id header is required");
     };
     let (reply, ack) = crossbeam_channel::bounded(1);
-    if fe.events.send(Event::EndSession { session: session.clone(), owner: fe.auth.identify(req), reply }).is_err() {
+    if fe.events.send(Event::EndSession { session: session.clone(), access: access.clone(), reply }).is_err() {
         return Response::error(503, "shutting down");
     }
     match ack.recv_timeout(ACK_TIMEOUT) {

@@ -145,10 +145,15 @@ impl Admin {
             return invalid("Invalid configuration", problems);
         }
         let text = pretty(&value);
-        match config::parse(&text, path, &settings::env_lookup) {
-            Err(e) => invalid("Invalid configuration", vec![e.to_string()]),
-            Ok(parsed) if !parsed.problems.is_empty() => invalid("Invalid configuration", parsed.problems),
-            Ok(_) => write(path, &text, json!({ "success": true })),
+        let mut parsed = match config::parse(&text, path, &settings::env_lookup) {
+            Ok(parsed) => parsed,
+            Err(e) => return invalid("Invalid configuration", vec![e.to_string()]),
+        };
+        let mut problems = parsed.problems;
+        problems.extend(config_watch::bind_profiles(&mut parsed.profiles, self.watch.credentials.as_ref()));
+        match problems.is_empty() {
+            true => write(path, &text, json!({ "success": true })),
+            false => invalid("Invalid configuration", problems),
         }
     }
 

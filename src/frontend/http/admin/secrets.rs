@@ -1,8 +1,9 @@
 //! Secrets in `mcp_server.json` are never sent to the browser: `GET /admin/config` masks them, and a
 //! masked value saved back (the UI posts the whole file) keeps the value stored in the file.
 //!
-//! Secret are a server's `apiKey`, `bearerToken`, `headers` values and `env` values. A value that is
-//! only a `${VAR}` reference holds no secret (the file names the variable, not its value) and is shown.
+//! Secret are a server's `apiKey`, `bearerToken`, `headers` values and `env` values, and a profile's
+//! `keys` and `tokens`. A value that is only a `${VAR}` reference holds no secret (the file names the
+//! variable, not its value) and is shown.
 
 use serde_json::{Map, Value};
 
@@ -47,8 +48,19 @@ pub fn unmask(posted: &mut Value, stored: &Value) -> Result<(), Vec<String>> {
     }
 }
 
-/// Calls `f` on every secret string of `mcpServers`, with its place (`mcpServers`, key, field[, name]).
+/// Calls `f` on every secret string of `mcpServers` and `profiles`, with its place (`mcpServers`, key,
+/// field[, name]; `profiles`, name, `keys` or `tokens`, index).
 fn for_each_secret(config: &mut Value, f: &mut dyn FnMut(&mut Value, &[&str])) {
+    if let Some(profiles) = config.get_mut("profiles").and_then(Value::as_object_mut) {
+        for (name, profile) in profiles.iter_mut() {
+            for list in ["keys", "tokens"] {
+                let Some(secrets) = profile.get_mut(list).and_then(Value::as_array_mut) else { continue };
+                for (index, value) in secrets.iter_mut().enumerate().filter(|(_, v)| v.is_string()) {
+                    f(value, &["profiles", name, list, &index.to_string()]);
+                }
+            }
+        }
+    }
     let Some(servers) = config.get_mut("mcpServers").and_then(Value::as_object_mut) else { return };
     for (key, entry) in servers.iter_mut() {
         let Some(entry) = entry.as_object_mut() else { continue };
@@ -67,7 +79,10 @@ fn for_each_secret(config: &mut Value, f: &mut dyn FnMut(&mut Value, &[&str])) {
 }
 
 fn lookup<'a>(config: &'a Value, place: &[&str]) -> Option<&'a Value> {
-    place.iter().try_fold(config, |value, step| value.as_object().and_then(|o: &Map<String, Value>| o.get(*step)))
+    place.iter().try_fold(config, |value, step| match value {
+        Value::Array(items) => items.get(step.parse::<usize>().ok()?),
+        _ => value.as_object().and_then(|o: &Map<String, Value>| o.get(*step)),
+    })
 }
 
 /// A value that is exactly `${NAME}`.
@@ -99,6 +114,16 @@ mod tests {
         assert_eq!(shown["mcpServers"]["remote"]["bearerToken"], "${TOKEN}");
         assert_eq!(shown["mcpServers"]["remote"]["url"], "https://x/mcp");
         assert_eq!(shown["mcpServers"]["local"]["env"]["OPENAI_API_KEY"], MASK);
+    }
+
+    #[test]
+    fn a_profiles_keys_and_tokens_are_masked_and_kept_when_saved_back() {
+        let stored = json!({ "mcpServers": {}, "profiles": { "p": { "keys": ["k-1", "${KEY}"], "tokens": ["t-1"] } } });
+        let mut shown = stored.clone();
+        assert!(mask(&mut shown));
+        assert_eq!(shown["profiles"]["p"], json!({ "keys": [MASK, "${KEY}"], "tokens": [MASK] }));
+        unmask(&mut shown, &stored).expect("every mask has a stored value");
+        assert_eq!(shown, stored);
     }
 
     #[test]

@@ -30,6 +30,11 @@ impl ClientId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BackendId(pub usize);
 
+/// A profile, as the dispatcher numbers it (small, so that a [`Caller`] stays small); a name keeps its
+/// number across reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProfileId(pub std::num::NonZeroU32);
+
 /// How a credential is named outside the secret itself: `key #N` (the N-th of `ALLOWED_KEYS`) or
 /// `token #N`. Sessions are bound to it, and profiles to the credentials they list.
 pub fn owner_label(kind: &str, index: usize) -> String {
@@ -226,7 +231,7 @@ pub struct Caller {
     /// What a 2026-07-28 request's client can be asked while it is served (its `clientCapabilities`).
     pub answers: Answerable,
     /// The profile whose view of the catalog it sees (`None`: the whole catalog).
-    pub profile: Option<std::sync::Arc<str>>,
+    pub profile: Option<ProfileId>,
 }
 
 /// The kinds of server requests a client said it can answer, by method, with the capability that says so.

@@ -53,9 +53,14 @@ impl Hub {
         }
     }
 
+    /// The profile a request's path names, if it is one (a session of another is unknown there).
+    fn claimed(&self, access: &Access) -> Option<crate::event::ProfileId> {
+        access.profile.as_deref().and_then(|name| self.views.id_of(name))
+    }
+
     /// A session's new standing stream (Streamable HTTP `GET`), for its owner only.
     pub(super) fn open_stream(&mut self, session: &str, access: &Access, stream: u64, outbox: Sender<Message>) -> Reply {
-        match self.clients.open_stream(session, access, stream, outbox) {
+        match self.clients.open_stream(session, access, self.claimed(access), stream, outbox) {
             true => Reply::Accepted,
             false => Reply::UnknownSession,
         }
@@ -63,7 +68,7 @@ impl Hub {
 
     /// Streamable HTTP `DELETE`: its owner ends a session.
     pub(super) fn end_session(&mut self, session: &str, access: &Access) -> Reply {
-        match self.clients.by_session(session, access) {
+        match self.clients.by_session(session, access, self.claimed(access)) {
             Some(client) => {
                 self.client_gone(client);
                 Reply::Accepted
@@ -92,7 +97,7 @@ impl Hub {
     /// A message posted over HTTP: accepted for a known session of the credential it came with, else
     /// refused so the client starts anew (another key's session is as unknown as a made-up one).
     pub(super) fn on_session_message(&mut self, session: &str, access: &Access, msg: Message, reply: Sender<Reply>, inline: bool) {
-        let Some(client) = self.clients.by_session(session, access) else {
+        let Some(client) = self.clients.by_session(session, access, self.claimed(access)) else {
             let _ = reply.send(Reply::UnknownSession);
             return;
         };
@@ -125,7 +130,7 @@ impl Hub {
                 };
                 let owner = access.owner.map(std::sync::Arc::from);
                 let caller = Caller { owner, profile, ..Caller::of(&msg, client, ReplyTo::Request(reply), Era::Modern) };
-                if let Err(why) = self.check_param_headers(&msg, caller.profile.as_deref(), param_headers) {
+                if let Err(why) = self.check_param_headers(&msg, caller.profile, param_headers) {
                     return self.answer_error(&caller, code::HEADER_MISMATCH, &why);
                 }
                 self.client_request(caller, msg);
@@ -136,7 +141,12 @@ impl Hub {
 
     /// A 2026-07-28 HTTP tool call's `Mcp-Param-*` headers must mirror the arguments its tool annotates
     /// (the spec asks it of every server that reads the body).
-    fn check_param_headers(&self, msg: &Message, profile: Option<&str>, sent: &[(String, String)]) -> Result<(), String> {
+    fn check_param_headers(
+        &self,
+        msg: &Message,
+        profile: Option<crate::event::ProfileId>,
+        sent: &[(String, String)],
+    ) -> Result<(), String> {
         if msg.method() != "tools/call" {
             return Ok(());
         }
@@ -186,8 +196,8 @@ impl Hub {
             Ok(params) => params,
             Err(why) => return self.answer_error(&caller, code::INVALID_PARAMS, &why),
         };
-        if let Some(profile) = caller.profile.clone() {
-            match self.through_profile(&caller, &profile, msg.method(), &mut params) {
+        if let Some(profile) = caller.profile {
+            match self.through_profile(&caller, profile, msg.method(), &mut params) {
                 Checked::Route => {}
                 Checked::Answer(result) => return self.answer(&caller, result),
                 Checked::Refuse(code, why) => return self.answer_error(&caller, code, &why),

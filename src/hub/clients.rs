@@ -5,13 +5,12 @@
 
 use super::numbered::NumberedMap;
 pub(super) use crate::event::{log_severity as severity, LOG_LEVELS};
-use crate::event::{Access, ClientId, Era, STREAM_QUEUE};
+use crate::event::{Access, ClientId, Era, ProfileId, STREAM_QUEUE};
 use crate::jsonrpc::{Kind, Message};
 use crossbeam_channel::{Sender, TrySendError};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A session whose stream holds this many messages (responses, backends' requests: notifications
@@ -47,7 +46,7 @@ pub(super) struct Client {
     /// What it said it can do in its `initialize` (sampling, elicitation, roots).
     capabilities: Option<Value>,
     /// The profile it sees (`None`: the whole catalog).
-    profile: Option<Arc<str>>,
+    profile: Option<ProfileId>,
     last_active: Instant,
 }
 
@@ -100,7 +99,7 @@ pub(super) struct Clients {
 
 impl Clients {
     /// The stdio client (or `--list-tools`).
-    pub fn connect(&mut self, client: ClientId, outbox: Sender<Message>, profile: Option<Arc<str>>) {
+    pub fn connect(&mut self, client: ClientId, outbox: Sender<Message>, profile: Option<ProfileId>) {
         self.add(client, None, Some(outbox), None, None, profile);
     }
 
@@ -112,7 +111,7 @@ impl Clients {
         outbox: Option<Sender<Message>>,
         owner: Option<String>,
         address: Option<IpAddr>,
-        profile: Option<Arc<str>>,
+        profile: Option<ProfileId>,
     ) {
         self.add(client, Some(session), outbox, owner, address, profile);
     }
@@ -124,7 +123,7 @@ impl Clients {
         outbox: Option<Sender<Message>>,
         owner: Option<String>,
         address: Option<IpAddr>,
-        profile: Option<Arc<str>>,
+        profile: Option<ProfileId>,
     ) {
         if let Some(session) = &session {
             self.sessions.insert(session.clone(), client);
@@ -185,20 +184,20 @@ impl Clients {
     /// The session's client, when the request's credential is the one that opened it and its path
     /// names the session's profile, if any: another key's request (or another profile's path) learns
     /// nothing of the session, not even that it exists.
-    pub fn by_session(&self, session: &str, access: &Access) -> Option<ClientId> {
+    pub fn by_session(&self, session: &str, access: &Access, claimed: Option<ProfileId>) -> Option<ClientId> {
         let client = self.sessions.get(session)?;
-        let claimed = |c: &Client| access.profile.as_deref().is_none_or(|p| c.profile.as_deref() == Some(p));
-        self.by_id.get(client).filter(|c| c.owner == access.owner && claimed(c)).map(|_| *client)
+        let claims = |c: &Client| access.profile.is_none() || c.profile.is_some() && c.profile == claimed;
+        self.by_id.get(client).filter(|c| c.owner == access.owner && claims(c)).map(|_| *client)
     }
 
     /// The profile a client sees (`None`: the whole catalog).
-    pub fn profile(&self, client: ClientId) -> Option<Arc<str>> {
-        self.by_id.get(&client)?.profile.clone()
+    pub fn profile(&self, client: ClientId) -> Option<ProfileId> {
+        self.by_id.get(&client)?.profile
     }
 
     /// The clients that have finished their handshake, with their profiles.
-    pub fn initialized_with_profiles(&self) -> Vec<(ClientId, Option<Arc<str>>)> {
-        self.by_id.iter().filter(|(_, c)| c.initialized).map(|(id, c)| (*id, c.profile.clone())).collect()
+    pub fn initialized_with_profiles(&self) -> Vec<(ClientId, Option<ProfileId>)> {
+        self.by_id.iter().filter(|(_, c)| c.initialized).map(|(id, c)| (*id, c.profile)).collect()
     }
 
     /// The session was used for more than its handshake.
@@ -268,8 +267,15 @@ impl Clients {
     }
 
     /// A session's new standing stream; false for an unknown session (or another credential's).
-    pub fn open_stream(&mut self, session: &str, access: &Access, stream: u64, outbox: Sender<Message>) -> bool {
-        let Some(client) = self.by_session(session, access) else { return false };
+    pub fn open_stream(
+        &mut self,
+        session: &str,
+        access: &Access,
+        claimed: Option<ProfileId>,
+        stream: u64,
+        outbox: Sender<Message>,
+    ) -> bool {
+        let Some(client) = self.by_session(session, access, claimed) else { return false };
         let Some(c) = self.by_id.get_mut(&client) else { return false };
         c.outbox = Some(outbox);
         c.stream = stream;

@@ -358,12 +358,12 @@ impl Hub {
             log::info!("{note}");
         }
         self.findings = found;
-        let seen = |profile: &Option<std::sync::Arc<str>>| match profile {
+        let seen = |profile: Option<crate::event::ProfileId>| match profile {
             None => whole.clone(),
-            Some(name) => in_views.get(name).cloned().unwrap_or_default(),
+            Some(id) => in_views.get(&id).cloned().unwrap_or_default(),
         };
         for (client, profile) in self.clients.initialized_with_profiles() {
-            for kind in seen(&profile) {
+            for kind in seen(profile) {
                 self.send_to_client(client, Message::notification(kind.changed_notification(), None));
             }
         }

@@ -218,13 +218,13 @@ impl Hub {
 
     /// Tells every listener about the kinds of list that changed in what it sees (`changed`, by its
     /// profile) and that it asked to hear about.
-    pub(super) fn announce_to_listeners(&mut self, changed: &dyn Fn(&Option<std::sync::Arc<str>>) -> Vec<ListKind>) {
+    pub(super) fn announce_to_listeners(&mut self, changed: &dyn Fn(Option<crate::event::ProfileId>) -> Vec<ListKind>) {
         let notices: Vec<(Caller, Message)> = self
             .listeners
             .0
             .values()
             .flat_map(|l| {
-                let kinds = changed(&l.caller.profile).into_iter().filter(|kind| l.wants(*kind));
+                let kinds = changed(l.caller.profile).into_iter().filter(|kind| l.wants(*kind));
                 kinds.map(|kind| (l.caller.clone(), l.tagged(kind.changed_notification(), None))).collect::<Vec<_>>()
             })
             .collect();

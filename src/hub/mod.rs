@@ -50,7 +50,6 @@ use requests::Requests;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use shutdown::Shutdown;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subscriptions::Subscriptions;
 
@@ -201,7 +200,10 @@ impl Hub {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::ClientConnected { client, outbox, profile } => self.clients.connect(client, outbox, profile.map(Arc::from)),
+            Event::ClientConnected { client, outbox, profile } => {
+                let profile = profile.map(|name| self.views.number(&name));
+                self.clients.connect(client, outbox, profile);
+            }
             Event::OpenSession { client, session, outbox, access, address, reply } => {
                 let answer = self.open_session(client, session, outbox, access, address);
                 let _ = reply.send(answer);

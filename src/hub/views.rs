@@ -11,14 +11,14 @@
 
 use super::catalog::{Catalog, ListKind};
 use super::Hub;
-use crate::event::{BackendId, Caller, Era, ProfileSummary};
+use crate::event::{BackendId, Caller, Era, ProfileId, ProfileSummary};
 use crate::jsonrpc::{code, raw, Params};
 use crate::profile_config::Profile;
 use crate::search::Index;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::num::NonZeroU32;
 
 /// The meta-tools of a tool-search profile.
 pub(super) const SEARCH_TOOLS: &str = "search_tools";
@@ -60,9 +60,9 @@ impl Hub {
     /// Holds a request of a client that has a profile to what the profile shows: lists are the
     /// view's, a tool call's name becomes the catalog's (after the search meta-tools have had their
     /// turn), and a prompt, resource or completion the view does not show is unknown.
-    pub(super) fn through_profile(&self, caller: &Caller, profile: &str, method: &str, params: &mut Params) -> Checked {
+    pub(super) fn through_profile(&self, caller: &Caller, profile: ProfileId, method: &str, params: &mut Params) -> Checked {
         let Some(view) = self.views.get(profile) else {
-            return Checked::Refuse(code::BACKEND_UNAVAILABLE, format!("profile '{profile}' is no longer served"));
+            return Checked::Refuse(code::BACKEND_UNAVAILABLE, "this client's profile is no longer served".into());
         };
         let uri_shown = |uri: &str| self.catalog.resource_owner(uri).is_none_or(|owner| view.shows_uri(uri, owner));
         match method {
@@ -104,7 +104,7 @@ impl Hub {
     }
 
     /// The catalog's name of a tool as a client of `profile` calls it (for its `Mcp-Param-*` check).
-    pub(super) fn tool_in_profile(&self, profile: Option<&str>, shown: &str) -> Option<String> {
+    pub(super) fn tool_in_profile(&self, profile: Option<ProfileId>, shown: &str) -> Option<String> {
         match profile {
             None => Some(shown.to_owned()),
             Some(profile) => self.views.get(profile)?.tool(shown).map(str::to_owned),
@@ -385,9 +385,12 @@ fn meta_tools() -> Value {
 #[derive(Default)]
 pub(super) struct Views {
     profiles: Vec<Profile>,
-    views: HashMap<Arc<str>, View>,
-    /// Credential label (`key #N`) to the name of the profile it is bound to.
-    bound: HashMap<String, Arc<str>>,
+    /// Each name ever configured and its number, kept across reloads so a client's number keeps
+    /// meaning its profile.
+    ids: HashMap<String, ProfileId>,
+    views: HashMap<ProfileId, View>,
+    /// Credential label (`key #N`) to the profile it is bound to.
+    bound: HashMap<String, ProfileId>,
 }
 
 impl Views {
@@ -400,7 +403,10 @@ impl Views {
     /// Takes a new set of profiles (a reload; true when they differ); the views are built by the next
     /// [`Views::rebuild`].
     pub fn set_profiles(&mut self, profiles: Vec<Profile>) -> bool {
-        self.bound = profiles.iter().flat_map(|p| p.owners.iter().map(|o| (o.clone(), Arc::from(p.name.as_str())))).collect();
+        for profile in &profiles {
+            self.number(&profile.name);
+        }
+        self.bound = profiles.iter().flat_map(|p| p.owners.iter().map(|o| (o.clone(), self.ids[&p.name]))).collect();
         let changed = self.profiles != profiles;
         self.profiles = profiles;
         changed
@@ -413,40 +419,49 @@ impl Views {
         catalog: &Catalog,
         key_of: &dyn Fn(BackendId) -> String,
         complete: bool,
-    ) -> (HashMap<Arc<str>, Vec<ListKind>>, Vec<String>) {
-        let (mut changed, mut problems) = (HashMap::new(), Vec::new());
-        let mut views = HashMap::new();
+    ) -> (HashMap<ProfileId, Vec<ListKind>>, Vec<String>) {
+        let (mut changed, mut problems, mut views) = (HashMap::new(), Vec::new(), HashMap::new());
         for profile in &self.profiles {
             let (view, found) = View::build(profile, catalog, key_of, complete);
             problems.extend(found);
-            let name: Arc<str> = Arc::from(profile.name.as_str());
-            let kinds = match self.views.get(&name) {
-                Some(old) => view.changed_since(old),
-                None => Vec::new(),
-            };
-            changed.insert(name.clone(), kinds);
-            views.insert(name, view);
+            let id = self.ids[&profile.name];
+            changed.insert(id, self.views.get(&id).map(|old| view.changed_since(old)).unwrap_or_default());
+            views.insert(id, view);
         }
         self.views = views;
         (changed, problems)
     }
 
-    pub fn get(&self, name: &str) -> Option<&View> {
-        self.views.get(name)
+    pub fn get(&self, id: ProfileId) -> Option<&View> {
+        self.views.get(&id)
+    }
+
+    /// The number of a profile name, given now if it has none: a client named a profile that is not
+    /// configured (any more) gets a number with no view, so it is refused everything rather than shown
+    /// the whole catalog.
+    pub fn number(&mut self, name: &str) -> ProfileId {
+        let next = ProfileId(NonZeroU32::MIN.saturating_add(u32::try_from(self.ids.len()).unwrap_or(u32::MAX)));
+        *self.ids.entry(name.to_owned()).or_insert(next)
+    }
+
+    /// The number of a profile configured now.
+    pub fn id_of(&self, name: &str) -> Option<ProfileId> {
+        self.ids.get(name).copied().filter(|_| self.profiles.iter().any(|p| p.name == name))
     }
 
     /// The profile a client gets: the one its path names, else the one its credential is bound to,
     /// else none (the whole catalog). A path naming no profile is a 404; a credential bound to another
     /// profile than its path names, a 403.
-    pub fn resolve(&self, path: Option<&str>, owner: Option<&str>) -> Result<Option<Arc<str>>, (u16, String)> {
-        let bound = owner.and_then(|o| self.bound.get(o));
-        match (path, bound) {
-            (Some(path), _) if !self.profiles.iter().any(|p| p.name == path) => Err((404, format!("no profile '{path}' here"))),
-            (Some(path), Some(bound)) if **bound != *path => {
-                Err((403, format!("this credential is bound to profile '{bound}', not '{path}'")))
+    pub fn resolve(&self, path: Option<&str>, owner: Option<&str>) -> Result<Option<ProfileId>, (u16, String)> {
+        let bound = owner.and_then(|o| self.bound.get(o)).copied();
+        let Some(path) = path else { return Ok(bound) };
+        let Some(named) = self.id_of(path) else { return Err((404, format!("no profile '{path}' here"))) };
+        match bound {
+            Some(bound) if bound != named => {
+                let name = self.views.get(&bound).map_or("another", |v| v.profile.name.as_str());
+                Err((403, format!("this credential is bound to profile '{name}', not '{path}'")))
             }
-            (Some(path), _) => Ok(Some(Arc::from(path))),
-            (None, bound) => Ok(bound.cloned()),
+            _ => Ok(Some(named)),
         }
     }
 
@@ -455,7 +470,8 @@ impl Views {
         self.profiles
             .iter()
             .map(|p| {
-                let mut tools: Vec<String> = self.views.get(p.name.as_str()).map(|v| v.tools.keys().cloned().collect()).unwrap_or_default();
+                let view = self.ids.get(&p.name).and_then(|id| self.views.get(id));
+                let mut tools: Vec<String> = view.map(|v| v.tools.keys().cloned().collect()).unwrap_or_default();
                 tools.sort();
                 ProfileSummary { name: p.name.clone(), tools, tool_search: p.tool_search, credentials: p.owners.clone() }
             })

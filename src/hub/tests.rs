@@ -1868,3 +1868,24 @@ fn a_bad_search_is_a_tool_error_the_model_can_read() {
     let result = client.next()["result"].clone();
     assert_eq!((result["isError"].clone(), result["content"][0]["text"].clone()), (json!(true), json!("'query' (text) is required")));
 }
+
+#[test]
+fn a_reload_that_changes_a_profile_tells_its_clients_only_and_serves_the_new_view() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"] }, "q": { "servers": ["b"] } }));
+    let (p, q) = (h.profile_client("p"), h.profile_client("q"));
+    let text = json!({ "mcpServers": { "a": { "command": "unused" }, "b": { "command": "unused" } },
+                       "profiles": { "p": { "servers": ["a"], "tools": { "deny": ["a__y"] } }, "q": { "servers": ["b"] } } }).to_string();
+    let config = crate::config::parse(&text, Path::new("test.json"), &|_| None).unwrap();
+    h.event(Event::Reload { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() });
+    assert_eq!(p.next()["method"], "notifications/tools/list_changed");
+    q.nothing();
+    assert_eq!(h.tool_names(&p), ["a__x"]);
+}
+
+#[test]
+fn a_client_whose_profile_is_gone_is_refused_rather_than_shown_everything() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"] } }));
+    let client = h.client_of(Some("gone"));
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }));
+    assert_eq!(client.next()["error"]["message"], "this client's profile is no longer served");
+}

@@ -218,14 +218,24 @@ impl HttpProxy {
     pub fn open_sse(&self, headers: &[(&str, &str)]) -> SseSession {
         open_sse(self.addr, headers)
     }
+
+    /// Opens a legacy SSE session at `path` (`/sse/<profile>`) and reads its `endpoint` event.
+    pub fn open_sse_at(&self, path: &str, headers: &[(&str, &str)]) -> SseSession {
+        open_sse_at(self.addr, path, headers)
+    }
 }
 
 /// Opens a legacy SSE session (`GET /sse`) and reads its `endpoint` event.
 pub fn open_sse(addr: SocketAddr, headers: &[(&str, &str)]) -> SseSession {
+    open_sse_at(addr, "/sse", headers)
+}
+
+/// Opens a legacy SSE session at `path` and reads its `endpoint` event.
+pub fn open_sse_at(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseSession {
     let mut conn = Conn::open(addr);
-    conn.send(&Req::get("/sse").header("Accept", "text/event-stream").headers(headers));
+    conn.send(&Req::get(path).header("Accept", "text/event-stream").headers(headers));
     let head = conn.head();
-    assert_eq!(head.status, 200, "GET /sse: {head:?}");
+    assert_eq!(head.status, 200, "GET {path}: {head:?}");
     let mut events = conn.into_events(&head);
     let first = events.next_event(WAIT);
     assert_eq!(first.event.as_deref(), Some("endpoint"), "first event of /sse: {first:?}");

@@ -248,7 +248,7 @@ impl Admin {
         let Some(inspection) = self.query(|reply| Event::Inspect { reply }) else {
             return Response::error(503, "the dispatcher did not answer");
         };
-        Response::json(200, &json!({ "tools": inspection.all_tools, "problems": inspection.problems }))
+        Response::json(200, &json!({ "tools": inspection.all_tools, "problems": inspection.problems, "profiles": inspection.profiles }))
     }
 
     fn install(&self, key: &str) -> Response {

@@ -1,7 +1,8 @@
 //! The admin API (docs/admin-api.md) end to end on the real binary in `--sse` mode, with the mock backend
 //! of `tests/fixtures/mock_server.py`: when the admin UI is served at all, login, the session cookie,
 //! CSRF, the login rate limit, config and tool config editing (validation, atomic writes), live reload
-//! under an open MCP session, status, tools, logs (secrets masked) and installs with live output.
+//! under an open MCP session, status (an isolated server's instances too), tools, logs (secrets masked) and
+//! installs with live output.
 //!
 //! One behaviour per test; each test starts its own proxy (tests/support/admin.rs).
 
@@ -346,6 +347,43 @@ fn invalid_config_is_400_with_problems_naming_file_and_key_and_nothing_is_writte
     assert_eq!(file_names(&proxy.dir), files_before, "no backup and no temporary file");
 }
 
+/// What the admin UI's editor writes for isolation is checked by the same validation as a hand edit:
+/// a bad value is refused with a problem naming the server and the key, a good one is written as sent.
+#[test]
+fn isolation_settings_are_validated_on_save_and_written_as_sent() {
+    let proxy = start();
+    let admin = proxy.login();
+    let before = std::fs::read_to_string(&proxy.config_path).unwrap();
+    let with = |extra: Value| {
+        let mut entry = mock("iso");
+        entry.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({ "mcpServers": { "mock": mock("mock"), "iso": entry } })
+    };
+    for (extra, key) in [
+        (json!({ "isolation": "client" }), "'isolation'"),
+        (json!({ "isolation": "session", "maxInstances": 0 }), "'maxInstances'"),
+        (json!({ "isolation": "session", "maxInstances": 100001 }), "'maxInstances'"),
+        (json!({ "isolation": "session", "maxInstances": 2.5 }), "'maxInstances'"),
+        (json!({ "isolation": "session", "idleTimeout": 0 }), "'idleTimeout'"),
+        (json!({ "isolation": "session", "idleTimeout": "600" }), "'idleTimeout'"),
+        (json!({ "maxInstances": 4 }), "'maxInstances'"),
+        (json!({ "isolation": "shared", "idleTimeout": 60 }), "'idleTimeout'"),
+    ] {
+        let response = admin.post("/admin/config", &with(extra.clone()));
+        assert_eq!(response.status, 400, "{extra}: {response:?}");
+        let body = response.json();
+        let problems: Vec<&str> = body["problems"].as_array().expect("problems").iter().filter_map(Value::as_str).collect();
+        assert!(problems.iter().any(|p| p.contains("'iso'") && p.contains(key)), "{extra}: a problem naming 'iso' and {key}: {problems:?}");
+    }
+    assert_eq!(std::fs::read_to_string(&proxy.config_path).unwrap(), before, "nothing written");
+
+    let good = with(json!({ "isolation": "session", "maxInstances": 3, "idleTimeout": 1.5, "x-note": "kept" }));
+    let response = admin.post("/admin/config", &good);
+    assert_eq!(response.status, 200, "{response:?}");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&proxy.config_path).unwrap()).unwrap();
+    assert_eq!(written, good, "written as sent");
+}
+
 #[test]
 fn valid_config_replaces_the_file_atomically_keeps_a_backup_and_preserves_keys_and_order() {
     let proxy = start();
@@ -614,6 +652,52 @@ fn status_shows_each_backends_state() {
     if let Some(off) = status["backends"].as_array().unwrap().iter().find(|b| b["key"] == "off") {
         assert_eq!(off["state"], "inactive", "{status}");
     }
+}
+
+/// The instances of an isolated server, as the admin UI's server cards show them.
+fn instances(status: &Value, key: &str) -> Vec<Value> {
+    backend(status, key)["instances"].as_array().unwrap_or_else(|| panic!("no instances for {key}: {status}")).clone()
+}
+
+#[test]
+fn status_lists_an_isolated_servers_instances_per_client_session() {
+    let mut isolated = mock("iso");
+    isolated["isolation"] = json!("session");
+    let proxy = AdminBuilder::new("instances").servers(&[("mock", mock("mock")), ("iso", isolated)]).start();
+    let admin = proxy.login();
+    let status = admin.wait_connected();
+    assert!(backend(&status, "mock").get("instances").is_none(), "a shared server lists no instances: {status}");
+    assert_eq!(instances(&status, "iso"), Vec::<Value>::new(), "no instance before a client calls: {status}");
+
+    // Two client sessions call the isolated server: an instance each.
+    let call =
+        |session: &str, id: i64, tool: &str| proxy.connect().roundtrip(&mcp_post(Some(session), &tool_call(id, tool, json!({})))).json();
+    let sessions: Vec<String> = (0..2).map(|_| initialize_on(&mut proxy.connect())).collect();
+    for session in &sessions {
+        assert_eq!(result_text(&call(session, 1, "iso__whoami")), "iso");
+    }
+    let listed = instances(&admin.get_json("/admin/status"), "iso");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for instance in &listed {
+        assert_eq!(instance["state"], "connected", "{instance}");
+        assert_eq!(instance["restarts"], 0, "{instance}");
+        assert!(instance["ageSecs"].is_u64() && instance["client"].is_u64(), "{instance}");
+    }
+    assert_ne!(listed[0]["client"], listed[1]["client"], "one instance per client: {listed:?}");
+
+    // The first client's instance crashes; its next call starts it again: one restart, for it only.
+    let crashed = call(&sessions[0], 2, "iso__crash");
+    assert!(crashed.get("error").is_some(), "the crashing call fails: {crashed}");
+    assert_eq!(result_text(&call(&sessions[0], 3, "iso__whoami")), "iso");
+    let listed = instances(&admin.get_json("/admin/status"), "iso");
+    let restarts: Vec<&Value> = listed.iter().map(|i| &i["restarts"]).collect();
+    assert_eq!(restarts.iter().filter(|r| **r == 1).count(), 1, "one instance restarted once: {listed:?}");
+    assert_eq!(restarts.iter().filter(|r| **r == 0).count(), 1, "the other never: {listed:?}");
+
+    // A session that ends takes its instance with it.
+    let deleted = proxy.request(&Req::new("DELETE", "/mcp").header("Mcp-Session-Id", &sessions[0]));
+    assert!(deleted.status < 300, "{deleted:?}");
+    admin.wait_status("one instance left", |s| instances(s, "iso").len() == 1);
 }
 
 #[test]

@@ -9,7 +9,8 @@
 // The tests run in order, as one admin session would: log in; add a server ("added") in the editor, Save
 // & reload, see it connect and its tools listed; disable, rename tools and check what a real MCP client
 // (a raw Streamable HTTP client on /mcp, below) is told and served; install; read the logs; use the web
-// terminal.
+// terminal; make an imported server ("iso") one instance per client session in the editor, see the
+// instance a client's call starts on its card, and make it shared again.
 //
 // Screenshots of every page go to target/e2e-artifacts/ (1280x800; servers and tools at 390x844 too),
 // with proxy.log. Every wait has a timeout, and the proxy and the browser are killed (by process group)
@@ -603,6 +604,125 @@ test("keys typed while an earlier keystroke POST is still in flight reach the sh
   await page.close();
   assert.ok(held >= 2, `the keystrokes went in ${held} POST(s)`);
   assert.ok(seen, `the shell got the keys out of order: the terminal shows ${JSON.stringify(text)}`);
+});
+
+test("isolation per client session, set in the editor: Save & reload writes it, other keys kept", { timeout: 90_000 }, async () => {
+  const page = await newPage();
+  await page.goto(base + "/admin/#servers");
+  await allConnected(page, ["mock"]);
+  // A server with a key the editor does not know, pasted in as a Claude Desktop block.
+  const entry = { command: "python3", args: [MOCK_SERVER, "--name", "iso"], "x-note": "kept" };
+  await page.locator("#s-import").click();
+  await page.locator("#im-text").fill(JSON.stringify({ mcpServers: { iso: entry } }));
+  await page.locator("#im-form button.primary").click();
+  await page.locator("#im").waitFor({ state: "hidden" });
+
+  const card = serverCard(page, "iso");
+  await card.getByRole("button", { name: "Edit" }).click();
+  const dialog = page.locator("#ed");
+  await dialog.waitFor({ state: "visible" });
+  assert.equal(await page.locator("#ed-extra").textContent(), "Other keys, kept as they are: x-note");
+  const isolation = dialog.locator("[data-f=isolation]"), max = dialog.locator("[data-f=maxInstances]"), idle = dialog.locator("[data-f=idleTimeout]");
+  assert.equal(await isolation.inputValue(), "shared", "shared unless the entry says otherwise");
+  assert.equal(await max.isVisible(), false, "no max instances for a shared server");
+  assert.equal(await idle.isVisible(), false, "no idle timeout for a shared server");
+  await isolation.selectOption("session");
+  await max.waitFor({ state: "visible" });
+  await idle.waitFor({ state: "visible" });
+  // What the proxy would refuse is refused here, next to the field.
+  await max.fill("0");
+  await idle.fill("-5");
+  await page.locator("#ed-ok").click();
+  const fieldError = (f) => dialog.locator(`label:has([data-f=${f}]) .ferr`);
+  assert.equal(await fieldError("maxInstances").textContent(), "A whole number from 1 to 100000.");
+  assert.equal(await fieldError("idleTimeout").textContent(), "A positive number of seconds.");
+  assert.equal(await max.getAttribute("aria-invalid"), "true");
+  assert.ok(await dialog.isVisible(), "the dialog stays open");
+  await fieldError("maxInstances").scrollIntoViewIfNeeded();
+  await shot(page, "server-edit-isolation");
+  await max.fill("2");
+  await idle.fill("");
+  await page.locator("#ed-ok").click();
+  await dialog.waitFor({ state: "hidden" });
+  await card.locator(".badge", { hasText: /^per session$/ }).waitFor();
+
+  await page.locator("#save").click();
+  await page.locator("#toasts .toast", { hasText: "Server configuration reloaded successfully." }).waitFor({ state: "attached" });
+  await page.locator("#savebar").waitFor({ state: "hidden" });
+  const saved = JSON.parse(fs.readFileSync(path.join(workDir, "mcp_server.json"), "utf8"));
+  assert.deepEqual(saved.mcpServers.iso, { ...entry, isolation: "session", maxInstances: 2 }, "what the editor wrote to mcp_server.json");
+
+  // Connected, and no instance until a client calls it.
+  await card.locator(".badge.st-connected").waitFor({ state: "visible", timeout: CONNECT });
+  await card.locator("details.inst summary", { hasText: "No instance running (at most 2)" }).waitFor();
+  await page.close();
+});
+
+test("an isolated server's card lists the instance a client's call started, until its session ends", { timeout: 90_000 }, async () => {
+  const client = new McpClient(base + "/mcp");
+  const page = await newPage();
+  try {
+    await client.initialize();
+    assert.equal((await client.callTool("iso__whoami", {})).content[0].text, "iso", "iso__whoami is routed to an instance of 'iso'");
+    const { backends } = await apiGet("/admin/status");
+    const instances = backends.find((b) => b.key === "iso")?.instances;
+    assert.equal(instances?.length, 1, `one instance of iso: ${JSON.stringify(backends)}`);
+
+    await page.goto(base + "/admin/#servers");
+    const card = serverCard(page, "iso");
+    const summary = card.locator("details.inst summary");
+    await summary.filter({ hasText: "1 instance running (at most 2)" }).waitFor({ timeout: CONNECT });
+    await summary.click();
+    const row = card.locator("details.inst tbody tr");
+    await row.first().waitFor({ state: "visible" });
+    assert.equal(await row.count(), 1);
+    assert.deepEqual(await card.locator("details.inst thead th").allTextContents(), ["Client", "State", "Age", "Restarts"]);
+    const [who, state, age, restarts] = await row.locator("td").allTextContents();
+    assert.equal(who, `client ${instances[0].client}`, "the client's number, as the status gives it");
+    assert.equal(state, "connected");
+    assert.match(age, /^\d+ (s|min \d+ s)$/);
+    assert.equal(restarts, "0");
+    await page.locator("#toasts .toast").evaluateAll((toasts) => toasts.forEach((t) => t.remove()));
+    await shot(page, "servers-instances");
+    // The table fits a phone screen, and stays open across status polls.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await sidewaysOverflow(page);
+    assert.ok(overflow <= 0, `the servers page scrolls sideways on a phone by ${overflow}px`);
+    await page.setViewportSize({ width: 1280, height: 800 });
+
+    // The session ends: its instance stops, and the card says so at its next poll.
+    await client.close();
+    await summary.filter({ hasText: "No instance running (at most 2)" }).waitFor({ timeout: CONNECT });
+    assert.ok(await card.locator("details.inst").evaluate((d) => d.open), "the list stays open across polls");
+  } finally {
+    await client.close();
+    await page.close();
+  }
+});
+
+test("back to shared in the editor: the isolation keys go, other keys stay", { timeout: 90_000 }, async () => {
+  const page = await newPage();
+  await page.goto(base + "/admin/#servers");
+  const card = serverCard(page, "iso");
+  await card.locator(".badge.st-connected").waitFor({ state: "visible", timeout: CONNECT });
+  await card.getByRole("button", { name: "Edit" }).click();
+  const dialog = page.locator("#ed");
+  await dialog.waitFor({ state: "visible" });
+  assert.equal(await dialog.locator("[data-f=isolation]").inputValue(), "session");
+  assert.equal(await dialog.locator("[data-f=maxInstances]").inputValue(), "2");
+  await dialog.locator("[data-f=isolation]").selectOption("shared");
+  await dialog.locator("[data-f=maxInstances]").waitFor({ state: "hidden" });
+  await page.locator("#ed-ok").click();
+  await dialog.waitFor({ state: "hidden" });
+  await page.locator("#save").click();
+  await page.locator("#toasts .toast", { hasText: "Server configuration reloaded successfully." }).waitFor({ state: "attached" });
+  await page.locator("#savebar").waitFor({ state: "hidden" });
+  const saved = JSON.parse(fs.readFileSync(path.join(workDir, "mcp_server.json"), "utf8"));
+  assert.deepEqual(saved.mcpServers.iso, { command: "python3", args: [MOCK_SERVER, "--name", "iso"], "x-note": "kept" });
+  await card.locator(".badge.st-connected").waitFor({ state: "visible", timeout: CONNECT });
+  assert.equal(await card.locator(".badge", { hasText: /^per session$/ }).count(), 0);
+  await card.locator("details.inst").waitFor({ state: "hidden" });
+  await page.close();
 });
 
 test("no script errors and no failed loads on any page", () => {

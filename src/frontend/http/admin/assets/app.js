@@ -8,7 +8,7 @@ const str = v => v == null ? '' : typeof v === 'object' ? JSON.stringify(v) : St
 const J = JSON.stringify;
 // Maps keyed by server or tool keys have no prototype, so a key such as "constructor" is just a key.
 const dict = o => Object.assign(Object.create(null), o);
-const S = { csrf: '', view: '', cfg: null, saved: '', old: dict(), probs: dict(), glob: [], status: dict(), cards: dict(), ns: dict(), rows: null, groups: [], logs: [], inst: dict(), last: {} };
+const S = { csrf: '', view: '', cfg: null, saved: '', old: dict(), probs: dict(), glob: [], status: dict(), cards: dict(), ns: dict(), rows: null, groups: [], logs: [], inst: dict(), instOpen: dict(), last: {} };
 
 function h(tag, p, ...kids) {
   const [t, ...cls] = tag.split('.'), e = document.createElement(t); // 'div.a.b': a div with classes a and b
@@ -165,6 +165,25 @@ function fillStatus(k) {
   c.b.className = 'badge st-' + st.replace(' ', '-');
   c.info.replaceChildren(s ? `Tools ${Array.isArray(s.tools) ? s.tools.length : s.tools ?? 0} · Restarts ${s.restarts ?? 0}` : '',
     s && s.lastError ? h('div.srv-err', null, str(s.lastError)) : '');
+  // A server isolated per client session: its running instances (the status lists them for such servers only).
+  const inst = s && Array.isArray(s.instances) ? s.instances : null, n = inst ? inst.length : 0;
+  c.inst.hidden = !inst;
+  if (!inst) return;
+  const m = S.old[k] && S.old[k].maxInstances, max = Number.isInteger(m) ? m : 16;
+  c.instSum.textContent = (n ? `${n} instance${n === 1 ? '' : 's'} running` : 'No instance running') + ` (at most ${max})`;
+  c.instBody.replaceChildren(n ? h('table', null,
+    h('thead', null, h('tr', null, ['Client', 'State', 'Age', 'Restarts'].map(x => h('th', { scope: 'col' }, x)))),
+    h('tbody', null, inst.map(i => h('tr', null,
+      h('td', {}, 'client ' + str(i.client)),
+      h('td', {}, h('span', { class: 'badge st-' + str(i.state) }, str(i.state))),
+      h('td', {}, age(i.ageSecs)),
+      h('td', {}, str(i.restarts ?? 0))))))
+    : h('p.muted', null, "Each client session's first call starts an instance of its own."));
+}
+// Seconds as "42 s", "3 min 5 s", "2 h 10 min", "4 d 3 h".
+function age(v) {
+  const s = Math.max(0, Math.floor(Number(v) || 0)), f = Math.floor;
+  return s < 60 ? s + ' s' : s < 3600 ? `${f(s / 60)} min ${s % 60} s` : s < 86400 ? `${f(s / 3600)} h ${f(s % 3600 / 60)} min` : `${f(s / 86400)} d ${f(s % 86400 / 3600)} h`;
 }
 function renderServers() {
   const el = $('#s-list'), ms = S.cfg && S.cfg.mcpServers;
@@ -180,14 +199,17 @@ function card(k, o) {
   const t = typeOf(o), on = isActive(o), probs = S.probs[k] || [];
   const chg = !S.old[k] ? 'new' : J(S.old[k]) !== J(o) && 'modified';
   const target = t === 'stdio' ? [o.command, ...(Array.isArray(o.args) ? o.args : [])].filter(x => x != null).map(str).join(' ') : str(o.url);
-  const c = S.cards[k] = { b: h('span'), info: h('div.srv-i.muted', null) };
+  const c = S.cards[k] = { b: h('span'), info: h('div.srv-i.muted', null), instSum: h('summary', {}), instBody: h('div', {}) };
+  c.inst = h('details.inst', { hidden: true, open: !!S.instOpen[k], ontoggle: e => { S.instOpen[k] = e.target.open; } }, c.instSum, c.instBody);
   c.tg = h('input', { type: 'checkbox', checked: on, onchange: e => { setActive(k, e.target.checked); renderServers(); S.cards[k].tg.focus(); } });
   const el = h('article', { class: 'card srv' + (on ? '' : ' off') + (probs.length ? ' bad' : '') },
     h('div.srv-h', null,
       h('div.srv-t', null, h('strong', {}, str(o.name || k)), o.name ? h('code', {}, k) : null),
-      h('span.badge', null, t), chg && h('span.badge.chg', null, chg), c.b),
+      h('span.badge', null, t), o.isolation === 'session' && h('span.badge', { title: 'One instance per client session' }, 'per session'),
+      chg && h('span.badge.chg', null, chg), c.b),
     h('div.mono.target', null, target || '—'),
     c.info,
+    c.inst,
     probs.length > 0 && h('ul.problems', null, probs.map(p => h('li', {}, p))),
     h('div.srv-a', null,
       h('label.chk', null, c.tg, 'Enabled'),
@@ -264,10 +286,15 @@ $('#s-reload').onclick = async () => {
 // ----- server editor: only fields the user changed are written, so other keys and formats stay as they were -----
 const LINES = ['args', 'installCommands'], KV = ['env', 'headers'];
 const STDIO = ['command', 'args', 'env', 'cwd', 'installDirectory', 'installCommands'], REMOTE = ['url', 'apiKey', 'bearerToken', 'headers'];
-const KNOWN = ['type', 'name', 'active', 'namespace', 'timeout', 'tools', 'prompts', 'resources', ...STDIO, ...REMOTE];
+const SESSION = ['maxInstances', 'idleTimeout'], NUMS = ['timeout', ...SESSION];
+const KNOWN = ['type', 'name', 'active', 'namespace', 'timeout', 'isolation', ...SESSION, 'tools', 'prompts', 'resources', ...STDIO, ...REMOTE];
+// The server's rules (config.rs): seconds are positive and below 1e9; maxInstances is a whole number from 1 to 100000.
+const isSecs = t => Number(t) > 0 && Number(t) < 1e9;
+const isMax = t => /^\d+$/.test(t) && +t >= 1 && +t <= 100000;
 function readF(o, f) {
   if (f === 'type') return typeOf(o);
   if (f === 'active') return isActive(o);
+  if (f === 'isolation') return o.isolation == null ? 'shared' : str(o.isolation);
   const [a, b] = f.split('.'), v = b ? isObj(o[a]) ? o[a][b] : null : o[f];
   if (b) return Array.isArray(v) ? v.join(', ') : str(v);
   if (LINES.includes(f) && Array.isArray(v)) return v.map(str).join('\n');
@@ -277,6 +304,7 @@ function readF(o, f) {
 function writeF(o, f, v) {
   if (f === 'type') return void (o.type = v);
   if (f === 'active') return void (v ? delete o.active : o.active = false);
+  if (f === 'isolation') return void (v === 'shared' ? delete o.isolation : o.isolation = v);
   const [a, b] = f.split('.');
   if (b) {
     const arr = v.split(/[,\n]/).map(s => s.trim()).filter(Boolean);
@@ -287,7 +315,7 @@ function writeF(o, f, v) {
   }
   if (LINES.includes(f)) v = v.split('\n').map(s => s.trim()).filter(Boolean);
   else if (KV.includes(f)) v = Object.fromEntries(v.split('\n').filter(l => l.trim()).map(l => [l.slice(0, l.indexOf('=')).trim(), l.slice(l.indexOf('=') + 1).trim()]));
-  else v = f === 'timeout' && v.trim() ? Number(v) : v.trim();
+  else v = NUMS.includes(f) && v.trim() ? Number(v) : v.trim();
   if (v === '' || (typeof v === 'object' && !Object.keys(v).length)) delete o[f]; else o[f] = v;
 }
 const edF = () => $$('#ed [data-f]');
@@ -299,11 +327,17 @@ function setErr(el, msg) {
   el.setAttribute('aria-invalid', !!msg);
 }
 function showGroups() {
-  const t = $('#ed [data-f=type]').value;
+  const t = $('#ed [data-f=type]').value, session = $('#ed [data-f=isolation]').value === 'session';
   $$('#ed .g-stdio').forEach(x => { x.hidden = t !== 'stdio'; });
   $$('#ed .g-remote').forEach(x => { x.hidden = t === 'stdio'; });
+  // Max instances and idle timeout mean something only with isolation "session"; an entry that has them
+  // without it keeps them shown, so they can be seen and cleared.
+  $$('#ed .g-session').forEach(x => { x.hidden = !session && !strayF($('[data-f]', x).dataset.f); });
+  $('#ed-session').hidden = $$('#ed .g-session').every(x => x.hidden);
 }
+const strayF = f => !!S.ed && S.ed.init.isolation !== 'session' && S.ed.init[f] !== '';
 $('#ed [data-f=type]').onchange = showGroups;
+$('#ed [data-f=isolation]').onchange = showGroups;
 $$('dialog input, dialog textarea').forEach(e => { e.spellcheck = false; e.autocomplete = 'off'; e.setAttribute('autocapitalize', 'none'); });
 function openEdit(k, type) {
   if (!S.cfg) return toast('The configuration is not loaded.', 'err');
@@ -314,6 +348,11 @@ function openEdit(k, type) {
   setErr(f.key);
   for (const el of edF()) {
     const v = S.ed.init[el.dataset.f] = readF(S.ed.o, el.dataset.f);
+    // A value the list does not offer (a mistake in the file) is shown as it is, not replaced unseen.
+    if (el.tagName === 'SELECT') {
+      $$('option.extra', el).forEach(x => x.remove());
+      if (![...el.options].some(x => x.value === v)) el.append(h('option.extra', { value: v }, v + ' (as in the file)'));
+    }
     if (el.type === 'checkbox') el.checked = v; else el.value = v;
     setErr(el);
   }
@@ -342,7 +381,12 @@ $('#ed-form').addEventListener('submit', ev => {
     const bad = v[n].split('\n').find(l => l.trim() && !(l.indexOf('=') > 0));
     if (bad) errs[n] = 'Use one KEY=value per line: ' + bad.trim();
   }
-  if (v.timeout.trim() && !(Number(v.timeout) > 0)) errs.timeout = 'A positive number of seconds.';
+  if (v.timeout.trim() && !isSecs(v.timeout)) errs.timeout = 'A positive number of seconds.';
+  const session = v.isolation === 'session';
+  if (!session && v.isolation !== 'shared') errs.isolation = 'Choose shared or one instance per client session.';
+  if (session && v.maxInstances.trim() && !isMax(v.maxInstances.trim())) errs.maxInstances = 'A whole number from 1 to 100000.';
+  if (session && v.idleTimeout.trim() && !isSecs(v.idleTimeout)) errs.idleTimeout = 'A positive number of seconds.';
+  for (const n of SESSION) if (!session && strayF(n) && v[n].trim()) errs[n] = 'Applies only to one instance per client session: clear it, or choose that isolation.';
   setErr(f.key, errs.key);
   for (const el of edF()) setErr(el, errs[el.dataset.f]);
   const first = $('#ed [aria-invalid=true]');
@@ -350,6 +394,7 @@ $('#ed-form').addEventListener('submit', ev => {
   const o = E.o;
   for (const n in v) if (str(v[n]) !== str(E.init[n])) writeF(o, n, v[n]);
   if (v.type !== E.init.type) for (const n of v.type === 'stdio' ? REMOTE : STDIO) delete o[n];
+  if (!session) for (const n of SESSION) delete o[n];
   if (E.k == null) ms[key] = o;
   else if (key !== E.k) S.cfg.mcpServers = Object.fromEntries(Object.entries(ms).map(([x, y]) => x === E.k ? [key, o] : [x, y]));
   delete S.probs[key];

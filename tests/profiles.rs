@@ -192,3 +192,12 @@ fn an_unbound_default_path_without_profiles_is_as_before() {
     let response = proxy.request(&mcp_post(None, &initialize_request(0)));
     assert_eq!(response.status, 200, "{response:?}");
 }
+
+#[test]
+fn list_tools_with_a_profile_prints_that_profiles_tools() {
+    let dir = ConfigDir::new(&profiled(), None);
+    let run = run_cli(&dir, &["--list-tools", "--profile", "beta-echo"], Duration::from_secs(15));
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(run.last_line(), "1 tools");
+    assert!(run.stdout.lines().next().is_some_and(|l| l.starts_with("say ")), "{}", run.stdout);
+}

@@ -1874,7 +1874,8 @@ fn a_reload_that_changes_a_profile_tells_its_clients_only_and_serves_the_new_vie
     let mut h = profiled(json!({ "p": { "servers": ["a"] }, "q": { "servers": ["b"] } }));
     let (p, q) = (h.profile_client("p"), h.profile_client("q"));
     let text = json!({ "mcpServers": { "a": { "command": "unused" }, "b": { "command": "unused" } },
-                       "profiles": { "p": { "servers": ["a"], "tools": { "deny": ["a__y"] } }, "q": { "servers": ["b"] } } }).to_string();
+                       "profiles": { "p": { "servers": ["a"], "tools": { "deny": ["a__y"] } }, "q": { "servers": ["b"] } } })
+    .to_string();
     let config = crate::config::parse(&text, Path::new("test.json"), &|_| None).unwrap();
     h.event(Event::Reload { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() });
     assert_eq!(p.next()["method"], "notifications/tools/list_changed");

@@ -8,7 +8,10 @@
 #      pipelined stdio client (BENCH_PIPE_DEPTH requests in flight), direct and through ours, with the ratio;
 #   3. RSS of the proxy process: idle (ours with 3 stdio backends; the peers with their 1), after the load;
 #   4. BENCH_SESSIONS concurrent SSE sessions held open (legacy GET /sse, Streamable GET /mcp): RSS, errors;
-#   5. time from exec to port open, with 0 and 1 backend.
+#   5. time from exec to port open, with 0 and 1 backend;
+#   6. isolation per client session: 100 sessions each starting its own instance of an isolated server,
+#      against one shared server (scripts/bench-isolation.sh; BENCH_ISOLATION=0 skips it).
+# `bash scripts/bench.sh isolation` runs section 6 alone.
 # Budgets are checked and printed (OK/OVER) but never fail the run: benchmarks are not tests.
 #
 # The backend is scripts/bench/echo-backend (a minimal Rust stdio MCP server), the client
@@ -16,9 +19,10 @@
 # dist/mcp-proxy-server-x86_64-linux-musl when present (scripts/build-release.sh), else a release build;
 # BENCH_PROXY=path overrides. Peers are installed by scripts/bench/install-peers.sh into .deps/bench/
 # (BENCH_PEERS=0 skips them); mcp-server-time comes from .deps/venv (scripts/install-test-deps.sh).
-# Every process started here is killed on exit. Takes ~2 minutes (plus installs and helper builds the first time).
+# Every process started here is killed on exit. Takes ~3 minutes (plus installs and helper builds the first time).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = isolation ]; then exec bash scripts/bench-isolation.sh; fi
 ROOT="$PWD"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
@@ -363,5 +367,11 @@ echo "bench: proxy $(basename "$PROXY"); $(nproc) cores shared by client, proxy 
 if [ -s "$WORK/loadgen.err" ]; then
   echo "bench: load generator messages (first 15):"
   head -15 "$WORK/loadgen.err" | sed 's/^/  /'
+fi
+
+# --- 6: isolation per client session (its own script, its own table) -------------------------------
+if [ "${BENCH_ISOLATION:-1}" = 1 ]; then
+  echo
+  BENCH_PROXY="$PROXY" bash scripts/bench-isolation.sh
 fi
 exit 0

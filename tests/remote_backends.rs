@@ -412,3 +412,12 @@ fn an_isolated_streamable_http_backend_serves_the_client_in_a_backend_session_of
     assert!(deleted, "the idle instance's session {called} was not ended: {seen:?}");
     assert_ne!(session_of_last(&seen, "tools/call"), called, "the next call started a new instance, with a new session");
 }
+
+#[test]
+fn an_isolated_legacy_sse_backend_serves_the_client_on_an_sse_stream_of_its_own() {
+    let sse = RemoteServer::start(Transport::Sse, "isolated-sse");
+    let mut proxy = start(&[("legacy", remote(&sse, Transport::Sse, json!({ "isolation": "session" })))], &[]);
+    let seen = requests_seen(&mut proxy, "legacy");
+    let streams = seen.iter().filter(|r| r["method"] == "GET").count();
+    assert_eq!(streams, 2, "one stream for the template, one for the client's instance: {seen:?}");
+}

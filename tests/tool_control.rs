@@ -465,7 +465,7 @@ fn check_on_a_good_config_prints_every_exposed_tool_with_its_server_and_original
             run.fail(&format!("no line {line:?}"));
         }
     }
-    if run.last_line() != "30 tools, 0 problems: ok" {
+    if run.last_line() != format!("{} tools, 0 problems: ok", 2 * MOCK_TOOLS.len()) {
         run.fail("wrong summary line");
     }
 }
@@ -476,7 +476,7 @@ fn check_on_a_good_config_prints_every_exposed_tool_with_its_server_and_original
 fn check_accepts_a_prompt_clash_resolved_by_the_documented_rule() {
     let dir = ConfigDir::new(&two_mocks(), None);
     let run = run_cli(&dir, &["--check"], CLI_WAIT);
-    if !run.status.success() || run.last_line() != "30 tools, 0 problems: ok" {
+    if !run.status.success() || run.last_line() != format!("{} tools, 0 problems: ok", 2 * MOCK_TOOLS.len()) {
         run.fail("--check failed on two servers that share a prompt name");
     }
 }
@@ -494,7 +494,7 @@ fn check_with_an_override_for_a_missing_tool_exits_1_and_prints_the_problem() {
     if !run.stdout.lines().any(|l| l.starts_with("problem: ") && l.contains("alpha__no_such_tool")) {
         run.fail("no problem line naming alpha__no_such_tool");
     }
-    if !run.last_line().ends_with("NOT OK") || run.check_rows().len() != 30 {
+    if !run.last_line().ends_with("NOT OK") || run.check_rows().len() != 2 * MOCK_TOOLS.len() {
         run.fail("wrong summary or tool rows");
     }
 }
@@ -530,7 +530,7 @@ fn list_tools_prints_the_tools_and_a_count() {
     if !run.stdout.lines().any(|l| l.starts_with("alpha__echo") && l.contains("Echoes its text")) {
         run.fail("no description for alpha__echo");
     }
-    if run.last_line() != "15 tools" {
+    if run.last_line() != format!("{} tools", MOCK_TOOLS.len()) {
         run.fail("wrong count line");
     }
 }

@@ -36,7 +36,7 @@ impl Hub {
             let key = super::metrics::label(&b.config.key);
             let _ = writeln!(out, "mcp_proxy_backend_restarts_total{{backend=\"{key}\"}} {}", b.restarts);
         }
-        out.push_str("# HELP mcp_proxy_backend_instances Running per-client instances of an isolated server.\n");
+        out.push_str("# HELP mcp_proxy_backend_instances Per-client instances of an isolated server (one that crashed counts until its client's next call starts it again).\n");
         out.push_str("# TYPE mcp_proxy_backend_instances gauge\n");
         for (id, b) in self.backends.iter().filter(|(id, b)| b.state != super::backends::State::Removed && self.backends.is_isolated(*id)) {
             let key = super::metrics::label(&b.config.key);

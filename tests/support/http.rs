@@ -120,7 +120,7 @@ impl ProxyBuilder {
         }
         let mut process = ProxyProcess::spawn(command);
         let addr = process.listening_addr();
-        HttpProxy { process, addr, _dir: dir }
+        HttpProxy { process, addr, dir }
     }
 }
 
@@ -133,12 +133,26 @@ pub fn start() -> HttpProxy {
 pub struct HttpProxy {
     process: ProxyProcess,
     addr: SocketAddr,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl HttpProxy {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// The config file the proxy reads (a test rewrites it to reload).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.join("mcp_server.json")
+    }
+
+    /// Waits for the proxy to exit, failing the test after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.process.wait_exit(timeout)
     }
 
     /// The file descriptors the proxy has open now.

@@ -4,7 +4,7 @@
 //! - this module: what every part shares: the binary and the mock backend (`tests/fixtures/mock_server.py`),
 //!   config entries, the one wait bound [`WAIT`], [`unique`] names and [`TempDir`]s, a child's stderr
 //!   collected as it comes ([`StderrLog`]), a running proxy ([`ProxyProcess`]) in a clean environment,
-//!   polling, signals, `/proc`;
+//!   polling, signals, `/proc` (processes by marker, a process's children);
 //! - [`stdio`]: the proxy over its stdin/stdout, JSON-RPC line by line;
 //! - [`http`]: a raw HTTP/1.1 client (requests, whole responses, server-sent event streams) and the
 //!   proxy in HTTP mode ([`http::HttpProxy`]);
@@ -46,8 +46,8 @@ pub const MOCK_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtur
 /// The protocol version the test clients ask for.
 pub const CLIENT_PROTOCOL: &str = "2025-06-18";
 
-/// The fifteen tools every mock serves.
-pub const MOCK_TOOLS: [&str; 15] = [
+/// The sixteen tools every mock serves.
+pub const MOCK_TOOLS: [&str; 16] = [
     "echo",
     "whoami",
     "sleep",
@@ -63,6 +63,7 @@ pub const MOCK_TOOLS: [&str; 15] = [
     "update_resource",
     "set_level_seen",
     "ask_roots",
+    "count",
 ];
 
 /// A name no other test (or test process) uses: `<label>-<pid>-<n>`.
@@ -397,6 +398,18 @@ pub fn proc_state(pid: i32) -> Option<(char, i32)> {
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     Some((state, ppid))
+}
+
+/// The live (non-zombie) children of `parent`, by pid, from `/proc/*/stat`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut children: Vec<u32> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| matches!(proc_state(*pid as i32), Some((state, ppid)) if state != 'Z' && ppid == parent as i32))
+        .collect();
+    children.sort_unstable();
+    children
 }
 
 /// `/proc/<pid>/stat`'s process group and session ids, if the process exists.

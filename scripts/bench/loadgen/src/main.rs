@@ -17,6 +17,11 @@
 //!           checks each with one tools/call, reports P's RSS while they are held and after they close.
 //!   startup [--runs R] [--timeout-ms MS] -- CMD ARGS...   ("{port}" in ARGS is replaced)
 //!           time from spawn to the first successful TCP connect on the port.
+//!   sessions --url URL [--sessions N] --pid P [--tool T] [--args JSON] [--settle-ms MS] [--release-wait-ms MS]
+//!           opens N Streamable HTTP sessions, then each makes one tools/call, all at once (for a server
+//!           isolated per session, each call starts that session's instance): the time until every call
+//!           is answered, each call's latency, and the memory of P and of P with all its descendants
+//!           (RSS, PSS, process count) before, once answered, and after every session is deleted.
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -660,6 +665,25 @@ impl McpHttp {
         }
     }
 
+    /// Ends the session (`DELETE` with its `Mcp-Session-Id`); the status.
+    fn delete(&mut self) -> io::Result<u16> {
+        let sid = self.session.clone().ok_or_else(|| other("no session to delete".into()))?;
+        if self.conn.is_none() {
+            self.conn = Some(connect(&self.url.addr)?);
+        }
+        let Some(r) = self.conn.as_mut() else { return Err(other("no connection".into())) };
+        let headers = [("Mcp-Session-Id", sid.as_str()), ("MCP-Protocol-Version", PROTOCOL)];
+        let res = (|| {
+            write_request(r, "DELETE", &self.url.addr, &self.url.path, &headers, b"")?;
+            let head = read_head(r)?;
+            let st = BodyState::of(&head, false);
+            io::copy(&mut Body { r, st }, &mut io::sink())?;
+            Ok(head.status)
+        })();
+        self.conn = None;
+        res
+    }
+
     fn initialize(&mut self) -> io::Result<()> {
         let v = self.post(&init_msg(0), Some(0))?.unwrap_or_default();
         if v.get("result").is_none() {
@@ -1056,9 +1080,154 @@ fn cmd_startup(a: &Args) {
     }
 }
 
+/// `pid` and its live descendants (children, theirs, ...), from `/proc/*/stat`.
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        // "pid (comm) S ppid ...": comm may hold spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        let mut fields = rest.split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next().and_then(|f| f.parse::<u32>().ok()));
+        if let (Some(state), Some(ppid)) = (state, ppid) {
+            if state != "Z" {
+                parents.push((p, ppid));
+            }
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    tree
+}
+
+/// A `Key:   123 kB` line of a /proc file, in KiB.
+fn proc_kib(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `<prefix>_rss_kib` (P alone), `<prefix>_tree_rss_kib` and `<prefix>_tree_pss_kib` (P and every
+/// descendant, summed: RSS counts shared pages once per process, PSS shares them out), and
+/// `<prefix>_children` (descendants).
+fn memory(pid: u32, prefix: &str) -> String {
+    let tree = process_tree(pid);
+    let rss: u64 = tree.iter().filter_map(|p| proc_kib(&format!("/proc/{p}/status"), "VmRSS:")).sum();
+    let pss: u64 = tree.iter().filter_map(|p| proc_kib(&format!("/proc/{p}/smaps_rollup"), "Pss:")).sum();
+    format!(
+        "{prefix}_rss_kib={} {prefix}_tree_rss_kib={rss} {prefix}_tree_pss_kib={pss} {prefix}_children={}",
+        rss_kib(pid),
+        tree.len() - 1
+    )
+}
+
+/// How long `sessions` waits for a first call's answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn cmd_sessions(a: &Args) {
+    let url = parse_url(&a.str("url", ""));
+    let (n, pid, tool, args) = (a.num("sessions", 100) as usize, a.num("pid", 0) as u32, a.str("tool", "echo"), a.call_args());
+    if pid == 0 {
+        die("sessions: --pid is required");
+    }
+    let before = memory(pid, "before");
+    let t0 = Instant::now();
+    let mut sessions = Vec::with_capacity(n);
+    let mut open_errors = 0u64;
+    for i in 0..n {
+        let mut session = McpHttp::new(&url);
+        match session.initialize() {
+            Ok(()) => {
+                // A first call waits for its instance to start, which may take long on a busy machine:
+                // a longer read timeout, and no retry (a retry would reuse the id still in flight).
+                if let Some(conn) = &session.conn {
+                    let _ = conn.get_ref().set_read_timeout(Some(CALL_TIMEOUT));
+                }
+                sessions.push(session)
+            }
+            Err(e) => {
+                open_errors += 1;
+                if open_errors <= 3 {
+                    eprintln!("loadgen: session {i}: {e}");
+                }
+            }
+        }
+    }
+    let open_s = t0.elapsed().as_secs_f64();
+
+    let barrier = Arc::new(Barrier::new(sessions.len() + 1));
+    let mut handles = Vec::with_capacity(sessions.len());
+    for (i, mut session) in sessions.into_iter().enumerate() {
+        let (tool, args, barrier) = (tool.clone(), args.clone(), barrier.clone());
+        let spawned = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || {
+            barrier.wait();
+            let t = Instant::now();
+            let answer = session.post_once(&call_msg(1, &tool, &args), Some(1));
+            let ok = match &answer {
+                Ok(Some(v)) if call_ok(v) => true,
+                Ok(v) => {
+                    eprintln!("loadgen: session {i}: call failed: {}", v.clone().unwrap_or_default());
+                    false
+                }
+                Err(e) => {
+                    eprintln!("loadgen: session {i}: call failed: {e}");
+                    false
+                }
+            };
+            (session, ok, t.elapsed().as_nanos() as u64, Instant::now())
+        });
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(e) => die(&format!("cannot start a client thread: {e}")),
+        }
+    }
+    barrier.wait();
+    let released = Instant::now();
+    let (mut lat, mut errors, mut last) = (Vec::new(), 0u64, released);
+    let mut sessions = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match handle.join() {
+            Ok((session, ok, took, done)) => {
+                if ok {
+                    lat.push(took);
+                } else {
+                    errors += 1;
+                }
+                last = last.max(done);
+                sessions.push(session);
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    let all_ms = last.duration_since(released).as_secs_f64() * 1000.0;
+    std::thread::sleep(Duration::from_millis(a.num("settle-ms", 500)));
+    let after = memory(pid, "after");
+
+    let mut delete_errors = 0u64;
+    for session in &mut sessions {
+        if !matches!(session.delete(), Ok(status) if (200..300).contains(&status)) {
+            delete_errors += 1;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(a.num("release-wait-ms", 2000)));
+    let deleted = memory(pid, "deleted");
+    println!(
+        "sessions={} open_errors={open_errors} open_s={open_s:.2} calls_ok={} errors={errors} all_answered_ms={all_ms:.0} {} \
+         {before} {after} delete_errors={delete_errors} {deleted}",
+        sessions.len(),
+        lat.len(),
+        summary(lat.clone())
+    );
+}
+
 fn main() {
     let raw: Vec<String> = std::env::args().skip(1).collect();
-    let Some(sub) = raw.first() else { die("usage: loadgen stdio|pipeline|http|load|hold|startup [options] [-- CMD...]") };
+    let Some(sub) = raw.first() else { die("usage: loadgen stdio|pipeline|http|load|hold|startup|sessions [options] [-- CMD...]") };
     let a = Args::parse(&raw[1..]);
     match sub.as_str() {
         "stdio" => cmd_stdio(&a),
@@ -1067,6 +1236,7 @@ fn main() {
         "load" => cmd_load(&a),
         "hold" => cmd_hold(&a),
         "startup" => cmd_startup(&a),
+        "sessions" => cmd_sessions(&a),
         s => die(&format!("unknown subcommand {s}")),
     }
 }

@@ -91,7 +91,8 @@ impl Hub {
     }
 
     /// A backend's log message goes to the client whose call caused it, as far as the proxy can tell,
-    /// and never to a client of another key: an instance's to its own client; when exactly one client has requests in flight to that
+    /// never to a client of another key nor to one whose profile does not show the server: an
+    /// instance's to its own client; when exactly one client has requests in flight to that
     /// backend, to that client (with its call's messages); else to the clients that set a log level
     /// (`logging/setLevel`), of the one key whose calls are in flight if there are any, and to nobody
     /// when calls of several keys are (the proxy cannot tell whose it is); with no call in flight, to
@@ -130,7 +131,9 @@ impl Hub {
             [owner] => self.clients.log_listeners(severity, Some(*owner)),
             _ => return log::debug!("[{}] log message of calls of several keys: not relayed", self.backends.key(backend)),
         };
-        for client in listeners {
+        // Nor to a client whose profile does not show the server.
+        let server = self.backends.server_of(backend);
+        for client in listeners.into_iter().filter(|c| self.client_sees(*c, server)).collect::<Vec<_>>() {
             self.send_to_client(client, msg.clone());
         }
     }

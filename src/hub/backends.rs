@@ -246,10 +246,6 @@ impl Backends {
         self.servers.iter().filter(|b| b.state != State::Removed)
     }
 
-    pub fn ready(&self) -> impl Iterator<Item = &Backend> {
-        self.servers.iter().filter(|b| b.is_ready())
-    }
-
     pub fn find(&self, key: &str) -> Option<BackendId> {
         self.servers.iter().position(|b| b.config.key == key).map(BackendId)
     }

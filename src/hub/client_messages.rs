@@ -12,7 +12,7 @@ use super::requests::{Asker, Internal, Retry};
 use super::routing::{Key, Origin};
 use super::views::Checked;
 use super::{bridge, Hub};
-use crate::event::{Access, BackendId, Caller, ClientId, Era, Reply, ReplyTo, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
+use crate::event::{Access, BackendId, Caller, ClientId, Era, ProfileId, Reply, ReplyTo, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
 use crate::jsonrpc::{code, raw, Kind, Message, Params};
 use crate::modern;
 use crossbeam_channel::Sender;
@@ -209,14 +209,14 @@ impl Hub {
         match msg.method() {
             "initialize" => {
                 self.clients.set_capabilities(caller.client, params.value("capabilities").unwrap_or_default());
-                let result = self.initialize_result(&params);
+                let result = self.initialize_result(&params, caller.profile);
                 self.answer(&caller, raw(&result));
                 // From here on the client hears about list changes: the spec only holds back *requests*
                 // until `notifications/initialized`, and waiting for it would lose changes in between.
                 self.client_initialized(caller.client);
             }
             "ping" => self.answer(&caller, raw(&json!({}))),
-            "server/discover" => self.answer(&caller, raw(&self.discover_result())),
+            "server/discover" => self.answer(&caller, raw(&self.discover_result(caller.profile))),
             "subscriptions/listen" => self.listen(caller, &params),
             // Tasks are relayed in the handshake era only: a 2026-07-28 client is not shown tools it
             // could only call as tasks.
@@ -240,11 +240,12 @@ impl Hub {
         }
     }
 
-    fn initialize_result(&self, params: &Params) -> Value {
+    fn initialize_result(&self, params: &Params, profile: Option<ProfileId>) -> Value {
         let asked = params.str("protocolVersion").unwrap_or_default();
         let version = PROTOCOL_VERSIONS.iter().find(|v| **v == asked).copied().unwrap_or(LATEST_PROTOCOL_VERSION);
-        let mut result = json!({ "protocolVersion": version, "capabilities": self.capabilities(), "serverInfo": modern::server_info() });
-        if let Some(instructions) = self.instructions() {
+        let capabilities = self.capabilities(profile);
+        let mut result = json!({ "protocolVersion": version, "capabilities": capabilities, "serverInfo": modern::server_info() });
+        if let Some(instructions) = self.instructions(profile) {
             result["instructions"] = Value::String(instructions);
         }
         result
@@ -253,7 +254,7 @@ impl Hub {
     /// The answer to `server/discover` (the frontend adds `resultType`, caching hints and `serverInfo`).
     /// It is never held for start-up: clients probe with a short timeout. While backends are still
     /// starting it names every capability the proxy can serve, since it cannot know yet which it will.
-    fn discover_result(&self) -> Value {
+    fn discover_result(&self, profile: Option<ProfileId>) -> Value {
         let capabilities = match self.settle_by {
             Some(_) => json!({
                 "tools": { "listChanged": true },
@@ -261,24 +262,26 @@ impl Hub {
                 "resources": { "listChanged": true, "subscribe": true },
                 "completions": {},
             }),
-            None => self.capabilities(),
+            None => self.capabilities(profile),
         };
         let mut result = json!({ "supportedVersions": modern::VERSIONS, "capabilities": capabilities });
-        if let Some(instructions) = self.instructions() {
+        if let Some(instructions) = self.instructions(profile) {
             result["instructions"] = Value::String(instructions);
         }
         result
     }
 
-    /// What the aggregate can do: the union of the ready backends' capabilities, as the proxy serves them.
-    fn capabilities(&self) -> Value {
-        let any = |cap: &str| self.backends.ready().any(|b| b.has_capability(cap));
+    /// What the aggregate (or a profile's part of it) can do: the union of the ready backends'
+    /// capabilities, as the proxy serves them.
+    fn capabilities(&self, profile: Option<ProfileId>) -> Value {
+        let shown = self.shown_backends(profile);
+        let any = |cap: &str| shown.iter().any(|b| b.has_capability(cap));
         let mut capabilities = json!({ "tools": { "listChanged": true } });
         if any("prompts") {
             capabilities["prompts"] = json!({ "listChanged": true });
         }
         if any("resources") {
-            let subscribe = self.backends.ready().any(|b| b.capability_flag("resources", "subscribe"));
+            let subscribe = shown.iter().any(|b| b.capability_flag("resources", "subscribe"));
             capabilities["resources"] = json!({ "listChanged": true, "subscribe": subscribe });
         }
         if any("logging") {
@@ -288,17 +291,26 @@ impl Hub {
             capabilities["completions"] = json!({});
         }
         // Tool calls run as tasks are relayed (without tasks/list: a backend's list holds every client's).
-        if self.backends.ready().any(|b| b.capability_flag_path(&["tasks", "requests", "tools", "call"])) {
+        if shown.iter().any(|b| b.capability_flag_path(&["tasks", "requests", "tools", "call"])) {
             capabilities["tasks"] = json!({ "cancel": {}, "requests": { "tools": { "call": {} } } });
         }
         capabilities
     }
 
-    /// The ready backends' instructions, each under its server's name.
-    fn instructions(&self) -> Option<String> {
-        let parts: Vec<String> =
-            self.backends.ready().filter_map(|b| b.instructions().map(|text| format!("## {}\n{text}", b.config.key))).collect();
+    /// The ready backends' instructions (those a profile shows), each under its server's name.
+    fn instructions(&self, profile: Option<ProfileId>) -> Option<String> {
+        let parts: Vec<String> = self
+            .shown_backends(profile)
+            .iter()
+            .filter_map(|b| b.instructions().map(|text| format!("## {}\n{text}", b.config.key)))
+            .collect();
         (!parts.is_empty()).then(|| parts.join("\n\n"))
+    }
+
+    /// The ready servers a client sees: all, or those its profile shows.
+    fn shown_backends(&self, profile: Option<ProfileId>) -> Vec<&super::backends::Backend> {
+        let shows = |id: BackendId| profile.is_none_or(|p| self.views.get(p).is_some_and(|v| v.shows_backend(id)));
+        self.backends.iter().filter(|(id, b)| b.is_ready() && shows(*id)).map(|(_, b)| b).collect()
     }
 
     /// Routes a tool call. A call to a tool whose backend is down (or whose backend cannot be written

@@ -1890,3 +1890,42 @@ fn a_client_whose_profile_is_gone_is_refused_rather_than_shown_everything() {
     h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }));
     assert_eq!(client.next()["error"]["message"], "this client's profile is no longer served");
 }
+
+#[test]
+fn a_profiles_client_is_given_only_its_servers_instructions() {
+    let text = json!({ "mcpServers": { "a": { "command": "unused" }, "b": { "command": "unused" } },
+                       "profiles": { "p": { "servers": ["a"] } } })
+    .to_string();
+    let config = crate::config::parse(&text, Path::new("test.json"), &|_| None).unwrap();
+    let mut h =
+        Harness::serving(settings(), super::Served { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() });
+    for key in ["a", "b"] {
+        let probe = h.sent_to(key);
+        h.backend_says(key, json!({ "jsonrpc": "2.0", "id": probe.id, "error": { "code": -32601, "message": "no" } }));
+        let init = h.sent_to(key);
+        let result = json!({ "protocolVersion": "2025-06-18", "capabilities": { "tools": {} }, "instructions": format!("use {key} well") });
+        h.answer(key, &init, result);
+        let _initialized = h.sent_to(key);
+        let list = h.sent_to(key);
+        h.answer(key, &list, json!({ "tools": [{ "name": "x", "inputSchema": { "type": "object" } }] }));
+    }
+    let client = h.client_of(Some("p"));
+    h.send(
+        &client,
+        json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": { "protocolVersion": "2025-06-18", "capabilities": {} } }),
+    );
+    assert_eq!(client.next()["result"]["instructions"], "## a\nuse a well");
+}
+
+#[test]
+fn a_log_message_no_call_explains_reaches_no_client_whose_profile_hides_its_server() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"] } }));
+    let (hidden, seeing) = (h.profile_client("p"), h.ready_client());
+    for client in [&hidden, &seeing] {
+        h.send(client, json!({ "jsonrpc": "2.0", "id": 9, "method": "logging/setLevel", "params": { "level": "debug" } }));
+        assert!(client.next().get("result").is_some());
+    }
+    h.backend_says("b", json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": "info", "data": "b's" } }));
+    assert_eq!(seeing.next()["params"]["data"], "b's");
+    hidden.nothing();
+}

@@ -11,7 +11,7 @@
 
 use super::catalog::{Catalog, ListKind};
 use super::Hub;
-use crate::event::{BackendId, Caller, Era, ProfileId, ProfileSummary};
+use crate::event::{BackendId, Caller, ClientId, Era, ProfileId, ProfileSummary};
 use crate::jsonrpc::{code, raw, Params};
 use crate::profile_config::Profile;
 use crate::search::Index;
@@ -101,6 +101,11 @@ impl Hub {
             }
             _ => Checked::Route,
         }
+    }
+
+    /// Whether a client sees anything of a server: without a profile, everything.
+    pub(super) fn client_sees(&self, client: ClientId, server: BackendId) -> bool {
+        self.clients.profile(client).is_none_or(|p| self.views.get(p).is_some_and(|v| v.shows_backend(server)))
     }
 
     /// The catalog's name of a tool as a client of `profile` calls it (for its `Mcp-Param-*` check).
@@ -217,9 +222,14 @@ impl View {
         self.prompts.contains(name)
     }
 
+    /// Whether it shows anything of this server (its instructions, its log messages).
+    pub fn shows_backend(&self, server: BackendId) -> bool {
+        self.servers.contains(&server)
+    }
+
     /// Whether a resource URI (served by `owner`) is shown here.
     pub fn shows_uri(&self, uri: &str, owner: BackendId) -> bool {
-        self.servers.contains(&owner) && admits_uri(&self.profile, uri)
+        self.shows_backend(owner) && admits_uri(&self.profile, uri)
     }
 
     pub fn list_result(&self, kind: ListKind) -> Box<RawValue> {

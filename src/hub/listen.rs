@@ -61,7 +61,7 @@ impl Listeners {
 
 impl Hub {
     /// Opens a listen stream: acknowledges what it will deliver (list changes always; resource updates
-    /// for URIs whose backend can subscribe), subscribes those URIs at their backends, and keeps the
+    /// for URIs whose backend can subscribe and that the client's profile shows), subscribes those URIs at their backends, and keeps the
     /// request open.
     pub(super) fn listen(&mut self, caller: Caller, params: &Params) {
         let asked = params.value("notifications").unwrap_or_default();
@@ -72,7 +72,7 @@ impl Hub {
             .map(|uris| {
                 // Subscribed, and acknowledged, in the normalised spelling the catalog routes by.
                 let normal = uris.iter().filter_map(Value::as_str).filter_map(|uri| crate::uri::normalize(uri).ok());
-                normal.filter(|uri| self.can_subscribe(uri)).collect()
+                normal.filter(|uri| self.can_subscribe(uri) && self.profile_shows_uri(caller.profile, uri)).collect()
             })
             .unwrap_or_default();
         let listener = Listener {

@@ -1929,3 +1929,28 @@ fn a_log_message_no_call_explains_reaches_no_client_whose_profile_hides_its_serv
     assert_eq!(seeing.next()["params"]["data"], "b's");
     hidden.nothing();
 }
+
+#[test]
+fn a_listen_under_a_profile_is_acknowledged_only_for_the_resources_the_profile_shows() {
+    let text = json!({ "mcpServers": { "a": { "command": "unused" }, "b": { "command": "unused" } },
+                       "profiles": { "p": { "servers": ["a"] } } })
+    .to_string();
+    let config = crate::config::parse(&text, Path::new("test.json"), &|_| None).unwrap();
+    let mut h =
+        Harness::serving(settings(), super::Served { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() });
+    let caps = json!({ "resources": { "subscribe": true } });
+    for (key, uri) in [("a", "file:///a"), ("b", "file:///b")] {
+        let lists = [
+            ("resources/list", json!({ "resources": [{ "uri": uri, "name": uri }] })),
+            ("resources/templates/list", json!({ "resourceTemplates": [] })),
+        ];
+        h.ready_offering(key, caps.clone(), &lists);
+    }
+    let client = h.client_of(Some("p"));
+    let envelope = json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} });
+    let listen = json!({ "notifications": { "resourceSubscriptions": ["file:///a", "file:///b"] }, "_meta": envelope });
+    h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": listen }));
+    let ack = client.next();
+    assert_eq!(ack["params"]["notifications"]["resourceSubscriptions"], json!(["file:///a"]), "{ack}");
+    h.nothing_to_backend("b");
+}

@@ -64,7 +64,7 @@ impl Hub {
         let Some(view) = self.views.get(profile) else {
             return Checked::Refuse(code::BACKEND_UNAVAILABLE, "this client's profile is no longer served".into());
         };
-        let uri_shown = |uri: &str| self.catalog.resource_owner(uri).is_none_or(|owner| view.shows_uri(uri, owner));
+        let uri_shown = |uri: &str| self.profile_shows_uri(Some(profile), uri);
         match method {
             "tools/list" if caller.era == Era::Modern => Checked::Answer(view.tools_without_tasks()),
             "tools/list" => Checked::Answer(view.list_result(ListKind::Tools)),
@@ -101,6 +101,13 @@ impl Hub {
             }
             _ => Checked::Route,
         }
+    }
+
+    /// Whether a profile shows a resource URI (without a profile, every URI is shown).
+    pub(super) fn profile_shows_uri(&self, profile: Option<ProfileId>, uri: &str) -> bool {
+        let Some(profile) = profile else { return true };
+        let view = self.views.get(profile);
+        view.is_some_and(|v| self.catalog.resource_owner(uri).is_none_or(|owner| v.shows_uri(uri, owner)))
     }
 
     /// Whether a client sees anything of a server: without a profile, everything.

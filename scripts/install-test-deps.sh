@@ -78,6 +78,49 @@ if ! has_npm_version "$NODE_DIR" playwright-core "$PLAYWRIGHT" \
   has_npm_version "$NODE_DIR" playwright-core "$PLAYWRIGHT"
 fi
 
+# The reference MCP servers whose tools make the catalog of tests/interop/test_tool_search.py (with
+# server-everything and mcp-server-time, over 100 real tools). They get directories of their own, so
+# their SDKs (some pin @modelcontextprotocol/sdk 1.0.1 or 0.5.0, or their own `mcp`) never move the
+# pinned peers above. None needs the network or a real token to list its tools (the test sets dummy
+# tokens); server-puppeteer's Chromium is not downloaded (listing its tools starts no browser).
+SERVERS_DIR="$DEPS/servers"
+SERVERS_NPM=(
+  @modelcontextprotocol/server-filesystem@2026.8.31
+  @modelcontextprotocol/server-memory@2026.8.31
+  @modelcontextprotocol/server-sequential-thinking@2026.8.31
+  @modelcontextprotocol/server-github@2025.4.8
+  @modelcontextprotocol/server-gitlab@2025.4.25
+  @modelcontextprotocol/server-slack@2025.4.25
+  @modelcontextprotocol/server-google-maps@0.6.2
+  @modelcontextprotocol/server-brave-search@0.6.2
+  @modelcontextprotocol/server-everart@0.6.2
+  @modelcontextprotocol/server-puppeteer@2025.5.12
+)
+missing_servers=()
+for spec in "${SERVERS_NPM[@]}"; do
+  has_npm_version "$SERVERS_DIR" "${spec%@*}" "${spec##*@}" || missing_servers+=("$spec")
+done
+if [ "${#missing_servers[@]}" -gt 0 ]; then
+  echo "install-test-deps: npm ${missing_servers[*]} (into .deps/servers)"
+  PUPPETEER_SKIP_DOWNLOAD=1 PUPPETEER_SKIP_CHROMIUM_DOWNLOAD=1 npm_install "$SERVERS_DIR" "${SERVERS_NPM[@]}"
+  for spec in "${SERVERS_NPM[@]}"; do has_npm_version "$SERVERS_DIR" "${spec%@*}" "${spec##*@}"; done
+fi
+
+SERVERS_PY=(mcp-server-fetch==2026.10.24 mcp-server-git==2026.10.19)
+SERVERS_VENV="$DEPS/servers-venv"
+py_servers_ok=1
+for spec in "${SERVERS_PY[@]}"; do
+  [ "$("$SERVERS_VENV/bin/pip" show "${spec%==*}" 2>/dev/null | sed -n 's/^Version: //p')" = "${spec#*==}" ] || py_servers_ok=
+done
+if [ -z "$py_servers_ok" ]; then
+  echo "install-test-deps: python ${SERVERS_PY[*]} (into .deps/servers-venv)"
+  python3 -m venv "$SERVERS_VENV"
+  "$SERVERS_VENV/bin/pip" install --quiet --disable-pip-version-check "${SERVERS_PY[@]}"
+  for spec in "${SERVERS_PY[@]}"; do
+    [ "$("$SERVERS_VENV/bin/pip" show "${spec%==*}" | sed -n 's/^Version: //p')" = "${spec#*==}" ]
+  done
+fi
+
 # apt_install PACKAGE...: installs Debian packages as root; `apt-get update` runs once, before the first.
 APT_UPDATED=
 apt_install() {

@@ -29,6 +29,8 @@ EVERYTHING_ENTRY = DEPS / "node/node_modules/@modelcontextprotocol/server-everyt
 TIME_SERVER = DEPS / "venv/bin/mcp-server-time"
 PYTHON = DEPS / "venv/bin/python"
 MODERN_SERVER = REPO / "tests/fixtures/modern_server.py"
+SERVERS_NPM = DEPS / "servers/node_modules/@modelcontextprotocol"
+SERVERS_VENV = DEPS / "servers-venv/bin"
 INSTALL_HINT = "run scripts/install-test-deps.sh"
 STARTUP_TIMEOUT_S = 20
 
@@ -58,6 +60,40 @@ def time_server() -> dict[str, Any]:
 def modern_only() -> dict[str, Any]:
     """tests/fixtures/modern_server.py: a server that speaks only 2026-07-28 (Python SDK 2.3)."""
     return {"command": require(PYTHON, INSTALL_HINT), "args": [str(MODERN_SERVER)]}
+
+
+def reference_catalog(folder: Path) -> dict[str, Any]:
+    """server-everything, mcp-server-time and twelve more pinned reference servers (npm and PyPI, from
+    scripts/install-test-deps.sh): 112 real tools. None needs the network to list its tools; those that
+    want a token get a dummy one (nothing here calls them). The filesystem server may touch `folder`/files
+    only; the memory server keeps its graph in `folder`."""
+    node = require(shutil.which("node"), "node must be on PATH for the npm servers")
+    files = folder / "files"
+    files.mkdir(exist_ok=True)
+    (files / "hello.txt").write_text("hello from the tool search test\n")
+
+    def npm(package: str, *args: str, **env: str) -> dict[str, Any]:
+        return {"command": node, "args": [require(SERVERS_NPM / package / "dist/index.js", INSTALL_HINT), *args], "env": env}
+
+    def pypi(program: str, *args: str) -> dict[str, Any]:
+        return {"command": require(SERVERS_VENV / program, INSTALL_HINT), "args": list(args)}
+
+    return {
+        "everything": everything(),
+        "time": time_server(),
+        "filesystem": npm("server-filesystem", str(files)),
+        "memory": npm("server-memory", MEMORY_FILE_PATH=str(folder / "memory.jsonl")),
+        "sequential-thinking": npm("server-sequential-thinking"),
+        "github": npm("server-github", GITHUB_PERSONAL_ACCESS_TOKEN="dummy-token"),
+        "gitlab": npm("server-gitlab", GITLAB_PERSONAL_ACCESS_TOKEN="dummy-token"),
+        "slack": npm("server-slack", SLACK_BOT_TOKEN="dummy-token", SLACK_TEAM_ID="T0000000"),
+        "google-maps": npm("server-google-maps", GOOGLE_MAPS_API_KEY="dummy-key"),
+        "brave-search": npm("server-brave-search", BRAVE_API_KEY="dummy-key"),
+        "everart": npm("server-everart", EVERART_API_KEY="dummy-key"),
+        "puppeteer": npm("server-puppeteer"),
+        "fetch": pypi("mcp-server-fetch"),
+        "git": pypi("mcp-server-git"),
+    }
 
 
 class Callbacks:

@@ -8,8 +8,9 @@
 //!   pipeline [--n N] [--warmup W] [--depth D] [--tool T] [--args JSON] -- CMD ARGS...
 //!           the same child, but D requests in flight at all times: throughput (calls/s) of one
 //!           pipelined stdio client, and latency percentiles under that load.
-//!   http    --url URL [--transport mcp|sse] [--n N] [--warmup W] [--tool T] [--args JSON]
-//!           the same over Streamable HTTP (one keep-alive connection, one session) or legacy SSE.
+//!   http    --url URL [--transport mcp|sse] [--n N] [--warmup W] [--tool T] [--args JSON] [--args-file F]
+//!           the same over Streamable HTTP (one keep-alive connection, one session) or legacy SSE;
+//!           with --args-file, call i takes the arguments on line i (mod the number of lines) of F.
 //!   load    --url URL [--clients C] [--secs S] [--tool T] [--args JSON]
 //!           C threads, each its own session and keep-alive connection, calling in a loop for S s.
 //!   hold    --url BASE [--kind sse|mcp] [--sessions N] [--hold-ms MS] [--pid P] [--tool T]
@@ -66,6 +67,20 @@ impl Args {
     }
     fn call_args(&self) -> Value {
         serde_json::from_str(&self.str("args", r#"{"message":"hello"}"#)).unwrap_or_else(|e| die(&format!("--args: {e}")))
+    }
+    /// The arguments of each call in turn: the lines of --args-file (one JSON object each), else --args.
+    fn call_args_list(&self) -> Vec<Value> {
+        let Some(path) = self.opts.get("args-file") else { return vec![self.call_args()] };
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| die(&format!("--args-file {path}: {e}")));
+        let list: Vec<Value> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| die(&format!("--args-file {path}: {e}"))))
+            .collect();
+        if list.is_empty() {
+            die(&format!("--args-file {path}: no lines"));
+        }
+        list
     }
 }
 
@@ -814,7 +829,7 @@ impl Session {
 
 fn cmd_http(a: &Args) {
     let url = parse_url(&a.str("url", ""));
-    let (n, warmup, tool, args) = (a.num("n", 1000), a.num("warmup", 100), a.str("tool", "echo"), a.call_args());
+    let (n, warmup, tool, args) = (a.num("n", 1000), a.num("warmup", 100), a.str("tool", "echo"), a.call_args_list());
     let mut s = Session::open(&url, &a.str("transport", "mcp")).unwrap_or_else(|e| die(&format!("session: {e}")));
     let mut lat = Vec::with_capacity(n as usize);
     let mut errors = 0u64;
@@ -830,7 +845,7 @@ fn cmd_http(a: &Args) {
             break;
         }
         let t = Instant::now();
-        match s.call(10 + i, &tool, &args) {
+        match s.call(10 + i, &tool, &args[i as usize % args.len()]) {
             Ok(v) if call_ok(&v) => lat.push(t.elapsed().as_nanos() as u64),
             Ok(v) => {
                 errors += 1;

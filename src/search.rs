@@ -1,18 +1,19 @@
-//! Ranking tools by a free-text query: Okapi BM25 over each tool's name, title, description and
-//! parameter names, with no model and no dictionary, so a small static binary can offer tool search.
+//! Ranking tools by a free-text query: BM25F (Okapi BM25 over fields) over each tool's name, title,
+//! description and parameter names, with no model and no dictionary, so a small static binary can
+//! offer tool search.
 //!
 //! Words are split at anything but letters and digits and at lower-to-upper case changes
 //! (`getCurrentTime` is `get current time`), lower-cased, stripped of a few English endings (`files` and
-//! `file`, `searching` and `search` meet) and of stop words. The name counts three times and the title
-//! twice, since a tool's name is the densest summary of what it does. Ties are broken by name, so the
-//! same query over the same tools always gives the same order.
+//! `file`, `searching` and `search` meet) and of stop words. A word in the name counts twice and in the
+//! title one and a half times, since a tool's name is the densest summary of what it does; each field's
+//! length is weighed against that field's average, so one long description does not bury its tool.
+//! Ties are broken by name, so the same query over the same tools always gives the same order.
 
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// BM25's term-frequency saturation and length normalisation (the usual values).
+/// BM25's term-frequency saturation (the usual value).
 const K1: f64 = 1.2;
-const B: f64 = 0.75;
 
 /// Words that say nothing about what a tool does.
 const STOP_WORDS: [&str; 32] = [
@@ -20,31 +21,64 @@ const STOP_WORDS: [&str; 32] = [
     "on", "or", "so", "that", "the", "this", "to", "use", "what", "which", "with",
 ];
 
-/// A search index over a list of tool definitions.
+/// The fields of a tool that are searched: how much a word in each counts, and how much the field's
+/// length (against its average) discounts it (BM25's `b`, per field: descriptions vary in length most).
+const FIELDS: [(Field, f64, f64); 4] =
+    [(Field::Name, 2.0, 0.5), (Field::Title, 1.5, 0.5), (Field::Description, 1.0, 0.75), (Field::Parameters, 1.0, 0.5)];
+
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    Name,
+    Title,
+    Description,
+    Parameters,
+}
+
+impl Field {
+    fn text(self, tool: &Value) -> String {
+        let text = |key: &str| tool.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+        match self {
+            Field::Name => text("name"),
+            Field::Title => text("title"),
+            Field::Description => text("description"),
+            Field::Parameters => {
+                let parameters = tool.pointer("/inputSchema/properties").and_then(Value::as_object);
+                parameters.map(|p| p.keys().cloned().collect::<Vec<_>>().join(" ")).unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// One tool's terms: per field, how often each occurs, and the field's length in terms.
+type Document = [(HashMap<String, f64>, f64); 4];
+
+/// A search index over a list of tool definitions: BM25F, each field's length normalised against that
+/// field's average, so a long description does not drown a short name.
 #[derive(Debug, Default)]
 pub struct Index {
-    /// Per tool: how often each term occurs (weighted by field), and the weighted length.
-    docs: Vec<(HashMap<String, f64>, f64)>,
+    docs: Vec<Document>,
     /// In how many tools each term occurs.
     df: HashMap<String, usize>,
-    average_length: f64,
+    /// Each field's average length.
+    average: [f64; 4],
 }
 
 impl Index {
     /// Indexes tools (MCP tool definitions), by their position in `tools`.
     pub fn build(tools: &[Value]) -> Index {
-        let docs: Vec<(HashMap<String, f64>, f64)> = tools.iter().map(document).collect();
+        let docs: Vec<Document> = tools.iter().map(|tool| FIELDS.map(|(field, _, _)| terms(&field.text(tool)))).collect();
         let mut df = HashMap::new();
-        for (terms, _) in &docs {
-            for term in terms.keys() {
+        for doc in &docs {
+            let mut seen: Vec<&String> = doc.iter().flat_map(|(tf, _)| tf.keys()).collect();
+            seen.sort();
+            seen.dedup();
+            for term in seen {
                 *df.entry(term.clone()).or_insert(0) += 1;
             }
         }
-        let average_length = match docs.len() {
-            0 => 0.0,
-            n => docs.iter().map(|(_, len)| len).sum::<f64>() / n as f64,
-        };
-        Index { docs, df, average_length }
+        let n = docs.len().max(1) as f64;
+        let average = std::array::from_fn(|f| docs.iter().map(|doc| doc[f].1).sum::<f64>() / n);
+        Index { docs, df, average }
     }
 
     /// The positions of the best `limit` tools for `query`, best first, with their scores; tools that
@@ -58,14 +92,23 @@ impl Index {
             .docs
             .iter()
             .enumerate()
-            .filter_map(|(i, (tf, len))| {
+            .filter_map(|(i, doc)| {
                 let score: f64 = terms
                     .iter()
                     .filter_map(|term| {
-                        let f = *tf.get(term)?;
                         let df = *self.df.get(term)? as f64;
                         let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-                        Some(idf * f * (K1 + 1.0) / (f + K1 * (1.0 - B + B * len / self.average_length.max(f64::EPSILON))))
+                        // The term's frequency in each field, weighted and normalised by the field's length.
+                        let tf: f64 = FIELDS
+                            .iter()
+                            .zip(doc)
+                            .zip(self.average)
+                            .map(|(((_, weight, b), (tf, len)), average)| {
+                                let f = tf.get(term).copied().unwrap_or(0.0);
+                                weight * f / (1.0 - b + b * len / average.max(f64::EPSILON))
+                            })
+                            .sum();
+                        (tf > 0.0).then(|| idf * tf * (K1 + 1.0) / (tf + K1))
                     })
                     .sum();
                 (score > 0.0).then_some((i, score))
@@ -77,21 +120,15 @@ impl Index {
     }
 }
 
-/// A tool's weighted terms and weighted length.
-fn document(tool: &Value) -> (HashMap<String, f64>, f64) {
-    let text = |key: &str| tool.get(key).and_then(Value::as_str).unwrap_or_default();
-    let parameters = tool.pointer("/inputSchema/properties").and_then(Value::as_object);
-    let parameter_names = parameters.map(|p| p.keys().cloned().collect::<Vec<_>>().join(" ")).unwrap_or_default();
-    let fields = [(text("name"), 3.0), (text("title"), 2.0), (text("description"), 1.0), (parameter_names.as_str(), 1.0)];
-    let mut terms = HashMap::new();
+/// A field's terms, counted, and its length.
+fn terms(text: &str) -> (HashMap<String, f64>, f64) {
+    let mut counts = HashMap::new();
     let mut length = 0.0;
-    for (field, weight) in fields {
-        for word in words(field) {
-            *terms.entry(word).or_insert(0.0) += weight;
-            length += weight;
-        }
+    for word in words(text) {
+        *counts.entry(word).or_insert(0.0) += 1.0;
+        length += 1.0;
     }
-    (terms, length)
+    (counts, length)
 }
 
 /// The search terms of a text.

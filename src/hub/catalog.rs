@@ -425,7 +425,7 @@ pub fn default_name(prefix: &str, sep: &str, name: &str) -> String {
 }
 
 /// A tool that must be called as a task (`execution.taskSupport: "required"`).
-fn needs_tasks(tool: &Value) -> bool {
+pub fn needs_tasks(tool: &Value) -> bool {
     tool.pointer("/execution/taskSupport").and_then(Value::as_str) == Some("required")
 }
 

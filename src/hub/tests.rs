@@ -1954,3 +1954,38 @@ fn a_listen_under_a_profile_is_acknowledged_only_for_the_resources_the_profile_s
     assert_eq!(ack["params"]["notifications"]["resourceSubscriptions"], json!(["file:///a"]), "{ack}");
     h.nothing_to_backend("b");
 }
+
+#[test]
+fn call_tool_naming_no_tool_answers_with_a_tool_error_the_model_can_act_on() {
+    let mut h = profiled(json!({ "lean": { "toolSearch": true } }));
+    let client = h.profile_client("lean");
+    let call = json!({ "name": "call_tool", "arguments": { "name": "nope", "arguments": {} } });
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call }));
+    let result = client.next()["result"].clone();
+    assert_eq!(result["isError"], true);
+    assert!(result["content"][0]["text"].as_str().unwrap().starts_with("Unknown tool: 'nope'"), "{result}");
+}
+
+#[test]
+fn a_2026_client_is_not_offered_tools_it_could_only_run_as_tasks() {
+    let text = json!({ "mcpServers": { "a": { "command": "unused" } }, "profiles": { "lean": { "toolSearch": true } } }).to_string();
+    let config = crate::config::parse(&text, Path::new("test.json"), &|_| None).unwrap();
+    let mut h =
+        Harness::serving(settings(), super::Served { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() });
+    let tools = json!({ "tools": [
+        { "name": "report", "description": "a report", "inputSchema": { "type": "object" } },
+        { "name": "report_task", "description": "a report", "inputSchema": { "type": "object" }, "execution": { "taskSupport": "required" } }
+    ] });
+    h.ready_offering("a", json!({ "tools": {} }), &[("tools/list", tools)]);
+    let search = |era_meta: Value| json!({ "name": "search_tools", "arguments": { "query": "report" }, "_meta": era_meta });
+    let handshake = h.profile_client("lean");
+    h.send(&handshake, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": search(json!({})) }));
+    assert_eq!(handshake.next()["result"]["structuredContent"]["tools"].as_array().map(Vec::len), Some(2));
+    let modern = h.client_of(Some("lean"));
+    let envelope = json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} });
+    h.send_modern(&modern, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": search(envelope) }));
+    assert_eq!(
+        modern.next()["result"]["structuredContent"]["tools"],
+        json!([{ "name": "a__report", "server": "a", "description": "a report", "inputSchema": { "type": "object" } }])
+    );
+}

@@ -9,7 +9,7 @@
 //! tools (search, call by name, list servers); its tools can still be called by name. Clients without a
 //! profile see the whole catalog, as before profiles existed.
 
-use super::catalog::{Catalog, ListKind};
+use super::catalog::{needs_tasks, Catalog, ListKind};
 use super::Hub;
 use crate::event::{BackendId, Caller, ClientId, Era, ProfileId, ProfileSummary};
 use crate::jsonrpc::{code, raw, Params};
@@ -71,7 +71,7 @@ impl Hub {
             "prompts/list" => Checked::Answer(view.list_result(ListKind::Prompts)),
             "resources/list" => Checked::Answer(view.list_result(ListKind::Resources)),
             "resources/templates/list" => Checked::Answer(view.list_result(ListKind::Templates)),
-            "tools/call" => view.call(params),
+            "tools/call" => view.call(params, caller.era),
             "prompts/get" => {
                 let name = params.str("name").unwrap_or_default();
                 match view.shows_prompt(&name) {
@@ -249,12 +249,13 @@ impl View {
 
     /// A `tools/call` under this profile: a search meta-tool is answered here; `call_tool` becomes a
     /// call of the tool it names; a tool's shown name becomes the catalog's.
-    fn call(&self, params: &mut Params) -> Checked {
+    fn call(&self, params: &mut Params, era: Era) -> Checked {
         let mut name = params.str("name").unwrap_or_default();
+        let mut through_call_tool = false;
         if self.profile.tool_search {
             let arguments = params.value("arguments").unwrap_or_default();
             match name.as_str() {
-                SEARCH_TOOLS => return Checked::Answer(tool_result(self.search(&arguments))),
+                SEARCH_TOOLS => return Checked::Answer(tool_result(self.search(&arguments, era))),
                 LIST_SERVERS => return Checked::Answer(tool_result(Ok(self.servers()))),
                 CALL_TOOL => {
                     let Some(named) = arguments.get("name").and_then(Value::as_str) else {
@@ -262,6 +263,7 @@ impl View {
                     };
                     name = named.to_owned();
                     params.set("arguments", raw(arguments.get("arguments").unwrap_or(&json!({}))));
+                    through_call_tool = true;
                 }
                 _ => {}
             }
@@ -271,12 +273,17 @@ impl View {
                 params.set_str("name", exposed);
                 Checked::Route
             }
+            // A model that called call_tool reads the answer as the tool's: it gets a result it can act on.
+            None if through_call_tool => {
+                Checked::Answer(tool_result(Err(format!("Unknown tool: '{name}'; search_tools gives the names of the tools here"))))
+            }
             None => Checked::Refuse(code::INVALID_PARAMS, format!("Unknown tool: '{name}'")),
         }
     }
 
-    /// The answer to `search_tools`: the best matches, with what it takes to call them.
-    pub fn search(&self, arguments: &Value) -> Result<Value, String> {
+    /// The answer to `search_tools`: the best matches, with what it takes to call them (a 2026-07-28
+    /// client is not offered tools it could only run as tasks, as its `tools/list` does not show them).
+    pub fn search(&self, arguments: &Value, era: Era) -> Result<Value, String> {
         let Some(index) = &self.search else { return Err("this profile has no tool search".into()) };
         let query = arguments.get("query").and_then(Value::as_str).filter(|q| !q.trim().is_empty()).ok_or("'query' (text) is required")?;
         let limit = match arguments.get("limit") {
@@ -292,6 +299,7 @@ impl View {
             .search(query, tools.len(), &names)
             .into_iter()
             .filter(|(i, _)| server.is_none_or(|s| self.tool_servers[*i] == s))
+            .filter(|(i, _)| era == Era::Handshake || !needs_tasks(&tools[*i]))
             .take(limit)
             .map(|(i, _)| {
                 let tool = &tools[i];
@@ -331,12 +339,12 @@ impl View {
     }
 }
 
-/// A meta-tool's result: the answer as JSON text and structured content, or a tool error the model
-/// can read and correct.
+/// A meta-tool's result: the answer as JSON text (compact: it is read by a model, and costs tokens)
+/// and as structured content, or a tool error the model can read and correct.
 fn tool_result(outcome: Result<Value, String>) -> Box<RawValue> {
     match outcome {
         Ok(value) => {
-            let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+            let text = value.to_string();
             raw(&json!({ "content": [{ "type": "text", "text": text }], "structuredContent": value }))
         }
         Err(why) => raw(&json!({ "content": [{ "type": "text", "text": why }], "isError": true })),

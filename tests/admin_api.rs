@@ -1,8 +1,8 @@
 //! The admin API (docs/admin-api.md) end to end on the real binary in `--sse` mode, with the mock backend
 //! of `tests/fixtures/mock_server.py`: when the admin UI is served at all, login, the session cookie,
-//! CSRF, the login rate limit, config and tool config editing (validation, atomic writes), live reload
-//! under an open MCP session, status (an isolated server's instances too), tools, logs (secrets masked) and
-//! installs with live output.
+//! CSRF, the login rate limit, config and tool config editing (validation, atomic writes; profiles, their
+//! keys and tokens masked), live reload under an open MCP session, status (an isolated server's instances
+//! too), tools (and what each profile shows), logs (secrets masked) and installs with live output.
 //!
 //! One behaviour per test; each test starts its own proxy (tests/support/admin.rs).
 
@@ -384,6 +384,106 @@ fn isolation_settings_are_validated_on_save_and_written_as_sent() {
     assert_eq!(written, good, "written as sent");
 }
 
+/// The problems of a refused save, as text.
+fn problems(response: &support::http::Response) -> Vec<String> {
+    let body = response.json();
+    assert_eq!(body["error"], "Invalid configuration", "{body}");
+    body["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no problems: {body}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What the admin UI's Profiles page saves is checked as start-up checks it: each mistake is refused
+/// with a problem naming the profile (never a key), and nothing is written; a good one is written as sent.
+#[test]
+fn profiles_are_validated_on_save_naming_the_profile_and_a_good_one_is_written_as_sent() {
+    let proxy = AdminBuilder::new("profiles-save").env("ALLOWED_KEYS", "k-one,k-two").start();
+    let admin = proxy.login();
+    let before = std::fs::read_to_string(&proxy.config_path).unwrap();
+    let files_before = file_names(&proxy.dir);
+    let with = |profiles: Value| json!({ "mcpServers": { "mock": mock("mock") }, "profiles": profiles });
+    for (profiles, name, about) in [
+        (json!({ "a b": {} }), "a b", "a profile name is 1 to 64 letters"),
+        (json!({ "..": {} }), "..", "a profile name is 1 to 64 letters"),
+        (json!({ "team": { "servers": ["mock", "nope"] } }), "team", "'servers' names 'nope'"),
+        (json!({ "team": { "tool": { "allow": ["*"] } } }), "team", "'tool' is not known"),
+        (json!({ "team": { "tools": { "allow": "mock__*" } } }), "team", "'tools.allow'"),
+        (json!({ "team": { "keys": ["k-one", "k-unknown"] } }), "team", "key 2 of 2 is not in ALLOWED_KEYS"),
+        (json!({ "team": { "tokens": ["t-unknown"] } }), "team", "token 1 of 1 is not in ALLOWED_TOKENS"),
+        (json!({ "team": { "rename": { "mock__echo": "say it" } } }), "team", "not a tool name"),
+        (json!({ "team": { "rename": { "mock__echo": "x", "mock__whoami": "x" } } }), "team", "two tools the name 'x'"),
+        (json!({ "team": { "toolSearch": "yes" } }), "team", "'toolSearch' must be true or false"),
+        (json!({ "team": { "keys": ["k-one"] }, "other": { "keys": ["k-one"] } }), "team", "bind the same key"),
+    ] {
+        let response = admin.post("/admin/config", &with(profiles.clone()));
+        assert_eq!(response.status, 400, "{profiles}: {response:?}");
+        let problems = problems(&response);
+        assert!(
+            problems
+                .iter()
+                .any(|p| (p.contains(&format!("profile '{name}'")) || p.contains(&format!("profiles '{name}'"))) && p.contains(about)),
+            "{profiles}: a problem naming profile '{name}' and {about:?}: {problems:?}"
+        );
+        assert!(!problems.iter().any(|p| p.contains("k-unknown") || p.contains("t-unknown")), "no key shown: {problems:?}");
+    }
+    assert_eq!(std::fs::read_to_string(&proxy.config_path).unwrap(), before, "nothing written");
+    assert_eq!(file_names(&proxy.dir), files_before, "no backup and no temporary file");
+
+    let good = with(json!({
+        "team": { "servers": ["mock"], "tools": { "allow": ["mock__*"], "deny": ["mock__crash"] }, "rename": { "mock__echo": "say" }, "keys": ["k-two"] },
+        "team.v2-lean": { "toolSearch": true },
+    }));
+    let response = admin.post("/admin/config", &good);
+    assert_eq!(response.status, 200, "{response:?}");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&proxy.config_path).unwrap()).unwrap();
+    assert_eq!(written, good, "written as sent");
+}
+
+/// Profile keys and tokens are secrets: shown masked (a `${VAR}` reference as it is), and a masked value
+/// saved back keeps the stored one. A mask with nothing stored at its place (a renamed profile) is refused.
+#[test]
+fn get_config_masks_profile_keys_and_tokens_and_a_masked_save_keeps_them() {
+    let config = json!({ "mcpServers": { "mock": mock("mock") }, "profiles": {
+        "team": { "keys": ["k-secret-1", "${TEAM_KEY}"], "tokens": ["t-secret-2"] },
+    } });
+    let proxy = AdminBuilder::new("profile-mask")
+        .config_text(&config.to_string())
+        .env("ALLOWED_KEYS", "k-secret-1,k-from-env")
+        .env("ALLOWED_TOKENS", "t-secret-2")
+        .env("TEAM_KEY", "k-from-env")
+        .start();
+    let admin = proxy.login();
+    let shown = admin.get("/admin/config");
+    assert_eq!(shown.status, 200, "{shown:?}");
+    for secret in ["k-secret-1", "t-secret-2", "k-from-env"] {
+        assert!(!shown.text().contains(secret), "{secret} shown: {}", shown.text());
+    }
+    let shown = shown.json();
+    assert_eq!(shown["profiles"]["team"], json!({ "keys": ["********", "${TEAM_KEY}"], "tokens": ["********"] }));
+
+    let mut edited = shown.clone();
+    edited["profiles"]["team"]["servers"] = json!(["mock"]);
+    let response = admin.post("/admin/config", &edited);
+    assert_eq!(response.status, 200, "{response:?}");
+    let mut expected = config.clone();
+    expected["profiles"]["team"]["servers"] = json!(["mock"]);
+    let saved = || serde_json::from_str::<Value>(&std::fs::read_to_string(&proxy.config_path).unwrap()).unwrap();
+    assert_eq!(saved(), expected, "the stored key and token kept, the edit saved");
+
+    let mut renamed = shown.clone();
+    let team = renamed["profiles"].as_object_mut().unwrap().remove("team").unwrap();
+    renamed["profiles"]["renamed"] = team;
+    let response = admin.post("/admin/config", &renamed);
+    assert_eq!(response.status, 400, "{response:?}");
+    let problems = problems(&response);
+    assert!(problems.iter().any(|p| p.contains("profiles.renamed.keys.0")), "{problems:?}");
+    assert_eq!(saved(), expected, "nothing written");
+}
+
 #[test]
 fn valid_config_replaces_the_file_atomically_keeps_a_backup_and_preserves_keys_and_order() {
     let proxy = start();
@@ -620,6 +720,41 @@ fn tools_list_includes_disabled_tools_with_enabled_false() {
     let session = initialize_on(&mut conn);
     let names = tool_names(&mut conn, &session, 1);
     assert!(!names.contains(&"mock__echo".to_owned()) && names.contains(&"who".to_owned()), "{names:?}");
+}
+
+/// `/admin/tools/list` says what each profile shows now (its tool names, renamed), whether it serves
+/// them through search, and which credentials are bound to it, by label only.
+#[test]
+fn tools_list_returns_what_each_profile_shows_and_its_credentials_by_label() {
+    let config = json!({ "mcpServers": { "mock": mock("mock"), "other": mock("other") }, "profiles": {
+        "team": { "servers": ["mock"], "tools": { "allow": ["mock__echo", "mock__whoami", "other__*"] }, "rename": { "mock__echo": "say" }, "keys": ["k-two"] },
+        "lean": { "toolSearch": true, "tokens": ["t-one"] },
+    } });
+    let proxy = AdminBuilder::new("tools-list-profiles")
+        .config_text(&config.to_string())
+        .env("ALLOWED_KEYS", "k-one,k-two")
+        .env("ALLOWED_TOKENS", "t-one")
+        .start();
+    let admin = proxy.login();
+    admin.wait_connected();
+    let body = admin.get_json("/admin/tools/list");
+    let text = body.to_string();
+    assert!(!text.contains("k-two") && !text.contains("t-one"), "no credential shown: {text}");
+    let profiles = body["profiles"].as_array().unwrap_or_else(|| panic!("no profiles: {body}"));
+    let find = |name: &str| profiles.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no profile {name} in {body}"));
+    assert_eq!(profiles.len(), 2, "{body}");
+    assert_eq!(*find("team"), json!({ "name": "team", "tools": ["mock__whoami", "say"], "toolSearch": false, "credentials": ["key #2"] }));
+    let lean = find("lean");
+    assert_eq!((&lean["toolSearch"], &lean["credentials"]), (&json!(true), &json!(["token #1"])), "{lean}");
+    let tools: Vec<&str> = lean["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();
+    assert!(tools.contains(&"mock__echo") && tools.contains(&"other__echo"), "every tool, behind search: {tools:?}");
+    assert!(tools.windows(2).all(|w| w[0] < w[1]), "sorted: {tools:?}");
+
+    // Saved without profiles (and reloaded): none.
+    let response = admin.post("/admin/config", &json!({ "mcpServers": { "mock": mock("mock"), "other": mock("other") } }));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(admin.post("/admin/server/reload", &json!({})).status, 200);
+    assert_eq!(admin.get_json("/admin/tools/list")["profiles"], json!([]));
 }
 
 #[test]

@@ -10,9 +10,11 @@
 // & reload, see it connect and its tools listed; disable, rename tools and check what a real MCP client
 // (a raw Streamable HTTP client on /mcp, below) is told and served; install; read the logs; use the web
 // terminal; make an imported server ("iso") one instance per client session in the editor, see the
-// instance a client's call starts on its card, and make it shared again.
+// instance a client's call starts on its card, and make it shared again; create a profile in its form
+// (with an unsaved server change left alone), see what it exposes to a client of its key, have a save
+// refused by the proxy, edit it and delete it.
 //
-// Screenshots of every page go to target/e2e-artifacts/ (1280x800; servers and tools at 390x844 too),
+// Screenshots of every page go to target/e2e-artifacts/ (1280x800; servers, tools and profiles at 390x844 too),
 // with proxy.log. Every wait has a timeout, and the proxy and the browser are killed (by process group)
 // whatever happens.
 
@@ -34,6 +36,9 @@ const MOCK_SERVER = path.join(ROOT, "tests/fixtures/mock_server.py");
 const ARTIFACTS = path.join(ROOT, "target/e2e-artifacts");
 const USER = "admin";
 const PASSWORD = "e2e-Adm1n-pa55word";
+// ALLOWED_KEYS: the MCP clients below use KEY (bound to no profile); PROFILE_KEY is bound to a profile.
+const KEY = "k-e2e";
+const PROFILE_KEY = "k-research";
 const STEP = 20_000; // ms: the longest any one thing may take
 const CONNECT = 30_000; // ms: a backend's status is polled every 5 s, and it may still be starting
 const INSTALL_PAUSE_S = 2;
@@ -118,6 +123,20 @@ function serverCard(page, key) {
   return page.locator("article.srv").filter({ has: page.locator(".srv-t strong", { hasText: new RegExp(`^${key}$`) }) });
 }
 
+/** The card of one profile on the Profiles page, by its name. */
+function profileCard(page, name) {
+  return page.locator(`article.prof[data-profile="${name}"]`);
+}
+
+/** The tool names a client of `url` with API key `key` is shown, sorted. */
+async function toolsShown(url, key) {
+  const client = new McpClient(url, key);
+  try {
+    await client.initialize();
+    return (await client.listTools()).map((t) => t.name).sort();
+  } finally { await client.close(); }
+}
+
 /** Rejects with "`what`: timed out after `ms` ms" unless `promise` settles first. */
 function within(ms, what, promise) {
   let timer;
@@ -158,8 +177,9 @@ async function* sseMessages(body) {
  * as an SSE stream; the session's GET stream for server notifications. Every request has a timeout.
  */
 class McpClient {
-  constructor(url) {
+  constructor(url, key = KEY) {
     this.url = url;
+    this.key = key;
     this.nextId = 1;
     this.session = null;
     this.version = null;
@@ -168,7 +188,7 @@ class McpClient {
   }
 
   headers(accept = "application/json, text/event-stream") {
-    const headers = { Accept: accept, "Content-Type": "application/json" };
+    const headers = { Accept: accept, "Content-Type": "application/json", "X-Api-Key": this.key };
     if (this.session) headers["Mcp-Session-Id"] = this.session;
     if (this.version) headers["MCP-Protocol-Version"] = this.version;
     return headers;
@@ -176,7 +196,7 @@ class McpClient {
 
   async post(message) {
     const response = await fetch(this.url, { method: "POST", headers: this.headers(), body: JSON.stringify(message), signal: AbortSignal.timeout(STEP) });
-    if (!response.ok) throw new Error(`POST /mcp ${message.method}: HTTP ${response.status}: ${await response.text()}`);
+    if (!response.ok) throw new Error(`POST ${new URL(this.url).pathname} ${message.method}: HTTP ${response.status}: ${await response.text()}`);
     return response;
   }
 
@@ -288,7 +308,7 @@ before(async () => {
   Object.assign(env, {
     ENABLE_ADMIN_UI: "true", ADMIN_USERNAME: USER, ADMIN_PASSWORD: PASSWORD,
     ENABLE_WEB_TERMINAL: "true", SHELL: "/bin/sh", HOME: workDir, TOOLS_FOLDER: path.join(workDir, "tools"),
-    MCP_PROXY_CONFIG_POLL: "0", MCP_PROXY_SHUTDOWN_GRACE: "1", LOGGING: "info",
+    MCP_PROXY_CONFIG_POLL: "0", MCP_PROXY_SHUTDOWN_GRACE: "1", LOGGING: "info", ALLOWED_KEYS: `${KEY},${PROFILE_KEY}`,
   });
   proxy = spawnGroup(PROXY_BIN, ["--sse", "--host", "127.0.0.1", "--port", "0", "--config", config], { cwd: workDir, env },
     (text) => { proxyLog += text; });
@@ -722,6 +742,209 @@ test("back to shared in the editor: the isolation keys go, other keys stay", { t
   await card.locator(".badge.st-connected").waitFor({ state: "visible", timeout: CONNECT });
   assert.equal(await card.locator(".badge", { hasText: /^per session$/ }).count(), 0);
   await card.locator("details.inst").waitFor({ state: "hidden" });
+  await page.close();
+});
+
+test("create a profile in its form (servers, an allow glob, a key): Save & reload writes it, unsaved server edits left alone", { timeout: 90_000 }, async () => {
+  const file = path.join(workDir, "mcp_server.json");
+  const before = JSON.parse(fs.readFileSync(file, "utf8"));
+  const page = await newPage();
+  await page.goto(base + "/admin/#servers");
+  // An unsaved change on the Servers page, which a profile's save must neither send nor lose.
+  const pkg = serverCard(page, "pkg");
+  await pkg.locator(".badge.st-connected").waitFor({ state: "visible", timeout: CONNECT });
+  await pkg.getByLabel("Enabled").uncheck();
+  await page.locator("#savebar").waitFor({ state: "visible" });
+
+  await page.locator("#nav a[data-v=profiles]").click();
+  await page.locator("#v-profiles").waitFor({ state: "visible" });
+  await page.locator("#p-list .empty", { hasText: "No profiles yet" }).waitFor();
+  assert.equal(await page.locator("#savebar").isVisible(), false, "the Profiles page has nothing unsaved");
+  await page.locator("#p-add").click();
+  const dialog = page.locator("#pe");
+  await dialog.waitFor({ state: "visible" });
+  assert.equal(await page.locator("#pe-title").textContent(), "Add profile");
+  // The saved servers are offered, none checked (none checked: all).
+  assert.deepEqual(await dialog.locator("#pe-srv input").evaluateAll((cs) => cs.map((c) => [c.value, c.checked])),
+    [["mock", false], ["pkg", false], ["inst", false], ["added", false], ["iso", false]]);
+  await page.locator("#pe-name").fill("research team");
+  await dialog.getByLabel("mock", { exact: true }).check();
+  await dialog.getByLabel("added", { exact: true }).check();
+  await dialog.locator("[data-p='tools.allow']").fill("mock__*\nadded_echo_renamed");
+  await page.locator("#pe-keys-add").click();
+  await dialog.getByLabel("API key 1", { exact: true }).fill(PROFILE_KEY);
+  // What the proxy would refuse is refused here, next to the field.
+  await page.locator("#pe-ok").click();
+  assert.equal(await dialog.locator("label:has(#pe-name) .ferr").textContent(), "Use 1–64 letters, digits, _, - or . (it is part of the URL).");
+  assert.equal(await page.locator("#pe-name").getAttribute("aria-invalid"), "true");
+  assert.ok(await dialog.isVisible(), "the dialog stays open");
+  await shot(page, "profile-add-invalid-name");
+  await page.locator("#pe-name").fill("research");
+  await page.locator("#pe-ok").click();
+  await dialog.waitFor({ state: "hidden" });
+
+  // Not saved yet: the card says so, and nothing reached the file.
+  const card = profileCard(page, "research");
+  await card.locator(".badge.chg", { hasText: "new" }).waitFor();
+  await card.locator("dd.ptool", { hasText: "Not served yet" }).waitFor();
+  assert.equal(JSON.parse(fs.readFileSync(file, "utf8")).profiles, undefined);
+  await page.locator("#save").click();
+  await page.locator("#toasts .toast", { hasText: "Server configuration reloaded successfully." }).waitFor({ state: "attached" });
+  await page.locator("#savebar").waitFor({ state: "hidden" });
+
+  const saved = JSON.parse(fs.readFileSync(file, "utf8"));
+  assert.deepEqual(saved.profiles, { research: { servers: ["mock", "added"], tools: { allow: ["mock__*", "added_echo_renamed"] }, keys: [PROFILE_KEY] } },
+    "what the form wrote to mcp_server.json");
+  const { profiles, ...rest } = saved;
+  assert.deepEqual(rest, before, "everything else as it was: pkg's unsaved change was not sent");
+  // ...and is still there, unsaved, on the Servers page.
+  assert.ok(await page.locator("#nav a[data-v=servers]").evaluate((a) => a.classList.contains("dirty")), "Servers still has unsaved changes");
+  await page.locator("#nav a[data-v=servers]").click();
+  assert.equal(await serverCard(page, "pkg").getByLabel("Enabled").isChecked(), false, "pkg's unsaved change is kept");
+  page.once("dialog", (d) => d.accept());
+  await page.locator("#discard").click();
+  await page.locator("#savebar").waitFor({ state: "hidden" });
+  assert.equal(await serverCard(page, "pkg").getByLabel("Enabled").isChecked(), true);
+  assert.deepEqual(JSON.parse(fs.readFileSync(file, "utf8")).profiles, profiles, "discarding the servers' changes keeps the saved profile");
+  await page.close();
+});
+
+test("the profile's card, after the reload: its URLs, servers, bound key, and the tools a client of its key is shown", { timeout: 90_000 }, async () => {
+  const shown = await toolsShown(base + "/mcp", PROFILE_KEY);
+  for (const name of ["mock__whoami", "mock__sleep", "added_echo_renamed"]) assert.ok(shown.includes(name), `${name} shown to the profile's key: ${shown}`);
+  for (const name of ["added__sleep", "mock__echo", "pkg__whoami"]) assert.ok(!shown.includes(name), `${name} not shown to the profile's key: ${shown}`);
+  assert.deepEqual(await toolsShown(base + "/mcp/research", KEY), shown, "a key bound to no profile, on the profile's URL");
+
+  const page = await newPage();
+  await page.goto(base + "/admin/#profiles");
+  const card = profileCard(page, "research");
+  await card.waitFor();
+  assert.equal(await card.locator(".badge.chg").count(), 0, "saved");
+  assert.deepEqual(await card.locator("dd code").allTextContents(), ["/mcp/research", "/sse/research"]);
+  assert.equal(await card.locator("dd.psrv").textContent(), "mock, added");
+  assert.equal(await card.locator("dd.pcred").textContent(), "key #2", "the key's position in ALLOWED_KEYS, never the key");
+  assert.equal(await page.locator("#v-profiles", { hasText: PROFILE_KEY }).count(), 0, "the key is not shown");
+  const summary = card.locator("details.ptools summary");
+  assert.equal(await summary.textContent(), `${shown.length} tools`);
+  await summary.click();
+  await card.locator("details.ptools li").first().waitFor({ state: "visible" });
+  assert.deepEqual(await card.locator("details.ptools li").allTextContents(), shown, "the card lists what the client is shown");
+  await page.locator("#toasts .toast").evaluateAll((toasts) => toasts.forEach((t) => t.remove()));
+  await shot(page, "profiles");
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await sidewaysOverflow(page);
+  await shot(page, "profiles-390x844", { fullPage: true });
+  await card.getByRole("button", { name: "Edit" }).click();
+  await page.locator("#pe").waitFor({ state: "visible" });
+  const dialogOverflow = await sidewaysOverflow(page);
+  await shot(page, "profile-edit-390x844");
+  await page.close();
+  assert.ok(overflow <= 0, `the profiles page scrolls sideways on a phone by ${overflow}px`);
+  assert.ok(dialogOverflow <= 0, `the profile form scrolls sideways on a phone by ${dialogOverflow}px`);
+});
+
+test("a save the proxy refuses (a key not in ALLOWED_KEYS) shows its problem on the card, and nothing is written", { timeout: 90_000 }, async () => {
+  const file = path.join(workDir, "mcp_server.json");
+  const before = fs.readFileSync(file, "utf8");
+  const page = await newPage();
+  await page.goto(base + "/admin/#profiles");
+  const card = profileCard(page, "research");
+  await card.getByRole("button", { name: "Edit" }).click();
+  const dialog = page.locator("#pe");
+  await dialog.waitFor({ state: "visible" });
+  assert.equal(await page.locator("#pe-title").textContent(), "Edit profile research");
+  // The stored key is shown masked, and said to be kept.
+  assert.equal(await dialog.getByLabel("API key 1", { exact: true }).inputValue(), "********");
+  await dialog.locator("#pe-keys .prow", { hasText: "the stored value, kept on save" }).waitFor();
+  await page.locator("#pe-keys-add").click();
+  await dialog.getByLabel("API key 2", { exact: true }).fill("k-unknown");
+  await page.locator("#pe-ok").click();
+  await dialog.waitFor({ state: "hidden" });
+  await card.locator(".badge.chg", { hasText: "modified" }).waitFor();
+  const refusals = failedLoads.length;
+  await page.locator("#save").click();
+  await page.locator("#toasts .toast", { hasText: "The profiles were rejected" }).waitFor({ state: "attached" });
+  const problem = "profile 'research': key 2 of 2 is not in ALLOWED_KEYS";
+  await page.locator("#p-probs li", { hasText: problem }).waitFor();
+  await card.locator("ul.problems li", { hasText: problem }).waitFor();
+  assert.equal(await page.locator("#v-profiles", { hasText: "k-unknown" }).count(), 0, "the problem does not show the key");
+  assert.equal(fs.readFileSync(file, "utf8"), before, "nothing written");
+  assert.ok(await page.locator("#savebar").isVisible(), "the change is still unsaved");
+  // The refusal is the one failed load this test expects.
+  assert.deepEqual(failedLoads.splice(refusals), ["POST /admin/config: 400"]);
+  await page.locator("#toasts .toast").evaluateAll((toasts) => toasts.forEach((t) => t.remove()));
+  await shot(page, "profile-refused");
+
+  // Removing the new key again leaves the profile as saved.
+  await card.getByRole("button", { name: "Edit" }).click();
+  await dialog.waitFor({ state: "visible" });
+  await dialog.locator("#pe-keys .prow").nth(1).getByRole("button", { name: "Remove" }).click();
+  await page.locator("#pe-ok").click();
+  await dialog.waitFor({ state: "hidden" });
+  await page.locator("#savebar").waitFor({ state: "hidden" });
+  assert.equal(await card.locator(".badge.chg").count(), 0);
+  assert.equal(await card.locator("ul.problems").count(), 0, "the profile's problems went with the change");
+  await page.close();
+});
+
+test("edit the profile: a rename (checked in the form) and tool search; the masked key is kept", { timeout: 90_000 }, async () => {
+  const file = path.join(workDir, "mcp_server.json");
+  const page = await newPage();
+  await page.goto(base + "/admin/#profiles");
+  const card = profileCard(page, "research");
+  await card.getByRole("button", { name: "Edit" }).click();
+  const dialog = page.locator("#pe");
+  await dialog.waitFor({ state: "visible" });
+  assert.deepEqual(await dialog.locator("#pe-srv input").evaluateAll((cs) => cs.filter((c) => c.checked).map((c) => c.value)), ["mock", "added"]);
+  assert.equal(await dialog.locator("[data-p='tools.allow']").inputValue(), "mock__*\nadded_echo_renamed");
+  await page.locator("#pe-ren-add").click();
+  await dialog.getByLabel("Rename 1: tool").fill("mock__whoami");
+  await dialog.getByLabel("Rename 1: shown as").fill("who am i");
+  await page.locator("#pe-ok").click();
+  assert.equal(await dialog.locator("#pe-ren .prow .ferr").textContent(), "A tool name is 1–64 letters, digits, _ or -.");
+  assert.ok(await dialog.isVisible(), "the dialog stays open");
+  await page.locator("#pe-keys-add").scrollIntoViewIfNeeded();
+  await shot(page, "profile-edit");
+  await dialog.getByLabel("Rename 1: shown as").fill("who_research");
+  await dialog.getByLabel("Tool search").check();
+  await page.locator("#pe-ok").click();
+  await dialog.waitFor({ state: "hidden" });
+  await card.locator(".badge", { hasText: /^tool search$/ }).waitFor();
+  await page.locator("#save").click();
+  await page.locator("#toasts .toast", { hasText: "Server configuration reloaded successfully." }).waitFor({ state: "attached" });
+  await page.locator("#savebar").waitFor({ state: "hidden" });
+
+  const saved = JSON.parse(fs.readFileSync(file, "utf8"));
+  assert.deepEqual(saved.profiles.research, {
+    servers: ["mock", "added"], tools: { allow: ["mock__*", "added_echo_renamed"] }, keys: [PROFILE_KEY],
+    rename: { mock__whoami: "who_research" }, toolSearch: true,
+  }, "the stored key kept, the rename and tool search written");
+  // A client of the key gets the search tools; the card lists the tools behind them, renamed.
+  assert.deepEqual(await toolsShown(base + "/mcp", PROFILE_KEY), ["call_tool", "list_servers", "search_tools"]);
+  await card.locator("details.ptools summary", { hasText: "found through search_tools" }).waitFor();
+  const listed = await card.locator("details.ptools li").allTextContents();
+  assert.ok(listed.includes("who_research") && !listed.includes("mock__whoami"), `the card lists the shown name: ${listed}`);
+  await page.close();
+});
+
+test("delete the profile: Save & reload removes it, and its key sees every tool again", { timeout: 90_000 }, async () => {
+  const file = path.join(workDir, "mcp_server.json");
+  const page = await newPage();
+  await page.goto(base + "/admin/#profiles");
+  const card = profileCard(page, "research");
+  await card.waitFor();
+  page.once("dialog", (d) => d.accept());
+  await card.getByRole("button", { name: "Delete" }).click();
+  await card.waitFor({ state: "detached" });
+  await page.locator("#p-list .empty", { hasText: "No profiles yet" }).waitFor();
+  assert.ok(JSON.parse(fs.readFileSync(file, "utf8")).profiles.research, "not deleted from the file before Save");
+  await page.locator("#save").click();
+  await page.locator("#toasts .toast", { hasText: "Server configuration reloaded successfully." }).waitFor({ state: "attached" });
+  await page.locator("#savebar").waitFor({ state: "hidden" });
+  assert.deepEqual(JSON.parse(fs.readFileSync(file, "utf8")).profiles, {});
+  assert.deepEqual((await apiGet("/admin/tools/list")).profiles, []);
+  const shown = await toolsShown(base + "/mcp", PROFILE_KEY);
+  assert.ok(shown.includes("added__sleep") && shown.includes("pkg__whoami"), `the key is bound to no profile now: ${shown}`);
   await page.close();
 });
 

@@ -86,44 +86,75 @@ $('#login').addEventListener('submit', async ev => {
   b.disabled = false;
 });
 $('#logout').onclick = async () => {
-  if ((sDirty() || tDirty()) && !confirm('You have unsaved changes. Discard them and log out?')) return;
+  if ((sDirty() || tDirty() || pDirty()) && !confirm('You have unsaved changes. Discard them and log out?')) return;
   try { await api('POST', '/admin/logout'); } catch (e) { if (e.status !== 401) return fail('Logout failed', e); }
   S.csrf = S.view = ''; S.cfg = S.rows = null;
   if (S.es) S.es.close();
   showLogin();
   toast('Logged out.');
 };
-const dirty = v => v === 'servers' ? sDirty() : v === 'tools' && tDirty();
+const dirty = v => v === 'servers' ? sDirty() : v === 'tools' ? tDirty() : v === 'profiles' && pDirty();
 function route() {
   if (!S.csrf) return;
   let v = location.hash.slice(1);
-  if (!['servers', 'tools', 'logs'].includes(v)) v = 'servers';
+  if (!['servers', 'tools', 'profiles', 'logs'].includes(v)) v = 'servers';
   if (S.view && S.view !== v && dirty(S.view)) toast(`Unsaved changes on ${S.view} are kept; save or discard them there.`, 'warn');
   S.view = v;
   $$('main>section').forEach(s => { s.hidden = s.id !== 'v-' + v; });
   $$('#nav a').forEach(a => { if (a.dataset.v === v) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current'); });
-  if (v === 'servers') loadServers(); else if (v === 'tools') loadTools(); else loadLogs(true);
+  if (v === 'servers') loadServers(); else if (v === 'tools') loadTools(); else if (v === 'profiles') loadProfiles(); else loadLogs(true);
   updDirty();
 }
 addEventListener('hashchange', route);
-addEventListener('beforeunload', e => { if (S.csrf && (sDirty() || tDirty())) { e.preventDefault(); e.returnValue = ''; } });
+addEventListener('beforeunload', e => { if (S.csrf && (sDirty() || tDirty() || pDirty())) { e.preventDefault(); e.returnValue = ''; } });
 function updDirty() {
   $$('#nav a').forEach(a => a.classList.toggle('dirty', !!dirty(a.dataset.v)));
   $('#savebar').hidden = !S.csrf || !dirty(S.view);
 }
-$('#save').onclick = () => (S.view === 'servers' ? saveServers() : saveTools());
-$('#discard').onclick = () => { if (confirm('Discard all unsaved changes on this page?')) S.view === 'servers' ? loadServers(true) : loadTools(true); };
-// Status every 5 s on Servers, logs every 3 s on Logs, only while the page is visible.
+$('#save').onclick = () => (S.view === 'servers' ? saveServers() : S.view === 'profiles' ? saveProfiles() : saveTools());
+$('#discard').onclick = () => {
+  if (confirm('Discard all unsaved changes on this page?')) S.view === 'servers' ? loadServers(true) : S.view === 'profiles' ? loadProfiles(true) : loadTools(true);
+};
+// Status every 5 s on Servers and what each profile exposes every 5 s on Profiles, logs every 3 s on Logs, only while the page is visible.
 setInterval(() => {
   if (!S.csrf || document.hidden) return;
   const now = Date.now();
   if (S.view === 'servers' && now - (S.last.s || 0) >= 5000) pollStatus();
+  if (S.view === 'profiles' && now - (S.last.p || 0) >= 5000) pollProfiles();
   if (S.view === 'logs' && now - (S.last.l || 0) >= 3000) loadLogs();
 }, 500);
 document.addEventListener('visibilitychange', () => { S.last = {}; });
 
+// ---------- the config file: servers and profiles ----------
+// mcp_server.json holds both: "profiles" is the Profiles page's part, everything else the Servers page's.
+// S.cfg is the file with the unsaved changes of both; S.saved the file as last loaded or saved. Each page
+// saves its own part: it posts the saved file with only that part replaced, so the other page's unsaved
+// changes stay unsaved (and unsent), and keys neither page knows are posted as they were.
+const savedCfg = () => (S.saved ? JSON.parse(S.saved) : {});
+function withProfiles(base, profiles) {
+  const c = JSON.parse(J(base));
+  if (profiles === undefined) delete c.profiles; else c.profiles = JSON.parse(J(profiles));
+  return c;
+}
+const sDirty = () => !!S.cfg && J(withProfiles(S.cfg, savedCfg().profiles)) !== S.saved;
+const pDirty = () => !!S.cfg && J(S.cfg.profiles) !== J(savedCfg().profiles);
+// Reads the file; the unsaved changes of each part are kept, except those of the part `drop` names.
+async function loadCfg(drop) {
+  let c;
+  try { c = await api('GET', '/admin/config'); } catch (e) {
+    if (e.status !== 404) throw e;
+    c = { mcpServers: {} };
+    toast('No configuration file yet; saving creates it.', 'warn');
+  }
+  if (!isObj(c)) throw new Error('mcp_server.json is not a JSON object');
+  if (!isObj(c.mcpServers)) c.mcpServers = {};
+  let cfg = c;
+  if (drop !== 'servers' && sDirty()) cfg = withProfiles(S.cfg, c.profiles);
+  if (drop !== 'profiles' && pDirty()) cfg = withProfiles(cfg, S.cfg.profiles);
+  S.saved = J(c); S.cfg = JSON.parse(J(cfg)); S.old = dict(c.mcpServers);
+}
+
 // ---------- servers ----------
-const sDirty = () => !!S.cfg && J(S.cfg) !== S.saved;
 const isActive = o => !(o.active === false || o.active === 'false');
 function typeOf(o) {
   const t = str(o.type).toLowerCase().replace(/[-_]/g, '');
@@ -132,16 +163,9 @@ function typeOf(o) {
 async function loadServers(force) {
   if (S.cfg && sDirty() && !force) return renderServers(), pollStatus();
   try {
-    let c;
-    try { c = await api('GET', '/admin/config'); } catch (e) {
-      if (e.status !== 404) throw e;
-      c = { mcpServers: {} };
-      toast('No configuration file yet; saving creates it.', 'warn');
-    }
-    if (!isObj(c)) throw new Error('mcp_server.json is not a JSON object');
+    await loadCfg(force ? 'servers' : '');
     if (!force && sDirty()) return renderServers();
-    if (!isObj(c.mcpServers)) c.mcpServers = {};
-    S.cfg = c; S.saved = J(c); S.old = dict(JSON.parse(S.saved).mcpServers); S.probs = dict(); S.glob = [];
+    S.probs = dict(); S.glob = [];
   } catch (e) { fail('Loading the configuration failed', e); }
   renderServers();
   pollStatus();
@@ -228,7 +252,9 @@ function setActive(k, on) {
   toast(`${k} will be ${on ? 'enabled' : 'disabled'} on Save & reload.`);
 }
 function del(k) {
-  if (!confirm(`Delete server "${k}"? It stops on Save & reload.`)) return;
+  const ps = savedCfg().profiles, users = isObj(ps) ? Object.keys(ps).filter(n => isObj(ps[n]) && Array.isArray(ps[n].servers) && ps[n].servers.includes(k)) : [];
+  const note = users.length ? `\n\nProfiles that list it (${users.join(', ')}) must stop listing it first (Profiles page), or the save is refused.` : '';
+  if (!confirm(`Delete server "${k}"? It stops on Save & reload.` + note)) return;
   delete S.cfg.mcpServers[k];
   renderServers();
   toast(`Deleted ${k} (not saved yet).`);
@@ -256,18 +282,19 @@ async function reloadProxy() {
   try { toast((await api('POST', '/admin/server/reload') || {}).message || 'Reloaded.'); return true; } catch (e) {
     if (e.status !== 400) return fail('Reload failed', e);
     const ps = e.data.details || e.data.problems || [e.message];
-    if (S.view === 'tools') setProbs(ps, 'Reload failed'); else if (S.cfg) placeProblems(ps);
+    if (S.view === 'tools') setProbs(ps, 'Reload failed'); else if (S.view === 'profiles') pPlace(ps, 'Reload failed'); else if (S.cfg) placeProblems(ps);
     toast('Reload failed: ' + e.message + ' See the problems listed.', 'err');
   }
 }
 async function saveServers() {
   const p = checkAll();
   if (Object.keys(p).length) { S.probs = p; S.glob = []; renderServers(); return toast('Fix the problems marked in red before saving.', 'err'); }
-  const b = $('#save'), snap = J(S.cfg);
+  // The servers' part only: the profiles as saved.
+  const b = $('#save'), body = withProfiles(S.cfg, savedCfg().profiles), snap = J(body);
   b.disabled = true;
   try {
-    await api('POST', '/admin/config', S.cfg);
-    S.saved = snap; S.old = dict(JSON.parse(snap).mcpServers); S.probs = dict(); S.glob = [];
+    await api('POST', '/admin/config', body);
+    S.saved = snap; S.old = dict(body.mcpServers); S.probs = dict(); S.glob = [];
     renderServers();
     toast('Configuration saved.');
     if (await reloadProxy()) { if (!tDirty()) S.rows = null; setTimeout(pollStatus, 800); }
@@ -623,6 +650,344 @@ async function saveTools() {
   b.disabled = false;
   updDirty();
 }
+
+// ---------- profiles ----------
+// A profile ("profiles" in mcp_server.json, src/profile_config.rs) is a named view of the aggregate, served at
+// /mcp/<name> and /sse/<name>; the keys and tokens bound to it see nothing else. The cards show what the proxy
+// serves now (/admin/tools/list); the editor writes only the members the user changed.
+const MASK = '********';
+const P_KNOWN = ['servers', 'tools', 'prompts', 'resources', 'rename', 'keys', 'tokens', 'toolSearch'];
+const P_GLOBS = ['tools.allow', 'tools.deny', 'prompts.allow', 'prompts.deny', 'resources.allow', 'resources.deny'];
+const SECRETS = { keys: ['API key', 'key'], tokens: ['Bearer token', 'token'] };
+// The proxy's rules: a profile name is part of a URL, a shown tool name is one any client accepts.
+const isPName = n => /^[A-Za-z0-9_.-]{1,64}$/.test(n) && n !== '.' && n !== '..';
+const isTName = n => /^[a-zA-Z0-9_-]{1,64}$/.test(n);
+const isRef = v => /^\$\{[A-Za-z0-9_]+\}$/.test(v);
+const plural = (n, one) => `${n} ${one}${n === 1 ? '' : 's'}`;
+// The profiles a problem names: "profile 'a': …", "profiles 'a' and 'b' bind …".
+const pNamed = p => [...str(p).matchAll(/\bprofiles? '([^']*)'(?: and '([^']*)')?/g)].flatMap(m => [m[1], m[2]]).filter(x => x != null);
+const savedServers = () => Object.keys(isObj(savedCfg().mcpServers) ? savedCfg().mcpServers : {});
+const pAll = () => (S.cfg && isObj(S.cfg.profiles) ? S.cfg.profiles : dict());
+
+async function loadProfiles(force) {
+  if (!S.cfg || force || !pDirty()) {
+    try {
+      await loadCfg(force ? 'profiles' : '');
+      if (force || !pDirty()) { S.pErr = dict(); S.pGlob = []; }
+    } catch (e) { fail('Loading the configuration failed', e); }
+  }
+  renderProfiles();
+  await pollProfiles();
+}
+// What each profile exposes now, who is bound to it, and the proxy's problems about profiles.
+async function pollProfiles() {
+  if (S.busyP) return;
+  S.busyP = true; S.last.p = Date.now();
+  try {
+    const l = (await api('GET', '/admin/tools/list')) || {};
+    S.pLive = dict(Object.fromEntries((Array.isArray(l.profiles) ? l.profiles : []).filter(isObj).map(p => [str(p.name), p])));
+    S.pRun = (l.problems || []).map(str).filter(p => pNamed(p).length);
+    S.tNames = (l.tools || []).filter(t => isObj(t) && t.enabled !== false).map(t => str(t.exposedName)).filter(Boolean).sort();
+    S.pLoadErr = '';
+  } catch (e) { S.pLoadErr = e.status === 401 ? '' : 'What the profiles expose is unavailable: ' + e.message; }
+  S.busyP = false;
+  if (S.view === 'profiles') renderProfiles();
+}
+function renderProfiles() {
+  const el = $('#p-list'), ps = S.cfg && S.cfg.profiles, names = Object.keys(pAll());
+  S.pErr = S.pErr || dict(); S.pOpen = S.pOpen || dict();
+  const glob = S.pGlob || [];
+  $('#p-probs').hidden = !glob.length;
+  $('#p-probs').replaceChildren(...list(S.pGlobTitle || 'Problems', glob));
+  el.replaceChildren();
+  if (!S.cfg) el.append(h('p.empty', null, 'The configuration could not be loaded.'));
+  else if (ps != null && !isObj(ps)) el.append(h('p.empty', null, "'profiles' in mcp_server.json is not an object of named profiles; adding a profile replaces it."));
+  else if (!names.length) el.append(h('p.empty', null, 'No profiles yet. A profile is a named view of the servers: its own URLs (/mcp/<name>, /sse/<name>), and the keys bound to it see nothing else.'));
+  else for (const n of names) el.append(pCard(n, pAll()[n]));
+  const live = Object.keys(S.pLive || {}).length;
+  $('#p-sum').textContent = S.pLoadErr || (names.length ? `${plural(names.length, 'profile')} · ${live} served now` : '');
+  updDirty();
+}
+function pCard(n, o) {
+  o = isObj(o) ? o : {};
+  const sp = savedCfg().profiles, old = isObj(sp) && has(sp, n) ? sp[n] : undefined;
+  const chg = old === undefined ? 'new' : J(old) !== J(o) && 'modified', live = S.pLive && S.pLive[n];
+  const probs = [...(S.pErr[n] || []), ...(S.pRun || []).filter(p => pNamed(p).includes(n))];
+  const servers = Array.isArray(o.servers) ? (o.servers.length ? o.servers.map(str).join(', ') : 'none') : 'all';
+  const count = k => (Array.isArray(o[k]) ? o[k].length : 0), nk = count('keys'), nt = count('tokens');
+  const stored = [nk && plural(nk, 'key'), nt && plural(nt, 'token')].filter(Boolean).join(', ');
+  const creds = live && !chg
+    ? (Array.isArray(live.credentials) && live.credentials.length ? live.credentials.map(str).join(', ') : 'none: any key or token not bound to another profile may use its URLs')
+    : stored ? stored + ' (bound on Save & reload)' : 'none: any key or token not bound to another profile may use its URLs';
+  let tools;
+  if (!S.pLive) tools = h('span.muted', null, 'Loading…');
+  else if (!live) tools = h('span.muted', null, chg === 'new' ? 'Not served yet: Save & reload.' : 'Not served now (see the problems, or Save & reload).');
+  else {
+    const ts = Array.isArray(live.tools) ? live.tools.map(str) : [];
+    const what = plural(ts.length, 'tool') + (live.toolSearch ? ', found through search_tools and called through call_tool' : '') + (chg ? ' (as served now, before the unsaved changes)' : '');
+    tools = ts.length
+      ? h('details.ptools', { open: !!S.pOpen[n], ontoggle: e => { S.pOpen[n] = e.target.open; } }, h('summary', {}, what), h('ul.mono', null, ts.map(t => h('li', {}, t))))
+      : h('span', { class: 'muted' }, what);
+  }
+  const origin = location.origin;
+  return h('article', { class: 'card srv prof' + (probs.length ? ' bad' : ''), 'data-profile': n },
+    h('div.srv-h', null,
+      h('div.srv-t', null, h('strong', {}, n)),
+      o.toolSearch === true && h('span.badge', { title: 'Lists search_tools, call_tool and list_servers instead of its tools' }, 'tool search'),
+      chg && h('span.badge.chg', null, chg)),
+    h('dl.pinfo', null,
+      h('dt', {}, 'URLs'), h('dd', {}, h('code', { title: origin + '/mcp/' + n }, '/mcp/' + n), ' · ', h('code', { title: origin + '/sse/' + n }, '/sse/' + n)),
+      h('dt', {}, 'Servers'), h('dd.psrv', null, servers),
+      h('dt', {}, 'Credentials'), h('dd.pcred', null, creds),
+      h('dt', {}, 'Tools'), h('dd.ptool', null, tools)),
+    probs.length > 0 && h('ul.problems', null, probs.map(p => h('li', {}, p))),
+    h('div.srv-a', null,
+      h('button', { onclick: () => openProfile(n) }, 'Edit'),
+      h('button.danger', { onclick: () => pDel(n) }, 'Delete')));
+}
+function pDel(n) {
+  if (!confirm(`Delete profile "${n}"? Its URLs stop answering and its keys lose access on Save & reload.`)) return;
+  delete S.cfg.profiles[n];
+  if (!Object.keys(S.cfg.profiles).length && savedCfg().profiles === undefined) delete S.cfg.profiles;
+  delete S.pErr[n];
+  renderProfiles();
+  toast(`Deleted profile ${n} (not saved yet).`);
+}
+// Problems the proxy gave (a refused save, a failed reload), on the cards of the profiles they name.
+function pPlace(ps, title) {
+  S.pErr = dict(); S.pGlob = []; S.pGlobTitle = title;
+  // A file's profile problems come joined in one line: one problem a line here.
+  for (const p of ps.map(str).flatMap(x => x.split(/; (?=profiles? ')/))) {
+    const named = pNamed(p).filter(n => has(pAll(), n));
+    S.pGlob.push(p);
+    for (const n of named) (S.pErr[n] = S.pErr[n] || []).push(p);
+  }
+  renderProfiles();
+}
+async function saveProfiles() {
+  const bad = Object.entries(pAll()).map(([n, o]) => [n, pCheck(n, o)]).filter(([, ps]) => ps.length);
+  if (bad.length) {
+    S.pErr = dict(Object.fromEntries(bad)); S.pGlob = []; renderProfiles();
+    return toast('Fix the problems marked in red before saving.', 'err');
+  }
+  // The profiles' part only: everything else as saved.
+  const b = $('#save'), body = withProfiles(savedCfg(), S.cfg.profiles), snap = J(body);
+  b.disabled = true;
+  try {
+    await api('POST', '/admin/config', body);
+    S.saved = snap; S.pErr = dict(); S.pGlob = [];
+    renderProfiles();
+    toast('Profiles saved.');
+    if (await reloadProxy()) await pollProfiles();
+  } catch (e) {
+    if (e.status !== 400) fail('Saving failed', e);
+    else {
+      pPlace(e.data.problems || [e.message], 'The proxy refused the profiles');
+      $('#p-probs').scrollIntoView({ block: 'nearest' });
+      toast('The profiles were rejected; see the problems listed.', 'err');
+    }
+  }
+  b.disabled = false;
+  updDirty();
+}
+// What the file alone shows wrong with a profile (the proxy checks the same, and whether its keys and tokens
+// are in ALLOWED_KEYS / ALLOWED_TOKENS, on save).
+function pCheck(n, o) {
+  const ps = [], strs = v => Array.isArray(v) && v.every(x => typeof x === 'string');
+  if (!isPName(n)) ps.push(`The name '${n}' is not 1–64 letters, digits, _, - or . (it is part of the URL).`);
+  if (!isObj(o)) return ps.concat('A profile must be a JSON object.');
+  const extra = Object.keys(o).filter(k => !P_KNOWN.includes(k));
+  if (extra.length) ps.push(`Not known to the proxy: ${extra.join(', ')} (edit the profile to remove them).`);
+  if (o.servers != null) {
+    if (!strs(o.servers)) ps.push("'servers' must be a list of server keys.");
+    else for (const k of o.servers) if (!savedServers().includes(k)) ps.push(`'servers' names '${k}', which is not a saved server.`);
+  }
+  for (const f of ['tools', 'prompts', 'resources']) {
+    if (o[f] == null) continue;
+    if (!isObj(o[f]) || Object.keys(o[f]).some(k => k !== 'allow' && k !== 'deny') || ['allow', 'deny'].some(k => o[f][k] != null && !strs(o[f][k]))) ps.push(`'${f}' must be {"allow": [globs], "deny": [globs]}.`);
+  }
+  if (o.rename != null) {
+    if (!isObj(o.rename)) ps.push("'rename' must map exposed tool names to shown names.");
+    else {
+      const to = Object.values(o.rename).map(str);
+      const badName = to.find(t => !isTName(t)), twice = to.find((t, i) => to.indexOf(t) !== i);
+      if (badName != null) ps.push(`'rename' gives '${badName}', which is not a tool name (1–64 letters, digits, _ or -).`);
+      if (twice != null) ps.push(`'rename' gives two tools the name '${twice}'.`);
+    }
+  }
+  for (const k of ['keys', 'tokens']) if (o[k] != null && !strs(o[k])) ps.push(`'${k}' must be a list of strings.`);
+  if (o.toolSearch != null && typeof o.toolSearch !== 'boolean') ps.push("'toolSearch' must be true or false.");
+  return ps;
+}
+
+// ----- profile editor -----
+const peAreas = () => $$('#pe [data-p]');
+function globsOf(o, f) {
+  const [a, b] = f.split('.'), v = isObj(o[a]) ? o[a][b] : null;
+  return Array.isArray(v) ? v.map(str).join('\n') : str(v);
+}
+function peRow(box, cls, cells, r) {
+  r.err = h('small.ferr', null);
+  r.el = h('div', { class: 'prow ' + cls }, ...cells, h('button.danger', { type: 'button', onclick: () => { r.el.remove(); peNumber(); } }, 'Remove'), r.err, r.hint);
+  box.append(r.el);
+  return r;
+}
+const peInput = (value, p) => h('input', { value, autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', ...p });
+function peRename(from, to) {
+  const r = {};
+  r.from = peInput(from, { list: 'pe-tools', placeholder: 'exposed name, e.g. time__get_current_time' });
+  r.to = peInput(to, { placeholder: 'shown as' });
+  return peRow($('#pe-ren'), 'ren', [r.from, h('span.muted', { 'aria-hidden': 'true' }, '→'), r.to], r);
+}
+// A key or token; `orig` is its index in the list as loaded, so that a masked value can be kept only at its
+// own place (the proxy puts the stored value back by place).
+function peSecret(kind, value, orig) {
+  const r = { kind, orig };
+  r.hint = h('small.muted', null);
+  r.inp = peInput(value, { oninput: () => peHint(r) });
+  peRow($('#pe-' + kind), 'sec', [r.inp], r);
+  peHint(r);
+  return r;
+}
+function peHint(r) {
+  const v = r.inp.value.trim();
+  r.hint.textContent = v === MASK && r.orig >= 0 ? 'the stored value, kept on save' : isRef(v) ? 'read from the environment variable' : '';
+}
+function peNumber() {
+  for (const kind in SECRETS) $$(`#pe-${kind} .prow`).forEach((row, i) => $('input', row).setAttribute('aria-label', `${SECRETS[kind][0]} ${i + 1}`));
+  $$('#pe-ren .prow').forEach((row, i) => {
+    const [a, b] = $$('input', row);
+    a.setAttribute('aria-label', `Rename ${i + 1}: tool`); b.setAttribute('aria-label', `Rename ${i + 1}: shown as`);
+  });
+}
+const peRows = () => ({
+  ren: $$('#pe-ren .prow').map(el => S.pe.rows.find(r => r.el === el)),
+  keys: $$('#pe-keys .prow').map(el => S.pe.rows.find(r => r.el === el)),
+  tokens: $$('#pe-tokens .prow').map(el => S.pe.rows.find(r => r.el === el)),
+});
+// The form as values: what is compared to tell a change, and what is written.
+function peVals() {
+  const R = peRows(), v = { name: $('#pe-name').value.trim(), toolSearch: $('#pe-search').checked };
+  v.servers = $$('#pe-srv input').filter(c => c.checked).map(c => c.value);
+  for (const el of peAreas()) v[el.dataset.p] = el.value.split('\n').map(s => s.trim()).filter(Boolean).join('\n');
+  v.rename = R.ren.map(r => [r.from.value.trim(), r.to.value.trim()]).filter(([a, b]) => a || b);
+  for (const k in SECRETS) v[k] = R[k].map(r => r.inp.value.trim()).filter(Boolean);
+  return v;
+}
+function openProfile(n) {
+  if (!S.cfg) return toast('The configuration is not loaded.', 'err');
+  const o0 = n == null ? {} : pAll()[n], o = isObj(o0) ? o0 : {}, f = $('#pe-form');
+  S.pe = { n, o, rows: [] };
+  $('#pe-title').textContent = n == null ? 'Add profile' : 'Edit profile ' + n;
+  $('#pe-name').value = n == null ? '' : n;
+  setErr($('#pe-name'));
+  // Servers: the saved ones (a profile is saved with the saved servers); one listed that is none of them is
+  // shown, checked, so that it can be unchecked.
+  const known = savedServers(), listed = Array.isArray(o.servers) ? o.servers.map(str) : [];
+  const keys = [...known, ...listed.filter(k => !known.includes(k))];
+  $('#pe-srv').replaceChildren(...keys.map(k => h('label.chk', {}, h('input', { type: 'checkbox', value: k, checked: listed.includes(k) }), k,
+    !known.includes(k) && h('small.ferr', null, 'not a saved server'))));
+  if (!keys.length) $('#pe-srv').append(h('span.muted', null, 'No saved servers.'));
+  const unsaved = Object.keys(S.cfg.mcpServers || {}).filter(k => !known.includes(k));
+  $('#pe-srv-note').textContent = (Array.isArray(o.servers) && !o.servers.length ? "The file lists no server ('servers': []): the profile shows none. " : '')
+    + (unsaved.length ? `Not offered until saved on the Servers page: ${unsaved.join(', ')}.` : '');
+  setErr($('#pe-srv'));
+  for (const el of peAreas()) { el.value = globsOf(o, el.dataset.p); setErr(el); }
+  $('#pe-more').open = ['prompts', 'resources'].some(x => x in o);
+  $('#pe-ren').replaceChildren(); $('#pe-keys').replaceChildren(); $('#pe-tokens').replaceChildren();
+  for (const [a, b] of Object.entries(isObj(o.rename) ? o.rename : {})) S.pe.rows.push(peRename(a, str(b)));
+  for (const k in SECRETS) (Array.isArray(o[k]) ? o[k] : []).forEach((v, i) => S.pe.rows.push(peSecret(k, str(v), i)));
+  $('#pe-search').checked = o.toolSearch === true;
+  const extra = Object.keys(o).filter(x => !P_KNOWN.includes(x));
+  $('#pe-extra').textContent = extra.length ? `Not known to the proxy, which refuses them; removed on Apply: ${extra.join(', ')}` : '';
+  let dl = $('#pe-tools');
+  if (!dl) { dl = h('datalist', { id: 'pe-tools' }); document.body.append(dl); }
+  dl.replaceChildren(...(S.tNames || []).map(t => h('option', { value: t })));
+  peNumber();
+  S.pe.init = J(peVals());
+  $('#pe').showModal();
+  $('.dlg-b', f).scrollTop = 0;
+}
+for (const kind in SECRETS) $(`#pe-${kind}-add`).onclick = () => { S.pe.rows.push(peSecret(kind, '', -1)); peNumber(); S.pe.rows.at(-1).inp.focus(); };
+$('#pe-ren-add').onclick = () => { S.pe.rows.push(peRename('', '')); peNumber(); S.pe.rows.at(-1).from.focus(); };
+function peClose(ev) {
+  if (ev) ev.preventDefault();
+  if (J(peVals()) === S.pe.init || confirm('Discard the changes made in this form?')) $('#pe').close();
+}
+$('#pe').addEventListener('cancel', peClose);
+$('#pe-cancel').onclick = () => peClose();
+$('#p-add').onclick = () => openProfile(null);
+$('#pe-form').addEventListener('submit', ev => {
+  ev.preventDefault();
+  const E = S.pe, v = peVals(), R = peRows(), ps = pAll(), name = v.name, init = JSON.parse(E.init);
+  // A row's first problem is shown under it, and the input it is about marked.
+  const flag = (r, m, inp) => { if (!r.err.textContent) { r.err.textContent = m; inp.setAttribute('aria-invalid', true); } };
+  for (const r of S.pe.rows) { r.err.textContent = ''; for (const i of $$('input', r.el)) i.setAttribute('aria-invalid', false); }
+  let nameErr = '';
+  if (!name) nameErr = 'A name is required.';
+  else if (!isPName(name)) nameErr = 'Use 1–64 letters, digits, _, - or . (it is part of the URL).';
+  else if (name !== E.n && has(ps, name)) nameErr = 'Another profile already has this name.';
+  setErr($('#pe-name'), nameErr);
+  const gone = v.servers.filter(k => !savedServers().includes(k));
+  setErr($('#pe-srv'), gone.length ? `Not a saved server: ${gone.join(', ')}. Uncheck it.` : '');
+  // Renames: a tool once, each shown name a valid tool name and given once.
+  const from = dict(), to = dict();
+  for (const r of R.ren) {
+    const a = r.from.value.trim(), b = r.to.value.trim();
+    if (!a && !b) continue;
+    if (!a) flag(r, 'Enter the exposed name of the tool to rename.', r.from);
+    else if (from[a]) flag(r, `${a} is renamed twice.`, r.from);
+    if (!b) flag(r, 'Enter the name to show it under.', r.to);
+    else if (!isTName(b)) flag(r, 'A tool name is 1–64 letters, digits, _ or -.', r.to);
+    else if (to[b]) flag(r, `Two tools would be shown as ${b}.`, r.to);
+    from[a] = to[b] = true;
+  }
+  // Keys and tokens: a stored (masked) value stays at its own place in its own profile, a new one is the value
+  // itself, none twice, and none bound to another profile too (a credential sees one profile).
+  for (const kind in SECRETS) {
+    const seen = dict(), [, one] = SECRETS[kind];
+    let j = 0;
+    for (const r of R[kind]) {
+      const x = r.inp.value.trim();
+      if (!x) continue;
+      if (x === MASK) {
+        if (r.orig < 0) flag(r, `This is the mask, not a ${one}: enter the ${one} itself.`, r.inp);
+        else if (E.n == null || name !== E.n) flag(r, `A stored ${one} stays with the profile's name: enter it again to rename the profile.`, r.inp);
+        else if (r.orig !== j) flag(r, `A ${one} above it was removed, so the stored value cannot follow it here: enter it again, or remove it too.`, r.inp);
+      } else {
+        if (seen[x]) flag(r, `This ${one} is listed twice.`, r.inp);
+        const other = Object.keys(ps).find(n => n !== E.n && isObj(ps[n]) && Array.isArray(ps[n][kind]) && ps[n][kind].includes(x));
+        if (other != null) flag(r, `Also bound to profile ${other}: a ${one} sees one profile.`, r.inp);
+      }
+      seen[x] = true; j++;
+    }
+  }
+  const first = $('#pe [aria-invalid=true]');
+  if (first) { const d = first.closest('details'); if (d) d.open = true; return ($('input', first) || first).focus(); }
+  // Only what changed is written, so untouched members keep their form.
+  const o = E.o;
+  if (J(v.servers) !== J(init.servers)) { if (v.servers.length) o.servers = v.servers; else delete o.servers; }
+  for (const g of P_GLOBS) {
+    if (v[g] === init[g]) continue;
+    const [a, b] = g.split('.'), arr = v[g] ? v[g].split('\n') : [];
+    if (!isObj(o[a])) o[a] = {};
+    if (arr.length) o[a][b] = arr; else delete o[a][b];
+    if (!Object.keys(o[a]).length) delete o[a];
+  }
+  if (J(v.rename) !== J(init.rename)) { if (v.rename.length) o.rename = Object.fromEntries(v.rename); else delete o.rename; }
+  for (const k in SECRETS) if (J(v[k]) !== J(init[k])) { if (v[k].length) o[k] = v[k]; else delete o[k]; }
+  if (v.toolSearch !== init.toolSearch) { if (v.toolSearch) o.toolSearch = true; else delete o.toolSearch; }
+  for (const x of Object.keys(o)) if (!P_KNOWN.includes(x)) delete o[x];
+  if (!isObj(S.cfg.profiles)) S.cfg.profiles = {};
+  if (E.n == null) S.cfg.profiles[name] = o;
+  else if (name !== E.n) S.cfg.profiles = Object.fromEntries(Object.entries(S.cfg.profiles).map(([x, y]) => x === E.n ? [name, o] : [x, y]));
+  // The proxy's problems with this profile were about what the form just changed.
+  if (S.pErr) { delete S.pErr[name]; if (E.n != null) delete S.pErr[E.n]; }
+  S.pGlob = (S.pGlob || []).filter(p => !pNamed(p).some(x => x === name || x === E.n));
+  $('#pe').close();
+  renderProfiles();
+  toast(pDirty() ? `Profile ${name}: changes kept; Save & reload to apply them.` : 'No changes.');
+});
 
 // ---------- logs ----------
 async function loadLogs(jump) {

@@ -443,8 +443,9 @@ fn profiles_are_validated_on_save_naming_the_profile_and_a_good_one_is_written_a
     assert_eq!(written, good, "written as sent");
 }
 
-/// Profile keys and tokens are secrets: shown masked (a `${VAR}` reference as it is), and a masked value
-/// saved back keeps the stored one. A mask with nothing stored at its place (a renamed profile) is refused.
+/// Profile keys and tokens are secrets: shown masked with their number in the list (a `${VAR}` reference
+/// as it is), and a masked value saved back keeps the stored one it names, wherever it moved. A mask with
+/// nothing stored behind it (a renamed profile) is refused.
 #[test]
 fn get_config_masks_profile_keys_and_tokens_and_a_masked_save_keeps_them() {
     let config = json!({ "mcpServers": { "mock": mock("mock") }, "profiles": {
@@ -463,7 +464,7 @@ fn get_config_masks_profile_keys_and_tokens_and_a_masked_save_keeps_them() {
         assert!(!shown.text().contains(secret), "{secret} shown: {}", shown.text());
     }
     let shown = shown.json();
-    assert_eq!(shown["profiles"]["team"], json!({ "keys": ["********", "${TEAM_KEY}"], "tokens": ["********"] }));
+    assert_eq!(shown["profiles"]["team"], json!({ "keys": ["********1", "${TEAM_KEY}"], "tokens": ["********1"] }));
 
     let mut edited = shown.clone();
     edited["profiles"]["team"]["servers"] = json!(["mock"]);
@@ -482,6 +483,19 @@ fn get_config_masks_profile_keys_and_tokens_and_a_masked_save_keeps_them() {
     let problems = problems(&response);
     assert!(problems.iter().any(|p| p.contains("profiles.renamed.keys.0")), "{problems:?}");
     assert_eq!(saved(), expected, "nothing written");
+
+    // A key before a kept one is removed: the kept one's mask still names it.
+    let mut removed = shown.clone();
+    removed["profiles"]["team"]["keys"] = json!(["${TEAM_KEY}"]);
+    removed["profiles"]["team"]["tokens"] = json!(["********1"]);
+    let mut reordered = shown.clone();
+    reordered["profiles"]["team"]["keys"] = json!(["${TEAM_KEY}", "********1"]);
+    let response = admin.post("/admin/config", &reordered);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(saved()["profiles"]["team"]["keys"], json!(["${TEAM_KEY}", "k-secret-1"]));
+    let response = admin.post("/admin/config", &removed);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(saved()["profiles"]["team"], json!({ "keys": ["${TEAM_KEY}"], "tokens": ["t-secret-2"] }));
 }
 
 #[test]

@@ -854,7 +854,7 @@ test("a save the proxy refuses (a key not in ALLOWED_KEYS) shows its problem on 
   await dialog.waitFor({ state: "visible" });
   assert.equal(await page.locator("#pe-title").textContent(), "Edit profile research");
   // The stored key is shown masked, and said to be kept.
-  assert.equal(await dialog.getByLabel("API key 1", { exact: true }).inputValue(), "********");
+  assert.equal(await dialog.getByLabel("API key 1", { exact: true }).inputValue(), "********1");
   await dialog.locator("#pe-keys .prow", { hasText: "the stored value, kept on save" }).waitFor();
   await page.locator("#pe-keys-add").click();
   await dialog.getByLabel("API key 2", { exact: true }).fill("k-unknown");

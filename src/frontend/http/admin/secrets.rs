@@ -14,30 +14,49 @@ pub const MASK: &str = "********";
 const SECRET_FIELDS: [&str; 2] = ["apiKey", "bearerToken"];
 const SECRET_MAPS: [&str; 2] = ["headers", "env"];
 
-/// Replaces every secret of the config's servers with [`MASK`]; true when anything was masked.
+/// Replaces every secret of the config's servers with [`MASK`], and each of a profile's keys and tokens
+/// with [`MASK`] and its number in its list (`********2`), so that it still names its stored value
+/// when the list around it changes; true when anything was masked.
 pub fn mask(config: &mut Value) -> bool {
     let mut masked = false;
-    for_each_secret(config, &mut |value, _| {
+    for_each_secret(config, &mut |value, place| {
         if !is_reference(value) {
-            *value = Value::String(MASK.to_owned());
+            let number = list_index(place).map(|i| (i + 1).to_string()).unwrap_or_default();
+            *value = Value::String(format!("{MASK}{number}"));
             masked = true;
         }
     });
     masked
 }
 
-/// Puts the stored value back wherever a posted config holds [`MASK`] in a secret place; a mask with
-/// no stored value at its place (a new server, a renamed header) is an error naming it.
+/// The index of a secret in a profile's list (`profiles`, name, `keys`, index), if it is one.
+fn list_index(place: &[&str]) -> Option<usize> {
+    match place {
+        ["profiles", _, _, index] => index.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Puts the stored value back wherever a posted config holds [`MASK`] in a secret place (for a
+/// profile's key or token, the one its number names); a mask with no stored value behind it (a new
+/// server, a renamed header or profile, a bare mask in a list) is an error naming its place.
 pub fn unmask(posted: &mut Value, stored: &Value) -> Result<(), Vec<String>> {
     let mut missing = Vec::new();
     for_each_secret(posted, &mut |value, place| {
-        if value.as_str() != Some(MASK) {
-            return;
-        }
-        match lookup(stored, place) {
+        let Some(number) = value.as_str().and_then(|v| v.strip_prefix(MASK)) else { return };
+        let original = match (list_index(place), number) {
+            (None, "") => lookup(stored, place),
+            // The entry of the stored list its number names.
+            (Some(_), number) => number.parse::<usize>().ok().and_then(|n| n.checked_sub(1)).and_then(|index| {
+                let list = lookup(stored, &place[..place.len() - 1])?;
+                list.get(index)
+            }),
+            (None, _) => return,
+        };
+        match original {
             Some(original) => *value = original.clone(),
             None => {
-                missing.push(format!("{} is '{MASK}' (a masked secret) but no value is stored for it: enter it again", place.join(".")))
+                missing.push(format!("{} is '{}' (a masked secret) but it names no stored value: enter it again", place.join("."), value))
             }
         }
     });
@@ -117,13 +136,29 @@ mod tests {
     }
 
     #[test]
-    fn a_profiles_keys_and_tokens_are_masked_and_kept_when_saved_back() {
+    fn a_profiles_keys_and_tokens_are_masked_by_number_and_kept_when_saved_back() {
         let stored = json!({ "mcpServers": {}, "profiles": { "p": { "keys": ["k-1", "${KEY}"], "tokens": ["t-1"] } } });
         let mut shown = stored.clone();
         assert!(mask(&mut shown));
-        assert_eq!(shown["profiles"]["p"], json!({ "keys": [MASK, "${KEY}"], "tokens": [MASK] }));
+        assert_eq!(shown["profiles"]["p"], json!({ "keys": ["********1", "${KEY}"], "tokens": ["********1"] }));
         unmask(&mut shown, &stored).expect("every mask has a stored value");
         assert_eq!(shown, stored);
+    }
+
+    #[test]
+    fn a_masked_key_names_its_own_stored_key_when_one_before_it_is_removed() {
+        let stored = json!({ "mcpServers": {}, "profiles": { "p": { "keys": ["k1", "k2"] } } });
+        let mut posted = json!({ "mcpServers": {}, "profiles": { "p": { "keys": ["********2", "k3"] } } });
+        unmask(&mut posted, &stored).expect("the mask names a stored key");
+        assert_eq!(posted["profiles"]["p"]["keys"], json!(["k2", "k3"]));
+    }
+
+    #[test]
+    fn a_bare_mask_in_a_profiles_list_is_refused_since_it_names_no_key() {
+        let stored = json!({ "mcpServers": {}, "profiles": { "p": { "keys": ["k1", "k2"] } } });
+        let mut posted = json!({ "mcpServers": {}, "profiles": { "p": { "keys": [MASK] } } });
+        let problems = unmask(&mut posted, &stored).unwrap_err();
+        assert!(problems[0].contains("profiles.p.keys"), "{problems:?}");
     }
 
     #[test]

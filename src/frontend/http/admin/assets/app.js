@@ -656,6 +656,9 @@ async function saveTools() {
 // /mcp/<name> and /sse/<name>; the keys and tokens bound to it see nothing else. The cards show what the proxy
 // serves now (/admin/tools/list); the editor writes only the members the user changed.
 const MASK = '********';
+// A stored key or token is shown as the mask and its number in the stored list (********2): the proxy puts
+// back the value that number names, wherever the entry has moved.
+const isMask = v => /^\*{8}\d+$/.test(v);
 const P_KNOWN = ['servers', 'tools', 'prompts', 'resources', 'rename', 'keys', 'tokens', 'toolSearch'];
 const P_GLOBS = ['tools.allow', 'tools.deny', 'prompts.allow', 'prompts.deny', 'resources.allow', 'resources.deny'];
 const SECRETS = { keys: ['API key', 'key'], tokens: ['Bearer token', 'token'] };
@@ -839,8 +842,7 @@ function peRename(from, to) {
   r.to = peInput(to, { placeholder: 'shown as' });
   return peRow($('#pe-ren'), 'ren', [r.from, h('span.muted', { 'aria-hidden': 'true' }, '→'), r.to], r);
 }
-// A key or token; `orig` is its index in the list as loaded, so that a masked value can be kept only at its
-// own place (the proxy puts the stored value back by place).
+// A key or token; `orig` is its index in the list as loaded (-1: added here).
 function peSecret(kind, value, orig) {
   const r = { kind, orig };
   r.hint = h('small.muted', null);
@@ -851,7 +853,7 @@ function peSecret(kind, value, orig) {
 }
 function peHint(r) {
   const v = r.inp.value.trim();
-  r.hint.textContent = v === MASK && r.orig >= 0 ? 'the stored value, kept on save' : isRef(v) ? 'read from the environment variable' : '';
+  r.hint.textContent = isMask(v) && r.orig >= 0 ? 'the stored value, kept on save' : isRef(v) ? 'read from the environment variable' : '';
 }
 function peNumber() {
   for (const kind in SECRETS) $$(`#pe-${kind} .prow`).forEach((row, i) => $('input', row).setAttribute('aria-label', `${SECRETS[kind][0]} ${i + 1}`));
@@ -942,24 +944,22 @@ $('#pe-form').addEventListener('submit', ev => {
     else if (to[b]) flag(r, `Two tools would be shown as ${b}.`, r.to);
     from[a] = to[b] = true;
   }
-  // Keys and tokens: a stored (masked) value stays at its own place in its own profile, a new one is the value
-  // itself, none twice, and none bound to another profile too (a credential sees one profile).
+  // Keys and tokens: a stored (masked) value stays in its own profile, a new one is the value itself, none twice,
+  // and none bound to another profile too (a credential sees one profile).
   for (const kind in SECRETS) {
     const seen = dict(), [, one] = SECRETS[kind];
-    let j = 0;
     for (const r of R[kind]) {
       const x = r.inp.value.trim();
       if (!x) continue;
-      if (x === MASK) {
-        if (r.orig < 0) flag(r, `This is the mask, not a ${one}: enter the ${one} itself.`, r.inp);
+      if (x === MASK || isMask(x)) {
+        if (r.orig < 0 || !isMask(x)) flag(r, `This is the mask, not a ${one}: enter the ${one} itself.`, r.inp);
         else if (E.n == null || name !== E.n) flag(r, `A stored ${one} stays with the profile's name: enter it again to rename the profile.`, r.inp);
-        else if (r.orig !== j) flag(r, `A ${one} above it was removed, so the stored value cannot follow it here: enter it again, or remove it too.`, r.inp);
       } else {
         if (seen[x]) flag(r, `This ${one} is listed twice.`, r.inp);
         const other = Object.keys(ps).find(n => n !== E.n && isObj(ps[n]) && Array.isArray(ps[n][kind]) && ps[n][kind].includes(x));
         if (other != null) flag(r, `Also bound to profile ${other}: a ${one} sees one profile.`, r.inp);
       }
-      seen[x] = true; j++;
+      seen[x] = true;
     }
   }
   const first = $('#pe [aria-invalid=true]');

@@ -1708,15 +1708,20 @@ fn a_clients_log_level_is_set_on_its_own_instance_only() {
 
 // ----- profiles ----------------------------------------------------------------------------------------
 
-/// Servers `a` (tools x, y) and `b` (tool z), ready, with these profiles (the config file's format);
+/// Stdio servers by key with these profiles (the config file's format), started but not ready yet;
 /// key #1 and token #1 are the credentials profiles may bind.
-fn profiled(profiles: Value) -> Harness {
-    let text = json!({ "mcpServers": { "a": { "command": "unused" }, "b": { "command": "unused" } }, "profiles": profiles }).to_string();
+fn with_profiles(keys: &[&str], profiles: Value) -> Harness {
+    let entries: serde_json::Map<String, Value> = keys.iter().map(|k| (k.to_string(), json!({ "command": "unused" }))).collect();
+    let text = json!({ "mcpServers": entries, "profiles": profiles }).to_string();
     let mut config = crate::config::parse(&text, Path::new("test.json"), &|_| None).expect("a valid config");
     let credentials = crate::profile_config::Credentials { keys: vec!["k1".into()], tokens: vec!["t1".into()] };
     assert!(crate::profile_config::bind(&mut config.profiles, &credentials).is_empty());
-    let served = super::Served { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() };
-    let mut h = Harness::serving(settings(), served);
+    Harness::serving(settings(), super::Served { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() })
+}
+
+/// Servers `a` (tools x, y) and `b` (tool z), ready, with these profiles.
+fn profiled(profiles: Value) -> Harness {
+    let mut h = with_profiles(&["a", "b"], profiles);
     h.ready("a", &["x", "y"]);
     h.ready("b", &["z"]);
     h
@@ -1808,12 +1813,7 @@ fn a_list_change_is_announced_only_to_clients_whose_view_changed() {
 
 #[test]
 fn prompts_resources_and_completions_outside_the_profile_are_unknown() {
-    let text = json!({ "mcpServers": { "a": { "command": "unused" }, "b": { "command": "unused" } },
-                       "profiles": { "p": { "servers": ["a"] } } })
-    .to_string();
-    let config = crate::config::parse(&text, Path::new("test.json"), &|_| None).unwrap();
-    let mut h =
-        Harness::serving(settings(), super::Served { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() });
+    let mut h = with_profiles(&["a", "b"], json!({ "p": { "servers": ["a"] } }));
     let caps = json!({ "prompts": {}, "resources": {}, "completions": {} });
     let offering = |prompt: &str, uri: &str| {
         [
@@ -1893,12 +1893,7 @@ fn a_client_whose_profile_is_gone_is_refused_rather_than_shown_everything() {
 
 #[test]
 fn a_profiles_client_is_given_only_its_servers_instructions() {
-    let text = json!({ "mcpServers": { "a": { "command": "unused" }, "b": { "command": "unused" } },
-                       "profiles": { "p": { "servers": ["a"] } } })
-    .to_string();
-    let config = crate::config::parse(&text, Path::new("test.json"), &|_| None).unwrap();
-    let mut h =
-        Harness::serving(settings(), super::Served { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() });
+    let mut h = with_profiles(&["a", "b"], json!({ "p": { "servers": ["a"] } }));
     for key in ["a", "b"] {
         let probe = h.sent_to(key);
         h.backend_says(key, json!({ "jsonrpc": "2.0", "id": probe.id, "error": { "code": -32601, "message": "no" } }));
@@ -1932,12 +1927,7 @@ fn a_log_message_no_call_explains_reaches_no_client_whose_profile_hides_its_serv
 
 #[test]
 fn a_listen_under_a_profile_is_acknowledged_only_for_the_resources_the_profile_shows() {
-    let text = json!({ "mcpServers": { "a": { "command": "unused" }, "b": { "command": "unused" } },
-                       "profiles": { "p": { "servers": ["a"] } } })
-    .to_string();
-    let config = crate::config::parse(&text, Path::new("test.json"), &|_| None).unwrap();
-    let mut h =
-        Harness::serving(settings(), super::Served { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() });
+    let mut h = with_profiles(&["a", "b"], json!({ "p": { "servers": ["a"] } }));
     let caps = json!({ "resources": { "subscribe": true } });
     for (key, uri) in [("a", "file:///a"), ("b", "file:///b")] {
         let lists = [
@@ -1968,10 +1958,7 @@ fn call_tool_naming_no_tool_answers_with_a_tool_error_the_model_can_act_on() {
 
 #[test]
 fn a_2026_client_is_not_offered_tools_it_could_only_run_as_tasks() {
-    let text = json!({ "mcpServers": { "a": { "command": "unused" } }, "profiles": { "lean": { "toolSearch": true } } }).to_string();
-    let config = crate::config::parse(&text, Path::new("test.json"), &|_| None).unwrap();
-    let mut h =
-        Harness::serving(settings(), super::Served { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() });
+    let mut h = with_profiles(&["a"], json!({ "lean": { "toolSearch": true } }));
     let tools = json!({ "tools": [
         { "name": "report", "description": "a report", "inputSchema": { "type": "object" } },
         { "name": "report_task", "description": "a report", "inputSchema": { "type": "object" }, "execution": { "taskSupport": "required" } }

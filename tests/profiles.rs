@@ -152,7 +152,7 @@ fn a_tool_search_profile_over_stdio_finds_a_tool_and_calls_it_as_a_direct_call_w
 fn a_profile_that_does_not_exist_stops_start_up_naming_it() {
     let mut proxy = stdio::ProxyBuilder::new(&profiled()).env("MCP_PROXY_PROFILE", "nope").spawn();
     assert!(!proxy.wait_exit(WAIT).success());
-    assert!(proxy.stderr().contains("--profile 'nope'"), "{}", proxy.stderr());
+    proxy.wait_for_stderr("--profile 'nope': ");
 }
 
 #[test]
@@ -182,7 +182,7 @@ fn a_bad_profile_in_the_file_stops_start_up_naming_the_profile() {
     cfg["profiles"]["broken"] = json!({ "servers": ["gamma"] });
     let mut proxy = stdio::ProxyBuilder::new(&cfg).spawn();
     assert!(!proxy.wait_exit(WAIT).success());
-    assert!(proxy.stderr().contains("profile 'broken': 'servers' names 'gamma'"), "{}", proxy.stderr());
+    proxy.wait_for_stderr("profile 'broken': 'servers' names 'gamma'");
 }
 
 #[test]

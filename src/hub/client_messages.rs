@@ -222,10 +222,21 @@ impl Hub {
             // could only call as tasks.
             "tools/list" if caller.era == Era::Modern => self.answer(&caller, self.catalog.tools_without_tasks()),
             "tools/list" => self.answer(&caller, self.catalog.list_result(ListKind::Tools)),
+            // 2026-07-28 made tasks an extension, not wire-compatible with 2025-11-25's, which is all the
+            // proxy relays.
+            "tasks/get" | "tasks/result" | "tasks/cancel" if caller.era == Era::Modern => {
+                let why = "tasks are relayed for clients of 2025-11-25 and earlier; the 2026-07-28 tasks extension is not served here";
+                self.answer_error(&caller, code::METHOD_NOT_FOUND, why);
+            }
             "tasks/get" | "tasks/result" | "tasks/cancel" => self.task_request(caller, msg.method(), params),
             "prompts/list" => self.answer(&caller, self.catalog.list_result(ListKind::Prompts)),
             "resources/list" => self.answer(&caller, self.catalog.list_result(ListKind::Resources)),
             "resources/templates/list" => self.answer(&caller, self.catalog.list_result(ListKind::Templates)),
+            // A 2026-07-28 server must ignore the 2025-11-25 `task` member: a backend must not see it.
+            "tools/call" if caller.era == Era::Modern => {
+                params.remove("task");
+                self.call_tool(caller, params, 0);
+            }
             "tools/call" => self.call_tool(caller, params, 0),
             "prompts/get" => self.get_prompt(caller, params),
             "resources/read" => self.by_uri(caller, "resources/read", params),
@@ -264,6 +275,11 @@ impl Hub {
             }),
             None => self.capabilities(profile),
         };
+        // The 2025-11-25 tasks capability has no place in 2026-07-28's (tasks became an extension).
+        let mut capabilities = capabilities;
+        if let Some(capabilities) = capabilities.as_object_mut() {
+            capabilities.remove("tasks");
+        }
         let mut result = json!({ "supportedVersions": modern::VERSIONS, "capabilities": capabilities });
         if let Some(instructions) = self.instructions(profile) {
             result["instructions"] = Value::String(instructions);

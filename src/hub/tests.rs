@@ -847,6 +847,47 @@ fn a_task_made_by_a_backend_is_polled_there_by_its_client_only() {
     assert_eq!((asked.method(), params(&asked)["taskId"].clone()), ("tasks/result", json!("t-1")));
 }
 
+/// The `_meta` of a 2026-07-28 request.
+fn modern_meta() -> Value {
+    json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} })
+}
+
+#[test]
+fn a_2026_clients_call_reaches_the_backend_without_the_2025_task_member() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.client();
+    let call = json!({ "name": "a__x", "arguments": {}, "task": { "ttl": 60000 }, "_meta": modern_meta() });
+    h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call }));
+    assert_eq!(params(&h.sent_to("a")).get("task"), None);
+}
+
+#[test]
+fn a_2026_clients_tasks_request_is_method_not_found() {
+    let mut h = Harness::new(&["a"]);
+    h.ready("a", &["x"]);
+    let client = h.client();
+    let get = json!({ "taskId": "t-1", "_meta": modern_meta() });
+    h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": get }));
+    assert_eq!(client.next()["error"]["code"], -32601);
+    h.nothing_to_backend("a");
+}
+
+#[test]
+fn server_discover_names_no_2025_tasks_capability() {
+    let mut h = Harness::new(&["a"]);
+    let caps = json!({ "tools": {}, "tasks": { "requests": { "tools": { "call": {} } } } });
+    h.ready_offering("a", caps, &[("tools/list", json!({ "tools": [] }))]);
+    let client = h.client();
+    h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": { "_meta": modern_meta() } }));
+    assert_eq!(client.next()["result"]["capabilities"].get("tasks"), None);
+    h.send(
+        &client,
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "initialize", "params": { "protocolVersion": "2025-11-25", "capabilities": {} } }),
+    );
+    assert!(client.next()["result"]["capabilities"].get("tasks").is_some(), "the handshake era keeps it");
+}
+
 #[test]
 fn two_backends_that_mint_the_same_task_id_keep_their_tasks_apart() {
     let mut h = Harness::new(&["a", "b"]);

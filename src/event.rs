@@ -238,18 +238,29 @@ pub struct Caller {
 const ANSWERABLE: [(&str, &str); 3] =
     [("sampling/createMessage", "sampling"), ("elicitation/create", "elicitation"), ("roots/list", "roots")];
 
-/// Which server requests (sampling, elicitation, roots) a client declared it can answer.
+/// The bit of [`Answerable`] that says the client takes the 2026-07-28 tasks extension.
+const TAKES_TASKS: u8 = 1 << 7;
+
+/// Which server requests (sampling, elicitation, roots) a 2026-07-28 client declared it can answer, and
+/// whether it takes tasks (the `io.modelcontextprotocol/tasks` extension).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Answerable(u8);
 
 impl Answerable {
     pub fn declared(capabilities: Option<&Value>) -> Answerable {
         let declared = |(_, capability): &(&str, &str)| capabilities.is_some_and(|c| c.get(capability).is_some());
-        Answerable(ANSWERABLE.iter().enumerate().filter(|(_, kind)| declared(kind)).fold(0, |bits, (i, _)| bits | 1 << i))
+        let answers = ANSWERABLE.iter().enumerate().filter(|(_, kind)| declared(kind)).fold(0, |bits, (i, _)| bits | 1 << i);
+        let tasks = capabilities.and_then(|c| c.get("extensions")).and_then(|e| e.get(crate::modern::meta::TASKS_EXTENSION)).is_some();
+        Answerable(answers | if tasks { TAKES_TASKS } else { 0 })
     }
 
     pub fn includes(self, method: &str) -> bool {
         ANSWERABLE.iter().position(|(m, _)| *m == method).is_some_and(|i| self.0 & 1 << i != 0)
+    }
+
+    /// Whether the client declared the tasks extension on this request.
+    pub fn takes_tasks(self) -> bool {
+        self.0 & TAKES_TASKS != 0
     }
 }
 
@@ -261,7 +272,33 @@ pub fn log_severity(level: &str) -> Option<u8> {
     LOG_LEVELS.iter().position(|l| *l == level).and_then(|i| u8::try_from(i).ok())
 }
 
+/// Who made a request, as far as a later request may claim to be the same one: its client, or, since
+/// every sessionless 2026-07-28 request is a client of its own, the credential it came with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requester {
+    client: ClientId,
+    owner: Option<std::sync::Arc<str>>,
+}
+
+impl Requester {
+    pub fn client(&self) -> ClientId {
+        self.client
+    }
+
+    /// Whether `caller` is the same requester: the same client, or a sessionless request of the same
+    /// credential.
+    pub fn admits(&self, caller: &Caller) -> bool {
+        let sessionless = matches!(caller.reply, ReplyTo::Request(_)) && caller.era == Era::Modern;
+        self.client == caller.client || (sessionless && self.owner == caller.owner)
+    }
+}
+
 impl Caller {
+    /// Who made this request, for later requests that claim to be the same requester.
+    pub fn requester(&self) -> Requester {
+        Requester { client: self.client, owner: self.owner.clone() }
+    }
+
     /// The caller of a request `msg` from `client`, whose answers go to `reply`.
     pub fn of(msg: &Message, client: ClientId, reply: ReplyTo, era: Era) -> Caller {
         let (log_level, answers) = match era {

@@ -36,6 +36,10 @@ const METHODS: &[&str] = &[
     "resources/read",
     "completion/complete",
     "subscriptions/listen",
+    // The tasks extension's (`io.modelcontextprotocol/tasks`); its old `tasks/result` is not one.
+    "tasks/get",
+    "tasks/update",
+    "tasks/cancel",
 ];
 
 /// Results that carry caching hints (`ttlMs`, `cacheScope`).
@@ -210,6 +214,7 @@ fn named_member(method: &str) -> Option<&'static str> {
     match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
         _ => None,
     }
 }

@@ -43,6 +43,9 @@ impl Hub {
                 if entry.method == "tools/call" {
                     self.note_task(backend, caller.client, &msg);
                 }
+                if caller.era == Era::Modern {
+                    msg = self.task_answer(backend, &caller, &entry.method, msg);
+                }
                 msg.id = Some(caller.id);
                 self.deliver(caller.client, &caller.reply, msg);
             }

@@ -18,7 +18,7 @@
 use super::requests::{Asker, Internal, Upstream};
 use super::routing::{InFlight, Key, Origin};
 use super::Hub;
-use crate::event::{Answerable, BackendId, Caller, ClientId};
+use crate::event::{Answerable, BackendId, Caller, ClientId, Requester};
 use crate::jsonrpc::{code, raw, Message, Params};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -55,9 +55,8 @@ struct Asking {
 /// A 2026-07-28 client's call, answered with `input_required` while its handshake-era backend goes on.
 struct Suspended {
     key: Key,
-    client: ClientId,
-    /// The credential of the sessionless request that was answered (its retry must bring the same).
-    owner: Option<std::sync::Arc<str>>,
+    /// Whose call it is: only its retry may resume it.
+    requester: Requester,
     /// The backend's requests the client is to answer.
     asks: Vec<Ask>,
     /// The call's answer, if the backend gave it before the client retried.
@@ -91,6 +90,11 @@ impl Default for Bridges {
 }
 
 impl Bridges {
+    /// What every `requestState` (and task id) this process makes begins with.
+    pub fn state_prefix(&self) -> &str {
+        &self.state_prefix
+    }
+
     pub fn next_deadline(&self) -> Option<Instant> {
         let asking = self.asking.values().map(|a| a.deadline);
         asking.chain(self.suspended.values().map(|s| s.deadline)).min()
@@ -252,14 +256,7 @@ impl Hub {
             return;
         }
         self.requests.table.set_deadline(key, Instant::now() + SUSPENDED);
-        let suspended = Suspended {
-            key,
-            client: caller.client,
-            owner: caller.owner.clone(),
-            asks: vec![ask],
-            answer: None,
-            deadline: Instant::now() + timeout,
-        };
+        let suspended = Suspended { key, requester: caller.requester(), asks: vec![ask], answer: None, deadline: Instant::now() + timeout };
         self.suspend(caller, suspended);
     }
 
@@ -286,7 +283,7 @@ impl Hub {
     pub(super) fn resume(&mut self, caller: &Caller, params: &Params) -> bool {
         let Some(token) = params.str("requestState").filter(|s| s.starts_with(&self.bridges.state_prefix)) else { return false };
         // A retry from anyone else leaves the call waiting for its own client's.
-        let ours = self.bridges.suspended.get(&token).is_some_and(|s| bound_to(s, caller));
+        let ours = self.bridges.suspended.get(&token).is_some_and(|s| s.requester.admits(caller));
         let Some(mut suspended) = ours.then(|| self.bridges.suspended.remove(&token)).flatten() else {
             self.answer_error(caller, code::INVALID_PARAMS, "Invalid or expired requestState");
             return true;
@@ -314,8 +311,7 @@ impl Hub {
         }
         if !suspended.asks.is_empty() {
             // Questions left unanswered (or asked since): asked again, under a new state.
-            suspended.client = caller.client;
-            suspended.owner = caller.owner.clone();
+            suspended.requester = caller.requester();
             // The client has a fresh while to answer, as it had for the first questions.
             if let Some(call) = self.requests.table.get(suspended.key) {
                 suspended.deadline = Instant::now() + call.timeout;
@@ -355,7 +351,8 @@ impl Hub {
         for bridge in asking {
             self.forget_bridge(bridge);
         }
-        let tokens: Vec<String> = self.bridges.suspended.iter().filter(|(_, s)| s.client == client).map(|(t, _)| t.clone()).collect();
+        let tokens: Vec<String> =
+            self.bridges.suspended.iter().filter(|(_, s)| s.requester.client() == client).map(|(t, _)| t.clone()).collect();
         for token in tokens {
             if let Some(suspended) = self.bridges.suspended.remove(&token) {
                 self.abandon_suspended(suspended, "the client disconnected");
@@ -395,11 +392,6 @@ impl Hub {
 /// Whether a retry comes from the client a suspended call's question went to: the same connection (stdio,
 /// a session), or, for sessionless requests, whose retry comes as another one, the same credential (and
 /// the unguessable state itself).
-fn bound_to(suspended: &Suspended, caller: &Caller) -> bool {
-    let stateless = matches!(caller.reply, crate::event::ReplyTo::Request(_)) && caller.era == crate::event::Era::Modern;
-    suspended.client == caller.client || (stateless && suspended.owner == caller.owner)
-}
-
 fn is_input_required(msg: &Message) -> bool {
     let Some(result) = &msg.result else { return false };
     // Most results are not: a look at the text spares a parse.

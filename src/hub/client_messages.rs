@@ -222,13 +222,14 @@ impl Hub {
             // could only call as tasks.
             "tools/list" if caller.era == Era::Modern => self.answer(&caller, self.catalog.tools_without_tasks()),
             "tools/list" => self.answer(&caller, self.catalog.list_result(ListKind::Tools)),
-            // 2026-07-28 made tasks an extension, not wire-compatible with 2025-11-25's, which is all the
-            // proxy relays.
-            "tasks/get" | "tasks/result" | "tasks/cancel" if caller.era == Era::Modern => {
-                let why = "tasks are relayed for clients of 2025-11-25 and earlier; the 2026-07-28 tasks extension is not served here";
-                self.answer_error(&caller, code::METHOD_NOT_FOUND, why);
+            // 2026-07-28 made tasks an extension, not wire-compatible with 2025-11-25's tasks (which have
+            // `tasks/result` and no `tasks/update`); each era's other methods are unknown to it.
+            "tasks/get" | "tasks/update" | "tasks/cancel" if caller.era == Era::Modern => {
+                self.modern_task_request(caller, msg.method(), params);
             }
-            "tasks/get" | "tasks/result" | "tasks/cancel" => self.task_request(caller, msg.method(), params),
+            "tasks/get" | "tasks/result" | "tasks/cancel" if caller.era == Era::Handshake => {
+                self.task_request(caller, msg.method(), params);
+            }
             "prompts/list" => self.answer(&caller, self.catalog.list_result(ListKind::Prompts)),
             "resources/list" => self.answer(&caller, self.catalog.list_result(ListKind::Resources)),
             "resources/templates/list" => self.answer(&caller, self.catalog.list_result(ListKind::Templates)),
@@ -275,10 +276,15 @@ impl Hub {
             }),
             None => self.capabilities(profile),
         };
-        // The 2025-11-25 tasks capability has no place in 2026-07-28's (tasks became an extension).
+        // The 2025-11-25 tasks capability has no place in 2026-07-28's: tasks became an extension,
+        // relayed where a 2026-07-28 backend takes it.
         let mut capabilities = capabilities;
         if let Some(capabilities) = capabilities.as_object_mut() {
             capabilities.remove("tasks");
+        }
+        let task_extension = ["extensions", modern::meta::TASKS_EXTENSION];
+        if self.shown_backends(profile).iter().any(|b| b.is_modern() && b.capability_flag_path(&task_extension)) {
+            capabilities["extensions"] = json!({ modern::meta::TASKS_EXTENSION: {} });
         }
         let mut result = json!({ "supportedVersions": modern::VERSIONS, "capabilities": capabilities });
         if let Some(instructions) = self.instructions(profile) {
@@ -701,6 +707,7 @@ fn waits_for_backends(method: &str) -> bool {
             | "subscriptions/listen"
             | "tasks/get"
             | "tasks/result"
+            | "tasks/update"
             | "tasks/cancel"
     )
 }

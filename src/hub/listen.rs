@@ -65,6 +65,11 @@ impl Hub {
     /// request open.
     pub(super) fn listen(&mut self, caller: Caller, params: &Params) {
         let asked = params.value("notifications").unwrap_or_default();
+        // Task notifications are the tasks extension's, for clients that declare it; the proxy relays
+        // tasks by polling only, so it acknowledges none.
+        if asked.get("taskIds").is_some() && !caller.answers.takes_tasks() {
+            return self.missing_tasks_extension(&caller, "subscriptions/listen with taskIds");
+        }
         let flag = |name: &str| asked.get(name).and_then(Value::as_bool).unwrap_or(false);
         let uris: Vec<String> = asked
             .get("resourceSubscriptions")

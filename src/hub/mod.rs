@@ -23,6 +23,7 @@ mod instances;
 mod isolation;
 mod listen;
 mod metrics;
+mod modern_tasks;
 mod numbered;
 mod reload;
 mod requests;
@@ -106,6 +107,8 @@ pub struct Hub {
     bridges: bridge::Bridges,
     /// Tasks made by backends, by id: which backend and which client (2025-11-25).
     tasks: tasks::Tasks,
+    /// Tasks of the 2026-07-28 tasks extension, by the ids the proxy gave them.
+    modern_tasks: modern_tasks::ModernTasks,
     requests: Requests,
     metrics: metrics::Metrics,
     shutdown: Shutdown,
@@ -148,6 +151,7 @@ impl Hub {
             listeners: listen::Listeners::default(),
             bridges: bridge::Bridges::default(),
             tasks: tasks::Tasks::default(),
+            modern_tasks: modern_tasks::ModernTasks::default(),
             requests: Requests::default(),
             metrics: metrics::Metrics::default(),
             shutdown: Shutdown::default(),

@@ -111,6 +111,7 @@ impl Hub {
     /// and forgets its requests to clients.
     pub(super) fn abandon_backend_requests(&mut self, backend: BackendId, why: &str) {
         self.fail_waiting(backend, why);
+        self.modern_tasks.forget_backend(backend);
         for key in self.requests.table.keys_for_backend(backend) {
             self.fail_unanswerable(key, why);
         }

@@ -863,17 +863,6 @@ fn a_2026_clients_call_reaches_the_backend_without_the_2025_task_member() {
 }
 
 #[test]
-fn a_2026_clients_tasks_request_is_method_not_found() {
-    let mut h = Harness::new(&["a"]);
-    h.ready("a", &["x"]);
-    let client = h.client();
-    let get = json!({ "taskId": "t-1", "_meta": modern_meta() });
-    h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": get }));
-    assert_eq!(client.next()["error"]["code"], -32601);
-    h.nothing_to_backend("a");
-}
-
-#[test]
 fn server_discover_names_no_2025_tasks_capability() {
     let mut h = Harness::new(&["a"]);
     let caps = json!({ "tools": {}, "tasks": { "requests": { "tools": { "call": {} } } } });
@@ -2016,4 +2005,110 @@ fn a_2026_client_is_not_offered_tools_it_could_only_run_as_tasks() {
         modern.next()["result"]["structuredContent"]["tools"],
         json!([{ "name": "a__report", "server": "a", "description": "a report", "inputSchema": { "type": "object" } }])
     );
+}
+
+// ----- the 2026-07-28 tasks extension ---------------------------------------------------------------
+
+/// The `_meta` of a 2026-07-28 request whose client takes tasks.
+fn tasks_meta() -> Value {
+    json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": { "extensions": { "io.modelcontextprotocol/tasks": {} } } })
+}
+
+/// A 2026-07-28 backend `a` that takes tasks, with tool `x`, ready.
+fn task_backend() -> Harness {
+    let mut h = Harness::new(&["a"]);
+    let probe = h.sent_to("a");
+    let caps = json!({ "tools": {}, "extensions": { "io.modelcontextprotocol/tasks": {} } });
+    h.answer("a", &probe, json!({ "supportedVersions": ["2026-07-28"], "capabilities": caps, "resultType": "complete" }));
+    let list = h.sent_to("a");
+    h.answer("a", &list, json!({ "tools": [{ "name": "x", "inputSchema": { "type": "object" } }], "resultType": "complete" }));
+    h
+}
+
+/// A 2026-07-28 client that takes tasks calls `a__x`, and the backend makes task `t-1`: the client and
+/// the id the proxy gave the task.
+fn task_made(h: &mut Harness) -> (TestClient, String) {
+    let client = h.client();
+    let call = json!({ "name": "a__x", "arguments": {}, "_meta": tasks_meta() });
+    h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call }));
+    let forwarded = h.sent_to("a");
+    let caps = &params(&forwarded)["_meta"]["io.modelcontextprotocol/clientCapabilities"];
+    assert!(caps["extensions"].get("io.modelcontextprotocol/tasks").is_some(), "the backend is told the client takes tasks: {caps}");
+    let task = json!({ "resultType": "task", "taskId": "t-1", "status": "working", "createdAt": "2026-11-30T00:00:00Z",
+                       "lastUpdatedAt": "2026-11-30T00:00:00Z", "ttlMs": 60000, "pollIntervalMs": 100 });
+    h.answer("a", &forwarded, task);
+    let answer = client.next();
+    assert_eq!(answer["result"]["resultType"], "task");
+    let id = answer["result"]["taskId"].as_str().unwrap().to_owned();
+    (client, id)
+}
+
+#[test]
+fn a_task_made_for_a_2026_client_is_given_an_id_of_the_proxys_own() {
+    let mut h = task_backend();
+    let (_, id) = task_made(&mut h);
+    assert!(id.starts_with("mcp-proxy-") && id.len() > 40, "{id}");
+}
+
+#[test]
+fn a_2026_clients_task_is_polled_at_its_backend_under_the_backends_id_and_answered_under_the_proxys() {
+    let mut h = task_backend();
+    let (client, id) = task_made(&mut h);
+    h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 2, "method": "tasks/get", "params": { "taskId": id, "_meta": tasks_meta() } }));
+    let get = h.sent_to("a");
+    assert_eq!((get.method(), params(&get)["taskId"].clone()), ("tasks/get", json!("t-1")));
+    let done = json!({ "resultType": "complete", "taskId": "t-1", "status": "completed", "result": { "content": [] } });
+    h.answer("a", &get, done);
+    let answer = client.next();
+    assert_eq!((answer["result"]["taskId"].clone(), answer["result"]["status"].clone()), (json!(id), json!("completed")));
+    let update = json!({ "taskId": id, "inputResponses": { "k": { "action": "accept" } }, "_meta": tasks_meta() });
+    h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 3, "method": "tasks/update", "params": update }));
+    let forwarded = params(&h.sent_to("a"));
+    assert_eq!((forwarded["taskId"].clone(), forwarded["inputResponses"].clone()), (json!("t-1"), json!({ "k": { "action": "accept" } })));
+}
+
+#[test]
+fn a_2026_task_is_unknown_to_other_clients_and_by_its_backends_own_id() {
+    let mut h = task_backend();
+    let (owner, id) = task_made(&mut h);
+    let other = h.client();
+    h.send_modern(&other, json!({ "jsonrpc": "2.0", "id": 2, "method": "tasks/get", "params": { "taskId": id, "_meta": tasks_meta() } }));
+    assert_eq!(other.next()["error"]["code"], -32602);
+    h.send_modern(
+        &owner,
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "tasks/cancel", "params": { "taskId": "t-1", "_meta": tasks_meta() } }),
+    );
+    assert_eq!(owner.next()["error"]["code"], -32602);
+    h.nothing_to_backend("a");
+}
+
+#[test]
+fn a_2026_client_that_does_not_declare_the_tasks_extension_may_not_use_it() {
+    let mut h = task_backend();
+    let (client, id) = task_made(&mut h);
+    h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 2, "method": "tasks/get", "params": { "taskId": id, "_meta": modern_meta() } }));
+    let refused = client.next();
+    assert_eq!(refused["error"]["code"], -32021);
+    assert!(refused["error"]["data"]["requiredCapabilities"]["extensions"].get("io.modelcontextprotocol/tasks").is_some(), "{refused}");
+    let listen = json!({ "notifications": { "taskIds": [id] }, "_meta": modern_meta() });
+    h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 3, "method": "subscriptions/listen", "params": listen }));
+    assert_eq!(client.next()["error"]["code"], -32021);
+}
+
+#[test]
+fn server_discover_names_the_tasks_extension_when_a_backend_takes_it() {
+    let mut h = task_backend();
+    let client = h.client();
+    h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": { "_meta": modern_meta() } }));
+    assert_eq!(client.next()["result"]["capabilities"]["extensions"], json!({ "io.modelcontextprotocol/tasks": {} }));
+}
+
+#[test]
+fn a_2026_backends_tasks_are_forgotten_when_it_exits() {
+    let mut h = task_backend();
+    let (client, id) = task_made(&mut h);
+    h.exits("a");
+    h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 2, "method": "tasks/get", "params": { "taskId": id, "_meta": tasks_meta() } }));
+    assert_eq!(client.next()["error"]["code"], -32602);
 }

@@ -6,8 +6,9 @@
 //! known per client (for its requests) and per backend (for its statuses): two backends that mint the
 //! same id do not take each other's tasks.
 //!
-//! `tasks/list` is not offered: a backend's list holds every client's tasks. The 2026-07-28 tasks
-//! extension is not bridged yet, so 2026-07-28 clients are not shown tools that can only run as tasks.
+//! `tasks/list` is not offered: a backend's list holds every client's tasks. These tasks are not
+//! bridged to 2026-07-28 clients (whose tasks extension is `modern_tasks.rs`, between 2026-07-28
+//! parties), so those are not shown tools that can only run as 2025-11-25 tasks.
 
 use super::Hub;
 use crate::event::{BackendId, Caller, ClientId};

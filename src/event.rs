@@ -285,8 +285,9 @@ impl Requester {
         self.client
     }
 
-    /// Whether `caller` is the same requester: the same client, or a sessionless request of the same
-    /// credential.
+    /// Whether `caller` is the same requester: the same connection (stdio, a session), or, for a
+    /// sessionless request (whose retry or poll comes as another request), the same credential; what
+    /// it claims (a `requestState`, a task id) is unguessable besides.
     pub fn admits(&self, caller: &Caller) -> bool {
         let sessionless = matches!(caller.reply, ReplyTo::Request(_)) && caller.era == Era::Modern;
         self.client == caller.client || (sessionless && self.owner == caller.owner)

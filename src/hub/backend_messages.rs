@@ -40,11 +40,13 @@ impl Hub {
         match entry.origin {
             Origin::Client { caller, .. } => {
                 self.metrics.record(self.backends.server_of(backend), &entry.method, msg.error.is_some(), entry.opened.elapsed());
-                if entry.method == "tools/call" {
-                    self.note_task(backend, caller.client, &msg);
-                }
-                if caller.era == Era::Modern {
-                    msg = self.task_answer(backend, &caller, &entry.method, msg);
+                // Each era's tasks are its own (`tasks.rs`, `modern_tasks.rs`).
+                match caller.era {
+                    Era::Handshake if entry.method == "tools/call" => self.note_task(backend, caller.client, &msg),
+                    Era::Modern if caller.answers.takes_tasks() && matches!(entry.method.as_str(), "tools/call" | "tasks/get") => {
+                        msg = self.task_answer(backend, &caller, &entry.method, msg);
+                    }
+                    Era::Handshake | Era::Modern => {}
                 }
                 msg.id = Some(caller.id);
                 self.deliver(caller.client, &caller.reply, msg);
@@ -71,8 +73,11 @@ impl Hub {
                 // A 2026-07-28 backend tags it with its listen's id, which is nobody else's business.
                 params.remove("_meta");
                 let update = Message::notification("notifications/resources/updated", Some(params.to_raw()));
-                // An instance tells its own client only.
+                // An instance tells its own client only; an isolated server's template, nobody.
                 let owner = self.backends.owner_of(backend);
+                if owner.is_none() && self.backends.is_isolated(backend) {
+                    return;
+                }
                 let subscribers = self.subscriptions.subscribers(&uri).iter().filter(|c| owner.is_none_or(|o| o == **c));
                 for client in subscribers.copied().collect::<Vec<_>>() {
                     if !self.update_listeners(client, &uri, &update) {
@@ -238,12 +243,17 @@ impl Hub {
                 // Several calls of one client: it hears the request where one of them is answered.
                 _ => Asked::Client(only.client, only.reply.clone(), only.era),
             },
-            // An instance's client, else the only client there is.
-            [] => self
-                .backends
-                .owner_of(backend)
-                .or_else(|| self.clients.only())
-                .map_or(Asked::Nobody, |c| Asked::Client(c, ReplyTo::Outbox, self.clients.era(c).unwrap_or_default())),
+            // An instance's client, else the only client there is, if it sees the server; an isolated
+            // server's template serves nobody.
+            [] => {
+                let server = self.backends.server_of(backend);
+                let client = match self.backends.owner_of(backend) {
+                    Some(owner) => Some(owner),
+                    None if self.backends.is_isolated(server) => None,
+                    None => self.clients.only().filter(|c| self.client_sees(*c, server)),
+                };
+                client.map_or(Asked::Nobody, |c| Asked::Client(c, ReplyTo::Outbox, self.clients.era(c).unwrap_or_default()))
+            }
             _ => Asked::Nobody,
         }
     }

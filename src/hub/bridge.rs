@@ -389,9 +389,6 @@ impl Hub {
     }
 }
 
-/// Whether a retry comes from the client a suspended call's question went to: the same connection (stdio,
-/// a session), or, for sessionless requests, whose retry comes as another one, the same credential (and
-/// the unguessable state itself).
 fn is_input_required(msg: &Message) -> bool {
     let Some(result) = &msg.result else { return false };
     // Most results are not: a look at the text spares a parse.

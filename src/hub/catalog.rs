@@ -195,6 +195,11 @@ impl Catalog {
         }
     }
 
+    /// The kinds of list that differ in `new` (resource templates count as resources).
+    pub fn changes_to(&self, new: &Catalog) -> Vec<ListKind> {
+        changed_kinds(|kind| self.list(kind) != new.list(kind))
+    }
+
     /// The answer to a list request (`{"tools": [...]}` and so on), already serialised.
     pub fn list_result(&self, kind: ListKind) -> Box<RawValue> {
         self.results.lists[kind as usize].clone()
@@ -422,6 +427,17 @@ pub fn default_name(prefix: &str, sep: &str, name: &str) -> String {
     } else {
         full
     }
+}
+
+/// The kinds of list a client is told changed (`list_changed` has no kind for resource templates: they
+/// count as resources), of those `differs` says changed.
+pub fn changed_kinds(differs: impl Fn(ListKind) -> bool) -> Vec<ListKind> {
+    let told = [
+        (ListKind::Tools, &[ListKind::Tools][..]),
+        (ListKind::Prompts, &[ListKind::Prompts]),
+        (ListKind::Resources, &[ListKind::Resources, ListKind::Templates]),
+    ];
+    told.into_iter().filter(|(_, kinds)| kinds.iter().any(|&k| differs(k))).map(|(kind, _)| kind).collect()
 }
 
 /// A tool that must be called as a task (`execution.taskSupport: "required"`).

@@ -54,21 +54,35 @@ impl Hub {
     }
 
     /// The profile a request's path names, if it is one (a session of another is unknown there).
-    fn claimed(&self, access: &Access) -> Option<crate::event::ProfileId> {
+    fn claimed(&self, access: &Access) -> Option<ProfileId> {
         access.profile.as_deref().and_then(|name| self.views.id_of(name))
+    }
+
+    /// The client of a session, for a request that may use it: the credential that opened it, on its
+    /// profile's path or the default one. A credential bound to a profile since the session began (a
+    /// reload) may use none of its sessions of another profile: the client starts anew, under its binding.
+    fn session_client(&self, session: &str, access: &Access) -> Option<ClientId> {
+        let client = self.clients.by_session(session, access, self.claimed(access))?;
+        match self.views.resolve(None, access.owner.as_deref()) {
+            Ok(Some(bound)) if self.clients.profile(client) != Some(bound) => None,
+            _ => Some(client),
+        }
     }
 
     /// A session's new standing stream (Streamable HTTP `GET`), for its owner only.
     pub(super) fn open_stream(&mut self, session: &str, access: &Access, stream: u64, outbox: Sender<Message>) -> Reply {
-        match self.clients.open_stream(session, access, self.claimed(access), stream, outbox) {
-            true => Reply::Accepted,
-            false => Reply::UnknownSession,
+        match self.session_client(session, access) {
+            Some(client) => {
+                self.clients.open_stream(client, stream, outbox);
+                Reply::Accepted
+            }
+            None => Reply::UnknownSession,
         }
     }
 
     /// Streamable HTTP `DELETE`: its owner ends a session.
     pub(super) fn end_session(&mut self, session: &str, access: &Access) -> Reply {
-        match self.clients.by_session(session, access, self.claimed(access)) {
+        match self.session_client(session, access) {
             Some(client) => {
                 self.client_gone(client);
                 Reply::Accepted
@@ -97,7 +111,7 @@ impl Hub {
     /// A message posted over HTTP: accepted for a known session of the credential it came with, else
     /// refused so the client starts anew (another key's session is as unknown as a made-up one).
     pub(super) fn on_session_message(&mut self, session: &str, access: &Access, msg: Message, reply: Sender<Reply>, inline: bool) {
-        let Some(client) = self.clients.by_session(session, access, self.claimed(access)) else {
+        let Some(client) = self.session_client(session, access) else {
             let _ = reply.send(Reply::UnknownSession);
             return;
         };
@@ -267,7 +281,7 @@ impl Hub {
     /// It is never held for start-up: clients probe with a short timeout. While backends are still
     /// starting it names every capability the proxy can serve, since it cannot know yet which it will.
     fn discover_result(&self, profile: Option<ProfileId>) -> Value {
-        let capabilities = match self.settle_by {
+        let mut capabilities = match self.settle_by {
             Some(_) => json!({
                 "tools": { "listChanged": true },
                 "prompts": { "listChanged": true },
@@ -278,7 +292,6 @@ impl Hub {
         };
         // The 2025-11-25 tasks capability has no place in 2026-07-28's: tasks became an extension,
         // relayed where a 2026-07-28 backend takes it.
-        let mut capabilities = capabilities;
         if let Some(capabilities) = capabilities.as_object_mut() {
             capabilities.remove("tasks");
         }
@@ -331,8 +344,7 @@ impl Hub {
 
     /// The ready servers a client sees: all, or those its profile shows.
     fn shown_backends(&self, profile: Option<ProfileId>) -> Vec<&super::backends::Backend> {
-        let shows = |id: BackendId| profile.is_none_or(|p| self.views.get(p).is_some_and(|v| v.shows_backend(id)));
-        self.backends.iter().filter(|(id, b)| b.is_ready() && shows(*id)).map(|(_, b)| b).collect()
+        self.backends.iter().filter(|(id, b)| b.is_ready() && self.views.shows(profile, *id)).map(|(_, b)| b).collect()
     }
 
     /// Routes a tool call. A call to a tool whose backend is down (or whose backend cannot be written
@@ -376,7 +388,7 @@ impl Hub {
         }
     }
 
-    fn retry_or_fail(&mut self, caller: Caller, params: Params, backend: BackendId, attempt: u32) {
+    pub(super) fn retry_or_fail(&mut self, caller: Caller, params: Params, backend: BackendId, attempt: u32) {
         let policy = self.backends.retry_policy(backend, &self.settings.retries);
         if attempt < policy.max_retries {
             let base = policy.base_delay;
@@ -645,6 +657,10 @@ impl Hub {
         // A client of one stateless request was never registered; its request is cancelled all the same.
         let known = self.clients.remove(client);
         log::debug!("client {} gone", client.0);
+        // A session's tasks go with it; a sessionless request's stay for its credential's next request.
+        if known {
+            self.modern_tasks.forget_client(client);
+        }
         self.end_listens_of(client);
         self.tasks.forget_client(client);
         self.requests.drop_unsent_of(client);

@@ -266,21 +266,13 @@ impl Clients {
         self.by_id.get(&client).is_none_or(|c| c.initialized || c.era == Era::Modern)
     }
 
-    /// A session's new standing stream; false for an unknown session (or another credential's).
-    pub fn open_stream(
-        &mut self,
-        session: &str,
-        access: &Access,
-        claimed: Option<ProfileId>,
-        stream: u64,
-        outbox: Sender<Message>,
-    ) -> bool {
-        let Some(client) = self.by_session(session, access, claimed) else { return false };
-        let Some(c) = self.by_id.get_mut(&client) else { return false };
-        c.outbox = Some(outbox);
-        c.stream = stream;
-        c.used = true;
-        true
+    /// A session's new standing stream.
+    pub fn open_stream(&mut self, client: ClientId, stream: u64, outbox: Sender<Message>) {
+        if let Some(c) = self.by_id.get_mut(&client) {
+            c.outbox = Some(outbox);
+            c.stream = stream;
+            c.used = true;
+        }
     }
 
     /// A session's standing stream ended; a replaced stream's end changes nothing.

@@ -326,7 +326,9 @@ impl Hub {
         if let Some(level) = level.filter(|_| logs) {
             self.request_internal(backend, Internal::Ignore, "logging/setLevel", Some(raw(&json!({ "level": level }))));
         }
-        for uri in self.subscribed_uris(backend) {
+        // A subscribe that waited for this instance is about to be sent as the client asked it.
+        let uris: Vec<String> = self.subscribed_uris(backend).into_iter().filter(|uri| !self.subscribe_waits(backend, uri)).collect();
+        for uri in uris {
             self.request_internal(backend, Internal::Ignore, "resources/subscribe", Some(raw(&json!({ "uri": uri }))));
         }
     }
@@ -337,20 +339,20 @@ impl Hub {
     pub(super) fn refresh_catalog(&mut self) {
         let (catalog, mut found) = self.build_catalog(&self.overrides);
         let old = std::mem::replace(&mut self.catalog, catalog);
-        let new = &self.catalog;
-        let changed = |kinds: &[ListKind]| kinds.iter().any(|&k| old.list(k) != new.list(k));
-        let whole: Vec<ListKind> = [
-            (changed(&[ListKind::Tools]), ListKind::Tools),
-            (changed(&[ListKind::Prompts]), ListKind::Prompts),
-            (changed(&[ListKind::Resources, ListKind::Templates]), ListKind::Resources),
-        ]
-        .into_iter()
-        .filter_map(|(changed, kind)| changed.then_some(kind))
-        .collect();
+        let whole = old.changes_to(&self.catalog);
         let complete = self.backends.configured().all(|b| b.state != State::Starting);
         let backends = &self.backends;
         let (in_views, problems) = self.views.rebuild(&self.catalog, &|id| backends.key(id).to_owned(), complete);
         found.problems.extend(problems);
+        self.note_findings(found);
+        self.announce_list_changes(&|profile| match profile {
+            None => whole.clone(),
+            Some(id) => in_views.get(&id).cloned().unwrap_or_default(),
+        });
+    }
+
+    /// Logs what a catalog build found that the last one did not, and keeps it.
+    fn note_findings(&mut self, found: super::catalog::Findings) {
         for problem in found.problems.iter().filter(|p| !self.findings.problems.contains(p)) {
             log::warn!("{problem}");
         }
@@ -358,16 +360,17 @@ impl Hub {
             log::info!("{note}");
         }
         self.findings = found;
-        let seen = |profile: Option<crate::event::ProfileId>| match profile {
-            None => whole.clone(),
-            Some(id) => in_views.get(&id).cloned().unwrap_or_default(),
-        };
+    }
+
+    /// Tells every client (and every listen) about the kinds of list that changed in what it sees, by
+    /// its profile.
+    fn announce_list_changes(&mut self, changed: &dyn Fn(Option<crate::event::ProfileId>) -> Vec<ListKind>) {
         for (client, profile) in self.clients.initialized_with_profiles() {
-            for kind in seen(profile) {
+            for kind in changed(profile) {
                 self.send_to_client(client, Message::notification(kind.changed_notification(), None));
             }
         }
-        self.announce_to_listeners(&seen);
+        self.announce_to_listeners(changed);
     }
 
     /// The catalog today's backends give under these overrides, and what building it found.

@@ -105,7 +105,9 @@ impl Hub {
     pub(super) fn wait_for_instance(&mut self, id: BackendId, waiting: Waiting) {
         let limit = self.settings.max_in_flight;
         let key = self.backends.key(id).to_owned();
-        let Some(instance) = self.backends.get_mut(id).and_then(|b| b.instance.as_mut()) else { return };
+        let Some(instance) = self.backends.get_mut(id).and_then(|b| b.instance.as_mut()) else {
+            return self.answer_error(&waiting.caller, code::BACKEND_UNAVAILABLE, &format!("server '{key}' has no instance"));
+        };
         if instance.waiting.len() >= limit {
             let why = format!("server '{key}' has {limit} requests waiting for its instance to start, the limit");
             return self.answer_error(&waiting.caller, code::BACKEND_UNAVAILABLE, &why);
@@ -122,14 +124,12 @@ impl Hub {
     }
 
     fn forward_waiting(&mut self, id: BackendId, w: Waiting) {
-        match self.try_forward(w.caller, id, &w.method, &w.params, w.name.as_deref()) {
-            Ok(Some(key)) => {
-                if let Some(attempt) = w.attempt {
-                    self.requests.table.keep_for_retry(key, w.params, attempt);
-                }
-            }
-            Ok(None) => {}
-            Err(caller) => {
+        match (self.try_forward(w.caller, id, &w.method, &w.params, w.name.as_deref()), w.attempt) {
+            (Ok(Some(key)), Some(attempt)) => self.requests.table.keep_for_retry(key, w.params, attempt),
+            (Ok(_), _) => {}
+            // A tool call that could not be sent has not run: it is retried as any other.
+            (Err(caller), Some(attempt)) => self.retry_or_fail(caller, w.params, self.backends.server_of(id), attempt),
+            (Err(caller), None) => {
                 let why = format!("server '{}' is not connected", self.backends.key(id));
                 self.answer_error(&caller, code::BACKEND_UNAVAILABLE, &why);
             }
@@ -166,6 +166,12 @@ impl Hub {
         self.backends.instances.remove(id);
     }
 
+    /// The waiting requests of an instance that subscribe to `uri` (its handshake need not).
+    pub(super) fn subscribe_waits(&self, instance: BackendId, uri: &str) -> bool {
+        let waiting = self.backends.get(instance).and_then(|b| b.instance.as_ref()).map_or(&[][..], |i| i.waiting.as_slice());
+        waiting.iter().any(|w| w.method == "resources/subscribe" && w.params.str("uri").as_deref() == Some(uri))
+    }
+
     /// A client's session ended: its instances end with it.
     pub(super) fn stop_instances_of(&mut self, client: ClientId) {
         for id in self.backends.instances.of_client(client) {
@@ -182,11 +188,12 @@ impl Hub {
         }
     }
 
-    /// Stops the instances idle for their timeout; one still busy (a call in flight, a request waiting)
-    /// counts as used now.
+    /// Stops the instances idle for their timeout; one still busy (a call in flight, a request waiting,
+    /// a resource its client subscribed to) counts as used now.
     pub(super) fn expire_instances(&mut self, now: Instant) {
         for id in self.backends.instances.expired(now) {
-            let busy = self.requests.table.in_flight(id) > 0;
+            // Subscriptions are work too: stopping the instance would end its client's updates.
+            let busy = self.requests.table.in_flight(id) > 0 || !self.subscribed_uris(id).is_empty();
             let Some(instance) = self.backends.get_mut(id).and_then(|b| b.instance.as_mut()) else { continue };
             if busy || !instance.waiting.is_empty() {
                 instance.last_used = now;

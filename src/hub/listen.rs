@@ -99,6 +99,14 @@ impl Hub {
             honored["resourceSubscriptions"] = json!(listener.uris);
         }
         let ack = listener.tagged("notifications/subscriptions/acknowledged", Some(params_of(json!({ "notifications": honored }))));
+        // An isolated server's resources are the client's own instance's: it is started for them.
+        let isolated: Vec<BackendId> =
+            listener.uris.iter().filter_map(|uri| self.catalog.resource_owner(uri)).filter(|s| self.backends.is_isolated(*s)).collect();
+        for server in isolated {
+            if let super::isolation::Target::Refused(why) = self.target(&listener.caller, server) {
+                log::debug!("[{}] no instance for a listen: {why}", self.backends.key(server));
+            }
+        }
         let (client, reply) = (listener.caller.client, listener.caller.reply.clone());
         for uri in &listener.uris {
             let first = self.subscriptions.add(uri, client);
@@ -129,7 +137,8 @@ impl Hub {
     fn change_backend_subscription(&mut self, uri: &str, method: &str, client: ClientId, first_or_last: bool) {
         let Some(server) = self.catalog.resource_owner(uri) else { return };
         let backend = match self.backends.is_isolated(server) {
-            true => match self.backends.instances.find(server, client) {
+            // An instance still starting is subscribed once it is ready (`restore_client_state`).
+            true => match self.backends.instances.find(server, client).filter(|i| self.backends.get(*i).is_some_and(|b| b.is_ready())) {
                 Some(instance) => instance,
                 None => return,
             },

@@ -14,7 +14,7 @@
 //! allows for an expired one.
 
 use super::Hub;
-use crate::event::{BackendId, Caller, Requester};
+use crate::event::{BackendId, Caller, ClientId, Requester};
 use crate::jsonrpc::{code, raw, Message, Params};
 use crate::modern::meta;
 use serde_json::json;
@@ -65,11 +65,21 @@ impl ModernTasks {
         self.by_id.get(id).filter(|t| t.expires > now && t.requester.admits(caller))
     }
 
-    /// Forgets the tasks of a backend that is gone (its tasks went with it).
+    /// Forgets the tasks of a backend that took them with it (its process exited, it was stopped).
     pub fn forget_backend(&mut self, backend: BackendId) {
-        self.by_id.retain(|_, t| t.backend != backend);
-        self.by_backend.retain(|(b, _), _| *b != backend);
-        self.order.retain(|id| self.by_id.contains_key(id));
+        self.forget(|t| t.backend == backend);
+    }
+
+    /// Forgets the tasks of a client whose session ended.
+    pub fn forget_client(&mut self, client: ClientId) {
+        self.forget(|t| t.requester.client() == client);
+    }
+
+    fn forget(&mut self, gone: impl Fn(&Task) -> bool) {
+        self.by_id.retain(|_, t| !gone(t));
+        let by_id = &self.by_id;
+        self.by_backend.retain(|_, id| by_id.contains_key(id));
+        self.order.retain(|id| by_id.contains_key(id));
     }
 }
 
@@ -174,6 +184,17 @@ mod tests {
         }
         assert!(!tasks.by_id.contains_key("old") && tasks.by_id.len() == MAX_TASKS);
         assert!(!tasks.by_backend.contains_key(&(BackendId(0), "a".into())));
+    }
+
+    #[test]
+    fn a_clients_tasks_go_with_its_session() {
+        let now = Instant::now();
+        let mut tasks = ModernTasks::default();
+        tasks.record("p-1".into(), task(0, "t", 1, now + Duration::from_secs(5)), now);
+        tasks.record("p-2".into(), task(0, "u", 2, now + Duration::from_secs(5)), now);
+        tasks.forget_client(ClientId(1));
+        assert!(tasks.of("p-1", &caller(1), now).is_none() && tasks.of("p-2", &caller(2), now).is_some());
+        assert_eq!((tasks.by_backend.len(), tasks.order.len()), (1, 1));
     }
 
     #[test]

@@ -73,6 +73,7 @@ impl Hub {
             self.shutdown.retire(backend, b.generation, connection);
         }
         self.abandon_backend_requests(backend, &format!("server '{key}' was stopped: {why}"));
+        self.modern_tasks.forget_backend(backend);
     }
 
     fn start_if_active(&mut self, backend: BackendId) {

@@ -111,7 +111,10 @@ impl Hub {
     /// and forgets its requests to clients.
     pub(super) fn abandon_backend_requests(&mut self, backend: BackendId, why: &str) {
         self.fail_waiting(backend, why);
-        self.modern_tasks.forget_backend(backend);
+        // A child process's tasks died with it; a remote server keeps its own across a reconnection.
+        if self.backends.get(backend).is_some_and(|b| matches!(b.config.transport, crate::config::Transport::Stdio(_))) {
+            self.modern_tasks.forget_backend(backend);
+        }
         for key in self.requests.table.keys_for_backend(backend) {
             self.fail_unanswerable(key, why);
         }

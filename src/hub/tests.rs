@@ -2112,3 +2112,84 @@ fn a_2026_backends_tasks_are_forgotten_when_it_exits() {
     h.send_modern(&client, json!({ "jsonrpc": "2.0", "id": 2, "method": "tasks/get", "params": { "taskId": id, "_meta": tasks_meta() } }));
     assert_eq!(client.next()["error"]["code"], -32602);
 }
+
+// ----- found on review -------------------------------------------------------------------------------
+
+/// Reloads `h` with servers `a` and `b` and these profiles, credentials bound.
+fn reload_profiles(h: &mut Harness, profiles: Value) {
+    let text = json!({ "mcpServers": { "a": { "command": "unused" }, "b": { "command": "unused" } }, "profiles": profiles }).to_string();
+    let mut config = crate::config::parse(&text, Path::new("test.json"), &|_| None).expect("a valid config");
+    let credentials = crate::profile_config::Credentials { keys: vec!["k1".into()], tokens: vec!["t1".into()] };
+    assert!(crate::profile_config::bind(&mut config.profiles, &credentials).is_empty());
+    h.event(Event::Reload { servers: config.servers, profiles: config.profiles, overrides: Overrides::new() });
+}
+
+#[test]
+fn a_server_the_profile_hides_cannot_ask_its_only_client_anything() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"] } }));
+    let client = h.profile_client("p");
+    h.backend_says("b", json!({ "jsonrpc": "2.0", "id": "q", "method": "roots/list" }));
+    client.nothing();
+    assert!(h.sent_to("b").error.is_some(), "the server is told nobody can answer");
+}
+
+#[test]
+fn turning_tool_search_on_tells_the_profiles_clients_their_tools_changed() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"] } }));
+    let client = h.profile_client("p");
+    reload_profiles(&mut h, json!({ "p": { "servers": ["a"], "toolSearch": true } }));
+    assert_eq!(client.next()["method"], "notifications/tools/list_changed");
+    assert_eq!(h.tool_names(&client), ["search_tools", "call_tool", "list_servers"]);
+}
+
+#[test]
+fn a_session_of_a_key_bound_to_a_profile_by_a_reload_is_unknown_so_its_client_starts_anew() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"] } }));
+    assert!(matches!(open_profile_session(&mut h, "s1", Some("key #1"), None), Reply::Accepted));
+    assert!(answered(post(&mut h, "s1", Some("key #1"), initialize())).get("result").is_some());
+    reload_profiles(&mut h, json!({ "p": { "servers": ["a"], "keys": ["k1"] } }));
+    let list = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" });
+    assert!(matches!(post(&mut h, "s1", Some("key #1"), list), Reply::UnknownSession));
+    assert!(matches!(open_profile_session(&mut h, "s2", Some("key #1"), None), Reply::Accepted));
+    assert!(answered(post(&mut h, "s2", Some("key #1"), initialize())).get("result").is_some());
+    let listed = answered(post(&mut h, "s2", Some("key #1"), json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" })));
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(2), "{listed}");
+}
+
+/// An isolated server `s` offering a subscribable resource, and a client subscribed to it through its
+/// instance (`s#2`, ready): the client.
+fn subscribed_to_an_instance(h: &mut Harness) -> TestClient {
+    let resources = [
+        ("resources/list", json!({ "resources": [{ "uri": "file:///a", "name": "a" }] })),
+        ("resources/templates/list", json!({ "resourceTemplates": [] })),
+    ];
+    h.ready_offering("s", json!({ "resources": { "subscribe": true } }), &resources);
+    let client = h.ready_client();
+    h.send(&client, json!({ "jsonrpc": "2.0", "id": 1, "method": "resources/subscribe", "params": { "uri": "file:///a" } }));
+    let probe = h.sent_to("s#2");
+    h.backend_says("s#2", json!({ "jsonrpc": "2.0", "id": probe.id, "error": { "code": -32601, "message": "Method not found" } }));
+    let init = h.sent_to("s#2");
+    let caps = json!({ "resources": { "subscribe": true } });
+    h.answer("s#2", &init, json!({ "protocolVersion": "2025-06-18", "capabilities": caps, "serverInfo": { "name": "s" } }));
+    assert_eq!(h.sent_to("s#2").method(), "notifications/initialized");
+    let subscribe = h.sent_to("s#2");
+    assert_eq!((subscribe.method(), params(&subscribe)["uri"].clone()), ("resources/subscribe", json!("file:///a")));
+    h.nothing_to_backend("s#2");
+    h.answer("s#2", &subscribe, json!({}));
+    assert_eq!(client.next()["id"], 1);
+    client
+}
+
+#[test]
+fn an_instance_that_starts_for_a_subscribe_is_subscribed_once() {
+    let mut h = Harness::with(settings(), isolated("s", json!({})));
+    let _client = subscribed_to_an_instance(&mut h);
+}
+
+#[test]
+fn an_instance_its_client_is_subscribed_to_is_not_stopped_for_idleness() {
+    let mut h = Harness::with(settings(), isolated("s", json!({ "idleTimeout": 2 })));
+    let _client = subscribed_to_an_instance(&mut h);
+    h.later(Duration::from_secs(3));
+    assert_eq!(h.instances("s").len(), 1);
+}

@@ -112,7 +112,7 @@ impl Hub {
 
     /// Whether a client sees anything of a server: without a profile, everything.
     pub(super) fn client_sees(&self, client: ClientId, server: BackendId) -> bool {
-        self.clients.profile(client).is_none_or(|p| self.views.get(p).is_some_and(|v| v.shows_backend(server)))
+        self.views.shows(self.clients.profile(client), server)
     }
 
     /// The catalog's name of a tool as a client of `profile` calls it (for its `Mcp-Param-*` check).
@@ -324,18 +324,10 @@ impl View {
         json!({ "servers": counts.into_iter().map(|(name, tools)| json!({ "name": name, "tools": tools })).collect::<Vec<_>>() })
     }
 
-    /// The kinds of list whose content differs from `other`'s (resource templates count as resources).
+    /// The kinds of list whose answer differs from `other`'s (resource templates count as resources;
+    /// turning tool search on or off changes the tools answer).
     fn changed_since(&self, other: &View) -> Vec<ListKind> {
-        let differs = |kinds: &[ListKind]| kinds.iter().any(|&k| self.lists[k as usize] != other.lists[k as usize]);
-        [
-            (ListKind::Tools, &[ListKind::Tools][..]),
-            (ListKind::Prompts, &[ListKind::Prompts]),
-            (ListKind::Resources, &[ListKind::Resources, ListKind::Templates]),
-        ]
-        .into_iter()
-        .filter(|(_, kinds)| differs(kinds))
-        .map(|(kind, _)| kind)
-        .collect()
+        super::catalog::changed_kinds(|k| self.results[k as usize].get() != other.results[k as usize].get())
     }
 }
 
@@ -431,7 +423,12 @@ impl Views {
         for profile in &profiles {
             self.number(&profile.name);
         }
-        self.bound = profiles.iter().flat_map(|p| p.owners.iter().map(|o| (o.clone(), self.ids[&p.name]))).collect();
+        let bound: HashMap<String, ProfileId> =
+            profiles.iter().flat_map(|p| p.owners.iter().map(|o| (o.clone(), self.ids[&p.name]))).collect();
+        for owner in self.bound.keys().filter(|owner| !bound.contains_key(*owner)) {
+            log::warn!("{owner} is bound to no profile any more: it may use every profile and the whole aggregate");
+        }
+        self.bound = bound;
         let changed = self.profiles != profiles;
         self.profiles = profiles;
         changed
@@ -459,6 +456,12 @@ impl Views {
 
     pub fn get(&self, id: ProfileId) -> Option<&View> {
         self.views.get(&id)
+    }
+
+    /// Whether a client of `profile` sees anything of a server (its instructions, logs, questions):
+    /// without a profile, every server; with one that is gone, none.
+    pub fn shows(&self, profile: Option<ProfileId>, server: BackendId) -> bool {
+        profile.is_none_or(|p| self.views.get(&p).is_some_and(|v| v.shows_backend(server)))
     }
 
     /// The number of a profile name, given now if it has none: a client named a profile that is not

@@ -6,8 +6,9 @@
 //! from the proxy's environment) go on every request; an SSE server that is killed and started again on
 //! its port comes back; a Streamable HTTP server that forgets the session (a new process) gets a new
 //! `initialize` and the call still succeeds. Also: calls in flight when a server dies, servers down at
-//! start, timeouts (with servers that honour the cancellation and servers that do not), progress, retries
-//! and a clean exit. One behaviour per test, named for it.
+//! start, timeouts (with servers that honour the cancellation and servers that do not), progress, retries,
+//! a clean exit, and streams the proxy is done with (a removed backend's, a stopped instance's, a
+//! cancelled listen's) leaving no thread or socket behind. One behaviour per test, named for it.
 //!
 //! The fixture records every HTTP request it receives (method, path, headers, JSON-RPC method) and
 //! reports them through its `requests_seen` tool, so tests check what reached the server through the
@@ -19,7 +20,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::remote::{RemoteServer, Transport};
 use support::stdio::{Proxy, ProxyBuilder};
-use support::{config, error_code};
+use support::{config, error_code, holdings, Holdings};
 
 const BACKEND_UNAVAILABLE: i64 = -32000;
 const REQUEST_TIMEOUT: i64 = -32001;
@@ -420,4 +421,95 @@ fn an_isolated_legacy_sse_backend_serves_the_client_on_an_sse_stream_of_its_own(
     let seen = requests_seen(&mut proxy, "legacy");
     let streams = seen.iter().filter(|r| r["method"] == "GET").count();
     assert_eq!(streams, 2, "one stream for the template, one for the client's instance: {seen:?}");
+}
+
+// ----- streams the proxy stops ---------------------------------------------------------------------------
+
+/// How long the proxy may take to let go of the threads and sockets of a stream it stopped.
+const LET_GO: Duration = Duration::from_secs(3);
+
+/// Rewrites the proxy's config to `servers` and has it reloaded.
+fn reload(proxy: &Proxy, servers: &[(&str, Value)]) {
+    std::fs::write(proxy.config_path(), config(servers).to_string()).expect("cannot rewrite the config");
+    support::signal(proxy.pid(), libc::SIGHUP);
+}
+
+/// Waits until the proxy holds no more threads and sockets than `before` (at most [`LET_GO`]).
+fn assert_lets_go(proxy: &Proxy, before: Holdings, what: &str) {
+    let let_go = support::poll(LET_GO, || {
+        let now = holdings(proxy.pid());
+        (now.threads <= before.threads && now.sockets <= before.sockets).then_some(())
+    });
+    if let_go.is_none() {
+        proxy.fail(&format!("{what}: {LET_GO:?} later the proxy holds {:?}; before: {before:?}", holdings(proxy.pid())));
+    }
+}
+
+/// Adds a backend by a reload, calls it, removes it by a reload: the proxy holds what it held before.
+/// The SDK's servers ping their streams every 15 s, so a reader the proxy does not stop stays blocked
+/// for as long as the server runs, holding its thread, its socket and the server's end of the stream.
+fn removed_backend_leaves_nothing_behind(transport: Transport, extra: Value) {
+    let server = RemoteServer::start(transport, "removed");
+    let mut proxy = start(&[], &[]);
+    let before = holdings(proxy.pid());
+    reload(&proxy, &[("remote", remote(&server, transport, extra))]);
+    proxy.notification(TOOLS_CHANGED);
+    assert_eq!(proxy.tool_text("remote__whoami", json!({})), "removed");
+    let connected = holdings(proxy.pid());
+    assert!(connected.threads > before.threads && connected.sockets > before.sockets, "{connected:?}, before: {before:?}");
+
+    reload(&proxy, &[]);
+    proxy.notification(TOOLS_CHANGED);
+    assert_lets_go(&proxy, before, "the backend was removed");
+}
+
+#[test]
+fn a_legacy_sse_backend_removed_by_a_reload_leaves_no_thread_or_socket_behind() {
+    removed_backend_leaves_nothing_behind(Transport::Sse, json!({}));
+}
+
+#[test]
+fn a_streamable_http_backend_removed_by_a_reload_leaves_no_thread_or_socket_behind() {
+    removed_backend_leaves_nothing_behind(Transport::StreamableHttp, json!({}));
+}
+
+/// Its listen is the stream left open.
+#[test]
+fn a_2026_07_28_http_backend_removed_by_a_reload_leaves_no_thread_or_socket_behind() {
+    removed_backend_leaves_nothing_behind(Transport::StreamableHttp, json!({ "protocol": "auto" }));
+}
+
+#[test]
+fn isolated_legacy_sse_instances_stopped_when_idle_leave_no_thread_or_socket_behind() {
+    let server = RemoteServer::start(Transport::Sse, "sse-instances");
+    let isolated = remote(&server, Transport::Sse, json!({ "isolation": "session", "idleTimeout": 0.3 }));
+    let mut proxy = start(&[("legacy", isolated)], &[]);
+    let before = holdings(proxy.pid());
+    for round in 1..=3 {
+        // The call starts the client's own instance, with a stream of its own; idle, it is stopped.
+        assert_eq!(proxy.tool_text("legacy__whoami", json!({})), "sse-instances");
+        assert_lets_go(&proxy, before, &format!("round {round}: the idle instance was stopped"));
+    }
+}
+
+/// A 2026-07-28 backend's listen cannot change its filter: each change of the resources clients
+/// subscribe to opens a new listen and cancels the old one, which over HTTP means closing its stream.
+#[test]
+fn a_2026_07_28_http_backends_cancelled_listens_leave_no_thread_or_socket_behind() {
+    let server = RemoteServer::start(Transport::StreamableHttp, "modern-listens");
+    let mut proxy = start(&[("modern", remote(&server, Transport::StreamableHttp, json!({ "protocol": "auto" })))], &[]);
+    let listens = |proxy: &mut Proxy| requests_seen(proxy, "modern").iter().filter(|r| r["rpc"] == "subscriptions/listen").count();
+    let round = |proxy: &mut Proxy| {
+        for method in ["resources/subscribe", "resources/unsubscribe"] {
+            let opened = listens(proxy);
+            proxy.request_ok(method, json!({ "uri": "note://fixture" }));
+            support::wait_until("the backend's new listen", support::WAIT, || (listens(proxy) > opened).then_some(()));
+        }
+    };
+    round(&mut proxy);
+    let before = holdings(proxy.pid());
+    for _ in 0..5 {
+        round(&mut proxy);
+    }
+    assert_lets_go(&proxy, before, "ten listens were cancelled");
 }

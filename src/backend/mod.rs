@@ -4,6 +4,7 @@
 //! nothing of clients, names or routing, which belong to the dispatcher (`hub`). Every transport reports
 //! to the dispatcher through the same two events, [`Event::FromBackend`] and [`Event::BackendExited`].
 
+mod abort;
 mod dialect;
 mod remote;
 pub mod sse;
@@ -177,17 +178,26 @@ impl Connection {
     }
 
     /// Asks the backend to stop; it reports [`Event::BackendExited`] once it has. A remote server is
-    /// not ours to stop: closing its input ends our session with it.
+    /// not ours to stop: closing its input ends our session with it, and this cuts the streams it keeps
+    /// open to us, so that no thread stays blocked reading one (`abort.rs`).
     pub fn terminate(&self) {
-        if let Wire::Stdio(b) = &self.wire {
-            b.terminate();
+        match &self.wire {
+            Wire::Stdio(b) => b.terminate(),
+            Wire::Sse(b) => b.stop(),
+            Wire::StreamableHttp(b) => b.stop(),
+            #[cfg(test)]
+            Wire::Memory(_) => {}
         }
     }
 
     /// Stops the backend without waiting for it to agree (remote: see [`Connection::terminate`]).
     pub fn kill(&self) {
-        if let Wire::Stdio(b) = &self.wire {
-            b.kill();
+        match &self.wire {
+            Wire::Stdio(b) => b.kill(),
+            Wire::Sse(b) => b.stop(),
+            Wire::StreamableHttp(b) => b.stop(),
+            #[cfg(test)]
+            Wire::Memory(_) => {}
         }
     }
 }

@@ -1,7 +1,9 @@
 //! What the two HTTP transports share: the ureq agent, the auth and custom headers sent on every
 //! request, URL resolution, reading messages out of JSON and SSE bodies, and reporting the end of a
-//! connection exactly once.
+//! connection exactly once. Streams that stay open get an agent of their own, which can cut them
+//! ([`Remote::abortable`], `abort.rs`).
 
+use super::abort::Abort;
 use super::Link;
 use crate::config::RemoteConfig;
 use crate::jsonrpc::{code, Message};
@@ -54,8 +56,15 @@ impl Remote {
         Remote { key: key.to_owned(), config, link, agent, closed: AtomicBool::new(false) }
     }
 
+    /// The agent for requests answered in their own time: their sockets are pooled and shared.
     pub fn agent(&self) -> &ureq::Agent {
         &self.agent
+    }
+
+    /// An agent of its own, with the same settings, for one stream that stays open: aborting it cuts
+    /// that stream (a reader blocked on it returns) and nothing else.
+    pub fn abortable(&self) -> Abort {
+        Abort::new(self.agent.config())
     }
 
     /// Adds `apiKey`, `bearerToken` and `headers` from the config to a request.

@@ -7,7 +7,16 @@
 //! on `initialize` is sent on every later request; a 404 for it means the server forgot the session,
 //! and the transport initializes again once, replays the request, and asks the dispatcher to refresh
 //! the lists. When the server offers a `GET` stream for its own messages, a thread reads it.
+//!
+//! Streams that stay open are read through agents of their own ([`Abort`]), so they can be cut: the `GET`
+//! stream, and each 2026-07-28 `subscriptions/listen`, whose answer is the stream of the notifications
+//! it asked for. The dispatcher cancels a listen whose filter must change with `notifications/cancelled`;
+//! a 2026-07-28 server takes no notifications over HTTP (a request is cancelled by closing its response
+//! stream), so the writer cuts the listen's stream instead ([`Listens`]). When the connection is over
+//! (the writer's end) or stopped (terminate, kill), every such stream is cut: otherwise each would keep a
+//! thread blocked reading it, with its socket, for as long as the server pings it.
 
+use super::abort::Abort;
 use super::remote::{classify, header, status_error, Failure, Remote};
 use super::{Dialect, Link};
 use crate::config::RemoteConfig;
@@ -15,6 +24,7 @@ use crate::jsonrpc::{Kind, Message};
 use crate::modern;
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,7 +47,17 @@ struct Shared {
     session: Mutex<Session>,
     /// Held while a new session is set up, so that workers hitting the same 404 set up only one.
     reinit: Mutex<()>,
+    /// The `GET` stream's own agent.
+    stream: Abort,
+    listens: Listens,
 }
+
+/// The 2026-07-28 listens not yet over, by request id (as JSON text), each with its stream's own agent.
+/// The writer enters a listen before a worker posts it, and the worker removes it when done: so a
+/// cancellation, which the writer handles after the listen in the dispatcher's order, always finds it,
+/// even before the worker has begun (the worker's request then fails at once, unreported).
+#[derive(Default)]
+struct Listens(Mutex<HashMap<String, Abort>>);
 
 /// The workers that post requests. The writer thread owns it, so when that thread ends (the
 /// connection closed) the job queue closes and every worker ends too.
@@ -60,7 +80,9 @@ struct Session {
 impl StreamableHttpBackend {
     pub fn start(key: &str, config: RemoteConfig, link: Link, timeout: Duration, dialect: Dialect) -> io::Result<StreamableHttpBackend> {
         let remote = Remote::new(key, config, link, timeout);
-        let shared = Arc::new(Shared { remote, dialect, session: Mutex::default(), reinit: Mutex::new(()) });
+        let stream = remote.abortable();
+        let shared =
+            Arc::new(Shared { remote, dialect, session: Mutex::default(), reinit: Mutex::new(()), stream, listens: Listens::default() });
         let (outbox, inbox) = crossbeam_channel::unbounded();
         let writer = shared.clone();
         thread::Builder::new().name(format!("{key}-http")).stack_size(WORKER_STACK).spawn(move || writer.write_loop(&inbox))?;
@@ -71,9 +93,55 @@ impl StreamableHttpBackend {
         !self.shared.remote.is_closed() && self.outbox.as_ref().is_some_and(|o| o.send(msg).is_ok())
     }
 
-    /// Ends the session: queued messages are still posted, then the session is deleted.
+    /// Ends the session: queued messages are still posted, then the streams are cut and the session is
+    /// deleted.
     pub fn close_input(&mut self) {
         self.outbox = None;
+    }
+
+    /// Cuts the streams at once (terminate and kill: the server is not ours to stop). Messages still
+    /// queued are posted; the session ends when the input is closed.
+    pub fn stop(&self) {
+        self.shared.cut_streams();
+    }
+}
+
+impl Listens {
+    fn key(id: Option<&Value>) -> Option<String> {
+        id.map(Value::to_string)
+    }
+
+    /// Enters a listen request, with a new agent for its stream.
+    fn enter(&self, msg: &Message, remote: &Remote) {
+        if let Some(key) = Self::key(msg.id.as_ref()) {
+            self.lock().insert(key, remote.abortable());
+        }
+    }
+
+    /// The agent of a listen entered before; `None` for any other request.
+    fn get(&self, msg: &Message) -> Option<Abort> {
+        Self::key(msg.id.as_ref()).and_then(|key| self.lock().get(&key).cloned())
+    }
+
+    fn remove(&self, msg: &Message) {
+        if let Some(key) = Self::key(msg.id.as_ref()) {
+            self.lock().remove(&key);
+        }
+    }
+
+    /// Cuts the listen a `notifications/cancelled` names; false when it names no listen of ours.
+    fn cancel(&self, cancelled: &Message) -> bool {
+        let id = cancelled.params().ok().and_then(|params| params.value("requestId"));
+        let listen = Self::key(id.as_ref()).and_then(|key| self.lock().get(&key).cloned());
+        listen.inspect(Abort::abort).is_some()
+    }
+
+    fn cut_all(&self) {
+        self.lock().values().for_each(Abort::abort);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Abort>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -115,14 +183,24 @@ impl Shared {
                 break;
             }
             if msg.kind() == Kind::Request && msg.method() != "initialize" {
+                if msg.method() == "subscriptions/listen" && self.dialect.is_modern() {
+                    self.listens.enter(&msg, &self.remote);
+                }
                 pool.submit(self, msg);
             } else {
                 self.post(msg, true);
             }
         }
         drop(pool);
+        // Nothing more goes to the server, so nothing more will be said on its streams.
+        self.cut_streams();
         self.end_session();
         self.remote.close("session closed".into());
+    }
+
+    fn cut_streams(&self) {
+        self.stream.abort();
+        self.listens.cut_all();
     }
 
     fn session(&self) -> MutexGuard<'_, Session> {
@@ -139,7 +217,10 @@ impl Shared {
         }
         if self.dialect.is_modern() {
             // 2026-07-28 has no client notifications over HTTP (a request is cancelled by closing its
-            // stream) and no requests from the server to answer.
+            // stream, which the proxy can do for a listen) and no requests from the server to answer.
+            if msg.method() == "notifications/cancelled" && self.listens.cancel(&msg) {
+                return log::debug!("[{}] closed the stream of a cancelled listen", self.remote.key);
+            }
             return log::debug!("[{}] {} not sent: the server speaks 2026-07-28", self.remote.key, msg.method());
         }
         let is_initialize = msg.method() == "initialize";
@@ -197,11 +278,25 @@ impl Shared {
     }
 
     /// Posts a 2026-07-28 request: no session, the routing headers, and an error answer (4xx with a
-    /// JSON-RPC body) delivered as the request's answer, not taken for a broken session.
+    /// JSON-RPC body) delivered as the request's answer, not taken for a broken session. A listen goes
+    /// through its own agent, and once cut (cancelled) its failure is nobody's: a cancelled request gets
+    /// no answer, and the connection is fine.
     fn post_modern(&self, msg: &Message) {
+        let Some(listen) = self.listens.get(msg) else {
+            return self.exchange_modern(msg, self.remote.agent(), &|failure| self.failed(msg, failure));
+        };
+        self.exchange_modern(msg, listen.agent(), &|failure| {
+            if !listen.is_aborted() {
+                self.failed(msg, failure);
+            }
+        });
+        self.listens.remove(msg);
+    }
+
+    fn exchange_modern(&self, msg: &Message, agent: &ureq::Agent, failed: &dyn Fn(Failure)) {
         let mut req = self
             .remote
-            .with_auth(self.remote.agent().post(&self.remote.config.url))
+            .with_auth(agent.post(&self.remote.config.url))
             .header("Content-Type", "application/json")
             .header("Accept", "application/json, text/event-stream");
         for (name, value) in modern::routing_headers(msg) {
@@ -212,12 +307,12 @@ impl Shared {
         }
         let response = match req.send(msg.to_json()) {
             Ok(response) => response,
-            Err(e) => return self.failed(msg, classify(e)),
+            Err(e) => return failed(classify(e)),
         };
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             if let Err(failure) = self.remote.deliver_body(response, msg.id.as_ref(), &mut |_| {}) {
-                self.failed(msg, failure);
+                failed(failure);
             }
             return;
         }
@@ -228,7 +323,7 @@ impl Shared {
                 answer.id = msg.id.clone();
                 self.remote.link.message(answer);
             }
-            _ => self.failed(msg, Failure::Request(format!("HTTP {status}: {}", super::preview(body.trim(), 300)))),
+            _ => failed(Failure::Request(format!("HTTP {status}: {}", super::preview(body.trim(), 300)))),
         }
     }
 
@@ -295,13 +390,13 @@ impl Shared {
 
     fn listen_loop(&self) {
         let mut failures = 0u32;
-        while !self.remote.is_closed() && failures < 5 {
+        while !self.remote.is_closed() && !self.stream.is_aborted() && failures < 5 {
             let Some(session_id) = self.session().id.clone() else { return };
-            // A silent stream is normal, but not forever: after a long quiet spell the stream is opened
-            // again, which also lets this thread notice that the connection was closed meanwhile.
+            // A silent stream is normal, but not forever: after a long quiet spell (not even a ping) the
+            // stream is opened again. When the connection is over, the stream is cut (`cut_streams`).
             let req = self
                 .remote
-                .with_auth(self.remote.agent().get(&self.remote.config.url))
+                .with_auth(self.stream.agent().get(&self.remote.config.url))
                 .header("Accept", "text/event-stream")
                 .header("Mcp-Session-Id", &session_id)
                 .config()
@@ -317,6 +412,9 @@ impl Shared {
                     return;
                 }
                 Ok(_) | Err(_) => failures += 1,
+            }
+            if self.stream.is_aborted() {
+                return;
             }
             thread::sleep(Duration::from_secs(1));
         }
@@ -335,4 +433,68 @@ impl Shared {
 fn protocol_version(reply: &Message) -> Option<String> {
     let result: Value = serde_json::from_str(reply.result.as_ref()?.get()).ok()?;
     result.get("protocolVersion")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::abort::fake::{event_stream, serve, Seen};
+    use super::*;
+    use crate::event::{BackendId, Event};
+    use crate::jsonrpc::raw;
+    use serde_json::json;
+
+    const SOON: Duration = Duration::from_secs(2);
+
+    /// A 2026-07-28 backend on the fake server, with a listen (id 7) open; the backend, its events, and
+    /// what the server saw.
+    fn listening() -> (StreamableHttpBackend, Receiver<Event>, Receiver<Seen>) {
+        // The listen's answer: its stream, acknowledged, then quiet.
+        let ack = json!({ "jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged", "params": {} });
+        let (url, seen) = serve(event_stream(&format!("data: {ack}\n")));
+        let config = RemoteConfig {
+            url: format!("{url}/mcp"),
+            url_variables: Vec::new(),
+            api_key: None,
+            bearer_token: None,
+            headers: Default::default(),
+        };
+        let (events, heard) = crossbeam_channel::unbounded();
+        let dialect = Dialect::default();
+        dialect.speak_modern(serde_json::Map::new());
+        let link = Link::new(BackendId(0), 1, events);
+        let backend = StreamableHttpBackend::start("modern", config, link, Duration::from_secs(3600), dialect).expect("a thread");
+        backend.send(Message::request(
+            json!(7),
+            "subscriptions/listen",
+            Some(raw(&json!({ "notifications": { "toolsListChanged": true } }))),
+        ));
+        assert!(
+            matches!(seen.recv_timeout(SOON), Ok(Seen::Request(line, body)) if line.starts_with("POST /mcp") && body.contains("subscriptions/listen"))
+        );
+        match heard.recv_timeout(SOON) {
+            Ok(Event::FromBackend { msg, .. }) => assert_eq!(msg.method(), "notifications/subscriptions/acknowledged"),
+            _ => panic!("expected the listen's acknowledgement"),
+        }
+        (backend, heard, seen)
+    }
+
+    #[test]
+    fn a_cancelled_listen_has_its_stream_closed_and_no_answer() {
+        let (backend, heard, seen) = listening();
+        backend.send(Message::notification("notifications/cancelled", Some(raw(&json!({ "requestId": 8 })))));
+        assert!(seen.recv_timeout(Duration::from_millis(200)).is_err(), "another request's cancellation leaves the listen open");
+        backend.send(Message::notification("notifications/cancelled", Some(raw(&json!({ "requestId": 7, "reason": "changed" })))));
+        assert_eq!(seen.recv_timeout(SOON), Ok(Seen::Closed), "the listen's stream is closed");
+        // A cancelled request gets no answer, and the connection is not taken for broken.
+        assert!(heard.recv_timeout(Duration::from_millis(300)).is_err(), "the cut stream was reported");
+        assert!(backend.shared.listens.lock().is_empty(), "the listen is forgotten");
+    }
+
+    #[test]
+    fn stopping_the_connection_cuts_its_listens() {
+        let (backend, heard, seen) = listening();
+        backend.stop();
+        assert_eq!(seen.recv_timeout(SOON), Ok(Seen::Closed), "the listen's stream is closed");
+        assert!(heard.recv_timeout(Duration::from_millis(300)).is_err(), "the cut stream was reported");
+    }
 }

@@ -154,7 +154,7 @@ impl Hub {
 
     /// (Re)opens a 2026-07-28 backend's listen: list changes of every kind it offers, and updates of
     /// every URI of its that a client subscribed to. A listen's filter cannot change, so the old one is
-    /// cancelled first.
+    /// cancelled first (over HTTP the transport does that by closing the old listen's stream).
     pub(super) fn listen_at_backend(&mut self, backend: BackendId) {
         let Some(b) = self.backends.get_mut(backend) else { return };
         if let Some(old) = b.listen.take() {

@@ -4,7 +4,7 @@
 //! - this module: what every part shares: the binary and the mock backend (`tests/fixtures/mock_server.py`),
 //!   config entries, the one wait bound [`WAIT`], [`unique`] names and [`TempDir`]s, a child's stderr
 //!   collected as it comes ([`StderrLog`]), a running proxy ([`ProxyProcess`]) in a clean environment,
-//!   polling, signals, `/proc` (processes by marker, a process's children);
+//!   polling, signals, `/proc` (processes by marker, a process's children, its threads and sockets);
 //! - [`stdio`]: the proxy over its stdin/stdout, JSON-RPC line by line;
 //! - [`http`]: a raw HTTP/1.1 client (requests, whole responses, server-sent event streams) and the
 //!   proxy in HTTP mode ([`http::HttpProxy`]);
@@ -427,4 +427,22 @@ pub fn running(pid: i32, reaper: Option<i32>) -> bool {
         Some(('Z', ppid)) => Some(ppid) == reaper,
         Some(_) => true,
     }
+}
+
+/// What a process holds: its threads (`/proc/<pid>/task`) and its open sockets (`/proc/<pid>/fd` links
+/// to `socket:[…]`), for checks that stopping something leaves no thread or connection behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdings {
+    pub threads: usize,
+    pub sockets: usize,
+}
+
+/// The threads and sockets `pid` holds right now.
+pub fn holdings(pid: u32) -> Holdings {
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |entries| entries.count());
+    let sockets = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| {
+        let links = entries.flatten().filter_map(|entry| std::fs::read_link(entry.path()).ok());
+        links.filter(|target| target.to_string_lossy().starts_with("socket:")).count()
+    });
+    Holdings { threads, sockets }
 }

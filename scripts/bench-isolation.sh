@@ -24,37 +24,10 @@ log() { printf 'bench-isolation: %s\n' "$*" >&2; }
 T_START=$(date +%s)
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-WORK="$(mktemp -d /tmp/mcp-bench-iso.XXXXXX)"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null; done
-  sleep 0.3
-  for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- binaries --------------------------------------------------------------------------------------
-BT="$TARGET_DIR/bench"
-for crate in echo-backend loadgen; do
-  CARGO_TARGET_DIR="$BT" cargo build --quiet --release --manifest-path "scripts/bench/$crate/Cargo.toml" || { log "building $crate failed"; exit 1; }
-done
-ECHO="$BT/release/bench-echo-backend"
-LOADGEN="$BT/release/bench-loadgen"
+# shellcheck source=scripts/bench/common.sh
+. scripts/bench/common.sh
 MOCK="$ROOT/tests/fixtures/mock_server.py"
 
-if [ -n "${BENCH_PROXY:-}" ]; then
-  PROXY="$BENCH_PROXY"
-elif [ -x dist/mcp-proxy-server-x86_64-linux-musl ]; then
-  PROXY="$ROOT/dist/mcp-proxy-server-x86_64-linux-musl"
-else
-  log "dist/ has no musl binary (scripts/build-release.sh makes it): using a release build (glibc: RSS differs)"
-  cargo build --quiet --release --locked || exit 1
-  PROXY="$TARGET_DIR/release/mcp-proxy-server"
-fi
-log "proxy: $PROXY"
 
 # --- helpers ---------------------------------------------------------------------------------------
 declare -A R   # results: R[row.key]=value

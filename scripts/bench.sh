@@ -48,39 +48,8 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then ulimit -Hn "$want" 
 ulimit -Sn "$want" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"
 log "ulimit -n $(ulimit -n)"
 
-WORK="$(mktemp -d /tmp/mcp-bench.XXXXXX)"
-PIDS=()
-LGPID=""
-cleanup() {
-  local p
-  # the running load generator: `timeout` leads its own process group (with any proxy it spawned)
-  [ -n "$LGPID" ] && kill -TERM -- "-$LGPID" 2>/dev/null
-  for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null; done
-  sleep 0.3
-  for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- binaries --------------------------------------------------------------------------------------
-BT="$TARGET_DIR/bench"
-for crate in echo-backend loadgen; do
-  CARGO_TARGET_DIR="$BT" cargo build --quiet --release --manifest-path "scripts/bench/$crate/Cargo.toml" || { log "building $crate failed"; exit 1; }
-done
-ECHO="$BT/release/bench-echo-backend"
-LOADGEN="$BT/release/bench-loadgen"
-
-if [ -n "${BENCH_PROXY:-}" ]; then
-  PROXY="$BENCH_PROXY"
-elif [ -x dist/mcp-proxy-server-x86_64-linux-musl ]; then
-  PROXY="$ROOT/dist/mcp-proxy-server-x86_64-linux-musl"
-else
-  log "dist/ has no musl binary (scripts/build-release.sh makes it): using a release build (glibc: RSS differs)"
-  cargo build --quiet --release --locked || exit 1
-  PROXY="$TARGET_DIR/release/mcp-proxy-server"
-fi
-log "proxy: $PROXY ($(stat -c %s "$PROXY") bytes, $(file -b "$PROXY" | grep -oE 'statically linked|static-pie linked|dynamically linked' || echo '?'))"
+# shellcheck source=scripts/bench/common.sh
+. scripts/bench/common.sh
 
 TIME_SERVER="$ROOT/.deps/venv/bin/mcp-server-time"
 if [ ! -x "$TIME_SERVER" ]; then

@@ -164,3 +164,15 @@ async def http_proxy(folder: Path, servers: dict[str, Any], env: dict[str, str])
     finally:
         proxy.stop()
         await anyio.lowlevel.checkpoint()
+
+
+def run(scenario: Any) -> None:
+    """Runs an async test scenario to its end."""
+    anyio.run(scenario)
+
+
+def only_text(result: types.CallToolResult) -> str:
+    """The text of a successful tool result made of exactly one text block."""
+    assert not result.is_error, result
+    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent), result
+    return result.content[0].text

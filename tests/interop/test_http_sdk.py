@@ -41,6 +41,7 @@ import pytest
 from mcp import ClientSession, types
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from peers import run, only_text
 
 REPO = Path(__file__).resolve().parents[2]
 DEPS = REPO / ".deps"
@@ -271,17 +272,6 @@ async def list_all_tools(session: ClientSession) -> list[types.Tool]:
         cursor = page.next_cursor
         if not cursor:
             return tools
-
-
-def only_text(result: types.CallToolResult) -> str:
-    """The text of a successful tool result made of exactly one text block."""
-    assert not result.is_error, result
-    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent), result
-    return result.content[0].text
-
-
-def run(scenario: Callable[[], Any]) -> None:
-    anyio.run(scenario)
 
 
 # --- the aggregate over both transports --------------------------------------------------------

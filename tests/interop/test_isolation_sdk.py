@@ -32,7 +32,7 @@ import httpx2
 from mcp import ClientSession, MCPError, types
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from peers import PYTHON, INSTALL_HINT, everything, http_proxy, proxy_env, require
+from peers import PYTHON, INSTALL_HINT, everything, http_proxy, proxy_env, require, run
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures/isolation_server.py"
 ROUNDS = 20
@@ -141,10 +141,6 @@ async def wait_for_tools(party: Party, names: set[str]) -> None:
     with anyio.fail_after(10):
         while not names <= {tool.name for tool in (await party.session.list_tools()).tools}:
             await anyio.sleep(0.1)
-
-
-def run(scenario) -> None:
-    anyio.run(scenario)
 
 
 # ----- isolated ----------------------------------------------------------------------------------------

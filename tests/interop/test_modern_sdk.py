@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters, types
-from peers import HttpProxy, everything, proxy_bin, proxy_env, time_server, write_config
+from peers import HttpProxy, everything, proxy_bin, proxy_env, time_server, write_config, run, only_text
 
 MODERN = "2026-07-28"
 TIMEOUT_S = 30
@@ -62,16 +62,6 @@ async def modern_client(transport: str, config: Path, http: HttpProxy | None, **
     with anyio.fail_after(TIMEOUT_S):
         async with Client(server, **options) as client:
             yield client
-
-
-def run(scenario) -> None:
-    anyio.run(scenario)
-
-
-def only_text(result: types.CallToolResult) -> str:
-    [content] = result.content
-    assert isinstance(content, types.TextContent), content
-    return content.text
 
 
 @pytest.fixture(params=TRANSPORTS)

@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters, types
-from peers import Callbacks, everything, modern_only, proxy_bin, proxy_env, require, write_config
+from peers import Callbacks, everything, modern_only, proxy_bin, proxy_env, require, write_config, run
 from peers import http_proxy as peers_http_proxy
 
 TS_CLIENT = Path(__file__).with_name("ts_client.mjs")
@@ -70,10 +70,6 @@ async def wait_for_tool(client: Client, name: str) -> None:
 
 def text_of(result: types.CallToolResult) -> str:
     return " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
-
-
-def run(scenario) -> None:
-    anyio.run(scenario)
 
 
 # ----- a 2026-07-28 client, a handshake-era backend ----------------------------------------------------

@@ -51,7 +51,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client, types
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from peers import HttpProxy, everything, proxy_bin, proxy_env, time_server
+from peers import HttpProxy, everything, proxy_bin, proxy_env, time_server, only_text
 
 SESSION_TIMEOUT_S = 30
 REFUSAL_TIMEOUT_S = 10
@@ -317,13 +317,6 @@ def complete_prompt(session: ClientSession, prompt: str, argument: str, value: s
 def complete_template(session: ClientSession, template: str, argument: str, value: str) -> Awaitable[types.CompleteResult]:
     """completion/complete of a resource template's variable."""
     return session.complete(types.ResourceTemplateReference(type="ref/resource", uri=template), {"name": argument, "value": value})
-
-
-def only_text(result: types.CallToolResult) -> str:
-    """The text of a successful tool result made of exactly one text block."""
-    assert not result.is_error, result
-    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent), result
-    return result.content[0].text
 
 
 def read_text(result: types.ReadResourceResult) -> str:

@@ -31,6 +31,7 @@ import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client, types
 from mcp.shared.exceptions import MCPError
+from peers import only_text
 
 REPO = Path(__file__).resolve().parents[2]
 PROXY_BIN = Path(os.environ.get("MCP_PROXY_BIN", REPO / "target/debug/mcp-proxy-server"))
@@ -125,12 +126,6 @@ async def proxy_session(config: Path, seen: ListChanged) -> AsyncIterator[Client
         finally:
             errlog.seek(0)
             print(f"--- stderr of the proxy ---\n{errlog.read()}", file=sys.stderr)
-
-
-def only_text(result: types.CallToolResult) -> str:
-    assert not result.is_error, result
-    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent), result
-    return result.content[0].text
 
 
 def test_added_server_and_disabled_tool_reach_the_sdk_client_as_list_changed():

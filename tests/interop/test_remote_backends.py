@@ -32,7 +32,7 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client, types
-from peers import Callbacks
+from peers import Callbacks, run
 
 REPO = Path(__file__).resolve().parents[2]
 DEPS = REPO / ".deps"
@@ -161,10 +161,6 @@ def texts(result: types.CallToolResult) -> str:
     """All text content of a successful tool result, joined."""
     assert not result.is_error, result
     return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
-
-
-def run(scenario) -> None:
-    anyio.run(scenario)
 
 
 def test_tools_of_sse_and_streamable_http_backends_are_listed_with_the_conditional_ones():

@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client, types
+from peers import only_text
 
 REPO = Path(__file__).resolve().parents[2]
 DEPS = REPO / ".deps"
@@ -100,13 +101,6 @@ async def list_all_tools(session: ClientSession) -> list[types.Tool]:
         cursor = page.next_cursor
         if not cursor:
             return tools
-
-
-def only_text(result: types.CallToolResult) -> str:
-    """The text of a successful tool result made of exactly one text block."""
-    assert not result.is_error, result
-    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent), result
-    return result.content[0].text
 
 
 def test_tools_of_both_backends_are_listed_with_key_prefix_and_unchanged_schema():

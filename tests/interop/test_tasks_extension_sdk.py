@@ -47,7 +47,7 @@ from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import InputRequest, RequestParams
-from peers import PYTHON, Callbacks, HttpProxy, modern_only, proxy_bin, proxy_env, require, write_config
+from peers import PYTHON, Callbacks, HttpProxy, modern_only, proxy_bin, proxy_env, require, write_config, run, only_text
 from pydantic import ConfigDict, TypeAdapter
 
 EXTENSION = "io.modelcontextprotocol/tasks"
@@ -259,16 +259,6 @@ async def client_of(
         else:
             async with Client(target, **options) as client:
                 yield client
-
-
-def run(scenario) -> None:
-    anyio.run(scenario)
-
-
-def only_text(result: types.CallToolResult) -> str:
-    [content] = result.content
-    assert isinstance(content, types.TextContent), content
-    return content.text
 
 
 def unique(word: str) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, types
-from peers import HttpProxy, proxy_env, reference_catalog
+from peers import HttpProxy, proxy_env, reference_catalog, run
 
 PROFILE = "lean"
 TIMEOUT_S = 60
@@ -106,10 +106,6 @@ async def both(proxy: HttpProxy) -> AsyncIterator[tuple[Client, Client]]:
     """A client of the whole catalog and one of the tool-search profile, on the same proxy."""
     async with client(proxy.url) as full, client(f"{proxy.url}/{PROFILE}") as lean:
         yield full, lean
-
-
-def run(scenario) -> None:
-    anyio.run(scenario)
 
 
 def structured(result: types.CallToolResult) -> Any:

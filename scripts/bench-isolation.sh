@@ -30,23 +30,10 @@ MOCK="$ROOT/tests/fixtures/mock_server.py"
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-declare -A R   # results: R[row.key]=value
-record() { local row="$1" kv; for kv in $2; do R["$row.${kv%%=*}"]="${kv#*=}"; done; }
-get() { local v="${R[$1]:-}"; printf '%s' "${v:--}"; }
-num() { [[ "$1" =~ ^[0-9.]+$ ]]; }
 mib() { if num "$1"; then awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; else echo -; fi; }
 ms() { if num "$1"; then awk -v u="$1" 'BEGIN { printf "%.1f", u / 1000 }'; else echo -; fi; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-wait_port() {
-  local i
-  for ((i = 0; i < 300; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  return 1
-}
 
 # wait_ready PORT: until /health says every backend is connected (up to 15 s).
 wait_ready() {
@@ -62,13 +49,6 @@ EOF
   return 1
 }
 
-stop_pid() {
-  local i
-  kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null
-  for ((i = 0; i < 60; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
-  kill -KILL -- "-$1" 2>/dev/null
-  wait "$1" 2>/dev/null
-}
 
 # run ROW BACKEND ISOLATION: the proxy on one server `s` (BACKEND, shared or isolated per session), the
 # sessions and their calls measured by the load generator.

@@ -72,16 +72,8 @@ printf '{"mcpServers": {"time": {"command": "%s", "env": {"TZ": "UTC"}}}}\n' "$T
 for d in c0 c1 c3 ctime; do echo '{}' > "$WORK/$d/tool_config.json"; done
 
 # --- helpers ---------------------------------------------------------------------------------------
-declare -A R   # results: R[row.key]=value
 
-# record ROW LINE: stores every key=value of LINE under ROW.
-record() {
-  local row="$1" kv
-  for kv in $2; do R["$row.${kv%%=*}"]="${kv#*=}"; done
-}
-get() { local v="${R[$1]:-}"; printf '%s' "${v:--}"; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # start NAME CMD...: runs CMD in the background in its own process group; sets SPID.
 start() {
@@ -91,24 +83,7 @@ start() {
   PIDS+=("$SPID")
 }
 
-# wait_port PORT: up to 15 s.
-wait_port() {
-  local i
-  for ((i = 0; i < 300; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  return 1
-}
 
-# stop_pid PID: SIGTERM to its group, SIGKILL after 3 s.
-stop_pid() {
-  local i
-  kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null
-  for ((i = 0; i < 60; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
-  kill -KILL -- "-$1" 2>/dev/null
-  wait "$1" 2>/dev/null
-}
 
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo -; }
 
@@ -228,7 +203,6 @@ fi
 
 # --- tables ----------------------------------------------------------------------------------------
 declare -A LABEL=([ours]="mcp-proxy-server (ours)" [pyproxy]="PyPI mcp-proxy 0.13.0" [supergw]="npm supergateway 4.0.0 --stateful" [npmproxy]="npm mcp-proxy 6.7.19")
-num() { [[ "$1" =~ ^[0-9.]+$ ]]; }
 sub() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f", a - b }'; else echo -; fi; }
 ratio() { # ratio A B [DECIMALS]: A/B as "1.5x"
   if num "$1" && num "$2" && [ "$(awk -v b="$2" 'BEGIN { print (b > 0) }')" = 1 ]; then

@@ -3,7 +3,8 @@
 # own Rust programs, and which proxy binary to measure.
 #
 # After sourcing: WORK (removed on exit), PIDS (add each started process group's leader), LGPID (a
-# running load generator, or empty), ECHO and LOADGEN (built into $TARGET_DIR/bench), PROXY.
+# running load generator, or empty), ECHO and LOADGEN (built into $TARGET_DIR/bench), PROXY; and the
+# helpers below (results in the associative array R, ports, stopping a process group).
 
 WORK="$(mktemp -d /tmp/mcp-bench.XXXXXX)"
 PIDS=()
@@ -40,3 +41,35 @@ else
   PROXY="$TARGET_DIR/release/mcp-proxy-server"
 fi
 log "proxy: $PROXY ($(stat -c %s "$PROXY") bytes, $(file -b "$PROXY" | grep -oE 'statically linked|static-pie linked|dynamically linked' || echo '?'))"
+
+# --- helpers ---------------------------------------------------------------------------------------
+declare -A R   # results: R[row.key]=value
+
+# record ROW LINE: stores every key=value of LINE under ROW.
+record() {
+  local row="$1" kv
+  for kv in $2; do R["$row.${kv%%=*}"]="${kv#*=}"; done
+}
+get() { local v="${R[$1]:-}"; printf '%s' "${v:--}"; }
+num() { [[ "$1" =~ ^[0-9.]+$ ]]; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# wait_port PORT: up to 15 s.
+wait_port() {
+  local i
+  for ((i = 0; i < 300; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# stop_pid PID: SIGTERM to its group, SIGKILL after 3 s.
+stop_pid() {
+  local i
+  kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null
+  for ((i = 0; i < 60; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL -- "-$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+}

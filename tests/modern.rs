@@ -5,11 +5,12 @@
 
 mod support;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use std::thread;
 use std::time::Duration;
 use support::http::{self, Req};
 use support::stdio::{self as stdio_proxy, Proxy};
-use support::{config, error_code, mock, mock_with, names, WAIT};
+use support::{config, error_code, mock, mock_with, names, result_text, WAIT};
 
 const MODERN: &str = "2026-07-28";
 const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
@@ -223,6 +224,80 @@ fn a_modern_request_that_does_not_ask_for_log_messages_gets_none() {
     assert!(heard.iter().all(|m| m["method"] != "notifications/message"), "{heard:?}");
 }
 
+// ----- a call waiting for its client's answers, and its deadline --------------------------------------
+//
+// A handshake-era backend that asks its client something while serving a 2026-07-28 client's call: the
+// client gets `input_required`, the backend's call stays open, and the client's retry (with its
+// `inputResponses`) takes it over (src/hub/bridge.rs). The request timeout is 2 s; the client, and the
+// tool after its answers, each take STEP: within the timeout, but not two of them.
+
+const TIMEOUT_SECONDS: &str = "2";
+const STEP: Duration = Duration::from_millis(1300);
+
+/// The proxy over stdio in front of the mock, with a request timeout of [`TIMEOUT_SECONDS`].
+fn stdio_with_timeout() -> Proxy {
+    stdio_proxy::ProxyBuilder::new(&config(&[("mock", mock("mock"))])).env("MCP_PROXY_REQUEST_TIMEOUT", TIMEOUT_SECONDS).spawn()
+}
+
+/// A modern call of the mock's `ask_roots`, from a client that can answer `roots/list`.
+fn ask_roots(id: i64, arguments: Value) -> Value {
+    let mut call = modern(id, "tools/call", json!({ "name": "mock__ask_roots", "arguments": arguments }));
+    call["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = json!({ "roots": {} });
+    call
+}
+
+/// The `input_required` result of a response; fails the test on any other answer.
+fn input_required(response: &Value) -> Value {
+    let result = &response["result"];
+    assert_eq!(result["resultType"], "input_required", "{response}");
+    result.clone()
+}
+
+/// `call` retried under `id`, answering every question of `asked` (an `input_required` result) with
+/// one root, `root`.
+fn retry_answering(call: &Value, id: i64, asked: &Value, root: &str) -> Value {
+    let questions = asked["inputRequests"].as_object().unwrap_or_else(|| panic!("no inputRequests: {asked}"));
+    let answers: Map<String, Value> = questions.keys().map(|key| (key.clone(), json!({ "roots": [{ "uri": root }] }))).collect();
+    let mut retry = call.clone();
+    retry["id"] = json!(id);
+    retry["params"]["inputResponses"] = Value::Object(answers);
+    retry["params"]["requestState"] = asked["requestState"].clone();
+    retry
+}
+
+#[test]
+fn a_retry_with_input_responses_gives_the_call_its_whole_timeout_again() {
+    let mut proxy = stdio_with_timeout();
+    // The tool answers STEP after getting its roots, which come STEP after it asked: past the 2 s the
+    // call had from its start, within the 2 s it has again from the retry.
+    let call = ask_roots(1, json!({ "then_ms": STEP.as_millis() }));
+    let asked = input_required(&ask(&mut proxy, call.clone()));
+    thread::sleep(STEP);
+    let answer = ask(&mut proxy, retry_answering(&call, 2, &asked, "file:///answered-late"));
+    assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+    assert!(result_text(&answer).contains("file:///answered-late"), "{answer}");
+}
+
+#[test]
+fn questions_asked_again_give_the_client_a_fresh_timeout_to_answer() {
+    let mut proxy = stdio_with_timeout();
+    // The tool asks two questions at once: the call is answered with the first, and the second, asked
+    // while the client answers the first, is asked again when its retry answers only that one.
+    let call = ask_roots(1, json!({ "asks": 2 }));
+    let first = input_required(&ask(&mut proxy, call.clone()));
+    assert_eq!(first["inputRequests"].as_object().map(Map::len), Some(1), "{first}");
+    thread::sleep(STEP);
+    let second = input_required(&ask(&mut proxy, retry_answering(&call, 2, &first, "file:///first")));
+    assert_ne!(second["inputRequests"], first["inputRequests"], "{second}");
+    // Answered past the deadline of the first round's questions (2 s after they were asked), within
+    // the 2 s the client has again from the second round.
+    thread::sleep(STEP);
+    let answer = ask(&mut proxy, retry_answering(&call, 3, &second, "file:///second"));
+    assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+    let text = result_text(&answer);
+    assert!(text.contains("file:///first") && text.contains("file:///second"), "{answer}");
+}
+
 // ----- Streamable HTTP ---------------------------------------------------------------------------------
 
 /// A modern POST with the routing headers the body calls for.
@@ -316,6 +391,30 @@ fn progress_of_a_modern_http_request_comes_on_its_own_stream_before_the_result()
         }
     };
     assert_eq!(last["result"]["resultType"], "complete");
+}
+
+#[test]
+fn a_modern_http_client_that_goes_away_before_its_json_answer_has_its_call_cancelled_at_the_backend() {
+    // One request in flight per backend: the call has to give its place back before another can run.
+    let mut proxy = http::ProxyBuilder::new().env("MCP_PROXY_MAX_IN_FLIGHT", "1").start();
+    proxy.wait_backends_connected(&[]);
+    let call = modern(1, "tools/call", json!({ "name": "mock__cancellable", "arguments": { "ms": 60_000 } }));
+    // A client that takes no event stream: its answer could only be plain JSON (and nothing comes
+    // before it anyway).
+    let headers =
+        [("Accept", "application/json"), ("MCP-Protocol-Version", MODERN), ("Mcp-Method", "tools/call"), ("Mcp-Name", "mock__cancellable")];
+    let mut conn = proxy.connect();
+    conn.send(&Req::post("/mcp").headers(&headers).json(&call));
+    proxy.wait_for_stderr("[mock] cancellable waiting");
+    drop(conn);
+    // The proxy notices the closed connection within its liveness check (5 s).
+    proxy.wait_for_stderr("[mock] cancellable cancelled");
+    let cancelled_ids = modern(2, "tools/call", json!({ "name": "mock__cancelled_ids", "arguments": {} }));
+    let answer = proxy.request(&modern_post(&cancelled_ids)).json();
+    let cancelled: Vec<Value> = serde_json::from_str(result_text(&answer)).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(cancelled.len(), 1, "{answer}");
+    let echo = modern(3, "tools/call", json!({ "name": "mock__echo", "arguments": { "text": "still here" } }));
+    assert_eq!(result_text(&proxy.request(&modern_post(&echo)).json()), "still here");
 }
 
 #[test]

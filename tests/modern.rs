@@ -233,6 +233,7 @@ fn a_modern_request_that_does_not_ask_for_log_messages_gets_none() {
 
 const TIMEOUT_SECONDS: &str = "2";
 const STEP: Duration = Duration::from_millis(1300);
+const REQUEST_TIMEOUT: i64 = -32001;
 
 /// The proxy over stdio in front of the mock, with a request timeout of [`TIMEOUT_SECONDS`].
 fn stdio_with_timeout() -> Proxy {
@@ -276,6 +277,17 @@ fn a_retry_with_input_responses_gives_the_call_its_whole_timeout_again() {
     let answer = ask(&mut proxy, retry_answering(&call, 2, &asked, "file:///answered-late"));
     assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
     assert!(result_text(&answer).contains("file:///answered-late"), "{answer}");
+}
+
+#[test]
+fn a_retried_call_whose_backend_never_answers_still_times_out() {
+    let mut proxy = stdio_with_timeout();
+    // The tool takes far longer than the call's timeout after its answer: the retry gets the timeout
+    // error, counted from the retry, not a wait without end.
+    let call = ask_roots(1, json!({ "then_ms": 8000 }));
+    let asked = input_required(&ask(&mut proxy, call.clone()));
+    let answer = ask(&mut proxy, retry_answering(&call, 2, &asked, "file:///answered"));
+    assert_eq!(answer["error"]["code"], REQUEST_TIMEOUT, "{answer}");
 }
 
 #[test]

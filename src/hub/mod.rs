@@ -6,11 +6,15 @@
 //! none of them needs a lock, and the order of events is the order of truth.
 //!
 //! [`Hub`] composes the state, each part in the file that names it: `clients.rs` (clients and sessions),
-//! `backends.rs` (backend records), `requests.rs` (in flight, held, retried, forwarded upstream; the table
-//! itself is `routing.rs`), `subscriptions.rs`, `listen.rs` (`subscriptions/listen` streams), `catalog.rs`
-//! (the aggregated view), `instances.rs` (per-client instances of isolated servers), `metrics.rs` and `shutdown.rs`; `numbered.rs` hashes the maps keyed by the proxy's own numbers. The flows between them: `client_messages.rs` (what clients send), `backend_messages.rs`
+//! `backends.rs` (backend records), `instances.rs` (per-client instances of isolated servers),
+//! `requests.rs` (in flight, held, retried, forwarded upstream; the table itself is `routing.rs`),
+//! `subscriptions.rs`, `listen.rs` (`subscriptions/listen` streams), `catalog.rs` (the aggregated view),
+//! `views.rs` (each profile's view of it), `bridge.rs` (MRTR), `tasks.rs` and `modern_tasks.rs` (each
+//! era's tasks), `metrics.rs` and `shutdown.rs`; `numbered.rs` hashes the maps keyed by the proxy's own
+//! numbers. The flows between them: `client_messages.rs` (what clients send), `backend_messages.rs`
 //! (what backends send), `handshake.rs` (from spawn to ready, list sync), `supervision.rs` (start, exit,
-//! restart, timeouts), `isolation.rs` (which instance serves a client, starting and stopping them), `reload.rs` (a new configuration) and `status.rs` (health, metrics, inspection).
+//! restart, timeouts), `isolation.rs` (which instance serves a client, starting and stopping them),
+//! `reload.rs` (a new configuration) and `status.rs` (health, metrics, inspection).
 
 mod backend_messages;
 mod backends;

@@ -88,11 +88,14 @@ impl Backend {
         Backend { instance: Some(instance), ..Backend::new(config) }
     }
 
-    /// Takes a new configuration for the same key; the slot starts over, keeping its generation count.
+    /// Takes a new configuration for the same key; the slot starts over, keeping its generation count
+    /// and its last lists: until its new connection lists its tools, their names are known as withdrawn,
+    /// so a call to one meanwhile is retried (a backend restarting), not refused as an unknown tool.
     pub fn reset(&mut self, config: ServerConfig) {
-        let generation = self.generation;
+        let (generation, lists) = (self.generation, std::mem::take(&mut self.lists));
         *self = Backend::new(config);
         self.generation = generation;
+        self.lists = lists;
     }
 
     fn capability(&self, name: &str) -> Option<&Value> {

@@ -1117,6 +1117,23 @@ fn reload_that_removes_a_server_fails_its_calls_and_withdraws_its_tools() {
 }
 
 #[test]
+fn a_call_while_a_changed_server_restarts_is_retried_and_reaches_its_new_connection() {
+    let retry = RetryPolicy { max_retries: 5, base_delay: Duration::from_millis(100) };
+    let mut h = Harness::with(HubSettings { retries: Retries { stdio: retry, sse: retry, http: retry }, ..settings() }, servers(&["a"]));
+    h.ready("a", &["x"]);
+    let client = h.ready_client();
+    let mut changed = servers(&["a"]);
+    changed[0].timeout = Some(Duration::from_secs(5));
+    h.event(Event::Reload { servers: changed, profiles: Vec::new(), overrides: Overrides::new() });
+    assert_eq!(client.next()["method"], "notifications/tools/list_changed", "its tools are withdrawn meanwhile");
+    h.call(&client, 1, "a__x");
+    client.nothing();
+    h.ready("a", &["x"]);
+    h.later(Duration::from_millis(500));
+    assert_eq!(params(&h.sent_to("a"))["name"], "x", "the call waited for the new connection, not refused as unknown");
+}
+
+#[test]
 fn reload_with_new_overrides_renames_a_tool_and_announces_it() {
     let mut h = Harness::new(&["a"]);
     h.ready("a", &["x"]);

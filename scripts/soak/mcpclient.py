@@ -178,10 +178,11 @@ INIT_PARAMS = {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"
 
 
 class StreamableSession:
-    """A Streamable HTTP session on /mcp over one keep-alive connection (reopened when dropped)."""
+    """A Streamable HTTP session on /mcp (or a profile's /mcp/<name>: `path`) over one keep-alive
+    connection (reopened when dropped)."""
 
-    def __init__(self, host, port, headers=None, timeout=90.0):
-        self.host, self.port, self.timeout = host, port, timeout
+    def __init__(self, host, port, headers=None, timeout=90.0, path="/mcp"):
+        self.host, self.port, self.timeout, self.path = host, port, timeout, path
         self.extra = dict(headers or {})
         self.conn = None
         self.session = None
@@ -201,7 +202,7 @@ class StreamableSession:
     def post(self, msg):
         """Posts one message; returns the Response (body unread)."""
         try:
-            return self._conn().request("POST", "/mcp", self.headers(), json.dumps(msg).encode())
+            return self._conn().request("POST", self.path, self.headers(), json.dumps(msg).encode())
         except (ConnectionError, OSError):
             self.drop()
             raise
@@ -244,14 +245,14 @@ class StreamableSession:
 
     def send_and_drop(self, id_, method, params=None, after=0.0):
         """Posts a request, waits `after` seconds, then closes the connection without reading."""
-        self._conn().send("POST", "/mcp", self.headers(), json.dumps(rpc(id_, method, params)).encode())
+        self._conn().send("POST", self.path, self.headers(), json.dumps(rpc(id_, method, params)).encode())
         time.sleep(after)
         self.drop()
 
     def delete(self):
         if not self.session:
             return None
-        resp = self._conn().request("DELETE", "/mcp", self.headers())
+        resp = self._conn().request("DELETE", self.path, self.headers())
         resp.body.read_all()
         return resp.status
 

@@ -229,6 +229,11 @@ impl Catalog {
         self.withdrawn.get(exposed).copied()
     }
 
+    /// Every withdrawn tool: the name it would be exposed under, and its backend.
+    pub fn withdrawn_tools(&self) -> impl Iterator<Item = (&str, BackendId)> {
+        self.withdrawn.iter().map(|(name, id)| (name.as_str(), *id))
+    }
+
     /// The backend of the resource template at this position of the templates list.
     pub fn template_owner(&self, index: usize) -> Option<BackendId> {
         self.template_routes.get(index).map(|(_, id)| *id)

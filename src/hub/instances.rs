@@ -51,6 +51,8 @@ pub(super) struct Instances {
     of: NumberedMap<(BackendId, ClientId), BackendId>,
     /// Instances handed out so far.
     issued: usize,
+    /// Instances refused by a server's `maxInstances`, since start.
+    refused: u64,
 }
 
 impl Instances {
@@ -109,6 +111,12 @@ impl Instances {
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Backend> {
         self.by_id.values_mut()
+    }
+
+    /// Counts one more instance refused by a limit; the count so far.
+    pub fn refused(&mut self) -> u64 {
+        self.refused += 1;
+        self.refused
     }
 
     /// When the next instance may have been idle long enough to be stopped.

@@ -74,16 +74,20 @@ impl Hub {
         let Some(template) = self.backends.get(server) else { return Err("no such server".into()) };
         let Isolation::Session { max_instances, .. } = template.config.isolation else { return Err("not isolated".into()) };
         let running = self.backends.instances.of_server(server).len();
-        let key = &template.config.key;
+        let (key, config) = (template.config.key.clone(), template.config.clone());
         if running >= max_instances {
-            log::warn!("[{key}] instance refused to client {}: {running} running, the limit", client.0);
+            // A flood of refusals is logged at 1, 2, 4, 8... only.
+            let refused = self.backends.instances.refused();
+            if refused.is_power_of_two() {
+                log::warn!("[{key}] instance refused to client {}: {running} running, the limit ({refused} refused since start)", client.0);
+            }
             return Err(format!(
                 "server '{key}' has {running} instances running, its limit (\"maxInstances\": {max_instances}); \
                  try again when another session ends"
             ));
         }
         log::info!("[{key}] starting an instance for client {} ({} of {max_instances})", client.0, running + 1);
-        let id = self.backends.instances.add(Backend::instance(template.config.clone(), server, client));
+        let id = self.backends.instances.add(Backend::instance(config, server, client));
         self.start_backend(id);
         match self.started(id) {
             Target::Refused(why) => Err(why),

@@ -2210,3 +2210,14 @@ fn an_instance_its_client_is_subscribed_to_is_not_stopped_for_idleness() {
     h.later(Duration::from_secs(3));
     assert_eq!(h.instances("s").len(), 1);
 }
+
+#[test]
+fn a_profiles_tool_whose_server_is_down_is_unavailable_not_unknown() {
+    let mut h = profiled(json!({ "p": { "servers": ["a"], "rename": { "a__x": "ex" } } }));
+    let client = h.profile_client("p");
+    h.exits("a");
+    let _ = client.next(); // its tools are withdrawn: list_changed
+    h.call(&client, 1, "ex");
+    let failed = client.next();
+    assert!(failed["error"]["message"].as_str().unwrap().contains("server 'a' is unavailable"), "{failed}");
+}

@@ -34,6 +34,9 @@ pub(super) struct View {
     pub profile: Profile,
     /// Shown tool name to the catalog's (exposed) name.
     tools: HashMap<String, String>,
+    /// The same for the tools of its servers that are down (withdrawn): a call to one is retried, as
+    /// without a profile, not refused as unknown.
+    withdrawn: HashMap<String, String>,
     prompts: HashSet<String>,
     /// The servers it shows, by id: resources are checked against these.
     servers: HashSet<BackendId>,
@@ -148,8 +151,14 @@ impl View {
             listed_tools.push((shown, tool, backend.map(key_of).unwrap_or_default()));
         }
         listed_tools.sort_by(|a, b| a.0.cmp(&b.0));
+        let withdrawn: HashMap<String, String> = catalog
+            .withdrawn_tools()
+            .filter(|(exposed, backend)| shows(Some(*backend)) && profile.tools.admits(exposed))
+            .map(|(exposed, _)| (profile.tool_name(exposed).to_owned(), exposed.to_owned()))
+            .collect();
         if complete {
-            for old in profile.rename.keys().filter(|old| catalog.tool(old).is_none()) {
+            let known = |name: &str| catalog.tool(name).is_some() || catalog.withdrawn_tool(name).is_some();
+            for old in profile.rename.keys().filter(|old| !known(old)) {
                 problems.push(format!("profile '{}': 'rename' names '{old}', which is no tool", profile.name));
             }
         }
@@ -182,7 +191,7 @@ impl View {
         let servers = backends_shown(catalog, &shows);
         let tool_servers = listed_tools.iter().map(|(_, _, server)| server.clone()).collect();
         let listed: Vec<Value> = listed_tools.into_iter().map(|(_, tool, _)| tool).collect();
-        if complete && listed.is_empty() && prompts.is_empty() && resources.is_empty() && templates.is_empty() {
+        if complete && listed.is_empty() && withdrawn.is_empty() && prompts.is_empty() && resources.is_empty() && templates.is_empty() {
             problems.push(format!("profile '{}' shows no tools, prompts or resources", profile.name));
         }
         let search = profile.tool_search.then(|| Index::build(&listed));
@@ -209,6 +218,7 @@ impl View {
         let view = View {
             profile: profile.clone(),
             tools,
+            withdrawn,
             prompts: prompt_names,
             servers,
             lists: [listed, prompts, resources, templates],
@@ -268,7 +278,7 @@ impl View {
                 _ => {}
             }
         }
-        match self.tool(&name) {
+        match self.tool(&name).or_else(|| self.withdrawn.get(&name).map(String::as_str)) {
             Some(exposed) => {
                 params.set_str("name", exposed);
                 Checked::Route

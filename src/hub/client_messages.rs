@@ -92,7 +92,7 @@ impl Hub {
     }
 
     pub(super) fn on_client_message(&mut self, client: ClientId, msg: Message, reply: ReplyTo, era: Era) {
-        self.clients.heard(client, era);
+        let profile = self.clients.heard(client, era);
         match msg.kind() {
             Kind::Request => {
                 if self.client_capabilities.is_none() {
@@ -100,7 +100,7 @@ impl Hub {
                         self.set_client_capabilities(capabilities);
                     }
                 }
-                let caller = Caller { profile: self.clients.profile(client), ..Caller::of(&msg, client, reply, era) };
+                let caller = Caller { profile, ..Caller::of(&msg, client, reply, era) };
                 self.client_request(caller, msg);
             }
             Kind::Notification => self.client_notification(client, &msg),

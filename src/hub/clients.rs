@@ -230,12 +230,13 @@ impl Clients {
         }
     }
 
-    /// Notes a message from the client, in the era it came in.
-    pub fn heard(&mut self, client: ClientId, era: Era) {
-        if let Some(c) = self.by_id.get_mut(&client) {
-            c.last_active = Instant::now();
-            c.era = era;
-        }
+    /// Notes a message from the client, in the era it came in; the profile it sees (found on the way,
+    /// so a request costs one lookup of its client).
+    pub fn heard(&mut self, client: ClientId, era: Era) -> Option<ProfileId> {
+        let c = self.by_id.get_mut(&client)?;
+        c.last_active = Instant::now();
+        c.era = era;
+        c.profile
     }
 
     /// Notes what a client said it can do in its `initialize`.

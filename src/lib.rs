@@ -17,6 +17,8 @@ pub mod list_tools;
 pub mod logging;
 pub mod mcp_param;
 pub mod modern;
+#[cfg(feature = "oauth")]
+pub mod oauth;
 pub mod profile_config;
 pub mod random;
 pub mod search;

@@ -149,10 +149,10 @@ fn bind(http: &settings::HttpSettings) -> Result<std::net::TcpListener, Box<dyn 
         .map_err(|e| format!("cannot listen on {}:{}: {e}", http.host, http.port))?;
     let addr = listener.local_addr()?;
     log::info!("listening on http://{addr} (Streamable HTTP: /mcp, SSE: /sse)");
-    if !addr.ip().is_loopback() && http.keys.is_empty() && http.tokens.is_empty() {
+    if !addr.ip().is_loopback() && http.keys.is_empty() && http.tokens.is_empty() && http.oauth.is_none() {
         log::warn!(
-            "listening on {addr} with no API key or token configured: anyone who can reach this port can use every tool. \
-             Set ALLOWED_KEYS or ALLOWED_TOKENS."
+            "listening on {addr} with no API key, token or OAuth configured: anyone who can reach this port can use every tool. \
+             Set ALLOWED_KEYS, ALLOWED_TOKENS or MCP_PROXY_OAUTH_ISSUER."
         );
     }
     Ok(listener)

@@ -88,6 +88,15 @@ ENVIRONMENT:
     ADMIN_USERNAME, ADMIN_PASSWORD
                                 admin login (default user admin; without ADMIN_PASSWORD a random
                                 password is made at start-up and printed once to stderr)
+    MCP_PROXY_OAUTH_ISSUER, MCP_PROXY_OAUTH_RESOURCE
+                                accept OAuth access tokens from this authorization server (its issuer
+                                URL) made out to this proxy (its public URL, e.g. https://hub.lan/mcp);
+                                static keys and tokens keep working beside them
+    MCP_PROXY_OAUTH_SCOPES      scopes a token must carry (space-separated; default none)
+    MCP_PROXY_OAUTH_LEEWAY      seconds of clock difference allowed on exp and nbf (default 60)
+    MCP_PROXY_OAUTH_JWKS_URI    the authorization server's keys (default: from its metadata)
+    MCP_PROXY_OAUTH_INTROSPECTION_CLIENT_ID, MCP_PROXY_OAUTH_INTROSPECTION_CLIENT_SECRET
+                                check tokens that are not JWTs at the server's introspection endpoint
     ADMIN_COOKIE_SECURE         true: mark the admin session cookie Secure (also NODE_ENV=production)
     ENABLE_WEB_TERMINAL         true/1/yes: a shell in the admin UI (needs ENABLE_ADMIN_UI; use with care)
     TERMINAL_IDLE_TIMEOUT       seconds before an idle web terminal is killed (default 3600)
@@ -200,6 +209,31 @@ pub struct HttpSettings {
     pub instance_id: Option<String>,
     /// Client capabilities declared to backends in HTTP mode (`roots`, `sampling`, `elicitation`).
     pub declared_capabilities: Vec<String>,
+    /// OAuth access tokens accepted beside the static keys and tokens, when configured.
+    pub oauth: Option<OAuthSettings>,
+}
+
+/// The proxy as an OAuth resource server: whose tokens it accepts, and for what.
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    /// The authorization server's issuer identifier, compared as a plain string.
+    pub issuer: String,
+    /// This proxy's public URL: the audience its tokens must name, and the resource clients ask for.
+    pub resource: String,
+    /// Scopes every token must carry; also advertised as `scopes_supported`.
+    pub scopes: Vec<String>,
+    /// Clock difference allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Where the signing keys are, if not from the authorization server's metadata.
+    pub jwks_uri: Option<String>,
+    /// Credentials for introspecting tokens that are not JWTs (RFC 7662).
+    pub introspection: Option<ClientCredentials>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 #[derive(Debug, Clone)]
@@ -247,7 +281,8 @@ impl Settings {
     pub fn secrets(&self) -> Vec<String> {
         // The default password is public knowledge, and masking the word would garble every message.
         let admin = self.http.admin.iter().filter(|a| !a.has_default_password()).filter_map(|a| a.password.clone());
-        self.http.keys.iter().chain(&self.http.tokens).cloned().chain(admin).collect()
+        let introspection = self.http.oauth.iter().filter_map(|o| o.introspection.as_ref()).map(|c| c.client_secret.clone());
+        self.http.keys.iter().chain(&self.http.tokens).cloned().chain(admin).chain(introspection).collect()
     }
 }
 
@@ -398,6 +433,7 @@ impl Settings {
                 known
             })
             .collect();
+        let oauth = oauth_settings(&non_empty, &mut warnings)?;
         let http = HttpSettings {
             host: host_flag.or_else(|| non_empty("HOST")).unwrap_or_else(|| "127.0.0.1".to_owned()),
             port,
@@ -418,6 +454,7 @@ impl Settings {
             stateless: args_stateless || truthy(non_empty("MCP_PROXY_STATELESS")),
             instance_id,
             declared_capabilities,
+            oauth,
             admin: truthy(non_empty("ENABLE_ADMIN_UI")).then(|| AdminSettings {
                 username: non_empty("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
                 password: env("ADMIN_PASSWORD").filter(|p| !p.is_empty()),
@@ -474,6 +511,74 @@ fn retry_policy(kind: &str, env: &dyn Fn(&str) -> Option<String>, warnings: &mut
     let max_retries = number(format!("{kind}_TOOL_CALL_MAX_RETRIES"), 2);
     let base_ms = number(format!("{kind}_TOOL_CALL_RETRY_DELAY_BASE_MS"), 300);
     RetryPolicy { max_retries: if enabled { max_retries } else { 0 }, base_delay: Duration::from_millis(u64::from(base_ms)) }
+}
+
+/// `MCP_PROXY_OAUTH_*`: the issuer and resource go together, and both must be absolute URLs; an
+/// authorization server is https unless it is on this machine (its keys decide who gets in).
+fn oauth_settings(env: &dyn Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> Result<Option<OAuthSettings>, UsageError> {
+    let (issuer, resource) = match (env("MCP_PROXY_OAUTH_ISSUER"), env("MCP_PROXY_OAUTH_RESOURCE")) {
+        (None, None) => return Ok(None),
+        (Some(issuer), Some(resource)) => (issuer, resource),
+        (Some(_), None) => return Err(UsageError("MCP_PROXY_OAUTH_ISSUER needs MCP_PROXY_OAUTH_RESOURCE: this proxy's public URL".into())),
+        (None, Some(_)) => {
+            return Err(UsageError("MCP_PROXY_OAUTH_RESOURCE needs MCP_PROXY_OAUTH_ISSUER: the authorization server".into()))
+        }
+    };
+    if !cfg!(feature = "oauth") {
+        return Err(UsageError("MCP_PROXY_OAUTH_ISSUER: this build has no OAuth support (cargo feature `oauth`)".into()));
+    }
+    let issuer = checked_url("MCP_PROXY_OAUTH_ISSUER", issuer, true)?;
+    let resource = checked_url("MCP_PROXY_OAUTH_RESOURCE", resource, false)?;
+    if resource.starts_with("http:") && !is_loopback_url(&resource) {
+        warnings.push(format!(
+            "MCP_PROXY_OAUTH_RESOURCE '{resource}' is not https: OAuth clients will not send tokens to it, or send them in the clear"
+        ));
+    }
+    let jwks_uri = env("MCP_PROXY_OAUTH_JWKS_URI").map(|uri| checked_url("MCP_PROXY_OAUTH_JWKS_URI", uri, true)).transpose()?;
+    let introspection = match (env("MCP_PROXY_OAUTH_INTROSPECTION_CLIENT_ID"), env("MCP_PROXY_OAUTH_INTROSPECTION_CLIENT_SECRET")) {
+        (None, None) => None,
+        (Some(client_id), Some(client_secret)) => Some(ClientCredentials { client_id, client_secret }),
+        _ => {
+            return Err(UsageError(
+                "MCP_PROXY_OAUTH_INTROSPECTION_CLIENT_ID and MCP_PROXY_OAUTH_INTROSPECTION_CLIENT_SECRET go together".into(),
+            ))
+        }
+    };
+    let leeway = match env("MCP_PROXY_OAUTH_LEEWAY") {
+        None => Duration::from_secs(60),
+        Some(v) => Duration::from_secs(
+            v.parse().map_err(|_| UsageError(format!("MCP_PROXY_OAUTH_LEEWAY '{v}' is not a whole number of seconds")))?,
+        ),
+    };
+    let scopes = env("MCP_PROXY_OAUTH_SCOPES").map(|s| s.split_whitespace().map(str::to_owned).collect()).unwrap_or_default();
+    Ok(Some(OAuthSettings { issuer, resource, scopes, leeway, jwks_uri, introspection }))
+}
+
+/// `value` if it is an absolute http(s) URL with a host and no query or fragment (OAuth identifiers
+/// may not have them); with `https_unless_loopback`, plain http only to this machine.
+fn checked_url(name: &str, value: String, https_unless_loopback: bool) -> Result<String, UsageError> {
+    let uri: ureq::http::Uri = value.parse().map_err(|_| UsageError(format!("{name} '{value}' is not a URL")))?;
+    let scheme = uri.scheme_str().unwrap_or_default();
+    if !matches!(scheme, "http" | "https") || uri.host().is_none_or(str::is_empty) {
+        return Err(UsageError(format!("{name} '{value}' is not an absolute http(s) URL")));
+    }
+    if uri.query().is_some() || value.contains('#') {
+        return Err(UsageError(format!("{name} '{value}' may not have a query or fragment")));
+    }
+    if https_unless_loopback && scheme == "http" && !is_loopback_url(&value) {
+        return Err(UsageError(format!("{name} '{value}' must be https (plain http only to localhost)")));
+    }
+    Ok(value)
+}
+
+/// True when an http(s) URL names this machine: `localhost`, 127.0.0.0/8 or `[::1]`.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else { return false };
+    match uri.host() {
+        Some("localhost") => true,
+        Some(host) => host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
 }
 
 fn usage(e: pico_args::Error) -> UsageError {
@@ -622,6 +727,49 @@ mod tests {
         let env = [("MCP_PROXY_MAX_SESSIONS_PER_ADDRESS", "0"), ("MCP_PROXY_SESSION_UNUSED_TIMEOUT", "2")];
         let settings = parse(&["--sse"], &env).unwrap();
         assert_eq!((settings.max_sessions_per_address, settings.http.session_unused_timeout), (0, Duration::from_secs(2)));
+    }
+
+    const OAUTH: [(&str, &str); 2] =
+        [("MCP_PROXY_OAUTH_ISSUER", "https://as.example"), ("MCP_PROXY_OAUTH_RESOURCE", "https://hub.lan/mcp")];
+
+    #[test]
+    fn oauth_is_off_unless_an_issuer_and_resource_are_given() {
+        assert!(parse(&["--sse"], &[]).unwrap().http.oauth.is_none());
+        let oauth = parse(&["--sse"], &OAUTH).unwrap().http.oauth.unwrap();
+        assert_eq!((oauth.issuer.as_str(), oauth.resource.as_str()), ("https://as.example", "https://hub.lan/mcp"));
+        assert_eq!((oauth.leeway, oauth.scopes.len()), (Duration::from_secs(60), 0));
+        let err = parse(&["--sse"], &OAUTH[..1]).unwrap_err().to_string();
+        assert!(err.contains("MCP_PROXY_OAUTH_ISSUER needs MCP_PROXY_OAUTH_RESOURCE"), "{err}");
+    }
+
+    #[test]
+    fn an_oauth_issuer_must_be_https_unless_on_this_machine() {
+        let env = |issuer| [("MCP_PROXY_OAUTH_ISSUER", issuer), OAUTH[1]];
+        let err = parse(&["--sse"], &env("http://as.example")).unwrap_err().to_string();
+        assert!(err.contains("'http://as.example' must be https"), "{err}");
+        assert!(parse(&["--sse"], &env("http://127.0.0.1:4444")).is_ok());
+        assert!(parse(&["--sse"], &env("http://[::1]:4444/realm")).is_ok());
+        for bad in ["as.example", "ftp://as.example", "https://as.example/?tenant=1", "https://as.example#x"] {
+            assert!(parse(&["--sse"], &env(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn oauth_scopes_leeway_and_introspection_are_read() {
+        let mut env = OAUTH.to_vec();
+        env.extend([
+            ("MCP_PROXY_OAUTH_SCOPES", "mcp:tools  mcp:read"),
+            ("MCP_PROXY_OAUTH_LEEWAY", "0"),
+            ("MCP_PROXY_OAUTH_INTROSPECTION_CLIENT_ID", "rs"),
+            ("MCP_PROXY_OAUTH_INTROSPECTION_CLIENT_SECRET", "s3cret"),
+        ]);
+        let settings = parse(&["--sse"], &env).unwrap();
+        let oauth = settings.http.oauth.as_ref().unwrap();
+        assert_eq!((oauth.scopes.as_slice(), oauth.leeway), (&["mcp:tools".to_owned(), "mcp:read".to_owned()][..], Duration::ZERO));
+        assert_eq!(oauth.introspection.as_ref().map(|c| c.client_id.as_str()), Some("rs"));
+        assert!(settings.secrets().contains(&"s3cret".to_owned()), "the introspection secret is masked in logs");
+        env.pop();
+        assert!(parse(&["--sse"], &env).unwrap_err().to_string().contains("go together"));
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl Link {
     /// notification is dropped as [`Link::message`] says.
     pub fn message_about(&self, msg: Message, about: Option<serde_json::Value>) -> bool {
         if self.events.len() >= INTAKE_QUEUE && msg.kind() == crate::jsonrpc::Kind::Notification {
-            if DROPPED.fetch_add(1, Ordering::Relaxed) % 100_000 == 0 {
+            if DROPPED.fetch_add(1, Ordering::Relaxed).is_multiple_of(100_000) {
                 log::warn!("the dispatcher is {INTAKE_QUEUE} events behind; dropping backends' notifications (see /metrics)");
             }
             return true;

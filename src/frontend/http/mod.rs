@@ -25,6 +25,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Where the protected resource metadata is (RFC 9728 section 3).
+const PROTECTED_RESOURCE: &str = "/.well-known/oauth-protected-resource";
 /// How often an idle stream checks whether its client is still there.
 const LIVENESS_CHECK: Duration = Duration::from_secs(5);
 /// How long a request thread waits for the dispatcher to acknowledge a message.
@@ -49,10 +51,31 @@ pub fn serve(listener: TcpListener, settings: HttpSettings, events: Sender<Event
     };
     let capacity = connection_capacity(&settings);
     let auth = auth::Auth::new(settings.keys.clone(), settings.tokens.clone());
+    #[cfg(feature = "oauth")]
+    let auth = match &settings.oauth {
+        Some(oauth) => auth.with_oauth(resource_server(oauth)),
+        None => auth,
+    };
     let hosts = hosts::AllowedHosts::new(&settings.allowed_hosts, &settings.host);
     let frontend = Frontend { events, auth, hosts, settings, admin };
     let handler = Arc::new(move |req: &Request, ex: &mut Exchange| frontend.route(req, ex));
     http::serve(listener, limits, capacity, handler);
+}
+
+/// The OAuth token checker, with its keys fetched on a thread of its own so that a misconfigured or
+/// unreachable authorization server shows in the log at start-up, without delaying it.
+#[cfg(feature = "oauth")]
+fn resource_server(settings: &crate::settings::OAuthSettings) -> Arc<crate::oauth::ResourceServer> {
+    let oauth = Arc::new(crate::oauth::ResourceServer::new(settings.clone()));
+    let preparing = Arc::clone(&oauth);
+    let prepare = move || match preparing.prepare() {
+        Ok(found) => log::info!("{found}"),
+        Err(e) => log::warn!("OAuth: cannot check tokens yet (tried again when a token comes): {e}"),
+    };
+    if let Err(e) = std::thread::Builder::new().name("oauth-prepare".into()).spawn(prepare) {
+        log::warn!("OAuth: keys will be fetched with the first token: {e}");
+    }
+    oauth
 }
 
 /// The connection limits asked for, the total lowered to leave descriptors for backends.
@@ -86,13 +109,16 @@ impl Frontend {
             return ex.respond(Response::error(403, &why));
         }
         let path = req.path.trim_end_matches('/');
+        if let Some(resource) = path.strip_prefix(PROTECTED_RESOURCE) {
+            return ex.respond(self.protected_resource(resource));
+        }
         if path == "/health" {
             return ex.respond(self.health(req));
         }
         if path == "/metrics" {
-            return ex.respond(match self.auth.allows(req) {
-                true => metrics::render(&self.events),
-                false => Response::error(401, "Unauthorized").with_header("WWW-Authenticate", "Bearer realm=\"mcp-proxy-server\""),
+            return ex.respond(match self.auth.check(req) {
+                Ok(_) => metrics::render(&self.events),
+                Err(refusal) => refusal,
             });
         }
         if path == "/admin" || path.starts_with("/admin/") {
@@ -112,11 +138,10 @@ impl Frontend {
             log::warn!("refused a request from origin {:?}", req.header("origin"));
             return ex.respond(Response::error(403, "origin not allowed"));
         }
-        let owner = self.auth.identify(req);
-        if self.auth.enabled() && owner.is_none() {
-            let challenge = "Bearer realm=\"mcp-proxy-server\", ApiKey header=\"X-Api-Key\"";
-            return ex.respond(Response::error(401, "Unauthorized").with_header("WWW-Authenticate", challenge));
-        }
+        let owner = match self.auth.check(req) {
+            Ok(owner) => owner,
+            Err(refusal) => return ex.respond(refusal),
+        };
         let access = Access { owner, profile: profile.map(str::to_owned) };
         match (req.method.as_str(), endpoint) {
             ("GET", "/sse") => legacy_sse::open(self, req, ex, access),
@@ -124,6 +149,22 @@ impl Frontend {
             (_, "/mcp") => streamable::handle(self, req, ex, &access),
             (method, _) => ex.respond(Response::error(405, &format!("{method} is not allowed on {path}"))),
         }
+    }
+
+    /// The protected resource metadata (RFC 9728) at the well-known path, alone or followed by the
+    /// path of an MCP endpoint (clients look there first): public, and readable from any web page.
+    fn protected_resource(&self, endpoint_path: &str) -> Response {
+        #[cfg(feature = "oauth")]
+        if let Some(oauth) = self.auth.oauth() {
+            return match endpoint_path.is_empty() || mcp_endpoint(endpoint_path).is_some() {
+                true => Response::json(200, &oauth.metadata_document()).with_header("Access-Control-Allow-Origin", "*"),
+                false => Response::error(404, &format!("{endpoint_path} is not an MCP endpoint of this proxy")),
+            };
+        }
+        Response::error(
+            404,
+            &format!("no {PROTECTED_RESOURCE}{endpoint_path}: this proxy takes no OAuth tokens (MCP_PROXY_OAUTH_ISSUER is not set)"),
+        )
     }
 
     /// Liveness for anyone; backend details only for those who may use the proxy.

@@ -456,6 +456,86 @@ fn mcp_with_key_query_parameter_is_served() {
 }
 
 #[test]
+fn the_protected_resource_metadata_is_not_found_without_oauth() {
+    let proxy = keyed_proxy();
+    let response = proxy.request(&Req::get("/.well-known/oauth-protected-resource/mcp"));
+    assert_eq!(response.status, 404, "{response:?}");
+    assert!(response.text().contains("MCP_PROXY_OAUTH_ISSUER is not set"), "{response:?}");
+}
+
+/// OAuth on, its authorization server unreachable (nothing listens on port 9): what a proxy can say
+/// about tokens without asking it. (Tokens from a real one: tests/interop/test_oauth_frontend.py.)
+#[cfg(feature = "oauth")]
+fn oauth_proxy() -> HttpProxy {
+    ProxyBuilder::new()
+        .env("MCP_PROXY_OAUTH_ISSUER", "http://127.0.0.1:9")
+        .env("MCP_PROXY_OAUTH_RESOURCE", "https://hub.lan/mcp")
+        .env("MCP_PROXY_OAUTH_SCOPES", "mcp:tools")
+        .env("ALLOWED_KEYS", "k1")
+        .start()
+}
+
+#[cfg(feature = "oauth")]
+#[test]
+fn with_oauth_a_request_without_a_token_is_told_where_the_resource_metadata_is() {
+    let response = oauth_proxy().post_mcp(None, &initialize_request(1));
+    assert_eq!(response.status, 401, "{response:?}");
+    let challenge = response.header("WWW-Authenticate").unwrap_or_default();
+    let expected = r#"Bearer resource_metadata="https://hub.lan/.well-known/oauth-protected-resource/mcp", scope="mcp:tools""#;
+    assert!(challenge.starts_with(expected), "{challenge}");
+    assert!(challenge.ends_with(r#"ApiKey header="X-Api-Key""#), "the static key is offered too: {challenge}");
+}
+
+#[cfg(feature = "oauth")]
+#[test]
+fn with_oauth_the_resource_metadata_is_public_at_the_root_and_under_each_endpoint() {
+    let proxy = oauth_proxy();
+    for path in
+        ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource/sse"]
+    {
+        let response = proxy.request(&Req::get(path));
+        assert_eq!(response.status, 200, "{path}: {response:?}");
+        assert_eq!(response.header("Access-Control-Allow-Origin"), Some("*"), "{path}");
+        let document = response.json();
+        assert_eq!(
+            (document["resource"].as_str(), document["authorization_servers"][0].as_str()),
+            (Some("https://hub.lan/mcp"), Some("http://127.0.0.1:9"))
+        );
+    }
+    assert_eq!(proxy.request(&Req::get("/.well-known/oauth-protected-resource/admin")).status, 404);
+}
+
+#[cfg(feature = "oauth")]
+#[test]
+fn with_oauth_a_token_that_cannot_be_checked_now_is_503_not_401() {
+    // A JWT whose keys are at an authorization server that does not answer: refusing it as invalid
+    // would send the client to log in again for nothing.
+    let jwt = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhIn0.c2ln";
+    let response = oauth_proxy().request(&mcp_post(None, &initialize_request(1)).header("Authorization", &format!("Bearer {jwt}")));
+    assert_eq!(response.status, 503, "{response:?}");
+    assert!(response.text().contains("cannot check the access token now"), "{response:?}");
+}
+
+#[cfg(feature = "oauth")]
+#[test]
+fn with_oauth_an_opaque_token_without_introspection_is_invalid() {
+    let response = oauth_proxy().request(&mcp_post(None, &initialize_request(1)).header("Authorization", "Bearer opaque-token"));
+    assert_eq!(response.status, 401, "{response:?}");
+    let challenge = response.header("WWW-Authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains(r#"error="invalid_token", error_description="not a JWT, and no introspection is configured""#),
+        "{challenge}"
+    );
+}
+
+#[cfg(feature = "oauth")]
+#[test]
+fn with_oauth_static_keys_still_work() {
+    let response = oauth_proxy().request(&mcp_post(None, &initialize_request(1)).header("X-Api-Key", "k1"));
+    assert_eq!(response.status, 200, "{response:?}");
+}
+
+#[test]
 fn legacy_message_without_key_is_401() {
     let proxy = keyed_proxy();
     let sse = proxy.open_sse(&[("X-Api-Key", "k1")]);

@@ -500,6 +500,13 @@ fn an_unknown_log_format_is_a_usage_error() {
     assert!(stderr.contains("xml"), "{stderr}");
 }
 
+#[test]
+fn an_oauth_issuer_without_a_resource_is_a_usage_error() {
+    let (status, _, stderr) = run_once(&["--sse"], &[("MCP_PROXY_OAUTH_ISSUER", "https://as.example")]);
+    assert_eq!(status.code(), Some(2), "{status:?}\n{stderr}");
+    assert!(stderr.contains("MCP_PROXY_OAUTH_ISSUER needs MCP_PROXY_OAUTH_RESOURCE"), "{stderr}");
+}
+
 // ----- stateless mode -----------------------------------------------------------------------------------
 
 fn stateless() -> HttpProxy {

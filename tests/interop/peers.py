@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -129,11 +130,11 @@ def proxy_env(**settings: str) -> dict[str, str]:
 
 
 class HttpProxy:
-    """The proxy serving HTTP on a free port of 127.0.0.1; `url` is its /mcp endpoint."""
+    """The proxy serving HTTP on 127.0.0.1, on `port` or a free one; `url` is its /mcp endpoint."""
 
-    def __init__(self, config: Path, env: dict[str, str]):
+    def __init__(self, config: Path, env: dict[str, str], port: int = 0):
         self.log = config.with_name("proxy.log")
-        args = [proxy_bin(), "--sse", "--config", str(config), "--host", "127.0.0.1", "--port", "0"]
+        args = [proxy_bin(), "--sse", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
         with self.log.open("w") as log:
             self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -164,6 +165,13 @@ async def http_proxy(folder: Path, servers: dict[str, Any], env: dict[str, str])
     finally:
         proxy.stop()
         await anyio.lowlevel.checkpoint()
+
+
+def free_port() -> int:
+    """A port nothing listens on now (for a server whose URL must be known before it starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def run(scenario: Any) -> None:

@@ -32,6 +32,8 @@ pub enum FetchError {
     NoMetadata(String),
     /// The issuer's metadata lacks a member the proxy needs.
     Missing(String, &'static str),
+    /// An OAuth error answer (RFC 6749 5.2): `invalid_grant`, `invalid_client`, ...
+    Denied { url: String, error: String, description: Option<String> },
 }
 
 impl fmt::Display for FetchError {
@@ -46,18 +48,31 @@ impl fmt::Display for FetchError {
             }
             FetchError::NoMetadata(issuer) => write!(f, "no authorization server metadata found for issuer '{issuer}'"),
             FetchError::Missing(issuer, member) => write!(f, "the metadata of issuer '{issuer}' has no {member}"),
+            FetchError::Denied { url, error, description } => match description {
+                Some(description) => write!(f, "{url}: {error}: {description}"),
+                None => write!(f, "{url}: {error}"),
+            },
         }
     }
 }
 
 impl std::error::Error for FetchError {}
 
-/// The parts of an authorization server's metadata the proxy uses.
+/// The parts of an authorization server's metadata the proxy uses, as a resource server (keys,
+/// introspection) and as a client (the rest).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerMetadata {
     pub issuer: String,
     pub jwks_uri: Option<String>,
     pub introspection_endpoint: Option<String>,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub registration_endpoint: Option<String>,
+    #[serde(default)]
+    pub code_challenge_methods_supported: Vec<String>,
+    /// RFC 9207: the server puts `iss` in every authorization response.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// An HTTP agent for authorization servers: statuses are answers, not errors, and nothing waits long.
@@ -108,28 +123,53 @@ pub fn get_json<T: DeserializeOwned>(agent: &ureq::Agent, url: &str) -> Result<T
     json_body(url, response)
 }
 
-/// POSTs `form` to `url` with HTTP Basic client authentication (RFC 6749 2.3.1) and parses the answer.
-pub fn post_form<T: DeserializeOwned>(agent: &ureq::Agent, url: &str, basic: (&str, &str), form: &[(&str, &str)]) -> Result<T, FetchError> {
+/// POSTs `form` to `url`, with HTTP Basic client authentication (RFC 6749 2.3.1) when `basic` is
+/// given, and parses the answer.
+pub fn post_form<T: DeserializeOwned>(
+    agent: &ureq::Agent,
+    url: &str,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> Result<T, FetchError> {
+    require_https(url)?;
+    let mut request = agent.post(url).header("Accept", "application/json");
+    if let Some((id, secret)) = basic {
+        request = request.header("Authorization", &basic_auth(id, secret));
+    }
+    let response = request.send_form(form.iter().copied()).map_err(|e| FetchError::Unreachable(url.to_owned(), e))?;
+    json_body(url, response)
+}
+
+/// POSTs a JSON document to `url` (dynamic client registration) and parses the answer.
+pub fn post_json<T: DeserializeOwned>(agent: &ureq::Agent, url: &str, body: &serde_json::Value) -> Result<T, FetchError> {
     require_https(url)?;
     let response = agent
         .post(url)
         .header("Accept", "application/json")
-        .header("Authorization", &basic_auth(basic.0, basic.1))
-        .send_form(form.iter().copied())
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
         .map_err(|e| FetchError::Unreachable(url.to_owned(), e))?;
     json_body(url, response)
 }
 
+/// An OAuth error answer's members.
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    error: String,
+    error_description: Option<String>,
+}
+
 fn json_body<T: DeserializeOwned>(url: &str, response: ureq::http::Response<ureq::Body>) -> Result<T, FetchError> {
-    if response.status() != 200 {
-        return Err(FetchError::Status(url.to_owned(), response.status().as_u16()));
+    let status = response.status().as_u16();
+    let text = response.into_body().with_config().limit(MAX_DOCUMENT).read_to_string();
+    if !(200..300).contains(&status) {
+        let answer = text.ok().and_then(|text| serde_json::from_str::<ErrorAnswer>(&text).ok());
+        return Err(match answer {
+            Some(a) => FetchError::Denied { url: url.to_owned(), error: a.error, description: a.error_description },
+            None => FetchError::Status(url.to_owned(), status),
+        });
     }
-    let text = response
-        .into_body()
-        .with_config()
-        .limit(MAX_DOCUMENT)
-        .read_to_string()
-        .map_err(|e| FetchError::BadJson(url.to_owned(), e.to_string()))?;
+    let text = text.map_err(|e| FetchError::BadJson(url.to_owned(), e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| FetchError::BadJson(url.to_owned(), e.to_string()))
 }
 
@@ -148,7 +188,7 @@ fn basic_auth(id: &str, secret: &str) -> String {
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
-fn form_encode(value: &str) -> String {
+pub fn form_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

@@ -10,5 +10,6 @@ mod jwt_ring;
 mod keys;
 pub mod resource_server;
 mod token_cache;
+pub mod www_authenticate;
 
 pub use resource_server::{Refusal, ResourceServer, Verified};

@@ -278,7 +278,7 @@ impl ResourceServer {
         let form = [("token", token), ("token_type_hint", "access_token")];
         let basic = (credentials.client_id.as_str(), credentials.client_secret.as_str());
         let answer: Introspection =
-            discovery::post_form(&self.agent, &endpoint, basic, &form).map_err(|e| Refusal::Unavailable(e.to_string()))?;
+            discovery::post_form(&self.agent, &endpoint, Some(basic), &form).map_err(|e| Refusal::Unavailable(e.to_string()))?;
         answer.check(&self.settings)?;
         let until = Instant::now() + INTROSPECTION_CACHE;
         let until = answer.exp.map_or(until, |exp| until.min(instant_at(exp)));

@@ -153,6 +153,37 @@ pub struct RemoteConfig {
     pub api_key: Option<String>,
     pub bearer_token: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// `"auth": "oauth"` or an `"oauth"` object: log in to this server with OAuth (`login SERVER`).
+    /// Without it, a server that answers 401 is found to need a login all the same.
+    pub oauth: Option<OAuthClient>,
+    /// Where the OAuth tokens of every remote server are kept: `oauth_tokens.json` beside the config.
+    pub tokens_file: PathBuf,
+}
+
+impl RemoteConfig {
+    /// A server at `url` with nothing else configured (and no token store that exists).
+    #[cfg(test)]
+    pub fn for_url(url: String) -> RemoteConfig {
+        RemoteConfig {
+            url,
+            url_variables: Vec::new(),
+            api_key: None,
+            bearer_token: None,
+            headers: BTreeMap::new(),
+            oauth: None,
+            tokens_file: PathBuf::from("/nonexistent/oauth_tokens.json"),
+        }
+    }
+}
+
+/// `"oauth": {"clientId", "clientSecret", "scope"}`: a client registered at the authorization server
+/// by hand, for servers that take no dynamic registration, and the scope to ask for when the server
+/// does not say.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OAuthClient {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scope: Option<String>,
 }
 
 impl Transport {
@@ -170,7 +201,8 @@ impl ServerConfig {
     /// what `${VAR}` put into its `url` (a token in a query string, say).
     pub fn secrets(&self, env: Env) -> Vec<String> {
         let (Transport::Sse(remote) | Transport::StreamableHttp(remote)) = &self.transport else { return Vec::new() };
-        let mut secrets: Vec<String> = remote.api_key.iter().chain(&remote.bearer_token).cloned().collect();
+        let client_secret = remote.oauth.as_ref().and_then(|o| o.client_secret.as_ref());
+        let mut secrets: Vec<String> = remote.api_key.iter().chain(&remote.bearer_token).chain(client_secret).cloned().collect();
         secrets.extend(remote.headers.values().cloned());
         secrets.extend(remote.url_variables.iter().filter_map(|name| env(name)));
         secrets
@@ -223,7 +255,7 @@ pub fn parse(text: &str, path: &Path, env: Env) -> Result<ProxyConfig, ConfigErr
     };
     let mut config = ProxyConfig { servers: Vec::new(), profiles: Vec::new(), problems: Vec::new() };
     for (key, entry) in servers {
-        match parse_server(key, entry, env) {
+        match parse_server(key, entry, env, &path.with_file_name("oauth_tokens.json")) {
             Ok(server) => config.servers.push(server),
             Err(problem) => config.problems.push(format!("{}: server '{key}': {problem}", path.display())),
         }
@@ -252,6 +284,8 @@ const KNOWN_KEYS: &[&str] = &[
     "apiKey",
     "bearerToken",
     "headers",
+    "auth",
+    "oauth",
     "timeout",
     "protocol",
     "isolation",
@@ -264,14 +298,14 @@ const KNOWN_KEYS: &[&str] = &[
     "resources",
 ];
 
-fn parse_server(key: &str, entry: &Value, env: Env) -> Result<ServerConfig, String> {
+fn parse_server(key: &str, entry: &Value, env: Env, tokens_file: &Path) -> Result<ServerConfig, String> {
     let obj = entry.as_object().ok_or("the entry must be a JSON object")?;
     if key.is_empty() {
         return Err("the server key must not be empty".into());
     }
     let fields = Fields(obj);
     let extra = obj.iter().filter(|(k, _)| !KNOWN_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone()));
-    let transport = expand_transport(parse_transport(&fields)?, env)?;
+    let transport = expand_transport(parse_transport(&fields, tokens_file)?, env)?;
     let protocol = fields.protocol()?;
     if protocol == Protocol::Modern && matches!(transport, Transport::Sse(_)) {
         return Err("'protocol': \"modern\" needs a stdio or Streamable HTTP server; legacy SSE speaks only the handshake era".into());
@@ -292,7 +326,7 @@ fn parse_server(key: &str, entry: &Value, env: Env) -> Result<ServerConfig, Stri
     })
 }
 
-fn parse_transport(fields: &Fields) -> Result<Transport, String> {
+fn parse_transport(fields: &Fields, tokens_file: &Path) -> Result<Transport, String> {
     let command = fields.string("command")?;
     let url = fields.string("url")?;
     // `transport` is what some other clients write for the same thing.
@@ -316,20 +350,54 @@ fn parse_transport(fields: &Fields) -> Result<Transport, String> {
             env: fields.string_map("env")?,
             cwd: fields.string("cwd")?.map(PathBuf::from),
         })),
-        "sse" => Ok(Transport::Sse(remote(fields, url)?)),
-        "http" | "streamable-http" | "streamableHttp" | "streamable_http" => Ok(Transport::StreamableHttp(remote(fields, url)?)),
+        "sse" => Ok(Transport::Sse(remote(fields, url, tokens_file)?)),
+        "http" | "streamable-http" | "streamableHttp" | "streamable_http" => {
+            Ok(Transport::StreamableHttp(remote(fields, url, tokens_file)?))
+        }
         other => Err(format!("unknown type '{other}' (expected stdio, sse, http or streamable-http)")),
     }
 }
 
-fn remote(fields: &Fields, url: Option<String>) -> Result<RemoteConfig, String> {
+fn remote(fields: &Fields, url: Option<String>, tokens_file: &Path) -> Result<RemoteConfig, String> {
+    let bearer_token = fields.string("bearerToken")?;
+    let oauth = oauth_client(fields)?;
+    if oauth.is_some() && bearer_token.is_some() {
+        return Err("has both 'bearerToken' and OAuth ('auth'/'oauth'): a server takes one or the other".into());
+    }
     Ok(RemoteConfig {
         url_variables: Vec::new(),
         url: url.ok_or("a remote server needs 'url'")?,
         api_key: fields.string("apiKey")?,
-        bearer_token: fields.string("bearerToken")?,
+        bearer_token,
         headers: fields.string_map("headers")?,
+        oauth,
+        tokens_file: tokens_file.to_path_buf(),
     })
+}
+
+/// `"auth": "oauth"` and `"oauth": {...}`.
+fn oauth_client(fields: &Fields) -> Result<Option<OAuthClient>, String> {
+    let declared = match fields.string("auth")?.as_deref() {
+        None => false,
+        Some("oauth") => true,
+        Some(other) => return Err(format!("'auth' must be \"oauth\", not '{other}' (static credentials go in 'bearerToken' or 'headers')")),
+    };
+    let client = match fields.0.get("oauth") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => {
+            if let Some(unknown) = map.keys().find(|k| !["clientId", "clientSecret", "scope"].contains(&k.as_str())) {
+                return Err(format!("'oauth.{unknown}' is not a setting (expected clientId, clientSecret, scope)"));
+            }
+            let oauth = Fields(map);
+            let client = OAuthClient { client_id: oauth.string("clientId")?, client_secret: oauth.string("clientSecret")?, scope: oauth.string("scope")? };
+            if client.client_secret.is_some() && client.client_id.is_none() {
+                return Err("'oauth.clientSecret' needs 'oauth.clientId'".into());
+            }
+            Some(client)
+        }
+        Some(other) => return Err(format!("'oauth' must be an object, not {}", type_of(other))),
+    };
+    Ok(client.or(declared.then(OAuthClient::default)))
 }
 
 fn expand_transport(transport: Transport, env: Env) -> Result<Transport, String> {
@@ -345,6 +413,8 @@ fn expand_transport(transport: Transport, env: Env) -> Result<Transport, String>
             api_key: optional(r.api_key)?,
             bearer_token: optional(r.bearer_token)?,
             headers: values(r.headers)?,
+            oauth: r.oauth.map(|o| Ok::<_, String>(OAuthClient { client_secret: optional(o.client_secret)?, ..o })).transpose()?,
+            tokens_file: r.tokens_file,
         })
     };
     Ok(match transport {

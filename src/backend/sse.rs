@@ -170,13 +170,7 @@ mod tests {
         // A stream that announces its endpoint, says one thing, and then stays open, as a quiet server's does.
         let note = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"hi"}}"#;
         let (url, seen) = serve(event_stream(&format!("event: endpoint\ndata: /messages/x\n\ndata: {note}\n")));
-        let config = RemoteConfig {
-            url: format!("{url}/sse"),
-            url_variables: Vec::new(),
-            api_key: None,
-            bearer_token: None,
-            headers: Default::default(),
-        };
+        let config = RemoteConfig::for_url(format!("{url}/sse"));
         let (events, heard) = crossbeam_channel::unbounded();
         let backend = SseBackend::start("sse", config, Link::new(BackendId(0), 1, events), Duration::from_secs(3600)).expect("threads");
         assert!(matches!(seen.recv_timeout(SOON), Ok(Seen::Request(line, _)) if line.starts_with("GET /sse")));

@@ -451,13 +451,7 @@ mod tests {
         // The listen's answer: its stream, acknowledged, then quiet.
         let ack = json!({ "jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged", "params": {} });
         let (url, seen) = serve(event_stream(&format!("data: {ack}\n")));
-        let config = RemoteConfig {
-            url: format!("{url}/mcp"),
-            url_variables: Vec::new(),
-            api_key: None,
-            bearer_token: None,
-            headers: Default::default(),
-        };
+        let config = RemoteConfig::for_url(format!("{url}/mcp"));
         let (events, heard) = crossbeam_channel::unbounded();
         let dialect = Dialect::default();
         dialect.speak_modern(serde_json::Map::new());

@@ -5,11 +5,14 @@
 //! Built only with the `oauth` cargo feature: signatures are checked by ring (already linked for TLS)
 //! through `jwt_ring`, JWT parsing and claim checks are jsonwebtoken's.
 
+pub mod client;
+pub mod credentials;
 mod discovery;
 mod jwt_ring;
 mod keys;
 pub mod resource_server;
 mod token_cache;
+pub mod store;
 pub mod www_authenticate;
 
 pub use resource_server::{Refusal, ResourceServer, Verified};

@@ -1,0 +1,207 @@
+//! A remote backend's OAuth access token while the proxy runs: read from the token store, sent with
+//! every request, refreshed shortly before it expires and when the server refuses it, and given up
+//! (the server then "needs login") when the refresh token is refused too.
+//!
+//! One `Credentials` per connection, used by all its threads: the mutex makes one refresh at a time, and
+//! a thread that waited for it uses the token the other got. Across processes (a `login` while the proxy
+//! runs) the store's lock and a re-read before each refresh keep a rotated refresh token from being used
+//! twice. Refreshes run on the backend's own threads, never the dispatcher's.
+
+use super::client::{self, covers, ClientError};
+use super::discovery::{self, FetchError};
+use super::store::{ServerTokens, TokenStore};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+/// Refresh this long before the access token expires, at most (and at most half its lifetime, so a
+/// short-lived token is not refreshed on every request).
+const REFRESH_MARGIN_S: u64 = 60;
+
+pub struct Credentials {
+    key: String,
+    url: String,
+    store: TokenStore,
+    agent: ureq::Agent,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    tokens: Option<ServerTokens>,
+    /// The store's modification time when `tokens` were read, to notice a `login` cheaply.
+    seen: Option<SystemTime>,
+}
+
+/// The server refused the token and no other could be had: what to tell the person.
+#[derive(Debug)]
+pub struct NeedsLogin(pub String);
+
+impl Credentials {
+    pub fn new(key: &str, url: &str, store: TokenStore) -> Credentials {
+        Credentials { key: key.to_owned(), url: url.to_owned(), store, agent: discovery::agent(), held: Mutex::new(Held::default()) }
+    }
+
+    /// The access token to send now, refreshed first if it is about to expire; `None` before a login.
+    pub fn bearer(&self) -> Option<String> {
+        let mut held = self.lock();
+        self.reread_if_changed(&mut held);
+        let expiring = held.tokens.as_ref().is_some_and(expiring);
+        if expiring {
+            if let Err(NeedsLogin(why)) = self.refresh(&mut held, None) {
+                log::warn!("[{}] {why}", self.key);
+            }
+        }
+        held.tokens.as_ref().map(|t| t.access_token.clone())
+    }
+
+    /// The server answered 401 to a request sent with `sent`: `Ok` when another token is there to try
+    /// (refreshed now, or by another thread or a `login` meanwhile), else why a login is needed.
+    pub fn rejected(&self, sent: Option<&str>) -> Result<(), NeedsLogin> {
+        let mut held = self.lock();
+        self.reread_if_changed(&mut held);
+        match held.tokens.as_ref() {
+            Some(current) if Some(current.access_token.as_str()) != sent => Ok(()),
+            Some(_) => self.refresh(&mut held, sent),
+            None => Err(self.needs_login("it asks for an OAuth login")),
+        }
+    }
+
+    /// Refreshes under the store's lock: the store is read again first, and a token there other than
+    /// the one refused is taken instead (another process refreshed it, or a person logged in).
+    fn refresh(&self, held: &mut Held, refused: Option<&str>) -> Result<(), NeedsLogin> {
+        let in_hand = held.tokens.as_ref().map(|t| t.access_token.clone());
+        let outcome = self.store.update(|stored| {
+            let Some(tokens) = stored.servers.get(&self.key).filter(|t| covers(&t.resource, &self.url)).cloned() else {
+                return Err(self.needs_login("its tokens are gone from the store"));
+            };
+            let newer = Some(&tokens.access_token) != in_hand.as_ref() && Some(tokens.access_token.as_str()) != refused;
+            if newer && !expiring(&tokens) {
+                return Ok(tokens);
+            }
+            match client::refresh(&self.agent, &tokens) {
+                Ok(fresh) => {
+                    stored.servers.insert(self.key.clone(), fresh.clone());
+                    log::info!("[{}] OAuth access token refreshed", self.key);
+                    Ok(fresh)
+                }
+                Err(e) if grant_is_over(&e) => {
+                    stored.servers.remove(&self.key);
+                    Err(self.needs_login(&format!("its refresh was refused ({e})")))
+                }
+                // The authorization server is unreachable: keep what there is, and try again later.
+                Err(e) => Err(NeedsLogin(format!("cannot refresh the OAuth access token now: {e}"))),
+            }
+        });
+        let fresh = outcome.map_err(|e| NeedsLogin(format!("the OAuth token store: {e}")))??;
+        held.tokens = Some(fresh);
+        held.seen = self.store.modified();
+        Ok(())
+    }
+
+    fn reread_if_changed(&self, held: &mut Held) {
+        let modified = self.store.modified();
+        if held.seen.is_some() && modified == held.seen {
+            return;
+        }
+        held.seen = modified;
+        match self.store.read() {
+            Ok(mut stored) => held.tokens = stored.servers.remove(&self.key).filter(|t| covers(&t.resource, &self.url)),
+            Err(e) => log::warn!("[{}] cannot read the OAuth tokens: {e}", self.key),
+        }
+    }
+
+    fn needs_login(&self, why: &str) -> NeedsLogin {
+        NeedsLogin(format!("needs login: {why}; run `mcp-proxy-server login {}`", self.key))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// True when the access token should be refreshed before it is used.
+fn expiring(tokens: &ServerTokens) -> bool {
+    let Some(expires_at) = tokens.expires_at else { return false };
+    let margin = tokens.lifetime.map_or(REFRESH_MARGIN_S, |lifetime| (lifetime / 2).min(REFRESH_MARGIN_S));
+    client::unix_now() + margin >= expires_at
+}
+
+/// The refresh token itself was refused (RFC 6749 5.2): revoked, expired, or used already.
+fn grant_is_over(e: &ClientError) -> bool {
+    matches!(e, ClientError::Fetch(FetchError::Denied { error, .. }) if error == "invalid_grant" || error == "invalid_client")
+        || matches!(e, ClientError::Refused(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::store::Registration;
+
+    fn tokens(expires_in: Option<u64>, lifetime: Option<u64>) -> ServerTokens {
+        ServerTokens {
+            issuer: "https://as.example".into(),
+            resource: "https://mcp.example/mcp".into(),
+            token_endpoint: "https://as.example/token".into(),
+            client: Registration { client_id: "c".into(), client_secret: None },
+            access_token: "a".into(),
+            refresh_token: None,
+            expires_at: expires_in.map(|s| client::unix_now() + s),
+            lifetime,
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn a_token_is_refreshed_within_a_minute_of_its_expiry_or_half_its_lifetime() {
+        assert!(!expiring(&tokens(None, None)), "no expiry known: used until refused");
+        assert!(!expiring(&tokens(Some(3600), Some(3600))));
+        assert!(expiring(&tokens(Some(30), Some(3600))));
+        assert!(!expiring(&tokens(Some(6), Some(10))), "a 10 s token is good for its first 5 s");
+        assert!(expiring(&tokens(Some(4), Some(10))));
+    }
+
+    fn store_with(label: &str, tokens: Option<ServerTokens>) -> (Credentials, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("mcp-proxy-credentials-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = TokenStore::beside(&dir.join("mcp_server.json"));
+        if let Some(tokens) = tokens {
+            store.update(|s| s.servers.insert("remote".into(), tokens)).unwrap();
+        }
+        (Credentials::new("remote", "https://mcp.example/mcp", store), dir)
+    }
+
+    #[test]
+    fn without_a_login_there_is_no_token_and_a_refusal_asks_for_one() {
+        let (credentials, dir) = store_with("none", None);
+        assert_eq!(credentials.bearer(), None);
+        let NeedsLogin(why) = credentials.rejected(None).unwrap_err();
+        assert_eq!(why, "needs login: it asks for an OAuth login; run `mcp-proxy-server login remote`");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_stored_token_is_sent_and_one_for_another_url_is_not() {
+        let (credentials, dir) = store_with("stored", Some(tokens(Some(3600), Some(3600))));
+        assert_eq!(credentials.bearer().as_deref(), Some("a"));
+        let moved = Credentials::new("remote", "https://elsewhere.example/mcp", TokenStore::beside(&dir.join("mcp_server.json")));
+        assert_eq!(moved.bearer(), None, "the server's URL changed: its tokens are not sent elsewhere");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_token_refused_after_another_was_stored_is_retried_with_that_one() {
+        let (credentials, dir) = store_with("newer", Some(tokens(Some(3600), Some(3600))));
+        assert!(credentials.rejected(Some("old")).is_ok(), "the token in hand is not the one refused");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_refused_token_without_a_refresh_token_needs_a_login_and_is_forgotten() {
+        let (credentials, dir) = store_with("norefresh", Some(tokens(Some(3600), Some(3600))));
+        let NeedsLogin(why) = credentials.rejected(Some("a")).unwrap_err();
+        assert!(why.starts_with("needs login: its refresh was refused"), "{why}");
+        assert!(credentials.store.read().unwrap().servers.is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -161,6 +161,12 @@ pub struct RemoteConfig {
 }
 
 impl RemoteConfig {
+    /// True unless the config gives the server a static bearer token or `Authorization` header: then
+    /// its tokens come from the OAuth token store (after `login`).
+    pub fn uses_oauth(&self) -> bool {
+        self.bearer_token.is_none() && !self.headers.keys().any(|name| name.eq_ignore_ascii_case("authorization"))
+    }
+
     /// A server at `url` with nothing else configured (and no token store that exists).
     #[cfg(test)]
     pub fn for_url(url: String) -> RemoteConfig {

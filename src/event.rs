@@ -173,10 +173,12 @@ pub enum Event {
         id: Value,
     },
     /// The backend's connection ended (process exited, stream closed); `reason` is for the log.
+    /// `needs_login`: a remote server refused the proxy until a person logs in to it (OAuth).
     BackendExited {
         backend: BackendId,
         generation: u64,
         reason: String,
+        needs_login: bool,
     },
     /// A new, already validated configuration to apply without a restart.
     Reload {
@@ -365,6 +367,8 @@ pub enum BackendState {
     Connecting,
     Connected,
     Failed,
+    /// A remote server waiting for `mcp-proxy-server login`.
+    NeedsLogin,
     Inactive,
 }
 
@@ -374,6 +378,7 @@ impl std::fmt::Display for BackendState {
             BackendState::Connecting => "connecting",
             BackendState::Connected => "connected",
             BackendState::Failed => "failed",
+            BackendState::NeedsLogin => "needs login",
             BackendState::Inactive => "inactive",
         })
     }

@@ -75,7 +75,12 @@ impl Link {
 
     /// Reports that the connection has ended; `reason` is for the log.
     pub fn exited(&self, reason: String) {
-        let _ = self.events.send(Event::BackendExited { backend: self.backend, generation: self.generation, reason });
+        let _ = self.events.send(Event::BackendExited { backend: self.backend, generation: self.generation, reason, needs_login: false });
+    }
+
+    /// Reports that the connection has ended because the server wants an OAuth login first.
+    pub fn needs_login(&self, reason: String) {
+        let _ = self.events.send(Event::BackendExited { backend: self.backend, generation: self.generation, reason, needs_login: true });
     }
 }
 

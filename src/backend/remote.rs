@@ -11,7 +11,7 @@ use crate::sse::SseReader;
 use serde_json::value::RawValue;
 use std::io::BufReader;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use ureq::http::Response;
 use ureq::Body;
 
@@ -27,8 +27,21 @@ pub struct Remote {
     pub config: RemoteConfig,
     pub link: Link,
     agent: ureq::Agent,
+    /// The OAuth access token, for a server with no static `bearerToken` or `Authorization` header.
+    #[cfg(feature = "oauth")]
+    credentials: Option<crate::oauth::credentials::Credentials>,
     /// Set once the connection is over, by whichever thread notices first.
     closed: AtomicBool,
+}
+
+/// What to do about a 401 answer.
+pub enum Unauthorized {
+    /// Send the request again: there is another access token.
+    Retry,
+    /// The connection is closed as needing a login; the text says how.
+    NeedsLogin(String),
+    /// A static credential was refused, or the token cannot be refreshed now: this request fails.
+    Fail,
 }
 
 /// Why an HTTP exchange with the backend failed.
@@ -53,7 +66,20 @@ impl Remote {
             .user_agent(concat!("mcp-proxy-server/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Remote { key: key.to_owned(), config, link, agent, closed: AtomicBool::new(false) }
+        #[cfg(feature = "oauth")]
+        let credentials = config.uses_oauth().then(|| {
+            let store = crate::oauth::store::TokenStore::at(config.tokens_file.clone());
+            crate::oauth::credentials::Credentials::new(key, &config.url, store)
+        });
+        Remote {
+            key: key.to_owned(),
+            config,
+            link,
+            agent,
+            #[cfg(feature = "oauth")]
+            credentials,
+            closed: AtomicBool::new(false),
+        }
     }
 
     /// The agent for requests answered in their own time: their sockets are pooled and shared.
@@ -67,7 +93,8 @@ impl Remote {
         Abort::new(self.agent.config())
     }
 
-    /// Adds `apiKey`, `bearerToken` and `headers` from the config to a request.
+    /// Adds `apiKey`, `bearerToken` (or the OAuth access token) and `headers` from the config to a
+    /// request.
     pub fn with_auth<B>(&self, mut req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
         if let Some(key) = &self.config.api_key {
             req = req.header("X-Api-Key", key);
@@ -75,10 +102,56 @@ impl Remote {
         if let Some(token) = &self.config.bearer_token {
             req = req.header("Authorization", format!("Bearer {token}"));
         }
+        #[cfg(feature = "oauth")]
+        if let Some(token) = self.credentials.as_ref().and_then(|c| c.bearer()) {
+            req = req.header("Authorization", format!("Bearer {token}"));
+        }
         for (name, value) in &self.config.headers {
             req = req.header(name, value);
         }
         req
+    }
+
+    /// The server answered 401 to a request sent at `sent_at`. Without a token to try next, the
+    /// connection ends here as needing a login (so the dispatcher says so, and withdraws its tools).
+    pub fn unauthorized(&self, sent_at: Instant) -> Unauthorized {
+        #[cfg(feature = "oauth")]
+        if let Some(credentials) = &self.credentials {
+            use crate::oauth::credentials::Next;
+            return match credentials.rejected(sent_at) {
+                Next::Retry => Unauthorized::Retry,
+                Next::Login(why) => {
+                    self.close_needing_login(why.clone());
+                    Unauthorized::NeedsLogin(why)
+                }
+                Next::Later(why) => {
+                    log::warn!("[{}] {why}", self.key);
+                    Unauthorized::Fail
+                }
+            };
+        }
+        let _ = sent_at;
+        if self.config.bearer_token.is_none() && cfg!(not(feature = "oauth")) {
+            let why = "needs login: it asks for OAuth, which this build of mcp-proxy-server leaves out".to_owned();
+            self.close_needing_login(why.clone());
+            return Unauthorized::NeedsLogin(why);
+        }
+        Unauthorized::Fail
+    }
+
+    /// A request the server refused for want of a login: its caller may try again once logged in.
+    pub fn needs_login(&self, msg: &Message, why: &str) {
+        if let (Some(id), crate::jsonrpc::Kind::Request) = (&msg.id, msg.kind()) {
+            self.link.undelivered(id.clone());
+        }
+        self.close_needing_login(why.to_owned());
+    }
+
+    fn close_needing_login(&self, why: String) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            log::warn!("[{}] {why}", self.key);
+            self.link.needs_login(why);
+        }
     }
 
     pub fn is_closed(&self) -> bool {

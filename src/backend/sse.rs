@@ -12,7 +12,7 @@
 //! server runs.
 
 use super::abort::Abort;
-use super::remote::{classify, resolve, status_error, Failure, Remote, MAX_MESSAGE};
+use super::remote::{classify, resolve, status_error, Failure, Remote, Unauthorized, MAX_MESSAGE};
 use super::Link;
 use crate::config::RemoteConfig;
 use crate::jsonrpc::Message;
@@ -21,7 +21,9 @@ use crossbeam_channel::{Receiver, Sender};
 use std::io::{self, BufReader};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use ureq::http::Response;
+use ureq::Body;
 
 /// How long the first message waits for the server to announce its endpoint.
 const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,18 +78,36 @@ impl Shared {
         self.announced.notify_all();
     }
 
+    /// The server's event stream, or `None` when the connection ended instead (reported). A 401 is
+    /// tried once more with a new access token, if there is one.
+    fn open_stream(&self) -> Option<Response<Body>> {
+        let remote = &self.remote;
+        let end = |why: String| remote.close(if self.stream.is_aborted() { "closed".into() } else { why });
+        for may_retry in [true, false] {
+            let req = remote.with_auth(self.stream.agent().get(&remote.config.url)).header("Accept", "text/event-stream");
+            let sent_at = Instant::now();
+            match req.config().timeout_per_read(Some(super::remote::QUIET_STREAM)).build().call() {
+                Ok(response) if response.status().is_success() => return Some(response),
+                Ok(response) if response.status() == 401 => match remote.unauthorized(sent_at) {
+                    Unauthorized::Retry if may_retry => continue,
+                    Unauthorized::NeedsLogin(_) => return None,
+                    Unauthorized::Retry | Unauthorized::Fail => end(format!("GET {}: {}", remote.config.url, status_error(response))),
+                },
+                Ok(response) => end(format!("GET {}: {}", remote.config.url, status_error(response))),
+                Err(e) => end(format!("cannot reach {}: {e}", remote.config.url)),
+            }
+            return None;
+        }
+        None
+    }
+
     fn read_events(&self) {
         let remote = &self.remote;
         // The end of a stream the proxy cut is not the server's failure.
         let end = |why: String| remote.close(if self.stream.is_aborted() { "closed".into() } else { why });
         // The stream may stay quiet for long, but not forever: after QUIET_STREAM (with no ping) the
         // connection counts as lost and the dispatcher connects again.
-        let req = remote.with_auth(self.stream.agent().get(&remote.config.url)).header("Accept", "text/event-stream");
-        let response = match req.config().timeout_per_read(Some(super::remote::QUIET_STREAM)).build().call() {
-            Ok(response) if response.status().is_success() => response,
-            Ok(response) => return end(format!("GET {}: {}", remote.config.url, status_error(response))),
-            Err(e) => return end(format!("cannot reach {}: {e}", remote.config.url)),
-        };
+        let Some(response) = self.open_stream() else { return };
         let mut body = response.into_body();
         let mut events = SseReader::new(BufReader::new(body.as_reader()), MAX_MESSAGE);
         loop {
@@ -132,10 +152,10 @@ impl Shared {
             let Some(endpoint) = self.wait_endpoint() else {
                 return self.remote.close("the server announced no endpoint".into());
             };
-            let req = self.remote.with_auth(self.remote.agent().post(&endpoint)).header("Content-Type", "application/json");
-            match req.send(msg.to_json()) {
-                Ok(response) if response.status().is_success() => {}
-                Ok(response) => self.remote.fail_request(&msg, &status_error(response)),
+            match self.send(&endpoint, &msg, true) {
+                Ok(None) => {}
+                Ok(Some(response)) if response.status().is_success() => {}
+                Ok(Some(response)) => self.remote.fail_request(&msg, &status_error(response)),
                 Err(e) => match classify(e) {
                     Failure::Refused(why) => return self.remote.refused(&msg, &why),
                     Failure::Unreachable(why) => return self.remote.close(format!("cannot reach {endpoint}: {why}")),
@@ -144,6 +164,28 @@ impl Shared {
             }
         }
         self.remote.close("closed".into());
+    }
+
+    /// Posts `msg`. A 401 is tried once more with a new access token if there is one; otherwise it is
+    /// dealt with here (the request fails, or the connection ends as needing a login): `Ok(None)`.
+    fn send(&self, endpoint: &str, msg: &Message, may_retry: bool) -> Result<Option<Response<Body>>, ureq::Error> {
+        let req = self.remote.with_auth(self.remote.agent().post(endpoint)).header("Content-Type", "application/json");
+        let sent_at = Instant::now();
+        let response = req.send(msg.to_json())?;
+        if response.status() != 401 {
+            return Ok(Some(response));
+        }
+        match self.remote.unauthorized(sent_at) {
+            Unauthorized::Retry if may_retry => self.send(endpoint, msg, false),
+            Unauthorized::NeedsLogin(why) => {
+                self.remote.needs_login(msg, &why);
+                Ok(None)
+            }
+            Unauthorized::Retry | Unauthorized::Fail => {
+                self.remote.fail_request(msg, &status_error(response));
+                Ok(None)
+            }
+        }
     }
 
     fn wait_endpoint(&self) -> Option<String> {

@@ -17,7 +17,7 @@
 //! thread blocked reading it, with its socket, for as long as the server pings it.
 
 use super::abort::Abort;
-use super::remote::{classify, header, status_error, Failure, Remote};
+use super::remote::{classify, header, status_error, Failure, Remote, Unauthorized};
 use super::{Dialect, Link};
 use crate::config::RemoteConfig;
 use crate::jsonrpc::{Kind, Message};
@@ -29,7 +29,7 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Requests in flight to one backend at most; more wait in the queue.
 const MAX_WORKERS: usize = 32;
@@ -208,9 +208,10 @@ impl Shared {
         self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Posts one message and delivers whatever the server answers. `may_reinit` allows one new
-    /// session when the server says it forgot ours.
-    fn post(self: &Arc<Self>, msg: Message, may_reinit: bool) {
+    /// Posts one message and delivers whatever the server answers. `may_retry` allows one more try:
+    /// with a new session when the server says it forgot ours, or with a new access token when it
+    /// refused the one sent.
+    fn post(self: &Arc<Self>, msg: Message, may_retry: bool) {
         let msg = self.dialect.translate(msg);
         if modern::requested_version(&msg).is_some() {
             return self.post_modern(&msg);
@@ -242,13 +243,21 @@ impl Shared {
         if let Some(version) = &version {
             req = req.header("MCP-Protocol-Version", version);
         }
+        let sent_at = Instant::now();
         let response = match req.send(msg.to_json()) {
             Ok(response) => response,
             Err(e) => return self.failed(&msg, classify(e)),
         };
         let status = response.status().as_u16();
+        if status == 401 {
+            match self.remote.unauthorized(sent_at) {
+                Unauthorized::Retry if may_retry => return self.post(msg, false),
+                Unauthorized::NeedsLogin(why) => return self.remote.needs_login(&msg, &why),
+                Unauthorized::Retry | Unauthorized::Fail => {}
+            }
+        }
         if status == 404 && session_id.is_some() && !is_initialize {
-            if !may_reinit {
+            if !may_retry {
                 return self.failed(&msg, Failure::Request("session not found after a new initialize".into()));
             }
             return match self.renew_session(session_id.as_deref()) {
@@ -283,17 +292,19 @@ impl Shared {
     /// no answer, and the connection is fine.
     fn post_modern(&self, msg: &Message) {
         let Some(listen) = self.listens.get(msg) else {
-            return self.exchange_modern(msg, self.remote.agent(), &|failure| self.failed(msg, failure));
+            return self.exchange_modern(msg, self.remote.agent(), &|failure| self.failed(msg, failure), true);
         };
-        self.exchange_modern(msg, listen.agent(), &|failure| {
+        let failed = |failure| {
             if !listen.is_aborted() {
                 self.failed(msg, failure);
             }
-        });
+        };
+        self.exchange_modern(msg, listen.agent(), &failed, true);
         self.listens.remove(msg);
     }
 
-    fn exchange_modern(&self, msg: &Message, agent: &ureq::Agent, failed: &dyn Fn(Failure)) {
+    /// `may_retry`: one more try with a new access token when the server refused the one sent.
+    fn exchange_modern(&self, msg: &Message, agent: &ureq::Agent, failed: &dyn Fn(Failure), may_retry: bool) {
         let mut req = self
             .remote
             .with_auth(agent.post(&self.remote.config.url))
@@ -305,11 +316,19 @@ impl Shared {
         for (name, value) in self.dialect.param_headers(msg) {
             req = req.header(&name, &value);
         }
+        let sent_at = Instant::now();
         let response = match req.send(msg.to_json()) {
             Ok(response) => response,
             Err(e) => return failed(classify(e)),
         };
         let status = response.status().as_u16();
+        if status == 401 {
+            match self.remote.unauthorized(sent_at) {
+                Unauthorized::Retry if may_retry => return self.exchange_modern(msg, agent, failed, false),
+                Unauthorized::NeedsLogin(why) => return self.remote.needs_login(msg, &why),
+                Unauthorized::Retry | Unauthorized::Fail => {}
+            }
+        }
         if (200..300).contains(&status) {
             if let Err(failure) = self.remote.deliver_body(response, msg.id.as_ref(), &mut |_| {}) {
                 failed(failure);

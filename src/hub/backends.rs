@@ -50,6 +50,9 @@ pub(super) enum State {
     Starting,
     Ready,
     Failed(String),
+    /// A remote server that refuses the proxy until a person logs in (`mcp-proxy-server login`); the
+    /// text says so. Started again like a failed one, so a login is noticed.
+    NeedsLogin(String),
     Disabled,
     /// Taken out of the configuration by a reload; the slot stays so ids keep their meaning.
     Removed,
@@ -155,6 +158,7 @@ impl Backend {
             State::Starting => (BackendState::Connecting, None),
             State::Ready => (BackendState::Connected, None),
             State::Failed(why) => (BackendState::Failed, Some(crate::logging::mask(why))),
+            State::NeedsLogin(why) => (BackendState::NeedsLogin, Some(crate::logging::mask(why))),
             State::Disabled | State::Removed => (BackendState::Inactive, None),
         }
     }
@@ -290,7 +294,7 @@ impl Backends {
     /// Why a backend cannot take a call right now, in words for an error message.
     pub fn unavailable_reason(&self, id: BackendId) -> String {
         match self.get(id).map(|b| &b.state) {
-            Some(State::Failed(why)) => why.clone(),
+            Some(State::Failed(why) | State::NeedsLogin(why)) => why.clone(),
             Some(State::Starting) => "starting".to_owned(),
             _ => "not connected".to_owned(),
         }

@@ -282,7 +282,7 @@ impl Hub {
                 }
             }
             State::Ready => self.refresh_catalog(),
-            State::Failed(_) | State::Disabled | State::Removed => {}
+            State::Failed(_) | State::NeedsLogin(_) | State::Disabled | State::Removed => {}
         }
     }
 

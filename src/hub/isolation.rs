@@ -60,7 +60,7 @@ impl Hub {
         match b.state {
             State::Ready => Target::Now(id),
             State::Starting => Target::Wait(id),
-            State::Failed(_) | State::Disabled | State::Removed => {
+            State::Failed(_) | State::NeedsLogin(_) | State::Disabled | State::Removed => {
                 b.restarts += 1;
                 log::info!("[{key}] starting client {}'s instance again (restart {})", caller.client.0, b.restarts);
                 self.start_backend(id);
@@ -99,7 +99,9 @@ impl Hub {
     /// What became of an instance just started: starting, or failed at once (a missing command).
     fn started(&self, id: BackendId) -> Target {
         match self.backends.get(id).map(|b| &b.state) {
-            Some(State::Failed(why)) => Target::Refused(format!("server '{}' could not start: {why}", self.backends.key(id))),
+            Some(State::Failed(why) | State::NeedsLogin(why)) => {
+                Target::Refused(format!("server '{}' could not start: {why}", self.backends.key(id)))
+            }
             Some(State::Ready) => Target::Now(id),
             _ => Target::Wait(id),
         }

@@ -245,8 +245,8 @@ impl Hub {
                 self.undelivered(backend, &id);
             }
             Event::Undelivered { .. } => {}
-            Event::BackendExited { backend, generation, reason } if self.backends.is_current(backend, generation) => {
-                self.backend_exited(backend, &reason);
+            Event::BackendExited { backend, generation, reason, needs_login } if self.backends.is_current(backend, generation) => {
+                self.backend_exited(backend, &reason, needs_login);
             }
             // A stopped (retired) connection is gone for good; anything else is from a replaced one.
             Event::BackendExited { backend, generation, .. } => drop(self.shutdown.retired_exited(backend, generation)),

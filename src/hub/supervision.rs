@@ -64,7 +64,7 @@ impl Hub {
         }
     }
 
-    pub(super) fn backend_exited(&mut self, backend: BackendId, reason: &str) {
+    pub(super) fn backend_exited(&mut self, backend: BackendId, reason: &str, needs_login: bool) {
         let key = self.backends.key(backend).to_owned();
         let stopping = self.shutdown.is_stopping();
         let Some(b) = self.backends.get_mut(backend) else { return };
@@ -78,8 +78,13 @@ impl Hub {
         }
         let instance = b.instance.as_ref().map(|i| i.owner);
         let whose = instance.map(|client| format!(" (client {}'s instance)", client.0)).unwrap_or_default();
-        log::error!("[{key}] exited{whose}: {reason}");
-        b.state = State::Failed(format!("exited: {reason}"));
+        if needs_login {
+            // Said once (the connection logged it); the retries that follow until the login are quiet.
+            b.state = State::NeedsLogin(reason.to_owned());
+        } else {
+            log::error!("[{key}] exited{whose}: {reason}");
+            b.state = State::Failed(format!("exited: {reason}"));
+        }
         self.abandon_backend_requests(backend, &format!("server '{key}' exited: {reason}"));
         if was_ready && instance.is_none() {
             self.refresh_catalog();

@@ -11,7 +11,7 @@ use super::client::{self, covers, ClientError};
 use super::discovery::{self, FetchError};
 use super::store::{ServerTokens, TokenStore};
 use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 /// Refresh this long before the access token expires, at most (and at most half its lifetime, so a
 /// short-lived token is not refreshed on every request).
@@ -28,13 +28,22 @@ pub struct Credentials {
 #[derive(Default)]
 struct Held {
     tokens: Option<ServerTokens>,
+    /// When `tokens` last changed: a request refused before then was sent with an older token.
+    changed: Option<Instant>,
     /// The store's modification time when `tokens` were read, to notice a `login` cheaply.
     seen: Option<SystemTime>,
 }
 
-/// The server refused the token and no other could be had: what to tell the person.
-#[derive(Debug)]
-pub struct NeedsLogin(pub String);
+/// What to do after the server refused an access token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Another token is there: send the request again with it.
+    Retry,
+    /// No token will do until a person logs in; the text says so, and how.
+    Login(String),
+    /// The token could not be refreshed now (the authorization server does not answer): try later.
+    Later(String),
+}
 
 impl Credentials {
     pub fn new(key: &str, url: &str, store: TokenStore) -> Credentials {
@@ -47,28 +56,31 @@ impl Credentials {
         self.reread_if_changed(&mut held);
         let expiring = held.tokens.as_ref().is_some_and(expiring);
         if expiring {
-            if let Err(NeedsLogin(why)) = self.refresh(&mut held, None) {
+            if let Next::Login(why) | Next::Later(why) = self.refresh(&mut held, None) {
                 log::warn!("[{}] {why}", self.key);
             }
         }
         held.tokens.as_ref().map(|t| t.access_token.clone())
     }
 
-    /// The server answered 401 to a request sent with `sent`: `Ok` when another token is there to try
-    /// (refreshed now, or by another thread or a `login` meanwhile), else why a login is needed.
-    pub fn rejected(&self, sent: Option<&str>) -> Result<(), NeedsLogin> {
+    /// The server answered 401 to a request sent at `sent_at`: `Ok` when another token is there to try
+    /// (refreshed now, or by another thread or a `login` since), else why a login is needed.
+    pub fn rejected(&self, sent_at: Instant) -> Next {
         let mut held = self.lock();
         self.reread_if_changed(&mut held);
         match held.tokens.as_ref() {
-            Some(current) if Some(current.access_token.as_str()) != sent => Ok(()),
-            Some(_) => self.refresh(&mut held, sent),
-            None => Err(self.needs_login("it asks for an OAuth login")),
+            Some(_) if held.changed.is_some_and(|changed| changed > sent_at) => Next::Retry,
+            Some(current) => {
+                let refused = current.access_token.clone();
+                self.refresh(&mut held, Some(&refused))
+            }
+            None => self.needs_login("it asks for an OAuth login"),
         }
     }
 
     /// Refreshes under the store's lock: the store is read again first, and a token there other than
     /// the one refused is taken instead (another process refreshed it, or a person logged in).
-    fn refresh(&self, held: &mut Held, refused: Option<&str>) -> Result<(), NeedsLogin> {
+    fn refresh(&self, held: &mut Held, refused: Option<&str>) -> Next {
         let in_hand = held.tokens.as_ref().map(|t| t.access_token.clone());
         let outcome = self.store.update(|stored| {
             let Some(tokens) = stored.servers.get(&self.key).filter(|t| covers(&t.resource, &self.url)).cloned() else {
@@ -89,13 +101,24 @@ impl Credentials {
                     Err(self.needs_login(&format!("its refresh was refused ({e})")))
                 }
                 // The authorization server is unreachable: keep what there is, and try again later.
-                Err(e) => Err(NeedsLogin(format!("cannot refresh the OAuth access token now: {e}"))),
+                Err(e) => Err(Next::Later(format!("cannot refresh the OAuth access token now: {e}"))),
             }
         });
-        let fresh = outcome.map_err(|e| NeedsLogin(format!("the OAuth token store: {e}")))??;
-        held.tokens = Some(fresh);
-        held.seen = self.store.modified();
-        Ok(())
+        match outcome {
+            Ok(Ok(fresh)) => {
+                held.tokens = Some(fresh);
+                held.changed = Some(Instant::now());
+                held.seen = self.store.modified();
+                Next::Retry
+            }
+            Ok(Err(next)) => {
+                if matches!(next, Next::Login(_)) {
+                    held.tokens = None;
+                }
+                next
+            }
+            Err(e) => Next::Later(format!("the OAuth token store: {e}")),
+        }
     }
 
     fn reread_if_changed(&self, held: &mut Held) {
@@ -105,13 +128,19 @@ impl Credentials {
         }
         held.seen = modified;
         match self.store.read() {
-            Ok(mut stored) => held.tokens = stored.servers.remove(&self.key).filter(|t| covers(&t.resource, &self.url)),
+            Ok(mut stored) => {
+                let tokens = stored.servers.remove(&self.key).filter(|t| covers(&t.resource, &self.url));
+                if tokens != held.tokens {
+                    held.tokens = tokens;
+                    held.changed = Some(Instant::now());
+                }
+            }
             Err(e) => log::warn!("[{}] cannot read the OAuth tokens: {e}", self.key),
         }
     }
 
-    fn needs_login(&self, why: &str) -> NeedsLogin {
-        NeedsLogin(format!("needs login: {why}; run `mcp-proxy-server login {}`", self.key))
+    fn needs_login(&self, why: &str) -> Next {
+        Next::Login(format!("needs login: {why}; run `mcp-proxy-server login {}`", self.key))
     }
 
     fn lock(&self) -> MutexGuard<'_, Held> {
@@ -175,8 +204,8 @@ mod tests {
     fn without_a_login_there_is_no_token_and_a_refusal_asks_for_one() {
         let (credentials, dir) = store_with("none", None);
         assert_eq!(credentials.bearer(), None);
-        let NeedsLogin(why) = credentials.rejected(None).unwrap_err();
-        assert_eq!(why, "needs login: it asks for an OAuth login; run `mcp-proxy-server login remote`");
+        let why = credentials.rejected(Instant::now());
+        assert_eq!(why, Next::Login( "needs login: it asks for an OAuth login; run `mcp-proxy-server login remote`".into()));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -192,14 +221,18 @@ mod tests {
     #[test]
     fn a_token_refused_after_another_was_stored_is_retried_with_that_one() {
         let (credentials, dir) = store_with("newer", Some(tokens(Some(3600), Some(3600))));
-        assert!(credentials.rejected(Some("old")).is_ok(), "the token in hand is not the one refused");
+        let sent_at = Instant::now();
+        credentials.store.update(|s| s.servers.get_mut("remote").map(|t| t.access_token = "newer".into())).unwrap();
+        assert_eq!(credentials.rejected(sent_at), Next::Retry, "a token stored since the refused request was sent is tried");
+        assert_eq!(credentials.bearer().as_deref(), Some("newer"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_refused_token_without_a_refresh_token_needs_a_login_and_is_forgotten() {
         let (credentials, dir) = store_with("norefresh", Some(tokens(Some(3600), Some(3600))));
-        let NeedsLogin(why) = credentials.rejected(Some("a")).unwrap_err();
+        assert_eq!(credentials.bearer().as_deref(), Some("a"));
+        let Next::Login(why) = credentials.rejected(Instant::now()) else { panic!("a login is needed") };
         assert!(why.starts_with("needs login: its refresh was refused"), "{why}");
         assert!(credentials.store.read().unwrap().servers.is_empty());
         std::fs::remove_dir_all(dir).unwrap();

@@ -81,7 +81,11 @@ pub struct TokenStore {
 impl TokenStore {
     /// The store beside a server config file.
     pub fn beside(config: &Path) -> TokenStore {
-        TokenStore { path: config.with_file_name(FILE_NAME) }
+        TokenStore::at(config.with_file_name(FILE_NAME))
+    }
+
+    pub fn at(path: PathBuf) -> TokenStore {
+        TokenStore { path }
     }
 
     pub fn path(&self) -> &Path {

@@ -386,7 +386,9 @@ fn oauth_client(fields: &Fields) -> Result<Option<OAuthClient>, String> {
     let declared = match fields.string("auth")?.as_deref() {
         None => false,
         Some("oauth") => true,
-        Some(other) => return Err(format!("'auth' must be \"oauth\", not '{other}' (static credentials go in 'bearerToken' or 'headers')")),
+        Some(other) => {
+            return Err(format!("'auth' must be \"oauth\", not '{other}' (static credentials go in 'bearerToken' or 'headers')"))
+        }
     };
     let client = match fields.0.get("oauth") {
         None | Some(Value::Null) => None,
@@ -395,7 +397,11 @@ fn oauth_client(fields: &Fields) -> Result<Option<OAuthClient>, String> {
                 return Err(format!("'oauth.{unknown}' is not a setting (expected clientId, clientSecret, scope)"));
             }
             let oauth = Fields(map);
-            let client = OAuthClient { client_id: oauth.string("clientId")?, client_secret: oauth.string("clientSecret")?, scope: oauth.string("scope")? };
+            let client = OAuthClient {
+                client_id: oauth.string("clientId")?,
+                client_secret: oauth.string("clientSecret")?,
+                scope: oauth.string("scope")?,
+            };
             if client.client_secret.is_some() && client.client_id.is_none() {
                 return Err("'oauth.clientSecret' needs 'oauth.clientId'".into());
             }

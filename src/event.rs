@@ -368,6 +368,7 @@ pub enum BackendState {
     Connected,
     Failed,
     /// A remote server waiting for `mcp-proxy-server login`.
+    #[serde(rename = "needs_login")]
     NeedsLogin,
     Inactive,
 }

@@ -26,11 +26,20 @@ fn main() -> ExitCode {
     match settings.mode {
         Mode::Help => return print(settings::USAGE),
         Mode::Version => return print(&format!("mcp-proxy-server {}\n", env!("CARGO_PKG_VERSION"))),
-        Mode::Stdio | Mode::Http | Mode::ListTools | Mode::Check => {}
+        Mode::Stdio | Mode::Http | Mode::ListTools | Mode::Check | Mode::Login { .. } | Mode::Logout { .. } => {}
     }
     logging::init(&settings.log_filter, settings.log_json, settings.secrets());
     for warning in &settings.warnings {
         log::warn!("{warning}");
+    }
+    if matches!(settings.mode, Mode::Login { .. } | Mode::Logout { .. }) {
+        return match oauth_account(&settings) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                log::error!("{e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let outcome = run(&settings);
     // The backends have stopped; what they left behind outside their process groups goes too.
@@ -54,6 +63,31 @@ fn print(text: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `login SERVER` and `logout SERVER`: one remote server's OAuth tokens, in the store beside the config.
+#[cfg(feature = "oauth")]
+fn oauth_account(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    use mcp_proxy_server::oauth;
+    let store = oauth::store::TokenStore::beside(&settings.config_path);
+    match &settings.mode {
+        Mode::Login { server, open } => {
+            let config = config::load(&settings.config_path, &env_lookup)?;
+            logging::add_secrets(config.servers.iter().flat_map(|s| s.secrets(&env_lookup)));
+            let Some(found) = config.servers.iter().find(|s| s.key == *server) else {
+                let keys: Vec<&str> = config.servers.iter().map(|s| s.key.as_str()).collect();
+                return Err(format!("{} has no server '{server}' (it has: {})", settings.config_path.display(), keys.join(", ")).into());
+            };
+            oauth::login::login(found, &store, *open)
+        }
+        Mode::Logout { server } => oauth::login::logout(server, &store),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(not(feature = "oauth"))]
+fn oauth_account(_: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    Err("this build has no OAuth support (cargo feature `oauth`)".into())
 }
 
 /// Runs the mode asked for; `Ok(false)` when it ran but found problems (`--check`).

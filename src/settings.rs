@@ -24,6 +24,10 @@ USAGE:
     mcp-proxy-server --list-tools           connect to every backend, print the aggregated tools, exit
     mcp-proxy-server --check                validate both config files, connect, print every exposed
                                             tool with its server and original name; exit 1 on any problem
+    mcp-proxy-server login SERVER [--open]  log in to a remote server that asks for OAuth: prints the
+                                            URL to open (--open: opens a browser) and keeps the tokens
+                                            in oauth_tokens.json beside the config
+    mcp-proxy-server logout SERVER          forget SERVER's OAuth tokens
 
 OPTIONS:
     --config PATH    server config (default: config/mcp_server.json; env MCP_PROXY_CONFIG)
@@ -114,6 +118,15 @@ pub enum Mode {
     ListTools,
     /// Validate the config files and print the effective catalog; fail on any problem.
     Check,
+    /// Log in to a remote server with OAuth (`open`: run a browser on the URL), then exit.
+    Login {
+        server: String,
+        open: bool,
+    },
+    /// Forget a remote server's OAuth tokens, then exit.
+    Logout {
+        server: String,
+    },
     Help,
     Version,
 }
@@ -336,10 +349,15 @@ impl Settings {
         let log_format_flag: Option<String> = args.opt_value_from_str("--log-format").map_err(usage)?;
         let port_flag: Option<String> = args.opt_value_from_str("--port").map_err(usage)?;
         let profile_flag: Option<String> = args.opt_value_from_str("--profile").map_err(usage)?;
-        let rest = args.finish();
-        if let Some(first) = rest.first() {
-            return Err(UsageError(format!("unexpected argument '{}'", first.to_string_lossy())));
-        }
+        let open_flag = args.contains("--open");
+        let rest: Vec<String> = args.finish().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let mode = match (rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), mode) {
+            ([], mode) => mode,
+            (["login", server], Mode::Stdio) => Mode::Login { server: server.to_string(), open: open_flag },
+            (["logout", server], Mode::Stdio) => Mode::Logout { server: server.to_string() },
+            (["login" | "logout"], _) => return Err(UsageError(format!("{} needs the key of a server in the config", rest[0]))),
+            (_, _) => return Err(UsageError(format!("unexpected argument '{}'", rest[0]))),
+        };
 
         let mut warnings = Vec::new();
         let non_empty = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
@@ -770,6 +788,15 @@ mod tests {
         assert!(settings.secrets().contains(&"s3cret".to_owned()), "the introspection secret is masked in logs");
         env.pop();
         assert!(parse(&["--sse"], &env).unwrap_err().to_string().contains("go together"));
+    }
+
+    #[test]
+    fn login_and_logout_name_a_server() {
+        assert_eq!(parse(&["login", "github"], &[]).unwrap().mode, Mode::Login { server: "github".into(), open: false });
+        assert_eq!(parse(&["--open", "login", "x"], &[]).unwrap().mode, Mode::Login { server: "x".into(), open: true });
+        assert_eq!(parse(&["logout", "x", "--config", "c.json"], &[]).unwrap().mode, Mode::Logout { server: "x".into() });
+        assert!(parse(&["login"], &[]).unwrap_err().to_string().contains("login needs the key of a server"));
+        assert!(parse(&["--sse", "login", "x"], &[]).is_err());
     }
 
     #[test]

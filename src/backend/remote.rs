@@ -37,6 +37,7 @@ pub struct Remote {
 /// What to do about a 401 answer.
 pub enum Unauthorized {
     /// Send the request again: there is another access token.
+    #[cfg_attr(not(feature = "oauth"), allow(dead_code))]
     Retry,
     /// The connection is closed as needing a login; the text says how.
     NeedsLogin(String),

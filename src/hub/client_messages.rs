@@ -347,6 +347,23 @@ impl Hub {
         self.backends.iter().filter(|(id, b)| b.is_ready() && self.views.shows(profile, *id)).map(|(_, b)| b).collect()
     }
 
+    /// "Unknown tool", and when the name has the prefix of a server that is not connected (so its tools
+    /// are not known yet), why that server is not.
+    fn unknown_tool(&self, name: &str) -> String {
+        let separator = &self.settings.separator;
+        let down = self.backends.iter().find(|(_, b)| {
+            !b.is_ready()
+                && b.instance.is_none()
+                && name.strip_prefix(b.config.prefix()).is_some_and(|rest| rest.starts_with(separator.as_str()))
+        });
+        match down {
+            Some((id, b)) => {
+                format!("Unknown tool: '{name}' (server '{}' is not connected: {})", b.config.key, self.backends.unavailable_reason(id))
+            }
+            None => format!("Unknown tool: '{name}'"),
+        }
+    }
+
     /// Routes a tool call. A call to a tool whose backend is down (or whose backend cannot be written
     /// to) has not reached the tool, so it is tried again later within the retry policy.
     fn call_tool(&mut self, caller: Caller, params: Params, attempt: u32) {
@@ -354,7 +371,7 @@ impl Hub {
         let Some((backend, renamed)) = self.catalog.tool(&name).map(|route| (route.backend, raw(&Value::from(route.name.as_str())))) else {
             return match self.catalog.withdrawn_tool(&name) {
                 Some(backend) => self.retry_or_fail(caller, params, backend, attempt),
-                None => self.answer_error(&caller, code::INVALID_PARAMS, &format!("Unknown tool: '{name}'")),
+                None => self.answer_error(&caller, code::INVALID_PARAMS, &self.unknown_tool(&name)),
             };
         };
         // The backend gets its own name for the tool; the client's params (raw text, one level parsed)

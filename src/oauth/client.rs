@@ -61,7 +61,12 @@ struct ProtectedResource {
 }
 
 /// Finds how to log in to the server at `server_url`, whose 401 carried `challenge` (if any).
-pub fn discover(agent: &ureq::Agent, server_url: &str, challenge: Option<&Challenge>, scope: Option<&str>) -> Result<Discovered, ClientError> {
+pub fn discover(
+    agent: &ureq::Agent,
+    server_url: &str,
+    challenge: Option<&Challenge>,
+    scope: Option<&str>,
+) -> Result<Discovered, ClientError> {
     let resource_metadata = fetch_resource_metadata(agent, server_url, challenge)?;
     let resource = resource_metadata.resource;
     if !covers(&resource, server_url) {
@@ -374,7 +379,8 @@ mod tests {
             lifetime: None,
             scope: Some("s".into()),
         };
-        let answer = TokenAnswer { access_token: "a2".into(), token_type: "Bearer".into(), expires_in: Some(60), refresh_token: None, scope: None };
+        let answer =
+            TokenAnswer { access_token: "a2".into(), token_type: "Bearer".into(), expires_in: Some(60), refresh_token: None, scope: None };
         let next = apply(previous.clone(), answer).unwrap();
         assert_eq!((next.access_token.as_str(), next.refresh_token.as_deref(), next.lifetime), ("a2", Some("r1"), Some(60)));
         let mac = TokenAnswer { access_token: "a3".into(), token_type: "mac".into(), expires_in: None, refresh_token: None, scope: None };

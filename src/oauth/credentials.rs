@@ -205,7 +205,7 @@ mod tests {
         let (credentials, dir) = store_with("none", None);
         assert_eq!(credentials.bearer(), None);
         let why = credentials.rejected(Instant::now());
-        assert_eq!(why, Next::Login( "needs login: it asks for an OAuth login; run `mcp-proxy-server login remote`".into()));
+        assert_eq!(why, Next::Login("needs login: it asks for an OAuth login; run `mcp-proxy-server login remote`".into()));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -33,7 +33,11 @@ pub enum FetchError {
     /// The issuer's metadata lacks a member the proxy needs.
     Missing(String, &'static str),
     /// An OAuth error answer (RFC 6749 5.2): `invalid_grant`, `invalid_client`, ...
-    Denied { url: String, error: String, description: Option<String> },
+    Denied {
+        url: String,
+        error: String,
+        description: Option<String>,
+    },
 }
 
 impl fmt::Display for FetchError {

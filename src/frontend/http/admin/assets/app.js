@@ -185,7 +185,7 @@ function fillStatus(k) {
   const c = S.cards[k], s = S.status[k], o = S.cfg && S.cfg.mcpServers[k];
   if (!c || !o) return;
   const st = s ? str(s.state) : !S.old[k] ? 'not saved' : !isActive(o) ? 'inactive' : 'unknown';
-  c.b.textContent = st;
+  c.b.textContent = st.replace('_', ' ');
   c.b.className = 'badge st-' + st.replace(' ', '-');
   c.info.replaceChildren(s ? `Tools ${Array.isArray(s.tools) ? s.tools.length : s.tools ?? 0} · Restarts ${s.restarts ?? 0}` : '',
     s && s.lastError ? h('div.srv-err', null, str(s.lastError)) : '');

@@ -1,0 +1,179 @@
+//! `mcp-proxy-server login SERVER` and `logout SERVER`: a person authorizes the proxy at a protected
+//! remote server's authorization server, once; the running proxy then uses and refreshes the tokens.
+//!
+//! The login runs in its own short-lived process, beside a running proxy or not: it asks the server
+//! for its 401 (the challenge names the metadata), discovers and registers (`client.rs`), prints the
+//! authorization URL (or opens a browser), and takes the redirect on a loopback port, as RFC 8252 has
+//! native apps do: `http://127.0.0.1:<port>/callback`, any port matching the registered loopback URI.
+//! The tokens go to the store; a running proxy retries a server that needs a login, and finds them.
+
+use super::client::{self, ClientError, Pkce};
+use super::discovery;
+use super::store::{Registration, TokenStore};
+use super::www_authenticate;
+use crate::config::{RemoteConfig, ServerConfig, Transport};
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// How long the person has to log in.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a connection to the loopback listener may take to send its request.
+const CALLBACK_READ_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_CALLBACK_HEAD: usize = 16 * 1024;
+
+/// Logs in to `server`, storing the tokens in `store`; `open_browser` runs `xdg-open` on the URL.
+pub fn login(server: &ServerConfig, store: &TokenStore, open_browser: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let key = &server.key;
+    let (Transport::Sse(remote) | Transport::StreamableHttp(remote)) = &server.transport else {
+        return Err(format!("'{key}' is a stdio server: only remote (sse, http) servers log in").into());
+    };
+    if !remote.uses_oauth() {
+        return Err(format!("'{key}' has a static bearerToken or Authorization header: remove it to use OAuth").into());
+    }
+    let agent = discovery::agent();
+    let challenge = probe(&agent, server)?;
+    let configured_scope = remote.oauth.as_ref().and_then(|o| o.scope.as_deref());
+    let found = client::discover(&agent, &remote.url, challenge.as_ref(), configured_scope)?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let redirect_uri = format!("http://127.0.0.1:{}/callback", listener.local_addr()?.port());
+    let configured = configured_client(remote);
+    let remembered = store.read()?.registrations.get(&found.metadata.issuer).cloned();
+    let (registration, remember) = client::client(&agent, &found.metadata, configured, remembered, &redirect_uri)?;
+    let (pkce, state) = (Pkce::new()?, crate::random::token_hex(16)?);
+    let url = client::authorization_url(&found, &registration.client_id, &redirect_uri, &pkce, &state);
+    eprintln!("To log in to '{key}' at {}, open this URL in a browser:\n\n  {url}\n", found.metadata.issuer);
+    if open_browser {
+        open(&url);
+    }
+    let (mut browser, params) = wait_for_callback(&listener, Instant::now() + LOGIN_TIMEOUT)?;
+    let outcome = client::code_from(&params, &state, &found.metadata)
+        .and_then(|code| client::exchange(&agent, &found, registration.clone(), &code, &redirect_uri, &pkce.verifier));
+    let page = match &outcome {
+        Ok(_) => format!("Logged in to '{key}'. You can close this page."),
+        Err(e) => format!("The login to '{key}' failed: {e}"),
+    };
+    let _ = respond(&mut browser, if outcome.is_ok() { 200 } else { 400 }, &page);
+    let tokens = outcome?;
+    store.update(|stored| {
+        if remember {
+            stored.registrations.insert(found.metadata.issuer.clone(), registration);
+        }
+        stored.servers.insert(key.clone(), tokens);
+    })?;
+    eprintln!("Logged in to '{key}'; the tokens are in {} (a running proxy picks them up).", store.path().display());
+    Ok(())
+}
+
+/// Forgets `key`'s tokens. (The grant stays at the authorization server until it expires or is
+/// revoked there.)
+pub fn logout(key: &str, store: &TokenStore) -> Result<(), Box<dyn std::error::Error>> {
+    match store.update(|stored| stored.servers.remove(key))? {
+        Some(_) => eprintln!("Forgot the OAuth tokens of '{key}'."),
+        None => eprintln!("'{key}' had no OAuth tokens in {}.", store.path().display()),
+    }
+    Ok(())
+}
+
+fn configured_client(remote: &RemoteConfig) -> Option<Registration> {
+    let oauth = remote.oauth.as_ref()?;
+    Some(Registration { client_id: oauth.client_id.clone()?, client_secret: oauth.client_secret.clone() })
+}
+
+/// Asks the server, without a token, for the challenge of its 401 (an `initialize` for Streamable
+/// HTTP, the stream for legacy SSE). `None` when it does not answer 401 or names no `Bearer` challenge:
+/// discovery then tries the well-known metadata URLs.
+fn probe(agent: &ureq::Agent, server: &ServerConfig) -> Result<Option<www_authenticate::Challenge>, ClientError> {
+    let (Transport::Sse(remote) | Transport::StreamableHttp(remote)) = &server.transport else { return Ok(None) };
+    let unreachable = |e| ClientError::Fetch(discovery::FetchError::Unreachable(remote.url.clone(), e));
+    let response = match &server.transport {
+        Transport::Sse(_) => agent.get(&remote.url).header("Accept", "text/event-stream").call().map_err(unreachable)?,
+        _ => {
+            let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "mcp-proxy-server", "version": env!("CARGO_PKG_VERSION")}}});
+            agent
+                .post(&remote.url)
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json, text/event-stream")
+                .send(initialize.to_string())
+                .map_err(unreachable)?
+        }
+    };
+    if response.status() != 401 {
+        return Ok(None);
+    }
+    let challenges = response.headers().get_all("www-authenticate").iter().filter_map(|v| v.to_str().ok());
+    Ok(challenges.filter_map(www_authenticate::bearer).next())
+}
+
+/// Waits for the browser's redirect to `/callback` and returns the connection (to answer it) and the
+/// query's parameters. Other requests (a favicon) get 404.
+fn wait_for_callback(listener: &TcpListener, deadline: Instant) -> io::Result<(TcpStream, Vec<(String, String)>)> {
+    listener.set_nonblocking(true)?;
+    loop {
+        let mut stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "nobody logged in within 10 minutes"))
+            }
+            Err(e) => return Err(e),
+        };
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(CALLBACK_READ_TIMEOUT))?;
+        match request_target(&mut stream) {
+            Some(target) if target.split('?').next() == Some("/callback") => {
+                let query = target.split_once('?').map_or("", |(_, query)| query);
+                return Ok((stream, crate::http::Request::form_fields(query)));
+            }
+            _ => {
+                let _ = respond(&mut stream, 404, "Not the login callback.");
+            }
+        }
+    }
+}
+
+/// The target of a GET request read from `stream`, if it sends one.
+fn request_target(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 2048];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_CALLBACK_HEAD {
+        let n = stream.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut headers);
+    request.parse(&head).ok()?;
+    (request.method == Some("GET")).then(|| request.path.map(str::to_owned))?
+}
+
+fn respond(stream: &mut TcpStream, status: u16, text: &str) -> io::Result<()> {
+    let body = format!("<!doctype html><meta charset=utf-8><title>mcp-proxy-server</title><p>{}</p>\n", escape_html(text));
+    let reason = if status == 200 { "OK" } else { "Bad Request" };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Opens `url` in the desktop's browser, if there is one; the URL is printed either way.
+fn open(url: &str) {
+    let opened = std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !opened.is_ok_and(|status| status.success()) {
+        eprintln!("(could not open a browser: open the URL above by hand)");
+    }
+}

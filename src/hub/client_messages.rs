@@ -6,6 +6,7 @@
 //! in time instead of an empty proxy. A tool call whose backend is down is retried within the
 //! `RETRY_*` policy, since it cannot have run.
 
+use super::backends::State;
 use super::catalog::ListKind;
 use super::clients::SessionLimits;
 use super::requests::{Asker, Internal, Retry};
@@ -347,12 +348,12 @@ impl Hub {
         self.backends.iter().filter(|(id, b)| b.is_ready() && self.views.shows(profile, *id)).map(|(_, b)| b).collect()
     }
 
-    /// "Unknown tool", and when the name has the prefix of a server that is not connected (so its tools
-    /// are not known yet), why that server is not.
+    /// "Unknown tool", and when the name has the prefix of a configured server that is not connected
+    /// (so its tools are not known yet), why that server is not.
     fn unknown_tool(&self, name: &str) -> String {
         let separator = &self.settings.separator;
         let down = self.backends.iter().find(|(_, b)| {
-            !b.is_ready()
+            matches!(b.state, State::Starting | State::Failed(_) | State::NeedsLogin(_))
                 && b.instance.is_none()
                 && name.strip_prefix(b.config.prefix()).is_some_and(|rest| rest.starts_with(separator.as_str()))
         });

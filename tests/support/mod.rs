@@ -299,10 +299,11 @@ impl ProxyProcess {
     }
 
     /// In HTTP mode: the loopback address of the port the proxy listens on (from its `listening on
-    /// http://HOST:PORT` line; the tests come in over loopback whatever the host).
+    /// http://HOST:PORT` or `https://` line; the tests come in over loopback whatever the host).
     pub fn listening_addr(&mut self) -> SocketAddr {
-        let text = self.wait_for_stderr("listening on http://");
-        let bound = text.split("listening on http://").nth(1).and_then(|after| after.split_whitespace().next()).unwrap_or_default();
+        let text = self.wait_for_stderr("listening on http");
+        let bound = text.split("listening on http").nth(1).and_then(|after| after.split("://").nth(1)).unwrap_or_default();
+        let bound = bound.split_whitespace().next().unwrap_or_default();
         match bound.rsplit(':').next().and_then(|port| port.parse::<u16>().ok()) {
             Some(port) => SocketAddr::from(([127, 0, 0, 1], port)),
             None => self.fail(&format!("cannot read the port of '{bound}'")),

@@ -77,6 +77,17 @@ fn many_requests_share_one_kept_alive_https_connection() {
 }
 
 #[test]
+fn a_request_and_an_answer_many_tls_records_long_arrive_whole() {
+    let proxy = https_proxy();
+    let session = proxy.initialize();
+    // Over a TLS record's 16 KiB, and over rustls's 64 KiB of records waiting to be sent.
+    let text: String = (0..300_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let echo = proxy.post_mcp(Some(&session), &tool_call(1, "mock__echo", json!({ "text": text })));
+    assert_eq!(echo.status, 200);
+    assert!(result_text(&echo.json()) == text, "the echo differs from what was sent");
+}
+
+#[test]
 fn plain_http_to_the_https_port_gets_a_400_that_says_so_and_the_connection_closes() {
     let proxy = https_proxy();
     let mut plain = TcpStream::connect(proxy.addr()).unwrap();

@@ -124,6 +124,17 @@ fn a_client_that_trickles_its_tls_handshake_is_dropped_at_the_first_request_time
 }
 
 #[test]
+fn a_request_head_stalled_after_the_handshake_gets_its_408_over_tls() {
+    let proxy = ProxyBuilder::new().tls().env("MCP_PROXY_FIRST_REQUEST_TIMEOUT", "1").start();
+    let mut conn = proxy.connect();
+    let start = Instant::now();
+    conn.write_raw(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
+    let response = conn.response();
+    assert_eq!(response.status, 408, "{response:?}");
+    assert!(start.elapsed() < Duration::from_secs(3), "answered after {:?}", start.elapsed());
+}
+
+#[test]
 fn a_call_whose_https_client_goes_away_is_cancelled_at_the_backend() {
     // One request in flight per backend: the call has to give its place back before another can run.
     let mut proxy = ProxyBuilder::new().tls().env("MCP_PROXY_MAX_IN_FLIGHT", "1").start();

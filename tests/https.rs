@@ -88,6 +88,15 @@ fn a_request_and_an_answer_many_tls_records_long_arrive_whole() {
 }
 
 #[test]
+fn the_admin_session_cookie_is_secure_over_https() {
+    let proxy = ProxyBuilder::new().tls().env("ENABLE_ADMIN_UI", "true").env("ADMIN_PASSWORD", "s3cret-admin").start();
+    let login = proxy.request(&Req::post("/admin/login").json(&json!({ "username": "admin", "password": "s3cret-admin" })));
+    assert_eq!(login.status, 200, "{login:?}");
+    let cookie = login.header("set-cookie").unwrap_or_default();
+    assert!(cookie.starts_with("mcp_admin=") && cookie.ends_with("; Secure"), "{cookie}");
+}
+
+#[test]
 fn plain_http_to_the_https_port_gets_a_400_that_says_so_and_the_connection_closes() {
     let proxy = https_proxy();
     let mut plain = TcpStream::connect(proxy.addr()).unwrap();

@@ -104,6 +104,7 @@ fn plain_http_to_the_https_port_gets_a_400_that_says_so_and_the_connection_close
     let answer = String::from_utf8_lossy(&read_until_closed(plain, WAIT)).into_owned();
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
     assert!(answer.contains("this port speaks HTTPS"), "{answer:?}");
+    assert!(answer.ends_with("https:// URL\"}"), "nothing (no TLS alert) after the answer: {answer:?}");
     assert_eq!(proxy.request(&Req::get("/health")).status, 200, "the proxy still serves HTTPS");
 }
 

@@ -107,6 +107,8 @@ pub fn read(session: &mut ServerConnection, raw: &mut impl Read, tcp: &TcpStream
 fn refuse(session: &mut ServerConnection, mut tcp: &TcpStream, error: rustls::Error) -> io::Error {
     let plain_http = session.is_handshaking() && matches!(error, rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType));
     if plain_http {
+        // The alert rustls queued would follow the answer as junk: it is dropped instead.
+        while session.wants_write() && session.write_tls(&mut io::sink()).is_ok() {}
         let _ = super::Response::error(400, "this port speaks HTTPS: use an https:// URL").write_to(&mut tcp, false);
         return io::Error::new(io::ErrorKind::InvalidData, "plain HTTP on the HTTPS port");
     }

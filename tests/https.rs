@@ -66,6 +66,17 @@ fn a_legacy_sse_session_works_over_https() {
 }
 
 #[test]
+fn a_legacy_sse_session_whose_https_client_leaves_with_close_notify_ends() {
+    let proxy = https_proxy();
+    let mut sse = proxy.open_sse(&[]);
+    assert_eq!(proxy.health(&[])["sessions"], 1);
+    sse.events.close_notify();
+    drop(sse);
+    // The stream checks its client every 5 s while it has nothing to send.
+    support::wait_until("the session to end", WAIT, || (proxy.health(&[])["sessions"] == 0).then_some(()));
+}
+
+#[test]
 fn many_requests_share_one_kept_alive_https_connection() {
     let proxy = https_proxy();
     let session = proxy.initialize();

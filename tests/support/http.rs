@@ -759,6 +759,11 @@ impl EventStream {
         self.conn.stream()
     }
 
+    /// Sends TLS's close_notify, as a polite client leaving does (see [`Conn::close_notify`]).
+    pub fn close_notify(&mut self) {
+        self.conn.close_notify();
+    }
+
     /// The next item, or `None` once the stream has ended. Fails the test after `timeout`.
     pub fn next_item(&mut self, timeout: Duration) -> Option<SseItem> {
         self.item_within(timeout).unwrap_or_else(|()| panic!("no server-sent event within {timeout:?}"))

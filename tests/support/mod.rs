@@ -6,8 +6,8 @@
 //!   collected as it comes ([`StderrLog`]), a running proxy ([`ProxyProcess`]) in a clean environment,
 //!   polling, signals, `/proc` (processes by marker, a process's children, its threads and sockets);
 //! - [`stdio`]: the proxy over its stdin/stdout, JSON-RPC line by line;
-//! - [`http`]: a raw HTTP/1.1 client (requests, whole responses, server-sent event streams) and the
-//!   proxy in HTTP mode ([`http::HttpProxy`]);
+//! - [`http`]: a raw HTTP/1.1 client, over TCP or TLS (requests, whole responses, server-sent event
+//!   streams), and the proxy in HTTP mode ([`http::HttpProxy`]), serving HTTPS when asked;
 //! - [`admin`]: the admin API and web terminal: login sessions and CSRF on top of [`http`];
 //! - [`remote`]: remote MCP servers from the official Python SDK (`tests/fixtures/http_server.py`);
 //! - [`toolctl`]: `tool_config.json` runs, atomic config writes, one-shot `--check` / `--list-tools`.

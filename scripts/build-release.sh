@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the static release binaries into dist/ and checks them:
-#   dist/mcp-proxy-server-x86_64-linux-musl          (default features: HTTPS to remote backends)
+#   dist/mcp-proxy-server-x86_64-linux-musl          (default features: HTTPS to remote backends and from clients)
 #   dist/mcp-proxy-server-x86_64-linux-musl-notls    (--no-default-features)
 #   dist/mcp-proxy-server-aarch64-linux-musl[-notls]
 # then prints their sizes against the budgets (x86_64 musl: <= 2 MiB without TLS, <= 4 MiB with TLS;

@@ -6,7 +6,7 @@
 use event::Event;
 use hub::{Hub, HubSettings};
 use mcp_proxy_server::{
-    children, config, config_watch, event, frontend, hub, list_tools, logging, profile_config, random, settings, signals, tool_config,
+    children, config, config_watch, event, frontend, http, hub, list_tools, logging, profile_config, random, settings, signals, tool_config,
 };
 use settings::{env_lookup, Mode, Settings};
 use std::process::ExitCode;
@@ -115,9 +115,15 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
     let files_ok = config.problems.is_empty() && tools.problems.is_empty();
     let (events, inbox) = crossbeam_channel::unbounded::<Event>();
     let (reload, reload_requests) = crossbeam_channel::unbounded();
+    // Read before anything starts, so a certificate that cannot be used stops the start-up.
+    let transport = match settings.mode {
+        Mode::Http => frontend::http::transport(&settings.http)?,
+        _ => http::Transport::Plain,
+    };
     // Both block signals for every thread started after them: they come before any other thread.
     children::adopt_orphans()?;
-    signals::install(events.clone(), reload)?;
+    let certificate = transport.clone();
+    signals::install(events.clone(), reload, move || certificate.reload())?;
     let hub_settings = HubSettings {
         separator: settings.separator.clone(),
         request_timeout: settings.request_timeout,
@@ -158,10 +164,12 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
             Ok(files_ok && catalog_ok)
         }
         Mode::Http => {
-            let listener = bind(&settings.http)?;
+            let listener = bind(&settings.http, transport.scheme())?;
             let admin = admin_ui(settings, events.clone())?;
             let http = settings.http.clone();
-            std::thread::Builder::new().name("accept".into()).spawn(move || frontend::http::serve(listener, http, events, admin))?;
+            std::thread::Builder::new()
+                .name("accept".into())
+                .spawn(move || frontend::http::serve(listener, transport, http, events, admin))?;
             hub.run(inbox);
             #[cfg(feature = "web-terminal")]
             frontend::http::admin::terminal::Terminals::kill_all();
@@ -178,11 +186,11 @@ fn run(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
 }
 
 /// Binds the HTTP listener and says where, loudly when it is reachable from other machines without auth.
-fn bind(http: &settings::HttpSettings) -> Result<std::net::TcpListener, Box<dyn std::error::Error>> {
+fn bind(http: &settings::HttpSettings, scheme: &str) -> Result<std::net::TcpListener, Box<dyn std::error::Error>> {
     let listener = std::net::TcpListener::bind((http.host.as_str(), http.port))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", http.host, http.port))?;
     let addr = listener.local_addr()?;
-    log::info!("listening on http://{addr} (Streamable HTTP: /mcp, SSE: /sse)");
+    log::info!("listening on {scheme}://{addr} (Streamable HTTP: /mcp, SSE: /sse)");
     if !addr.ip().is_loopback() && http.keys.is_empty() && http.tokens.is_empty() && http.oauth.is_none() {
         log::warn!(
             "listening on {addr} with no API key, token or OAuth configured: anyone who can reach this port can use every tool. \

@@ -37,6 +37,10 @@ OPTIONS:
     --host HOST      HTTP listen address (default 127.0.0.1; env HOST)
     --port PORT      HTTP port (default 3663; env PORT)
     --stateless      Streamable HTTP without sessions (env MCP_PROXY_STATELESS)
+    --tls-cert FILE, --tls-key FILE
+                     HTTP mode: serve HTTPS with this PEM certificate chain and its PEM private
+                     key (env MCP_PROXY_TLS_CERT, MCP_PROXY_TLS_KEY; both or neither; SIGHUP
+                     rereads them)
     --profile NAME   stdio, --list-tools: serve only the profile NAME of mcp_server.json's
                      \"profiles\" (env MCP_PROXY_PROFILE); over HTTP: /mcp/NAME, /sse/NAME
     --log-format F   text (default) or json
@@ -101,7 +105,8 @@ ENVIRONMENT:
     MCP_PROXY_OAUTH_JWKS_URI    the authorization server's keys (default: from its metadata)
     MCP_PROXY_OAUTH_INTROSPECTION_CLIENT_ID, MCP_PROXY_OAUTH_INTROSPECTION_CLIENT_SECRET
                                 check tokens that are not JWTs at the server's introspection endpoint
-    ADMIN_COOKIE_SECURE         true: mark the admin session cookie Secure (also NODE_ENV=production)
+    ADMIN_COOKIE_SECURE         true: mark the admin session cookie Secure (default: true with
+                                --tls-cert or NODE_ENV=production, else false)
     ENABLE_WEB_TERMINAL         true/1/yes: a shell in the admin UI (needs ENABLE_ADMIN_UI; use with care)
     TERMINAL_IDLE_TIMEOUT       seconds before an idle web terminal is killed (default 3600)
     TOOLS_FOLDER                where installs go when a server has no installDirectory (default ./tools)
@@ -224,6 +229,8 @@ pub struct HttpSettings {
     pub declared_capabilities: Vec<String>,
     /// OAuth access tokens accepted beside the static keys and tokens, when configured.
     pub oauth: Option<OAuthSettings>,
+    /// HTTPS: the certificate and key files, when given.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The proxy as an OAuth resource server: whose tokens it accepts, and for what.
@@ -247,6 +254,13 @@ pub struct OAuthSettings {
 pub struct ClientCredentials {
     pub client_id: String,
     pub client_secret: String,
+}
+
+/// A PEM certificate chain (the server's first) and its PEM private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -349,6 +363,10 @@ impl Settings {
         let log_format_flag: Option<String> = args.opt_value_from_str("--log-format").map_err(usage)?;
         let port_flag: Option<String> = args.opt_value_from_str("--port").map_err(usage)?;
         let profile_flag: Option<String> = args.opt_value_from_str("--profile").map_err(usage)?;
+        let tls_cert_flag: Option<PathBuf> =
+            args.opt_value_from_os_str("--tls-cert", |s| Ok::<_, String>(PathBuf::from(s))).map_err(usage)?;
+        let tls_key_flag: Option<PathBuf> =
+            args.opt_value_from_os_str("--tls-key", |s| Ok::<_, String>(PathBuf::from(s))).map_err(usage)?;
         let open_flag = args.contains("--open");
         let rest: Vec<String> = args.finish().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let mode = match (rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), mode) {
@@ -367,6 +385,11 @@ impl Settings {
             .or_else(|| non_empty("MCP_PROXY_TOOL_CONFIG").map(PathBuf::from))
             .unwrap_or_else(|| config_path.with_file_name("tool_config.json"));
         let profile = profile_flag.or_else(|| non_empty("MCP_PROXY_PROFILE"));
+        let tls = tls_files(
+            tls_cert_flag.or_else(|| non_empty("MCP_PROXY_TLS_CERT").map(PathBuf::from)),
+            tls_key_flag.or_else(|| non_empty("MCP_PROXY_TLS_KEY").map(PathBuf::from)),
+        )?;
+        let https = tls.is_some();
         if let Some(bad) = profile.as_deref().filter(|p| !crate::profile_config::is_valid_name(p)) {
             return Err(UsageError(format!("--profile '{bad}': a profile name is 1 to 64 letters, digits, '_', '-' or '.'")));
         }
@@ -473,10 +496,14 @@ impl Settings {
             instance_id,
             declared_capabilities,
             oauth,
+            tls,
             admin: truthy(non_empty("ENABLE_ADMIN_UI")).then(|| AdminSettings {
                 username: non_empty("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
                 password: env("ADMIN_PASSWORD").filter(|p| !p.is_empty()),
-                cookie_secure: truthy(non_empty("ADMIN_COOKIE_SECURE")) || non_empty("NODE_ENV").as_deref() == Some("production"),
+                cookie_secure: match non_empty("ADMIN_COOKIE_SECURE") {
+                    Some(value) => truthy(Some(value)),
+                    None => https || non_empty("NODE_ENV").as_deref() == Some("production"),
+                },
                 tools_folder: non_empty("TOOLS_FOLDER").map(PathBuf::from),
                 terminal: truthy(non_empty("ENABLE_WEB_TERMINAL")).then(|| TerminalSettings {
                     shell: non_empty("SHELL").unwrap_or_else(|| "/bin/sh".into()),
@@ -509,6 +536,22 @@ impl Settings {
             warnings,
         })
     }
+}
+
+/// The TLS files, given both or neither, and only to a build that has TLS.
+fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsFiles>, UsageError> {
+    let files = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => TlsFiles { cert, key },
+        (Some(_), None) => return Err(UsageError("--tls-cert needs --tls-key (MCP_PROXY_TLS_KEY): the certificate's private key".into())),
+        (None, Some(_)) => return Err(UsageError("--tls-key needs --tls-cert (MCP_PROXY_TLS_CERT): the certificate it belongs to".into())),
+    };
+    if !cfg!(feature = "tls") {
+        let why = "--tls-cert: this mcp-proxy-server was built without TLS (cargo feature `tls`); \
+                   use a build with it, or a TLS-terminating reverse proxy in front";
+        return Err(UsageError(why.into()));
+    }
+    Ok(Some(files))
 }
 
 /// `true`, `1` or `yes` (any case), as the original reads `ENABLE_ADMIN_UI`.
@@ -797,6 +840,46 @@ mod tests {
         assert_eq!(parse(&["logout", "x", "--config", "c.json"], &[]).unwrap().mode, Mode::Logout { server: "x".into() });
         assert!(parse(&["login"], &[]).unwrap_err().to_string().contains("login needs the key of a server"));
         assert!(parse(&["--sse", "login", "x"], &[]).is_err());
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_files_come_from_flags_or_environment() {
+        let files = |cert: &str, key: &str| Some(TlsFiles { cert: cert.into(), key: key.into() });
+        assert_eq!(parse(&["--sse"], &[]).unwrap().http.tls, None);
+        let s = parse(&["--sse", "--tls-cert", "c.pem", "--tls-key", "k.pem"], &[("MCP_PROXY_TLS_CERT", "e.pem")]);
+        assert_eq!(s.unwrap().http.tls, files("c.pem", "k.pem"));
+        let s = parse(&["--sse"], &[("MCP_PROXY_TLS_CERT", "c.pem"), ("MCP_PROXY_TLS_KEY", "k.pem")]);
+        assert_eq!(s.unwrap().http.tls, files("c.pem", "k.pem"));
+    }
+
+    #[test]
+    fn a_tls_certificate_without_its_key_or_a_key_without_its_certificate_is_a_usage_error() {
+        let err = parse(&["--sse", "--tls-cert", "c.pem"], &[]).unwrap_err().to_string();
+        assert!(err.contains("--tls-cert needs --tls-key"), "{err}");
+        let err = parse(&["--sse"], &[("MCP_PROXY_TLS_KEY", "k.pem")]).unwrap_err().to_string();
+        assert!(err.contains("--tls-key needs --tls-cert"), "{err}");
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_files_are_refused_by_a_build_without_tls() {
+        let err = parse(&["--sse", "--tls-cert", "c.pem", "--tls-key", "k.pem"], &[]).unwrap_err().to_string();
+        assert!(err.contains("built without TLS"), "{err}");
+    }
+
+    #[test]
+    fn the_admin_cookie_is_secure_over_https_unless_said_otherwise() {
+        let admin = |extra: &[(&'static str, &'static str)]| {
+            let mut env = vec![("ENABLE_ADMIN_UI", "1"), ("MCP_PROXY_TLS_CERT", "c.pem"), ("MCP_PROXY_TLS_KEY", "k.pem")];
+            env.extend_from_slice(extra);
+            parse(&["--sse"], &env).map(|s| s.http.admin.unwrap().cookie_secure)
+        };
+        if cfg!(feature = "tls") {
+            assert!(admin(&[]).unwrap());
+            assert!(!admin(&[("ADMIN_COOKIE_SECURE", "false")]).unwrap());
+        }
+        assert!(!parse(&["--sse"], &[("ENABLE_ADMIN_UI", "1")]).unwrap().http.admin.unwrap().cookie_secure);
     }
 
     #[test]

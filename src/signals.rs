@@ -1,5 +1,5 @@
 //! Turns SIGINT and SIGTERM into an [`Event::Shutdown`] for the dispatcher, and SIGHUP into a reload
-//! request for the config watcher.
+//! request for the config watcher (and whatever else the caller reloads then: the TLS certificate).
 //!
 //! The signals are blocked in every thread (the mask is inherited, so [`install`] runs before any other
 //! thread starts, but for the reaper of `children`, which blocks every signal) and one thread takes them
@@ -11,8 +11,8 @@ use crossbeam_channel::Sender;
 use std::io;
 
 /// Blocks the handled signals in the calling thread (and so in every thread started after it) and
-/// starts the thread that reports them.
-pub fn install(events: Sender<Event>, reload: Sender<()>) -> io::Result<()> {
+/// starts the thread that reports them. `on_hup` runs on that thread at every SIGHUP.
+pub fn install(events: Sender<Event>, reload: Sender<()>, on_hup: impl Fn() + Send + 'static) -> io::Result<()> {
     // SAFETY: sigset_t is plain data that sigemptyset initialises; the calls only read and write it.
     let set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -35,6 +35,7 @@ pub fn install(events: Sender<Event>, reload: Sender<()>) -> io::Result<()> {
         if signal == libc::SIGHUP {
             log::info!("SIGHUP: reloading the configuration");
             let _ = reload.send(());
+            on_hup();
             continue;
         }
         log::info!("received signal {signal}");

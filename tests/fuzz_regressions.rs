@@ -216,6 +216,7 @@ fn start_server(read_timeout: Duration) -> std::net::SocketAddr {
     let handler: Arc<http::Handler> = Arc::new(|req: &Request, ex: &mut Exchange| {
         ex.respond(Response::new(200, "text/plain", req.body.len().to_string()));
     });
-    std::thread::spawn(move || http::serve(listener, limits, http::Capacity { total: 16, per_address: 0 }, handler));
+    let capacity = http::Capacity { total: 16, per_address: 0 };
+    std::thread::spawn(move || http::serve(listener, http::Transport::Plain, limits, capacity, handler));
     addr
 }

@@ -3,21 +3,29 @@
 //! Our own rather than tiny_http, which was measured leaving keep-alive connections unserved under a
 //! burst of SSE clients and has no read timeouts or header limits (see ARCHITECTURE.md). This module knows
 //! HTTP only; what the paths mean is the frontend's business (`frontend/http`). A handler gets each request
-//! and an [`Exchange`] to answer it with, either a whole [`Response`] or an [`EventStream`].
+//! and an [`Exchange`] to answer it with, either a whole [`Response`] or an [`EventStream`]. With a
+//! certificate ([`Transport::Tls`]) every connection is HTTPS: a TLS session lives with the connection's
+//! socket (`socket.rs`, `tls.rs`), and its handshake is read on the connection's thread within the first request's deadline.
 
 mod framing;
 mod request;
 mod response;
 mod slots;
+mod socket;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use framing::{chunk_size, framing, Framing};
 pub use request::{parse_head, Limits, ReadError, Request};
 pub use response::{EventStream, Response};
 pub use slots::{descriptor_limit, descriptor_reserve, Capacity};
+#[cfg(feature = "tls")]
+pub use tls::Tls;
 
 use slots::{Refusal, Slots};
+use socket::Socket;
 use std::io::{self, BufReader, Read};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::thread;
@@ -41,9 +49,48 @@ pub static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
 /// Connections open now, for `/metrics`.
 pub static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
+/// How the server's connections are carried.
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    /// HTTPS with this certificate (which SIGHUP can swap).
+    #[cfg(feature = "tls")]
+    Tls(Arc<Tls>),
+}
+
+impl Transport {
+    /// The URL scheme of the server.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Transport::Plain => "http",
+            #[cfg(feature = "tls")]
+            Transport::Tls(_) => "https",
+        }
+    }
+
+    /// Rereads the certificate, if there is one (SIGHUP): connections accepted from now on get it.
+    pub fn reload(&self) {
+        match self {
+            Transport::Plain => {}
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.reload(),
+        }
+    }
+
+    /// A new connection's socket. A TLS one starts its handshake when the first request is read, on the
+    /// connection's thread.
+    fn socket(&self, tcp: TcpStream) -> io::Result<Socket> {
+        match self {
+            Transport::Plain => Ok(Socket::plain(tcp)),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => Ok(Socket::tls(tcp, tls.session()?)),
+        }
+    }
+}
+
 /// One request's answer, written at most once.
 pub struct Exchange<'a> {
-    stream: &'a TcpStream,
+    socket: &'a Socket,
     keep_alive: bool,
     /// Whether the connection can serve another request after this exchange.
     reusable: bool,
@@ -52,7 +99,7 @@ pub struct Exchange<'a> {
 impl<'a> Exchange<'a> {
     /// Writes a whole response. A write error means the client is gone; the connection then closes.
     pub fn respond(&mut self, response: Response) {
-        let written = response.write_to(&mut &*self.stream, self.keep_alive);
+        let written = response.write_to(&mut &*self.socket, self.keep_alive);
         self.reusable = self.keep_alive && written.is_ok();
     }
 
@@ -60,12 +107,12 @@ impl<'a> Exchange<'a> {
     /// with [`Exchange::finish_stream`] rather than dropped.
     pub fn stream(&mut self, headers: &[(&str, &str)]) -> io::Result<EventStream<'a>> {
         self.reusable = false;
-        EventStream::start(self.stream, headers)
+        EventStream::start(self.socket, headers)
     }
 
     /// True when the client has closed the connection: a request it no longer waits for can be dropped.
     pub fn peer_closed(&self) -> bool {
-        response::peer_closed(self.stream)
+        self.socket.peer_closed()
     }
 
     /// Ends a stream cleanly, so the connection can serve another request.
@@ -75,7 +122,7 @@ impl<'a> Exchange<'a> {
 }
 
 /// Accepts connections forever, each on a thread of its own, within `capacity`.
-pub fn serve(listener: TcpListener, limits: Limits, capacity: Capacity, handler: Arc<Handler>) {
+pub fn serve(listener: TcpListener, transport: Transport, limits: Limits, capacity: Capacity, handler: Arc<Handler>) {
     let slots = Slots::new(capacity);
     let mut backoff = ACCEPT_BACKOFF.0;
     loop {
@@ -96,14 +143,20 @@ pub fn serve(listener: TcpListener, limits: Limits, capacity: Capacity, handler:
         let slot = match slots.take(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
-                refuse_connection(&stream, refusal, &capacity);
+                refuse_connection(&stream, refusal, &capacity, &transport);
                 continue;
             }
         };
-        let (limits, handler) = (limits.clone(), handler.clone());
+        let (transport, limits, handler) = (transport.clone(), limits.clone(), handler.clone());
         let spawned = thread::Builder::new().name("http".into()).stack_size(CONNECTION_STACK).spawn(move || {
             let _slot = slot;
-            serve_connection(stream, peer.ip(), accepted, &limits, &*handler);
+            match transport.socket(stream) {
+                Ok(socket) => {
+                    serve_connection(&socket, peer.ip(), accepted, &limits, &*handler);
+                    socket.close();
+                }
+                Err(e) => log::error!("cannot start a TLS session: {e}"),
+            }
         });
         if let Err(e) = spawned {
             log::error!("cannot start a connection thread: {e}");
@@ -111,21 +164,24 @@ pub fn serve(listener: TcpListener, limits: Limits, capacity: Capacity, handler:
     }
 }
 
-/// Answers a connection there is no slot for, and closes it.
-fn refuse_connection(stream: &TcpStream, refusal: Refusal, capacity: &Capacity) {
+/// Answers a connection there is no slot for, and closes it. Over TLS it is only closed: an answer would
+/// need a handshake, which takes a thread and a slot.
+fn refuse_connection(stream: &TcpStream, refusal: Refusal, capacity: &Capacity, transport: &Transport) {
     let (status, message) = match refusal {
         Refusal::Full => (503, format!("too many connections (the limit is {})", capacity.total)),
         Refusal::AddressFull => (429, format!("too many connections from your address (the limit is {})", capacity.per_address)),
     };
     log::warn!("refusing a connection: {message}");
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    Response::error(status, &message).write_to(&mut &*stream, false).ok();
+    if matches!(transport, Transport::Plain) {
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        Response::error(status, &message).write_to(&mut &*stream, false).ok();
+    }
 }
 
-fn serve_connection(stream: TcpStream, peer: std::net::IpAddr, accepted: Instant, limits: &Limits, handler: &Handler) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let Ok(conn) = request::Conn::new(&stream, limits) else { return };
+fn serve_connection(socket: &Socket, peer: std::net::IpAddr, accepted: Instant, limits: &Limits, handler: &Handler) {
+    let _ = socket.tcp().set_nodelay(true);
+    let _ = socket.tcp().set_write_timeout(Some(WRITE_TIMEOUT));
+    let Ok(conn) = request::Conn::new(socket, limits) else { return };
     let mut reader = BufReader::new(conn);
     let mut first_by = Some(accepted + limits.first_request_timeout);
     loop {
@@ -133,9 +189,9 @@ fn serve_connection(stream: TcpStream, peer: std::net::IpAddr, accepted: Instant
             Ok(request) => request,
             Err(ReadError::Closed) => return,
             Err(ReadError::Io(e)) => return log::debug!("connection dropped: {e}"),
-            Err(e) => return refuse(&stream, &e),
+            Err(e) => return refuse(socket, &e),
         };
-        let mut exchange = Exchange { stream: &stream, keep_alive: request.keep_alive(), reusable: false };
+        let mut exchange = Exchange { socket, keep_alive: request.keep_alive(), reusable: false };
         handler(&request, &mut exchange);
         if !exchange.reusable {
             return;
@@ -144,7 +200,7 @@ fn serve_connection(stream: TcpStream, peer: std::net::IpAddr, accepted: Instant
 }
 
 /// Answers a request that could not be read, then closes the connection.
-fn refuse(stream: &TcpStream, error: &ReadError) {
+fn refuse(socket: &Socket, error: &ReadError) {
     let (status, message) = match error {
         ReadError::Timeout => (408, "request not received in time".to_owned()),
         ReadError::HeadTooLarge => (431, "request head too large".to_owned()),
@@ -153,14 +209,14 @@ fn refuse(stream: &TcpStream, error: &ReadError) {
         ReadError::Closed | ReadError::Io(_) => return,
     };
     log::debug!("refusing a request: {status} {message}");
-    if Response::error(status, &message).write_to(&mut &*stream, false).is_ok() {
-        linger(stream);
+    if Response::error(status, &message).write_to(&mut &*socket, false).is_ok() {
+        linger(socket);
     }
 }
 
 /// Closes our side for writing, then reads and drops what the client still sends, within bounds.
-fn linger(stream: &TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(LINGER.0));
-    let _ = io::copy(&mut stream.take(LINGER.1), &mut io::sink());
+fn linger(socket: &Socket) {
+    socket.end_writing();
+    let _ = socket.tcp().set_read_timeout(Some(LINGER.0));
+    let _ = io::copy(&mut socket.tcp().take(LINGER.1), &mut io::sink());
 }

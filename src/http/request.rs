@@ -7,8 +7,8 @@
 //! that never send a request give their slot back quickly.
 
 use super::framing::{self, Framing};
+use super::socket::Socket;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// Limits on what one request may take.
@@ -132,9 +132,10 @@ impl Request {
 /// socket (a clone would be a second file descriptor per connection). The socket's read timeout bounds
 /// each read: set when the connection opens to the shortest of the limits, lowered only when a deadline
 /// comes closer than that (reads never overshoot a deadline by more than [`SLACK`]), and raised again
-/// only after a read timed out early: not once per request, which cost a system call each.
+/// only after a read timed out early: not once per request, which cost a system call each. On a TLS
+/// socket the deadlines bound every read of records (the handshake's too), not only those of plaintext.
 pub struct Conn<'a> {
-    stream: &'a TcpStream,
+    socket: &'a Socket,
     deadline: Instant,
     /// The socket's read timeout now.
     timeout: Duration,
@@ -148,22 +149,21 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 const SLACK: Duration = Duration::from_millis(100);
 
 impl<'a> Conn<'a> {
-    pub fn new(stream: &'a TcpStream, limits: &Limits) -> io::Result<Conn<'a>> {
+    pub fn new(socket: &'a Socket, limits: &Limits) -> io::Result<Conn<'a>> {
         let longest_wait = limits.idle_timeout.min(limits.read_timeout).min(limits.first_request_timeout).max(MIN_WAIT);
-        stream.set_read_timeout(Some(longest_wait))?;
-        Ok(Conn { stream, deadline: Instant::now() + longest_wait, timeout: longest_wait, longest_wait })
+        socket.tcp().set_read_timeout(Some(longest_wait))?;
+        Ok(Conn { socket, deadline: Instant::now() + longest_wait, timeout: longest_wait, longest_wait })
     }
 
     fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         let timeout = timeout.clamp(MIN_WAIT, self.longest_wait);
-        self.stream.set_read_timeout(Some(timeout))?;
+        self.socket.tcp().set_read_timeout(Some(timeout))?;
         self.timeout = timeout;
         Ok(())
     }
-}
 
-impl Read for Conn<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads the socket's own bytes, waiting no longer than the deadline.
+    fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let left = self.deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -172,7 +172,7 @@ impl Read for Conn<'_> {
             if left + SLACK < self.timeout {
                 self.set_timeout(left)?;
             }
-            match (&*self.stream).read(buf) {
+            match self.socket.tcp().read(buf) {
                 // The socket gave up before the deadline: wait out the rest, as long as it allows.
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     let left = self.deadline.saturating_duration_since(Instant::now());
@@ -184,6 +184,22 @@ impl Read for Conn<'_> {
                 read => return read,
             }
         }
+    }
+}
+
+impl Read for Conn<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let socket = self.socket;
+        socket.read(&mut Raw(self), buf)
+    }
+}
+
+/// The socket's own bytes, each read within the connection's deadline.
+struct Raw<'c, 'a>(&'c mut Conn<'a>);
+
+impl Read for Raw<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_raw(buf)
     }
 }
 
@@ -266,7 +282,7 @@ fn read_body(reader: &mut BufReader<Conn>, req: &Request, limits: &Limits) -> Re
         Framing::Chunked => None,
     };
     if req.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
-        reader.get_mut().stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        reader.get_mut().socket.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
     let Some(length) = length else { return read_chunked(reader, limits.max_body) };
     let mut body = vec![0; length];
@@ -341,7 +357,7 @@ fn hex(digit: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
 
     /// Reads one request on a loopback connection whose client runs `client`; how it went, and when.
     fn read_from(
@@ -352,9 +368,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let client = std::thread::spawn(move || client(TcpStream::connect(addr).unwrap()));
-        let (stream, _) = listener.accept().unwrap();
+        let socket = Socket::plain(listener.accept().unwrap().0);
         let limits = Limits { max_head: 1024, max_body: 1024, read_timeout, idle_timeout: idle, first_request_timeout: idle };
-        let mut reader = BufReader::new(Conn::new(&stream, &limits).unwrap());
+        let mut reader = BufReader::new(Conn::new(&socket, &limits).unwrap());
         let start = Instant::now();
         let outcome = read(&mut reader, &limits, None, None);
         let took = start.elapsed();

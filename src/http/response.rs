@@ -1,8 +1,8 @@
 //! Writing HTTP/1.1 responses: whole ones with `Content-Length`, and event streams (SSE) in chunked
 //! encoding with every event flushed as it is written, so a stream can end and the connection be reused.
 
+use super::socket::Socket;
 use std::io::{self, Write};
-use std::net::TcpStream;
 
 /// A complete response.
 #[derive(Debug)]
@@ -53,11 +53,11 @@ impl Response {
 
 /// An open `text/event-stream` response.
 pub struct EventStream<'a> {
-    out: &'a TcpStream,
+    out: &'a Socket,
 }
 
 impl<'a> EventStream<'a> {
-    pub(super) fn start(out: &'a TcpStream, headers: &[(&str, &str)]) -> io::Result<EventStream<'a>> {
+    pub(super) fn start(out: &'a Socket, headers: &[(&str, &str)]) -> io::Result<EventStream<'a>> {
         let mut head = status_line(200);
         head.push_str("Content-Type: text/event-stream\r\nCache-Control: no-cache, no-transform\r\n");
         // nginx and other reverse proxies would otherwise buffer the stream.
@@ -97,7 +97,7 @@ impl<'a> EventStream<'a> {
     /// True when the client has closed its end. A write to a closed connection often succeeds (the
     /// kernel buffers it), so without this a dead stream is only noticed at the second keep-alive.
     pub fn peer_closed(&self) -> bool {
-        peer_closed(self.out)
+        self.out.peer_closed()
     }
 
     /// Ends the stream cleanly; the connection may then serve another request.
@@ -143,19 +143,6 @@ fn reason(status: u16) -> &'static str {
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "",
-    }
-}
-
-/// True when the client has closed its end of the connection (a peek that finds the end of the stream).
-pub(super) fn peer_closed(stream: &TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut byte = [0u8; 1];
-    // SAFETY: recv writes at most one byte into `byte`, which outlives the call.
-    let n = unsafe { libc::recv(stream.as_raw_fd(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-    match n {
-        0 => true,
-        n if n > 0 => false,
-        _ => !matches!(io::Error::last_os_error().kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted),
     }
 }
 

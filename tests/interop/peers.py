@@ -130,7 +130,8 @@ def proxy_env(**settings: str) -> dict[str, str]:
 
 
 class HttpProxy:
-    """The proxy serving HTTP on 127.0.0.1, on `port` or a free one; `url` is its /mcp endpoint."""
+    """The proxy serving HTTP (HTTPS when `env` names a certificate) on 127.0.0.1, on `port` or a free
+    one; `url` is its /mcp endpoint."""
 
     def __init__(self, config: Path, env: dict[str, str], port: int = 0):
         self.log = config.with_name("proxy.log")
@@ -138,7 +139,7 @@ class HttpProxy:
         with self.log.open("w") as log:
             self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not (found := re.search(r"listening on (http://127\.0\.0\.1:\d+)", self.log.read_text(errors="replace"))):
+        while not (found := re.search(r"listening on (https?://127\.0\.0\.1:\d+)", self.log.read_text(errors="replace"))):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the proxy did not start:\n{self.log.read_text(errors='replace')}", pytrace=False)
             time.sleep(0.02)

@@ -1,15 +1,19 @@
 //! HTTP: a raw HTTP/1.1 client, and the proxy in HTTP mode.
 //!
 //! [`ProxyBuilder`] writes a config (mock backends by key, or a whole config), starts the proxy with
-//! `--sse --host 127.0.0.1 --port 0` and reads the bound address from its stderr. [`Conn`] is one TCP
-//! connection speaking HTTP/1.1 by hand: it sends [`Req`]s (or raw bytes), reads whole [`Response`]s
-//! (`Content-Length`, chunked, or up to EOF) and can turn into an [`EventStream`] that reads server-sent
-//! events one at a time as they arrive. Every read has a deadline.
+//! `--sse --host 127.0.0.1 --port 0` (serving HTTPS with the test certificate of `tests/fixtures/tls/`
+//! when asked) and reads the bound address from its stderr. [`Conn`] is one TCP connection (plain, or
+//! TLS trusting the test CA) speaking HTTP/1.1 by hand: it sends [`Req`]s (or raw bytes), reads whole
+//! [`Response`]s (`Content-Length`, chunked, or up to EOF) and can turn into an [`EventStream`] that
+//! reads server-sent events one at a time as they arrive. Every read has a deadline.
 //!
 //! Dropping an [`HttpProxy`] kills the proxy (its mock backends then see EOF on stdin and exit) and, when
 //! the test is panicking, prints the proxy's stderr.
 
 use super::{clear_proxy_env, ProxyProcess, TempDir, CLIENT_PROTOCOL, MOCK_SERVER, PROXY_BIN, WAIT};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -17,11 +21,15 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// What a Streamable HTTP client sends as `Accept` on `POST /mcp`.
 pub const MCP_ACCEPT: &str = "application/json, text/event-stream";
+
+/// The test PKI (`tests/fixtures/tls/make.sh`): a CA, and certificates for 127.0.0.1 and localhost.
+pub const TLS_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
 
 // ----- starting the proxy -------------------------------------------------------------------------------
 
@@ -35,6 +43,8 @@ pub struct ProxyBuilder {
     start_delay: Option<f64>,
     /// The proxy's `RLIMIT_NOFILE`, when a test wants it small.
     nofile: Option<u64>,
+    /// Serve HTTPS with the test certificate (`server.pem`), and connect with TLS.
+    tls: bool,
 }
 
 impl Default for ProxyBuilder {
@@ -46,7 +56,7 @@ impl Default for ProxyBuilder {
 impl ProxyBuilder {
     /// One mock backend, `mock`: its tools are exposed as `mock__echo`, `mock__sleep`, ...
     pub fn new() -> ProxyBuilder {
-        ProxyBuilder { backends: vec!["mock".to_owned()], config: None, env: Vec::new(), start_delay: None, nofile: None }
+        ProxyBuilder { backends: vec!["mock".to_owned()], config: None, env: Vec::new(), start_delay: None, nofile: None, tls: false }
     }
 
     /// One mock backend per key, each run as `--name <key>`.
@@ -70,6 +80,13 @@ impl ProxyBuilder {
     pub fn env(mut self, name: &str, value: &str) -> ProxyBuilder {
         self.env.push((name.to_owned(), value.to_owned()));
         self
+    }
+
+    /// Serves HTTPS with the test certificate; [`HttpProxy::connect`] and the requests then use TLS.
+    pub fn tls(mut self) -> ProxyBuilder {
+        self.tls = true;
+        self.env("MCP_PROXY_TLS_CERT", &format!("{TLS_FIXTURES}/server.pem"))
+            .env("MCP_PROXY_TLS_KEY", &format!("{TLS_FIXTURES}/server.key"))
     }
 
     /// Starts the proxy with this many file descriptors at most (soft and hard `RLIMIT_NOFILE`).
@@ -120,7 +137,7 @@ impl ProxyBuilder {
         }
         let mut process = ProxyProcess::spawn(command);
         let addr = process.listening_addr();
-        HttpProxy { process, addr, dir }
+        HttpProxy { process, addr, tls: self.tls, dir }
     }
 }
 
@@ -133,6 +150,8 @@ pub fn start() -> HttpProxy {
 pub struct HttpProxy {
     process: ProxyProcess,
     addr: SocketAddr,
+    /// Whether it serves HTTPS.
+    tls: bool,
     dir: TempDir,
 }
 
@@ -163,7 +182,9 @@ impl HttpProxy {
 
     /// Connects from `local` (any 127.0.0.0/8 address), for limits kept per client address.
     pub fn connect_from(&self, local: Ipv4Addr) -> Conn {
-        Conn::wrap(connect_from(local, self.addr).unwrap_or_else(|e| panic!("cannot connect from {local} to {}: {e}", self.addr)))
+        Conn::wrap(Wire::Plain(
+            connect_from(local, self.addr).unwrap_or_else(|e| panic!("cannot connect from {local} to {}: {e}", self.addr)),
+        ))
     }
 
     /// Everything the proxy wrote to stderr so far.
@@ -186,8 +207,12 @@ impl HttpProxy {
         self.process.is_running()
     }
 
+    /// A new connection: TLS when the proxy serves HTTPS.
     pub fn connect(&self) -> Conn {
-        Conn::open(self.addr)
+        match self.tls {
+            true => Conn::open_tls(self.addr),
+            false => Conn::open(self.addr),
+        }
     }
 
     /// One request on a fresh connection; the whole response.
@@ -230,12 +255,12 @@ impl HttpProxy {
 
     /// Opens a legacy SSE session (`GET /sse`) and reads its `endpoint` event.
     pub fn open_sse(&self, headers: &[(&str, &str)]) -> SseSession {
-        open_sse(self.addr, headers)
+        open_sse_on(self.connect(), "/sse", headers)
     }
 
     /// Opens a legacy SSE session at `path` (`/sse/<profile>`) and reads its `endpoint` event.
     pub fn open_sse_at(&self, path: &str, headers: &[(&str, &str)]) -> SseSession {
-        open_sse_at(self.addr, path, headers)
+        open_sse_on(self.connect(), path, headers)
     }
 }
 
@@ -246,7 +271,11 @@ pub fn open_sse(addr: SocketAddr, headers: &[(&str, &str)]) -> SseSession {
 
 /// Opens a legacy SSE session at `path` and reads its `endpoint` event.
 pub fn open_sse_at(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseSession {
-    let mut conn = Conn::open(addr);
+    open_sse_on(Conn::open(addr), path, headers)
+}
+
+/// Opens a legacy SSE session at `path` on `conn` and reads its `endpoint` event.
+fn open_sse_on(mut conn: Conn, path: &str, headers: &[(&str, &str)]) -> SseSession {
     conn.send(&Req::get(path).header("Accept", "text/event-stream").headers(headers));
     let head = conn.head();
     assert_eq!(head.status, 200, "GET {path}: {head:?}");
@@ -455,25 +484,106 @@ impl Response {
 
 // ----- connections --------------------------------------------------------------------------------------
 
-/// One TCP connection to the proxy, speaking HTTP/1.1 by hand. Reads time out after [`WAIT`].
+/// What a [`Conn`] speaks over: TCP, or TLS over TCP.
+pub enum Wire {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Wire {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Wire::Plain(tcp) => tcp,
+            Wire::Tls(tls) => tls.get_ref(),
+        }
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(tcp) => tcp.read(buf),
+            Wire::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(tcp) => tcp.write(buf),
+            Wire::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Wire::Plain(tcp) => tcp.flush(),
+            Wire::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+/// A TLS client that trusts the test CA only.
+pub fn tls_client() -> Arc<ClientConfig> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        let ca = CertificateDer::from_pem_file(format!("{TLS_FIXTURES}/ca.pem")).expect("the test CA");
+        roots.add(ca).expect("the test CA is a CA certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().expect("TLS 1.2 and 1.3");
+        Arc::new(config.with_root_certificates(roots).with_no_client_auth())
+    });
+    Arc::clone(config)
+}
+
+/// One connection to the proxy, speaking HTTP/1.1 by hand. Reads time out after [`WAIT`].
 pub struct Conn {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Wire>,
 }
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
-        Conn::wrap(TcpStream::connect_timeout(&addr, WAIT).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}")))
+        Conn::wrap(Wire::Plain(tcp_to(addr)))
     }
 
-    fn wrap(stream: TcpStream) -> Conn {
+    /// A TLS connection, checking the proxy's certificate against the test CA as 127.0.0.1. The
+    /// handshake happens with the first request.
+    pub fn open_tls(addr: SocketAddr) -> Conn {
+        let session = ClientConnection::new(tls_client(), ServerName::from(addr.ip())).expect("a TLS client session");
+        Conn::wrap(Wire::Tls(Box::new(StreamOwned::new(session, tcp_to(addr)))))
+    }
+
+    fn wrap(wire: Wire) -> Conn {
+        let stream = wire.tcp();
         stream.set_read_timeout(Some(WAIT)).unwrap();
         stream.set_write_timeout(Some(WAIT)).unwrap();
         let _ = stream.set_nodelay(true);
-        Conn { reader: BufReader::new(stream) }
+        Conn { reader: BufReader::new(wire) }
     }
 
+    /// The TCP connection underneath.
     pub fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
+        self.reader.get_ref().tcp()
+    }
+
+    /// Ends a TLS connection as polite clients do, with a close_notify alert (then a drop closes the TCP
+    /// connection); nothing on plain TCP.
+    pub fn close_notify(&mut self) {
+        if let Wire::Tls(tls) = self.reader.get_mut() {
+            tls.conn.send_close_notify();
+            tls.flush().unwrap_or_else(|e| panic!("cannot send close_notify: {e}"));
+        }
+    }
+
+    /// The certificate the server showed (the TLS handshake is completed first); `None` on plain TCP.
+    pub fn peer_certificate(&mut self) -> Option<Vec<u8>> {
+        let Wire::Tls(tls) = self.reader.get_mut() else { return None };
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).unwrap_or_else(|e| panic!("TLS handshake: {e}"));
+        }
+        tls.conn.peer_certificates().and_then(|chain| chain.first()).map(|cert| cert.to_vec())
     }
 
     /// Writes bytes as they are; the error, if any, is the caller's to judge.
@@ -649,6 +759,11 @@ impl EventStream {
         self.conn.stream()
     }
 
+    /// Sends TLS's close_notify, as a polite client leaving does (see [`Conn::close_notify`]).
+    pub fn close_notify(&mut self) {
+        self.conn.close_notify();
+    }
+
     /// The next item, or `None` once the stream has ended. Fails the test after `timeout`.
     pub fn next_item(&mut self, timeout: Duration) -> Option<SseItem> {
         self.item_within(timeout).unwrap_or_else(|()| panic!("no server-sent event within {timeout:?}"))
@@ -737,6 +852,10 @@ impl EventStream {
             skipped.push(message);
         }
     }
+}
+
+fn tcp_to(addr: SocketAddr) -> TcpStream {
+    TcpStream::connect_timeout(&addr, WAIT).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"))
 }
 
 /// A TCP connection to `addr` from the local address `local` (std cannot bind before connecting).

@@ -6,8 +6,8 @@
 //!   collected as it comes ([`StderrLog`]), a running proxy ([`ProxyProcess`]) in a clean environment,
 //!   polling, signals, `/proc` (processes by marker, a process's children, its threads and sockets);
 //! - [`stdio`]: the proxy over its stdin/stdout, JSON-RPC line by line;
-//! - [`http`]: a raw HTTP/1.1 client (requests, whole responses, server-sent event streams) and the
-//!   proxy in HTTP mode ([`http::HttpProxy`]);
+//! - [`http`]: a raw HTTP/1.1 client, over TCP or TLS (requests, whole responses, server-sent event
+//!   streams), and the proxy in HTTP mode ([`http::HttpProxy`]), serving HTTPS when asked;
 //! - [`admin`]: the admin API and web terminal: login sessions and CSRF on top of [`http`];
 //! - [`remote`]: remote MCP servers from the official Python SDK (`tests/fixtures/http_server.py`);
 //! - [`toolctl`]: `tool_config.json` runs, atomic config writes, one-shot `--check` / `--list-tools`.
@@ -299,10 +299,11 @@ impl ProxyProcess {
     }
 
     /// In HTTP mode: the loopback address of the port the proxy listens on (from its `listening on
-    /// http://HOST:PORT` line; the tests come in over loopback whatever the host).
+    /// http://HOST:PORT` or `https://` line; the tests come in over loopback whatever the host).
     pub fn listening_addr(&mut self) -> SocketAddr {
-        let text = self.wait_for_stderr("listening on http://");
-        let bound = text.split("listening on http://").nth(1).and_then(|after| after.split_whitespace().next()).unwrap_or_default();
+        let text = self.wait_for_stderr("listening on http");
+        let bound = text.split("listening on http").nth(1).and_then(|after| after.split("://").nth(1)).unwrap_or_default();
+        let bound = bound.split_whitespace().next().unwrap_or_default();
         match bound.rsplit(':').next().and_then(|port| port.parse::<u16>().ok()) {
             Some(port) => SocketAddr::from(([127, 0, 0, 1], port)),
             None => self.fail(&format!("cannot read the port of '{bound}'")),

@@ -40,8 +40,25 @@ struct Frontend {
     admin: Option<admin::Admin>,
 }
 
+/// How connections are carried: HTTPS when the settings name a certificate. The error names the file
+/// that cannot be used and why.
+pub fn transport(settings: &HttpSettings) -> Result<http::Transport, String> {
+    match &settings.tls {
+        #[cfg(feature = "tls")]
+        Some(files) => Ok(http::Transport::Tls(Arc::new(http::Tls::load(&files.cert, &files.key)?))),
+        // Without the `tls` feature the settings refuse TLS files.
+        _ => Ok(http::Transport::Plain),
+    }
+}
+
 /// Serves HTTP on `listener` until the process exits; `admin` adds the admin UI under `/admin/`.
-pub fn serve(listener: TcpListener, settings: HttpSettings, events: Sender<Event>, admin: Option<admin::Admin>) {
+pub fn serve(
+    listener: TcpListener,
+    transport: http::Transport,
+    settings: HttpSettings,
+    events: Sender<Event>,
+    admin: Option<admin::Admin>,
+) {
     let limits = http::Limits {
         max_head: settings.max_head,
         max_body: settings.max_body,
@@ -59,7 +76,7 @@ pub fn serve(listener: TcpListener, settings: HttpSettings, events: Sender<Event
     let hosts = hosts::AllowedHosts::new(&settings.allowed_hosts, &settings.host);
     let frontend = Frontend { events, auth, hosts, settings, admin };
     let handler = Arc::new(move |req: &Request, ex: &mut Exchange| frontend.route(req, ex));
-    http::serve(listener, limits, capacity, handler);
+    http::serve(listener, transport, limits, capacity, handler);
 }
 
 /// The OAuth token checker, with its keys fetched on a thread of its own so that a misconfigured or

@@ -623,6 +623,37 @@ mod tests {
         assert_eq!(stdio.env["PORT"], "80");
     }
 
+    fn remote_of(server: ServerConfig) -> RemoteConfig {
+        match server.transport {
+            Transport::Sse(remote) | Transport::StreamableHttp(remote) => remote,
+            Transport::Stdio(_) => panic!("not remote"),
+        }
+    }
+
+    #[test]
+    fn a_remote_server_may_ask_for_oauth_and_name_a_registered_client() {
+        let plain = remote_of(one(r#"{"type": "http", "url": "https://h/mcp"}"#).unwrap());
+        assert_eq!((plain.oauth, plain.tokens_file), (None, PathBuf::from("oauth_tokens.json")));
+        let declared = remote_of(one(r#"{"type": "http", "url": "https://h/mcp", "auth": "oauth"}"#).unwrap());
+        assert_eq!(declared.oauth, Some(OAuthClient::default()));
+        let entry = r#"{"type": "http", "url": "https://h/mcp", "oauth": {"clientId": "c", "clientSecret": "${TOKEN}", "scope": "read"}}"#;
+        let client = remote_of(one(entry).unwrap()).oauth.unwrap();
+        assert_eq!(
+            (client.client_id.as_deref(), client.client_secret.as_deref(), client.scope.as_deref()),
+            (Some("c"), Some("s3cret"), Some("read"))
+        );
+    }
+
+    #[test]
+    fn oauth_settings_that_cannot_work_are_refused_with_the_key_named() {
+        let problem = |entry: &str| one(&format!(r#"{{"type": "http", "url": "https://h/mcp", {entry}}}"#)).unwrap_err();
+        assert!(problem(r#""auth": "basic""#).contains("'auth' must be \"oauth\""));
+        assert!(problem(r#""oauth": {"clientID": "c"}"#).contains("'oauth.clientID' is not a setting"));
+        assert!(problem(r#""oauth": {"clientSecret": "x"}"#).contains("'oauth.clientSecret' needs 'oauth.clientId'"));
+        assert!(problem(r#""auth": "oauth", "bearerToken": "t""#).contains("has both 'bearerToken' and OAuth"));
+        assert!(problem(r#""oauth": "yes""#).contains("'oauth' must be an object"));
+    }
+
     #[test]
     fn entry_with_only_url_is_sse() {
         assert_eq!(one(r#"{"url": "http://h/sse"}"#).unwrap().transport.type_name(), "sse");

@@ -40,10 +40,10 @@ def mock_backend() -> dict:
                      "args": [str(REPO / "tests/fixtures/mock_server.py"), "--name", "mock"]}}
 
 
-def protected_proxy(folder: Path, issuer: str, **settings: str) -> HttpProxy:
+def protected_proxy(folder: Path, issuer: str, scheme: str = "http", **settings: str) -> HttpProxy:
     """The proxy on a port chosen beforehand, since its URL is the resource its tokens must name."""
     port = free_port()
-    env = proxy_env(MCP_PROXY_OAUTH_ISSUER=issuer, MCP_PROXY_OAUTH_RESOURCE=f"http://127.0.0.1:{port}/mcp",
+    env = proxy_env(MCP_PROXY_OAUTH_ISSUER=issuer, MCP_PROXY_OAUTH_RESOURCE=f"{scheme}://127.0.0.1:{port}/mcp",
                     MCP_PROXY_OAUTH_LEEWAY="0", **settings)
     return HttpProxy(write_config(folder, mock_backend()), env, port=port)
 
@@ -173,6 +173,29 @@ def test_a_2026_07_28_client_without_sessions_logs_in_and_calls_tools(proxy):
         assert user.logins == 1
 
     run(scenario)
+
+
+def test_the_python_sdk_logs_in_to_the_proxy_over_https(tmp_path, issuer, monkeypatch):
+    """What a hosted connector needs: the proxy on https (the test CA), tokens from the same server."""
+    tls = REPO / "tests/fixtures/tls"
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls / "ca.pem"))
+    proxy = protected_proxy(tmp_path, issuer.issuer, scheme="https", MCP_PROXY_OAUTH_SCOPES="mcp:tools",
+                            MCP_PROXY_TLS_CERT=str(tls / "server.pem"), MCP_PROXY_TLS_KEY=str(tls / "server.key"))
+    provider, user, _ = sdk_auth(proxy.url)
+
+    async def scenario():
+        async with httpx2.AsyncClient(auth=provider, timeout=30) as http:
+            async with streamable_http_client(proxy.url, http_client=http) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    assert only_text(await session.call_tool("mock__echo", {"text": "secure"})) == "secure"
+
+    try:
+        assert proxy.url.startswith("https://")
+        run(scenario)
+        assert user.logins == 1
+    finally:
+        proxy.stop()
 
 
 def test_the_typescript_sdk_logs_in_and_calls_tools_and_goes_on_after_its_token_expires(proxy):

@@ -1,8 +1,9 @@
 //! Secrets in `mcp_server.json` are never sent to the browser: `GET /admin/config` masks them, and a
 //! masked value saved back (the UI posts the whole file) keeps the value stored in the file.
 //!
-//! Secret are a server's `apiKey`, `bearerToken`, `headers` values and `env` values, and a profile's
-//! `keys` and `tokens`. A value that is only a `${VAR}` reference holds no secret (the file names the
+//! Secret are a server's `apiKey`, `bearerToken`, `oauth.clientSecret`, `headers` values and `env`
+//! values, and a profile's `keys` and `tokens`. (OAuth tokens are not in the config at all: they are in
+//! `oauth_tokens.json`, which the admin API never serves.) A value that is only a `${VAR}` reference holds no secret (the file names the
 //! variable, not its value) and is shown.
 
 use serde_json::{Map, Value};
@@ -88,6 +89,9 @@ fn for_each_secret(config: &mut Value, f: &mut dyn FnMut(&mut Value, &[&str])) {
                 f(value, &["mcpServers", key, field]);
             }
         }
+        if let Some(secret) = entry.get_mut("oauth").and_then(|o| o.get_mut("clientSecret")).filter(|v| v.is_string()) {
+            f(secret, &["mcpServers", key, "oauth", "clientSecret"]);
+        }
         for map in SECRET_MAPS {
             let Some(values) = entry.get_mut(map).and_then(Value::as_object_mut) else { continue };
             for (name, value) in values.iter_mut().filter(|(_, v)| v.is_string()) {
@@ -118,6 +122,7 @@ mod tests {
     fn config() -> Value {
         json!({ "mcpServers": {
             "remote": { "url": "https://x/mcp", "apiKey": "k-123", "bearerToken": "${TOKEN}", "headers": { "X-Secret": "h-456" } },
+            "hosted": { "type": "http", "url": "https://y/mcp", "oauth": { "clientId": "c", "clientSecret": "cs-789" } },
             "local": { "command": "node", "env": { "OPENAI_API_KEY": "sk-789" } },
         } })
     }
@@ -127,12 +132,13 @@ mod tests {
         let mut shown = config();
         assert!(mask(&mut shown));
         let text = shown.to_string();
-        for secret in ["k-123", "h-456", "sk-789"] {
+        for secret in ["k-123", "h-456", "sk-789", "cs-789"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert_eq!(shown["mcpServers"]["remote"]["bearerToken"], "${TOKEN}");
         assert_eq!(shown["mcpServers"]["remote"]["url"], "https://x/mcp");
         assert_eq!(shown["mcpServers"]["local"]["env"]["OPENAI_API_KEY"], MASK);
+        assert_eq!(shown["mcpServers"]["hosted"]["oauth"], json!({ "clientId": "c", "clientSecret": MASK }));
     }
 
     #[test]

@@ -27,3 +27,4 @@ pub mod signals;
 pub mod sse;
 pub mod tool_config;
 pub mod uri;
+pub mod www_authenticate;

@@ -8,7 +8,7 @@
 
 use super::discovery::{self, form_encode, FetchError, ServerMetadata};
 use super::store::{Registration, ServerTokens};
-use super::www_authenticate::Challenge;
+use crate::www_authenticate::Challenge;
 use serde::Deserialize;
 use serde_json::json;
 use std::fmt;

@@ -10,7 +10,7 @@
 use super::client::{self, ClientError, Pkce};
 use super::discovery;
 use super::store::{Registration, TokenStore};
-use super::www_authenticate;
+use crate::www_authenticate;
 use crate::config::{RemoteConfig, ServerConfig, Transport};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};

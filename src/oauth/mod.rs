@@ -15,6 +15,5 @@ pub mod login;
 pub mod resource_server;
 pub mod store;
 mod token_cache;
-pub mod www_authenticate;
 
 pub use resource_server::{Refusal, ResourceServer, Verified};

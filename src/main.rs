@@ -228,5 +228,6 @@ fn admin_ui(settings: &Settings, events: crossbeam_channel::Sender<Event>) -> st
         poll: settings.config_poll,
         credentials: Some(profile_config::Credentials { keys: settings.http.keys.clone(), tokens: settings.http.tokens.clone() }),
     };
-    Ok(Some(frontend::http::admin::Admin::new(admin, watch, settings.separator.clone(), events, settings.http.keepalive)))
+    let https = settings.http.tls.is_some();
+    Ok(Some(frontend::http::admin::Admin::new(admin, watch, settings.separator.clone(), events, settings.http.keepalive, https)))
 }

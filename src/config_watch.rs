@@ -31,8 +31,11 @@ fn stamp(path: &Path) -> Stamp {
     Some((meta.modified().ok()?, meta.len()))
 }
 
-/// Runs until the dispatcher is gone. `requests` carries SIGHUP and admin reload requests.
+/// Runs until the dispatcher is gone. `requests` carries SIGHUP and admin reload requests. A change of
+/// the OAuth token store (a `login` in another process) is passed on as [`Event::TokensChanged`].
 pub fn run(watch: Watch, requests: Receiver<()>, events: Sender<Event>) {
+    let tokens_path = watch.config_path.with_file_name(config::OAUTH_TOKENS_FILE);
+    let mut tokens = stamp(&tokens_path);
     let mut stamps = (stamp(&watch.config_path), stamp(&watch.tool_config_path));
     // Without polling, wait for requests only (a day at a time).
     let interval = watch.poll.unwrap_or(Duration::from_secs(86_400));
@@ -45,6 +48,11 @@ pub fn run(watch: Watch, requests: Receiver<()>, events: Sender<Event>) {
         let now = (stamp(&watch.config_path), stamp(&watch.tool_config_path));
         let changed = watch.poll.is_some() && now != stamps;
         stamps = now;
+        let tokens_now = stamp(&tokens_path);
+        if watch.poll.is_some() && tokens_now != tokens && events.send(Event::TokensChanged).is_err() {
+            return;
+        }
+        tokens = tokens_now;
         if !(requested || changed) {
             continue;
         }

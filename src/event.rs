@@ -180,6 +180,9 @@ pub enum Event {
         reason: String,
         needs_login: bool,
     },
+    /// OAuth tokens were stored (a `login`, the admin UI's Authorize): servers that need a login are
+    /// tried again now rather than at their next back-off.
+    TokensChanged,
     /// A new, already validated configuration to apply without a restart.
     Reload {
         servers: Vec<ServerConfig>,

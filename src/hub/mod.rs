@@ -251,6 +251,7 @@ impl Hub {
             // A stopped (retired) connection is gone for good; anything else is from a replaced one.
             Event::BackendExited { backend, generation, .. } => drop(self.shutdown.retired_exited(backend, generation)),
             Event::Reload { servers, profiles, overrides } => self.apply_reload(Served { servers, profiles, overrides }),
+            Event::TokensChanged => self.retry_logins(),
             Event::Shutdown => self.begin_shutdown(),
         }
     }

@@ -41,6 +41,14 @@ impl Hub {
         }
     }
 
+    /// Servers that need a login are started again now: their tokens may be there.
+    pub(super) fn retry_logins(&mut self) {
+        let now = Instant::now();
+        for b in self.backends.iter_mut_all().filter(|b| matches!(b.state, State::NeedsLogin(_)) && b.instance.is_none()) {
+            b.restart_at = Some(now);
+        }
+    }
+
     /// Restarts the backends whose restart time has come.
     pub(super) fn restart_due(&mut self, now: Instant) {
         if self.shutdown.is_stopping() {

@@ -1053,6 +1053,33 @@ fn a_backend_that_exits_is_withdrawn_and_started_again_after_its_backoff() {
 }
 
 #[test]
+fn a_server_that_wants_a_login_needs_login_and_is_tried_again_at_once_when_tokens_come() {
+    let mut h = Harness::new(&["a"]);
+    h.wire("a").link.needs_login("needs login: run `mcp-proxy-server login a`".into());
+    h.pump();
+    assert_eq!(h.state("a"), BackendState::NeedsLogin);
+    assert_eq!(h.starts["a"], 1, "not before its back-off");
+    h.event(Event::TokensChanged);
+    assert_eq!(h.starts["a"], 2, "tried again at once");
+    h.ready("a", &["x"]);
+    assert_eq!(h.state("a"), BackendState::Connected);
+    h.event(Event::TokensChanged);
+    assert_eq!(h.starts["a"], 2, "a connected server is left alone");
+}
+
+#[test]
+fn a_call_to_a_tool_of_a_server_that_needs_a_login_says_so() {
+    let mut h = Harness::new(&["a"]);
+    h.wire("a").link.needs_login("needs login: run `mcp-proxy-server login a`".into());
+    h.pump();
+    let client = h.ready_client();
+    h.call(&client, 1, "a__x");
+    let answer = client.next();
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(message, "Unknown tool: 'a__x' (server 'a' is not connected: needs login: run `mcp-proxy-server login a`)");
+}
+
+#[test]
 fn a_backend_that_does_not_answer_the_probe_is_spoken_to_in_the_handshake_era() {
     let mut h = Harness::new(&["a"]);
     assert_eq!(h.sent_to("a").method(), "server/discover");

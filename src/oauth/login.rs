@@ -10,8 +10,8 @@
 use super::client::{self, ClientError, Pkce};
 use super::discovery;
 use super::store::{Registration, TokenStore};
-use crate::www_authenticate;
 use crate::config::{RemoteConfig, ServerConfig, Transport};
+use crate::www_authenticate;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -68,7 +68,12 @@ pub struct Started {
 impl Started {
     /// Asks `server` how to log in (its 401, its metadata, its authorization server's), finds or makes a
     /// client there, and makes the authorization URL with the answer going to `redirect_uri`.
-    pub fn begin(server: &ServerConfig, store: &TokenStore, redirect_uri: String, registering: Registering) -> Result<Started, Box<dyn std::error::Error>> {
+    pub fn begin(
+        server: &ServerConfig,
+        store: &TokenStore,
+        redirect_uri: String,
+        registering: Registering,
+    ) -> Result<Started, Box<dyn std::error::Error>> {
         let key = &server.key;
         let (Transport::Sse(remote) | Transport::StreamableHttp(remote)) = &server.transport else {
             return Err(format!("'{key}' is a stdio server: only remote (sse, http) servers log in").into());

@@ -18,7 +18,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-pub const FILE_NAME: &str = "oauth_tokens.json";
+pub use crate::config::OAUTH_TOKENS_FILE as FILE_NAME;
 
 /// The file's contents.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

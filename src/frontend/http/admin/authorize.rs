@@ -10,9 +10,11 @@
 //! authorization server, which the page shows).
 
 use crate::config::{self, ServerConfig};
+use crate::event::Event;
 use crate::http::{Request, Response};
 use crate::oauth::login::{Registering, Started};
 use crate::oauth::store::TokenStore;
+use crossbeam_channel::Sender;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
@@ -58,17 +60,21 @@ impl Authorizations {
 
     /// The authorization server's answer: the login it belongs to is finished and the browser sent back
     /// to the admin page, or shown what went wrong.
-    pub fn callback(&self, req: &Request, config_path: &Path) -> Response {
+    pub fn callback(&self, req: &Request, config_path: &Path, events: &Sender<Event>) -> Response {
         let params = Request::form_fields(&req.query);
         let state = params.iter().find(|(k, _)| k == "state").map(|(_, v)| v.clone()).unwrap_or_default();
         let started = self.lock().remove(&state).filter(|(_, at)| at.elapsed() < PENDING_FOR).map(|(started, _)| started);
         let Some(started) = started else {
-            return page(400, "This login is unknown or expired (each Authorize link works once, for ten minutes). Start again from the admin page.");
+            return page(
+                400,
+                "This login is unknown or expired (each Authorize link works once, for ten minutes). Start again from the admin page.",
+            );
         };
         let key = started.server().to_owned();
         match started.complete(&params, &TokenStore::beside(config_path)) {
             Ok(()) => {
                 log::info!("[{key}] logged in from the admin UI");
+                let _ = events.send(Event::TokensChanged);
                 Response::empty(303).with_header("Location", &format!("/admin/?authorized={key}"))
             }
             Err(e) => {

@@ -87,7 +87,9 @@ impl Admin {
             ("POST", "/admin/login") => return ex.respond(self.login(req)),
             // Back from an OAuth login: no admin cookie comes with it (SameSite=Strict); its state is the key.
             #[cfg(feature = "oauth")]
-            ("GET", "/admin/oauth/callback") => return ex.respond(self.authorizations.callback(req, &self.watch.config_path)),
+            ("GET", "/admin/oauth/callback") => {
+                return ex.respond(self.authorizations.callback(req, &self.watch.config_path, &self.events))
+            }
             _ => {}
         }
         let Some(session) = self.sessions.find(req) else {

@@ -78,7 +78,7 @@ fn oauth_account(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> 
                 let keys: Vec<&str> = config.servers.iter().map(|s| s.key.as_str()).collect();
                 return Err(format!("{} has no server '{server}' (it has: {})", settings.config_path.display(), keys.join(", ")).into());
             };
-            oauth::login::login(found, &store, *open)
+            oauth::login::login(found, &store, *open, settings.http.client_metadata_url.as_deref())
         }
         Mode::Logout { server } => oauth::login::logout(server, &store),
         _ => Ok(()),

@@ -105,6 +105,9 @@ ENVIRONMENT:
     MCP_PROXY_OAUTH_JWKS_URI    the authorization server's keys (default: from its metadata)
     MCP_PROXY_OAUTH_INTROSPECTION_CLIENT_ID, MCP_PROXY_OAUTH_INTROSPECTION_CLIENT_SECRET
                                 check tokens that are not JWTs at the server's introspection endpoint
+    MCP_PROXY_OAUTH_CLIENT_METADATA_URL
+                                login: the proxy's client id at authorization servers that take client
+                                ID metadata documents; an https URL the proxy serves the document at
     ADMIN_COOKIE_SECURE         true: mark the admin session cookie Secure (default: true with
                                 --tls-cert or NODE_ENV=production, else false)
     ENABLE_WEB_TERMINAL         true/1/yes: a shell in the admin UI (needs ENABLE_ADMIN_UI; use with care)
@@ -229,6 +232,9 @@ pub struct HttpSettings {
     pub declared_capabilities: Vec<String>,
     /// OAuth access tokens accepted beside the static keys and tokens, when configured.
     pub oauth: Option<OAuthSettings>,
+    /// The https URL of the proxy's OAuth client metadata document (CIMD): its client id at
+    /// authorization servers that take one, served by the proxy at that URL's path.
+    pub client_metadata_url: Option<String>,
     /// HTTPS: the certificate and key files, when given.
     pub tls: Option<TlsFiles>,
 }
@@ -475,6 +481,7 @@ impl Settings {
             })
             .collect();
         let oauth = oauth_settings(&non_empty, &mut warnings)?;
+        let client_metadata_url = client_metadata_url(&non_empty)?;
         let http = HttpSettings {
             host: host_flag.or_else(|| non_empty("HOST")).unwrap_or_else(|| "127.0.0.1".to_owned()),
             port,
@@ -496,6 +503,7 @@ impl Settings {
             instance_id,
             declared_capabilities,
             oauth,
+            client_metadata_url,
             tls,
             admin: truthy(non_empty("ENABLE_ADMIN_UI")).then(|| AdminSettings {
                 username: non_empty("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
@@ -613,6 +621,28 @@ fn oauth_settings(env: &dyn Fn(&str) -> Option<String>, warnings: &mut Vec<Strin
     };
     let scopes = env("MCP_PROXY_OAUTH_SCOPES").map(|s| s.split_whitespace().map(str::to_owned).collect()).unwrap_or_default();
     Ok(Some(OAuthSettings { issuer, resource, scopes, leeway, jwks_uri, introspection }))
+}
+
+/// `MCP_PROXY_OAUTH_CLIENT_METADATA_URL`: a client id must be an https URL with a path (the document's
+/// place), and the proxy serves it there, so that path must not be one of its own.
+fn client_metadata_url(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, UsageError> {
+    const NAME: &str = "MCP_PROXY_OAUTH_CLIENT_METADATA_URL";
+    let Some(url) = env(NAME) else { return Ok(None) };
+    if !cfg!(feature = "oauth") {
+        return Err(UsageError(format!("{NAME}: this build has no OAuth support (cargo feature `oauth`)")));
+    }
+    let url = checked_url(NAME, url, false)?;
+    let path = url.splitn(4, '/').nth(3).unwrap_or_default();
+    if !url.starts_with("https://") || path.is_empty() {
+        return Err(UsageError(format!("{NAME} '{url}' must be an https URL with a path, e.g. https://hub.example.com/oauth-client.json")));
+    }
+    if ["mcp", "sse", "message", "messages", "admin", "health", "metrics", ".well-known"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    {
+        return Err(UsageError(format!("{NAME} '{url}': its path is one the proxy already serves; choose another")));
+    }
+    Ok(Some(url))
 }
 
 /// `value` if it is an absolute http(s) URL with a host and no query or fragment (OAuth identifiers
@@ -831,6 +861,17 @@ mod tests {
         assert!(settings.secrets().contains(&"s3cret".to_owned()), "the introspection secret is masked in logs");
         env.pop();
         assert!(parse(&["--sse"], &env).unwrap_err().to_string().contains("go together"));
+    }
+
+    #[test]
+    fn a_client_metadata_url_is_https_with_a_path_of_its_own() {
+        let url = |value| parse(&["--sse"], &[("MCP_PROXY_OAUTH_CLIENT_METADATA_URL", value)]).map(|s| s.http.client_metadata_url);
+        assert_eq!(url("https://hub.lan/oauth-client.json").unwrap().as_deref(), Some("https://hub.lan/oauth-client.json"));
+        for bad in
+            ["http://hub.lan/oauth-client.json", "https://hub.lan", "https://hub.lan/", "https://hub.lan/mcp", "https://hub.lan/admin/x"]
+        {
+            assert!(url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

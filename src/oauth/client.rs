@@ -122,21 +122,34 @@ pub fn covers(resource: &str, url: &str) -> bool {
     r_origin.eq_ignore_ascii_case(u_origin) && (u_path == r_path || u_path.starts_with(&format!("{r_path}/")) || r_path.is_empty())
 }
 
-/// The client to log in as: `configured` (config `oauth.clientId`), else one registered at this issuer
-/// before, else a new dynamic registration for `redirect_uri` as an `application_type` (`native` for
-/// a loopback redirect, `web` for the admin page). The second value is true when the registration is
-/// new or remembered (and so belongs in the store).
+/// How the proxy may be known to an authorization server, in the spec's order of preference.
+pub struct Identities<'a> {
+    /// Config `oauth.clientId` (and secret): registered by hand.
+    pub configured: Option<Registration>,
+    /// The URL of the proxy's client metadata document, used where the server takes one (CIMD).
+    pub metadata_document: Option<&'a str>,
+    /// Registered at this issuer before.
+    pub remembered: Option<Registration>,
+}
+
+/// The client to log in as: configured, else the metadata document's URL where the server takes one,
+/// else one registered at this issuer before, else a new dynamic registration for `redirect_uri` as an
+/// `application_type` (`native` for a loopback redirect, `web` for the admin page). The second value is
+/// true when the registration is new or remembered (and so belongs in the store).
 pub fn client(
     agent: &ureq::Agent,
     metadata: &ServerMetadata,
-    configured: Option<Registration>,
-    remembered: Option<Registration>,
+    known: Identities,
     redirect_uri: &str,
     application_type: &str,
 ) -> Result<(Registration, bool), ClientError> {
-    if let Some(configured) = configured {
+    if let Some(configured) = known.configured {
         return Ok((configured, false));
     }
+    if let Some(url) = known.metadata_document.filter(|_| metadata.client_id_metadata_document_supported) {
+        return Ok((Registration { client_id: url.to_owned(), client_secret: None }, false));
+    }
+    let remembered = known.remembered;
     if let Some(remembered) = remembered {
         return Ok((remembered, true));
     }

@@ -77,6 +77,9 @@ pub struct ServerMetadata {
     /// RFC 9207: the server puts `iss` in every authorization response.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// The server takes a client id that is the URL of the client's metadata document (CIMD).
+    #[serde(default)]
+    pub client_id_metadata_document_supported: bool,
 }
 
 /// An HTTP agent for authorization servers: statuses are answers, not errors, and nothing waits long.

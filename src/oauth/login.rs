@@ -22,11 +22,17 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
 const CALLBACK_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CALLBACK_HEAD: usize = 16 * 1024;
 
-/// Logs in to `server`, storing the tokens in `store`; `open_browser` runs `xdg-open` on the URL.
-pub fn login(server: &ServerConfig, store: &TokenStore, open_browser: bool) -> Result<(), Box<dyn std::error::Error>> {
+/// Logs in to `server`, storing the tokens in `store`; `open_browser` runs `xdg-open` on the URL;
+/// `metadata_document` is the URL of the proxy's client metadata document, if it has one.
+pub fn login(
+    server: &ServerConfig,
+    store: &TokenStore,
+    open_browser: bool,
+    metadata_document: Option<&str>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let redirect_uri = format!("http://127.0.0.1:{}/callback", listener.local_addr()?.port());
-    let started = Started::begin(server, store, redirect_uri, Registering::Native)?;
+    let started = Started::begin(server, store, redirect_uri, Registering::Native, metadata_document)?;
     let key = &server.key;
     eprintln!("To log in to '{key}' at {}, open this URL in a browser:\n\n  {}\n", started.issuer(), started.url);
     if open_browser {
@@ -42,6 +48,20 @@ pub fn login(server: &ServerConfig, store: &TokenStore, open_browser: bool) -> R
     outcome?;
     eprintln!("Logged in to '{key}'; the tokens are in {} (a running proxy picks them up).", store.path().display());
     Ok(())
+}
+
+/// The proxy's client metadata document (CIMD), served at `url`: a native app, as `login` is, with its
+/// loopback redirect (any port, RFC 8252). (The admin UI's Authorize registers a web client of its own.)
+pub fn metadata_document(url: &str) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": url,
+        "client_name": "mcp-proxy-server",
+        "redirect_uris": ["http://127.0.0.1/callback"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "application_type": "native",
+    })
 }
 
 /// How the proxy registers when it has no client at the authorization server yet.
@@ -68,11 +88,13 @@ pub struct Started {
 impl Started {
     /// Asks `server` how to log in (its 401, its metadata, its authorization server's), finds or makes a
     /// client there, and makes the authorization URL with the answer going to `redirect_uri`.
+    /// `metadata_document`: the URL of the proxy's client metadata document, if it has one.
     pub fn begin(
         server: &ServerConfig,
         store: &TokenStore,
         redirect_uri: String,
         registering: Registering,
+        metadata_document: Option<&str>,
     ) -> Result<Started, Box<dyn std::error::Error>> {
         let key = &server.key;
         let (Transport::Sse(remote) | Transport::StreamableHttp(remote)) = &server.transport else {
@@ -93,7 +115,8 @@ impl Started {
             Registering::Native => "native",
             Registering::Web => "web",
         };
-        let (registration, remember) = client::client(&agent, &found.metadata, configured_client(remote), remembered, &redirect_uri, kind)?;
+        let known = client::Identities { configured: configured_client(remote), metadata_document, remembered };
+        let (registration, remember) = client::client(&agent, &found.metadata, known, &redirect_uri, kind)?;
         let remember = remember && matches!(registering, Registering::Native);
         let (pkce, state) = (Pkce::new()?, crate::random::token_hex(16)?);
         let url = client::authorization_url(&found, &registration.client_id, &redirect_uri, &pkce, &state);

@@ -99,7 +99,8 @@ def drive_login(authorization_url: str, user: str = "alice", redirect_prefix: st
                 r = browser.get(url)
             action, prompt = FORM_ACTION.search(r.text), PROMPT.search(r.text)
             if r.status_code != 200 or not action or not prompt:
-                raise RuntimeError(f"no interaction form at {url}: {r.status_code} {r.text[:300]}")
+                text = " ".join(re.sub(r"<style.*?</style>|<[^>]+>", " ", r.text, flags=re.S).split())  # its words
+                raise RuntimeError(f"no interaction form at {url}: {r.status_code} {text[:400]}")
             form = {"prompt": prompt.group(1)}
             if form["prompt"] == "login":
                 form.update(login=user, password="any")

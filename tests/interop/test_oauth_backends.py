@@ -20,6 +20,7 @@ import json
 from contextlib import closing
 import os
 import re
+import ssl
 import stat
 import subprocess
 import sys
@@ -37,6 +38,8 @@ from peers import PYTHON, REPO, HttpProxy, free_port, only_text, proxy_bin, prox
 ACCESS_TTL_S = 4
 ADMIN_PASSWORD = "oauth-Adm1n-pass"
 PROTECTED_SERVER = REPO / "tests/fixtures/protected_server.py"
+TLS = REPO / "tests/fixtures/tls"
+TEST_CA = ssl.create_default_context(cafile=str(TLS / "ca.pem"))
 WAIT_S = 30
 
 
@@ -50,17 +53,23 @@ def issuer(tmp_path_factory):
 @pytest.fixture(scope="module")
 def protected(tmp_path_factory, issuer):
     """The protected SDK server's /mcp URL."""
+    yield from protected_server(tmp_path_factory.mktemp("protected"), issuer)
+
+
+def protected_server(folder: Path, issuer: AuthorizationServer):
     port = free_port()
-    log = tmp_path_factory.mktemp("protected") / "server.log"
+    log = folder / "server.log"
     with log.open("w") as out:
         process = subprocess.Popen([require(PYTHON, "run scripts/install-test-deps.sh"), str(PROTECTED_SERVER), "--port", str(port),
                                     "--issuer", issuer.issuer], stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}/mcp"
-    wait_for("the protected server", lambda: reachable(url), log)
-    yield url
-    process.terminate()
-    process.wait(10)
-    print(f"--- protected server log ---\n{log.read_text(errors='replace')}", file=sys.stderr)
+    try:
+        wait_for("the protected server", lambda: reachable(url), log)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        print(f"--- protected server log ---\n{log.read_text(errors='replace')}", file=sys.stderr)
 
 
 def reachable(url: str) -> bool:
@@ -82,18 +91,19 @@ def wait_for(what: str, check, log: Path | None = None, timeout: float = WAIT_S)
 class Hub:
     """The proxy over HTTP in front of the protected server ("remote") and a local mock ("local")."""
 
-    def __init__(self, folder: Path, protected_url: str, **settings: str):
+    def __init__(self, folder: Path, protected_url: str, port: int = 0, **settings: str):
         servers = {"remote": {"type": "http", "url": protected_url},
                    "local": {"command": require(PYTHON, "run scripts/install-test-deps.sh"),
                              "args": [str(REPO / "tests/fixtures/mock_server.py"), "--name", "local"]}}
         self.config = write_config(folder, servers)
         self.store = folder / "oauth_tokens.json"
         # A server that needs a login is tried again at most every second here (30 s by default).
-        self.proxy = HttpProxy(self.config, proxy_env(MCP_PROXY_RESTART_BACKOFF_MAX="1", **settings))
+        self.settings = settings
+        self.proxy = HttpProxy(self.config, proxy_env(MCP_PROXY_RESTART_BACKOFF_MAX="1", **settings), port=port)
         self.origin = self.proxy.url.removesuffix("/mcp")
 
     def state(self, key: str) -> dict:
-        backends = httpx2.get(f"{self.origin}/health", timeout=5).json()["backends"]
+        backends = httpx2.get(f"{self.origin}/health", timeout=5, verify=TEST_CA).json()["backends"]
         return next(b for b in backends if b["key"] == key)
 
     def wait_state(self, key: str, state: str) -> dict:
@@ -101,7 +111,7 @@ class Hub:
 
     def cli(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen([proxy_bin(), "--config", str(self.config), *args], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=proxy_env())
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=proxy_env(**self.settings))
 
     def login(self) -> None:
         """`login remote`, the person's part played by drive_login and a GET of the final redirect."""
@@ -281,3 +291,29 @@ def test_a_callback_with_an_unknown_state_changes_nothing(admin_hub):
     r = httpx2.get(f"{admin_hub.origin}/admin/oauth/callback?code=x&state=forged", timeout=10)
     assert r.status_code == 400 and "unknown or expired" in r.text
     assert not admin_hub.store.exists()
+
+
+def test_an_authorization_server_that_takes_client_metadata_documents_gets_the_proxys_url_as_client_id(tmp_path):
+    """CIMD: the proxy serves its client metadata document (over HTTPS, the test CA) and logs in with its
+    URL as the client id; nothing is registered."""
+    cimd_issuer = AuthorizationServer(tmp_path, CIMD="1", NODE_EXTRA_CA_CERTS=str(TLS / "ca.pem"))
+    servers = protected_server(tmp_path, cimd_issuer)
+    protected_url = next(servers)
+    port = free_port()
+    document = f"https://127.0.0.1:{port}/oauth-client.json"
+    hub = Hub(tmp_path, protected_url, port=port, MCP_PROXY_OAUTH_CLIENT_METADATA_URL=document,
+              MCP_PROXY_TLS_CERT=str(TLS / "server.pem"), MCP_PROXY_TLS_KEY=str(TLS / "server.key"))
+    try:
+        assert cimd_issuer.metadata.get("client_id_metadata_document_supported") is True
+        served = httpx2.get(document, verify=TEST_CA, timeout=10).json()
+        assert served["client_id"] == document and "http://127.0.0.1/callback" in served["redirect_uris"]
+        hub.wait_state("remote", "needs_login")
+        hub.login()
+        stored = json.loads(hub.store.read_text())
+        assert stored["servers"]["remote"]["client"]["client_id"] == document
+        assert stored.get("registrations", {}) == {}, "nothing was registered"
+        hub.wait_state("remote", "connected")
+    finally:
+        hub.stop()
+        servers.close()
+        cimd_issuer.stop()

@@ -129,6 +129,11 @@ impl Frontend {
         if let Some(resource) = path.strip_prefix(PROTECTED_RESOURCE) {
             return ex.respond(self.protected_resource(resource));
         }
+        #[cfg(feature = "oauth")]
+        if let Some(url) = self.settings.client_metadata_url.as_deref().filter(|url| url_path(url) == Some(path)) {
+            let document = crate::oauth::login::metadata_document(url);
+            return ex.respond(Response::json(200, &document).with_header("Access-Control-Allow-Origin", "*"));
+        }
         if path == "/health" {
             return ex.respond(self.health(req));
         }
@@ -234,6 +239,13 @@ fn mcp_endpoint(path: &str) -> Option<(&'static str, Option<&str>)> {
         Some(name) if !crate::profile_config::is_valid_name(name) => None,
         _ => Some((endpoint, profile)),
     }
+}
+
+/// The path of an absolute URL (`/x` of `https://host/x`).
+#[cfg(feature = "oauth")]
+fn url_path(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    rest.find('/').map(|slash| &rest[slash..])
 }
 
 /// Parses a request body as one JSON-RPC message, or says why not in a JSON-RPC error response.

@@ -42,7 +42,7 @@ impl Authorizations {
         let scheme = if https { "https" } else { "http" };
         let redirect_uri = format!("{scheme}://{host}/admin/oauth/callback");
         let store = TokenStore::beside(config_path);
-        match Started::begin(&server, &store, redirect_uri, Registering::Web) {
+        match Started::begin(&server, &store, redirect_uri, Registering::Web, None) {
             Ok(started) => {
                 let url = started.url.clone();
                 log::info!("[{key}] admin login started at {}", started.issuer());

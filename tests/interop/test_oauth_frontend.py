@@ -12,6 +12,7 @@ are introspected; static API keys keep working beside OAuth; no token reaches th
 """
 
 import json
+from contextlib import asynccontextmanager
 import shutil
 import subprocess
 import time
@@ -139,21 +140,28 @@ def sdk_auth(url: str) -> tuple[OAuthClientProvider, HeadlessUser, MemoryStorage
     return provider, user, storage
 
 
+@asynccontextmanager
+async def oauth_session(url: str, provider: OAuthClientProvider):
+    """An initialized Python SDK session on `url` whose HTTP client logs in through `provider`."""
+    async with httpx2.AsyncClient(auth=provider, timeout=30) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                yield session
+
+
 def test_the_python_sdk_logs_in_and_calls_tools_and_goes_on_after_its_token_expires(proxy):
     provider, user, storage = sdk_auth(proxy.url)
 
     async def scenario():
-        async with httpx2.AsyncClient(auth=provider, timeout=30) as http:
-            async with streamable_http_client(proxy.url, http_client=http) as (read, write):
-                async with ClientSession(read, write) as session:
-                    await session.initialize()
-                    assert "mock__echo" in [t.name for t in (await session.list_tools()).tools]
-                    assert only_text(await session.call_tool("mock__echo", {"text": "hi"})) == "hi"
-                    first = storage.tokens.access_token
-                    await anyio.sleep(ACCESS_TTL_S + 1)
-                    # The same session, a refreshed token: the token's holder, not the token, owns it.
-                    assert only_text(await session.call_tool("mock__echo", {"text": "later"})) == "later"
-                    assert storage.tokens.access_token != first and user.logins == 1
+        async with oauth_session(proxy.url, provider) as session:
+            assert "mock__echo" in [t.name for t in (await session.list_tools()).tools]
+            assert only_text(await session.call_tool("mock__echo", {"text": "hi"})) == "hi"
+            first = storage.tokens.access_token
+            await anyio.sleep(ACCESS_TTL_S + 1)
+            # The same session, a refreshed token: the token's holder, not the token, owns it.
+            assert only_text(await session.call_tool("mock__echo", {"text": "later"})) == "later"
+            assert storage.tokens.access_token != first and user.logins == 1
 
     run(scenario)
     assert storage.client_info.client_id, "registered dynamically"
@@ -184,11 +192,8 @@ def test_the_python_sdk_logs_in_to_the_proxy_over_https(tmp_path, issuer, monkey
     provider, user, _ = sdk_auth(proxy.url)
 
     async def scenario():
-        async with httpx2.AsyncClient(auth=provider, timeout=30) as http:
-            async with streamable_http_client(proxy.url, http_client=http) as (read, write):
-                async with ClientSession(read, write) as session:
-                    await session.initialize()
-                    assert only_text(await session.call_tool("mock__echo", {"text": "secure"})) == "secure"
+        async with oauth_session(proxy.url, provider) as session:
+            assert only_text(await session.call_tool("mock__echo", {"text": "secure"})) == "secure"
 
     try:
         assert proxy.url.startswith("https://")

@@ -376,8 +376,9 @@ impl Settings {
         let open_flag = args.contains("--open");
         let rest: Vec<String> = args.finish().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let mode = match (rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), mode) {
-            ([], mode) => mode,
             (["login", server], Mode::Stdio) => Mode::Login { server: server.to_string(), open: open_flag },
+            (_, _) if open_flag => return Err(UsageError("--open goes with login SERVER".into())),
+            ([], mode) => mode,
             (["logout", server], Mode::Stdio) => Mode::Logout { server: server.to_string() },
             (["login" | "logout"], _) => return Err(UsageError(format!("{} needs the key of a server in the config", rest[0]))),
             (_, _) => return Err(UsageError(format!("unexpected argument '{}'", rest[0]))),
@@ -881,6 +882,7 @@ mod tests {
         assert_eq!(parse(&["logout", "x", "--config", "c.json"], &[]).unwrap().mode, Mode::Logout { server: "x".into() });
         assert!(parse(&["login"], &[]).unwrap_err().to_string().contains("login needs the key of a server"));
         assert!(parse(&["--sse", "login", "x"], &[]).is_err());
+        assert!(parse(&["--sse", "--open"], &[]).unwrap_err().to_string().contains("--open goes with login SERVER"));
     }
 
     #[cfg(feature = "tls")]

@@ -131,8 +131,9 @@ impl Remote {
                 }
             };
         }
-        let _ = sent_at;
-        if self.config.bearer_token.is_none() && cfg!(not(feature = "oauth")) {
+        #[cfg(not(feature = "oauth"))]
+        if self.config.uses_oauth() {
+            let _ = sent_at; // Only a token could have been refused since.
             let why = "needs login: it asks for OAuth, which this build of mcp-proxy-server leaves out".to_owned();
             self.close_needing_login(why.clone());
             return Unauthorized::NeedsLogin(why);

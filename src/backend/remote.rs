@@ -39,7 +39,7 @@ pub enum Unauthorized {
     /// Send the request again: there is another access token.
     #[cfg_attr(not(feature = "oauth"), allow(dead_code))]
     Retry,
-    /// The connection is closed as needing a login; the text says how.
+    /// No token will do until a person logs in; the text says how.
     NeedsLogin(String),
     /// A static credential was refused, or the token cannot be refreshed now: this request fails.
     Fail,
@@ -113,18 +113,16 @@ impl Remote {
         req
     }
 
-    /// The server answered 401 to a request sent at `sent_at`. Without a token to try next, the
-    /// connection ends here as needing a login (so the dispatcher says so, and withdraws its tools).
+    /// The server answered 401 to a request sent at `sent_at`: what to do. Without a token to try next,
+    /// the caller ends the connection as needing a login ([`Remote::needs_login`]), so the dispatcher
+    /// says so and withdraws its tools.
     pub fn unauthorized(&self, sent_at: Instant) -> Unauthorized {
         #[cfg(feature = "oauth")]
         if let Some(credentials) = &self.credentials {
             use crate::oauth::credentials::Next;
             return match credentials.rejected(sent_at) {
                 Next::Retry => Unauthorized::Retry,
-                Next::Login(why) => {
-                    self.close_needing_login(why.clone());
-                    Unauthorized::NeedsLogin(why)
-                }
+                Next::Login(why) => Unauthorized::NeedsLogin(why),
                 Next::Later(why) => {
                     log::warn!("[{}] {why}", self.key);
                     Unauthorized::Fail
@@ -134,11 +132,30 @@ impl Remote {
         #[cfg(not(feature = "oauth"))]
         if self.config.uses_oauth() {
             let _ = sent_at; // Only a token could have been refused since.
-            let why = "needs login: it asks for OAuth, which this build of mcp-proxy-server leaves out".to_owned();
-            self.close_needing_login(why.clone());
-            return Unauthorized::NeedsLogin(why);
+            return Unauthorized::NeedsLogin("needs login: it asks for OAuth, which this build of mcp-proxy-server leaves out".into());
         }
         Unauthorized::Fail
+    }
+
+    /// A `403` whose challenge is `insufficient_scope` (the token lacks a scope this request needs):
+    /// this request fails saying which scope and how to grant it, and the scope is remembered, so the
+    /// next login asks for it with those granted (step-up). `None` for any other 403.
+    pub fn insufficient_scope(&self, response: &Response<Body>) -> Option<String> {
+        let challenge = response
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(crate::www_authenticate::bearer)?;
+        if challenge.param("error") != Some("insufficient_scope") {
+            return None;
+        }
+        let scope = challenge.param("scope").unwrap_or_default().to_owned();
+        #[cfg(feature = "oauth")]
+        if let Some(credentials) = &self.credentials {
+            credentials.want_scope(&scope);
+        }
+        Some(format!("the server wants the scope '{scope}' for this; run `mcp-proxy-server login {}` to grant it", self.key))
     }
 
     /// A request the server refused for want of a login: its caller may try again once logged in.
@@ -149,7 +166,8 @@ impl Remote {
         self.close_needing_login(why.to_owned());
     }
 
-    fn close_needing_login(&self, why: String) {
+    /// Ends the connection as needing a login (once, however many threads find out).
+    pub fn close_needing_login(&self, why: String) {
         if !self.closed.swap(true, Ordering::SeqCst) {
             log::warn!("[{}] {why}", self.key);
             self.link.needs_login(why);

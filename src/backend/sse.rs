@@ -90,7 +90,7 @@ impl Shared {
                 Ok(response) if response.status().is_success() => return Some(response),
                 Ok(response) if response.status() == 401 => match remote.unauthorized(sent_at) {
                     Unauthorized::Retry if may_retry => continue,
-                    Unauthorized::NeedsLogin(_) => return None,
+                    Unauthorized::NeedsLogin(why) => remote.close_needing_login(why),
                     Unauthorized::Retry | Unauthorized::Fail => end(format!("GET {}: {}", remote.config.url, status_error(response))),
                 },
                 Ok(response) => end(format!("GET {}: {}", remote.config.url, status_error(response))),
@@ -172,6 +172,10 @@ impl Shared {
         let req = self.remote.with_auth(self.remote.agent().post(endpoint)).header("Content-Type", "application/json");
         let sent_at = Instant::now();
         let response = req.send(msg.to_json())?;
+        if let Some(why) = (response.status() == 403).then(|| self.remote.insufficient_scope(&response)).flatten() {
+            self.remote.fail_request(msg, &why);
+            return Ok(None);
+        }
         if response.status() != 401 {
             return Ok(Some(response));
         }

@@ -256,6 +256,9 @@ impl Shared {
                 Unauthorized::Retry | Unauthorized::Fail => {}
             }
         }
+        if let Some(why) = (status == 403).then(|| self.remote.insufficient_scope(&response)).flatten() {
+            return self.remote.fail_request(&msg, &why);
+        }
         if status == 404 && session_id.is_some() && !is_initialize {
             if !may_retry {
                 return self.failed(&msg, Failure::Request("session not found after a new initialize".into()));
@@ -328,6 +331,9 @@ impl Shared {
                 Unauthorized::NeedsLogin(why) => return self.remote.needs_login(msg, &why),
                 Unauthorized::Retry | Unauthorized::Fail => {}
             }
+        }
+        if let Some(why) = (status == 403).then(|| self.remote.insufficient_scope(&response)).flatten() {
+            return failed(Failure::Request(why));
         }
         if (200..300).contains(&status) {
             if let Err(failure) = self.remote.deliver_body(response, msg.id.as_ref(), &mut |_| {}) {
@@ -489,6 +495,51 @@ mod tests {
             _ => panic!("expected the listen's acknowledgement"),
         }
         (backend, heard, seen)
+    }
+
+    /// A handshake-era backend on a fake server that answers every request with `answer`.
+    fn answering(answer: &str) -> (StreamableHttpBackend, Receiver<Event>) {
+        let (url, _seen) = serve(answer.to_owned());
+        let (events, heard) = crossbeam_channel::unbounded();
+        let link = Link::new(BackendId(0), 1, events);
+        let config = RemoteConfig::for_url(format!("{url}/mcp"));
+        let backend =
+            StreamableHttpBackend::start("remote", config, link, Duration::from_secs(3600), Dialect::default()).expect("a thread");
+        (backend, heard)
+    }
+
+    #[test]
+    fn a_server_that_answers_401_with_no_token_to_try_ends_the_connection_as_needing_a_login() {
+        let (backend, heard) = answering("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: 0\r\n\r\n");
+        backend.send(Message::request(json!(1), "initialize", Some(raw(&json!({ "protocolVersion": "2025-11-25" })))));
+        match heard.recv_timeout(SOON) {
+            Ok(Event::Undelivered { id, .. }) => assert_eq!(id, json!(1), "the request may be tried again later"),
+            Ok(Event::FromBackend { msg, .. }) => panic!("the backend answered {}", msg.to_json()),
+            Ok(Event::BackendExited { reason, .. }) => panic!("the connection ended first: {reason}"),
+            _ => panic!("expected the request back, undelivered"),
+        }
+        match heard.recv_timeout(SOON) {
+            Ok(Event::BackendExited { needs_login, reason, .. }) => {
+                assert!(needs_login, "{reason}");
+                assert!(reason.contains("login"), "{reason}");
+            }
+            _ => panic!("expected the connection's end"),
+        }
+    }
+
+    #[test]
+    fn a_403_for_want_of_a_scope_fails_that_request_naming_the_scope() {
+        let forbidden = "HTTP/1.1 403 Forbidden\r\nWWW-Authenticate: Bearer error=\"insufficient_scope\", scope=\"mcp:admin\"\r\nContent-Length: 0\r\n\r\n";
+        let (backend, heard) = answering(forbidden);
+        backend.send(Message::request(json!(2), "tools/call", Some(raw(&json!({ "name": "drop_table" })))));
+        match heard.recv_timeout(SOON) {
+            Ok(Event::FromBackend { msg, .. }) => {
+                let error = msg.error.map(|e| e.get().to_owned()).unwrap_or_default();
+                assert!(error.contains("the server wants the scope 'mcp:admin' for this; run `mcp-proxy-server login remote`"), "{error}");
+            }
+            _ => panic!("expected the request's error"),
+        }
+        assert!(heard.recv_timeout(Duration::from_millis(300)).is_err(), "the connection stays up");
     }
 
     #[test]

@@ -269,6 +269,7 @@ pub fn exchange(
         expires_at: None,
         lifetime: None,
         scope: found.scope.clone(),
+        wanted_scope: None,
     };
     apply(previous, answer)
 }
@@ -306,6 +307,18 @@ fn apply(previous: ServerTokens, answer: TokenAnswer) -> Result<ServerTokens, Cl
         scope: answer.scope.or(previous.scope),
         ..previous
     })
+}
+
+/// The scopes of every part, each once, in order of appearance (step-up asks for the union of what was
+/// granted and what is wanted).
+pub fn union_scopes<'a>(parts: impl IntoIterator<Item = Option<&'a str>>) -> Option<String> {
+    let mut scopes: Vec<&str> = Vec::new();
+    for scope in parts.into_iter().flatten().flat_map(str::split_whitespace) {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    (!scopes.is_empty()).then(|| scopes.join(" "))
 }
 
 pub fn unix_now() -> u64 {
@@ -382,6 +395,12 @@ mod tests {
     }
 
     #[test]
+    fn scopes_are_united_each_once_in_order() {
+        assert_eq!(union_scopes([Some("a b"), None, Some("b  c"), Some("")]).as_deref(), Some("a b c"));
+        assert_eq!(union_scopes([None, Some(" ")]), None);
+    }
+
+    #[test]
     fn a_refresh_without_a_new_refresh_token_keeps_the_old_one() {
         let previous = ServerTokens {
             issuer: "https://as.example".into(),
@@ -393,6 +412,7 @@ mod tests {
             expires_at: None,
             lifetime: None,
             scope: Some("s".into()),
+            wanted_scope: None,
         };
         let answer =
             TokenAnswer { access_token: "a2".into(), token_type: "Bearer".into(), expires_in: Some(60), refresh_token: None, scope: None };

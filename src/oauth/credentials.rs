@@ -121,6 +121,18 @@ impl Credentials {
         }
     }
 
+    /// The server wants `scope` beyond what the token carries: it is remembered for the next login.
+    pub fn want_scope(&self, scope: &str) {
+        let remembered = self.store.update(|stored| {
+            if let Some(tokens) = stored.servers.get_mut(&self.key) {
+                tokens.wanted_scope = client::union_scopes([tokens.wanted_scope.as_deref(), Some(scope)]);
+            }
+        });
+        if let Err(e) = remembered {
+            log::warn!("[{}] cannot remember the scope it wants: {e}", self.key);
+        }
+    }
+
     fn reread_if_changed(&self, held: &mut Held) {
         let modified = self.store.modified();
         if held.seen.is_some() && modified == held.seen {
@@ -177,6 +189,7 @@ mod tests {
             expires_at: expires_in.map(|s| client::unix_now() + s),
             lifetime,
             scope: None,
+            wanted_scope: None,
         }
     }
 
@@ -225,6 +238,15 @@ mod tests {
         credentials.store.update(|s| s.servers.get_mut("remote").map(|t| t.access_token = "newer".into())).unwrap();
         assert_eq!(credentials.rejected(sent_at), Next::Retry, "a token stored since the refused request was sent is tried");
         assert_eq!(credentials.bearer().as_deref(), Some("newer"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_wanted_scope_is_remembered_for_the_next_login() {
+        let (credentials, dir) = store_with("wanted", Some(tokens(Some(3600), Some(3600))));
+        credentials.want_scope("mcp:admin");
+        credentials.want_scope("mcp:admin mcp:write");
+        assert_eq!(credentials.store.read().unwrap().servers["remote"].wanted_scope.as_deref(), Some("mcp:admin mcp:write"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -106,9 +106,14 @@ impl Started {
         let agent = discovery::agent();
         let challenge = probe(&agent, server)?;
         let configured_scope = remote.oauth.as_ref().and_then(|o| o.scope.as_deref());
-        let found = client::discover(&agent, &remote.url, challenge.as_ref(), configured_scope)?;
+        let mut found = client::discover(&agent, &remote.url, challenge.as_ref(), configured_scope)?;
+        let stored = store.read()?;
+        // Step-up: what was granted before and what the server asked for since, with what it asks now.
+        if let Some(held) = stored.servers.get(key).filter(|t| t.issuer == found.metadata.issuer) {
+            found.scope = client::union_scopes([found.scope.as_deref(), held.scope.as_deref(), held.wanted_scope.as_deref()]);
+        }
         let remembered = match registering {
-            Registering::Native => store.read()?.registrations.get(&found.metadata.issuer).cloned(),
+            Registering::Native => stored.registrations.get(&found.metadata.issuer).cloned(),
             Registering::Web => None,
         };
         let kind = match registering {

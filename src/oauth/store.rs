@@ -56,6 +56,10 @@ pub struct ServerTokens {
     pub lifetime: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Scopes the server asked for beyond those granted (`403 insufficient_scope`): the next login asks
+    /// for them too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wanted_scope: Option<String>,
 }
 
 /// Reading or writing the store failed; the message names the file.
@@ -166,6 +170,7 @@ mod tests {
             expires_at: Some(1),
             lifetime: Some(300),
             scope: None,
+            wanted_scope: None,
         }
     }
 

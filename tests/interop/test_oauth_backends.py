@@ -317,3 +317,19 @@ def test_an_authorization_server_that_takes_client_metadata_documents_gets_the_p
         hub.stop()
         servers.close()
         cimd_issuer.stop()
+
+
+def test_a_login_after_the_server_wanted_more_scope_asks_for_it_with_the_scope_granted(hub):
+    hub.wait_state("remote", "needs_login")
+    hub.login()
+    stored = json.loads(hub.store.read_text())
+    # What the proxy records on a 403 insufficient_scope (tested with a real 403 in src/backend).
+    stored["servers"]["remote"]["wanted_scope"] = "mcp:admin"
+    hub.store.write_text(json.dumps(stored))
+    login = hub.cli("login", "remote")
+    try:
+        url = next(line.strip() for line in login.stderr if line.startswith("  http"))
+        assert callback_params(url)["scope"] == "mcp:tools mcp:admin", url
+    finally:
+        login.kill()
+        login.wait(10)

@@ -97,12 +97,13 @@ impl Auth {
     /// metadata, RFC 9728).
     #[cfg(feature = "oauth")]
     fn oauth_refusal(&self, oauth: &ResourceServer, why: Option<&Refusal>) -> Response {
-        let (status, message) = match why {
-            None => (401, "Unauthorized".to_owned()),
-            Some(Refusal::Invalid(reason)) => (401, format!("Unauthorized: the access token is {reason}")),
-            Some(Refusal::InsufficientScope) => (403, "Forbidden: the access token lacks a scope this proxy needs".to_owned()),
-            Some(Refusal::Unavailable(reason)) => (503, format!("cannot check the access token now: {reason}")),
+        let message = match why {
+            None => "Unauthorized".to_owned(),
+            Some(Refusal::Invalid(reason)) => format!("Unauthorized: the access token is {reason}"),
+            Some(Refusal::InsufficientScope) => "Forbidden: the access token lacks a scope this proxy needs".to_owned(),
+            Some(Refusal::Unavailable(reason)) => format!("cannot check the access token now: {reason}"),
         };
+        let status = why.map_or(401, Refusal::status);
         let bearer = oauth.challenge(why);
         let challenge = match self.keys.is_empty() {
             true => bearer,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::fmt;
+use std::io;
 
 /// Standard JSON-RPC error codes, and the MCP ones the proxy uses.
 pub mod code {
@@ -30,20 +31,23 @@ pub mod code {
     pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 }
 
-/// One JSON-RPC message: a request, a notification or a response.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// One JSON-RPC message: a request, a notification or a response. Written out by
+/// [`Message::write_json`], not by serde: every line the proxy writes goes through it.
+#[derive(Debug, Clone, Deserialize)]
 pub struct Message {
-    jsonrpc: Version,
+    /// Checked when a message is read; [`Message::write_json`] writes it.
+    #[serde(rename = "jsonrpc")]
+    _version: Version,
     /// `None` when absent (a notification); `Some(Value::Null)` when present as `null`.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present")]
     pub id: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub method: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub params: Option<Box<RawValue>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub result: Option<Box<RawValue>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub error: Option<Box<RawValue>>,
 }
 
@@ -159,18 +163,56 @@ impl Message {
     /// One member of `params`, found without reading the others into memory: cheaper than
     /// [`Message::params`] for a look at one member. `None` when absent, or when params are not an object.
     pub fn param(&self, key: &str) -> Option<&RawValue> {
-        let mut de = serde_json::Deserializer::from_str(self.params.as_deref()?.get());
+        let text = self.params.as_deref()?.get();
+        // Without a backslash every key is spelt as it reads, so a text that does not contain `key`
+        // has no such member: most requests are answered without a parse (every request's `_meta` is
+        // looked for on the reader thread).
+        if !text.contains('\\') && !text.contains(key) {
+            return None;
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
         serde::de::DeserializeSeed::deserialize(Member(key), &mut de).ok().flatten()
     }
 
     /// Serialises the message as one line of JSON, without the trailing newline.
     pub fn to_json(&self) -> String {
-        // Serialising a Message cannot fail: its members are already valid JSON.
-        serde_json::to_string(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(64 + self.raw_len());
+        // Writing to a Vec cannot fail, and every piece written is valid UTF-8 (JSON text).
+        let _ = self.write_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Writes the message as one line of JSON (no trailing newline): members in a fixed order, absent
+    /// ones left out, `params`, `result` and `error` copied as the raw text they are. By hand rather
+    /// than through serde's serializer, which costs a write and an escape scan per key: this runs for
+    /// every message on every writer thread.
+    pub fn write_json(&self, out: &mut impl io::Write) -> io::Result<()> {
+        out.write_all(br#"{"jsonrpc":"2.0""#)?;
+        if let Some(id) = &self.id {
+            out.write_all(br#","id":"#)?;
+            serde_json::to_writer(&mut *out, id)?;
+        }
+        if let Some(method) = &self.method {
+            out.write_all(br#","method":"#)?;
+            serde_json::to_writer(&mut *out, method)?;
+        }
+        let raw_members = [(&br#","params":"#[..], &self.params), (br#","result":"#, &self.result), (br#","error":"#, &self.error)];
+        for (key, value) in raw_members {
+            if let Some(value) = value {
+                out.write_all(key)?;
+                out.write_all(value.get().as_bytes())?;
+            }
+        }
+        out.write_all(b"}")
+    }
+
+    /// The length of the raw members' text, to size a buffer.
+    fn raw_len(&self) -> usize {
+        [&self.params, &self.result, &self.error].into_iter().flatten().map(|v| v.get().len()).sum()
     }
 
     fn empty() -> Message {
-        Message { jsonrpc: Version, id: None, method: None, params: None, result: None, error: None }
+        Message { _version: Version, id: None, method: None, params: None, result: None, error: None }
     }
 }
 
@@ -319,15 +361,9 @@ pub fn raw(value: &Value) -> Box<RawValue> {
     serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default())
 }
 
-/// The `"jsonrpc": "2.0"` member: checked on the way in, always written on the way out.
+/// The `"jsonrpc": "2.0"` member: checked on the way in, always written on the way out (`write_json`).
 #[derive(Debug, Clone)]
 struct Version;
-
-impl Serialize for Version {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("2.0")
-    }
-}
 
 impl<'de> Deserialize<'de> for Version {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Version, D::Error> {
@@ -436,6 +472,12 @@ mod tests {
     }
 
     #[test]
+    fn one_param_spelt_only_with_escapes_is_found() {
+        let msg = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"\u005f\u006deta":{"k":1}}}"#).unwrap();
+        assert_eq!(msg.param("_meta").map(RawValue::get), Some(r#"{"k":1}"#));
+    }
+
+    #[test]
     fn one_param_of_absent_or_non_object_params_is_none() {
         let absent = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"m"}"#).unwrap();
         let array = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"m","params":[{"_meta":1}]}"#).unwrap();
@@ -452,6 +494,20 @@ mod tests {
     fn absent_params_read_as_an_empty_object() {
         let msg = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
         assert_eq!(msg.params().unwrap().to_raw().get(), "{}");
+    }
+
+    #[test]
+    fn a_message_is_written_as_compact_json_in_a_fixed_order_with_its_raw_members_verbatim() {
+        let written = |text: &str| Message::parse(text).unwrap().to_json();
+        let request = r#"{"jsonrpc":"2.0","id":"a\"b","method":"x\ny","params":{"k": [1.50, "\u00e9"]}}"#;
+        assert_eq!(written(request), request);
+        assert_eq!(written(r#"{"params":{},"method":"m","id":1,"jsonrpc":"2.0"}"#), r#"{"jsonrpc":"2.0","id":1,"method":"m","params":{}}"#);
+        assert_eq!(written(r#"{"jsonrpc":"2.0","method":"n"}"#), r#"{"jsonrpc":"2.0","method":"n"}"#);
+        let error = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700, "message":"x"}}"#;
+        assert_eq!(written(error), error);
+        let mut line = Vec::new();
+        Message::parse(r#"{"jsonrpc":"2.0","id":7,"result":{ }}"#).unwrap().write_json(&mut line).unwrap();
+        assert_eq!(line, br#"{"jsonrpc":"2.0","id":7,"result":{ }}"#);
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl<R: BufRead> LineReader<R> {
 pub fn write_messages(out: impl Write, inbox: &Receiver<Message>, mut prepare: impl FnMut(Message) -> Message) -> io::Result<()> {
     let mut out = BufWriter::new(out);
     for msg in inbox {
-        serde_json::to_writer(&mut out, &prepare(msg))?;
+        prepare(msg).write_json(&mut out)?;
         out.write_all(b"\n")?;
         if inbox.is_empty() {
             out.flush()?;

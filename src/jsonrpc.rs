@@ -262,7 +262,7 @@ impl Params {
 
     /// Sets a member that is a string.
     pub fn set_str(&mut self, key: &str, value: &str) {
-        self.set(key, raw(&Value::from(value)));
+        self.set(key, raw_str(value));
     }
 
     /// The object as raw JSON text again, members in their order.
@@ -353,6 +353,12 @@ impl<'de> serde::de::Visitor<'de> for Member<'_> {
         }
         Ok(found)
     }
+}
+
+/// A string as raw JSON text (quoted and escaped), without building a [`Value`] first.
+pub fn raw_str(text: &str) -> Box<RawValue> {
+    // A str always serialises; the fallback only keeps the signature total.
+    serde_json::value::to_raw_value(text).unwrap_or_else(|_| raw(&Value::Null))
 }
 
 /// Turns a JSON value into raw JSON text for a [`Message`] member.

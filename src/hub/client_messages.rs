@@ -14,7 +14,7 @@ use super::routing::{Key, Origin};
 use super::views::Checked;
 use super::{bridge, Hub};
 use crate::event::{Access, BackendId, Caller, ClientId, Era, ProfileId, Reply, ReplyTo, LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
-use crate::jsonrpc::{code, raw, Kind, Message, Params};
+use crate::jsonrpc::{code, raw, raw_str, Kind, Message, Params};
 use crate::modern;
 use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
@@ -369,7 +369,7 @@ impl Hub {
     /// to) has not reached the tool, so it is tried again later within the retry policy.
     fn call_tool(&mut self, caller: Caller, params: Params, attempt: u32) {
         let name = params.str("name").unwrap_or_default();
-        let Some((backend, renamed)) = self.catalog.tool(&name).map(|route| (route.backend, raw(&Value::from(route.name.as_str())))) else {
+        let Some((backend, renamed)) = self.catalog.tool(&name).map(|route| (route.backend, raw_str(&route.name))) else {
             return match self.catalog.withdrawn_tool(&name) {
                 Some(backend) => self.retry_or_fail(caller, params, backend, attempt),
                 None => self.answer_error(&caller, code::INVALID_PARAMS, &self.unknown_tool(&name)),

@@ -9,11 +9,11 @@ use crate::jsonrpc::Message;
 use crossbeam_channel::Receiver;
 use std::io::{self, BufRead, BufWriter, Write};
 
-/// One read from a [`LineReader`].
+/// One read from a [`LineReader`], borrowed from it until the next read.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Line {
+pub enum Line<'a> {
     /// A complete line without its `\n` (and without a `\r` before it).
-    Text(String),
+    Text(&'a str),
     /// A line longer than the cap, skipped; holds its length in bytes.
     TooLong(usize),
     /// Bytes that are not UTF-8; holds their length.
@@ -23,8 +23,13 @@ pub enum Line {
 pub struct LineReader<R> {
     inner: R,
     max: usize,
+    /// The line being read, reused from line to line: no allocation per message.
     buf: Vec<u8>,
 }
+
+/// A line buffer grown past this is let go after its line rather than kept for the next: one huge
+/// message must not hold its memory for the rest of the connection.
+const KEEP_CAPACITY: usize = 64 * 1024;
 
 impl<R: BufRead> LineReader<R> {
     pub fn new(inner: R, max: usize) -> LineReader<R> {
@@ -32,7 +37,10 @@ impl<R: BufRead> LineReader<R> {
     }
 
     /// The next line, or `None` at end of stream. A last line without a newline still counts.
-    pub fn next_line(&mut self) -> io::Result<Option<Line>> {
+    pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
+        }
         self.buf.clear();
         let mut total = 0usize;
         loop {
@@ -60,16 +68,16 @@ impl<R: BufRead> LineReader<R> {
         }
     }
 
-    fn finish(&mut self, total: usize) -> Line {
+    fn finish(&mut self, total: usize) -> Line<'_> {
         if total > self.max {
             return Line::TooLong(total);
         }
         if self.buf.last() == Some(&b'\r') {
             self.buf.pop();
         }
-        match String::from_utf8(std::mem::take(&mut self.buf)) {
+        match std::str::from_utf8(&self.buf) {
             Ok(text) => Line::Text(text),
-            Err(e) => Line::NotUtf8(e.into_bytes().len()),
+            Err(_) => Line::NotUtf8(self.buf.len()),
         }
     }
 }
@@ -103,31 +111,53 @@ fn memchr_newline(bytes: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn read_all(input: &[u8], max: usize) -> Vec<Line> {
+    /// Each line as owned text, or what it was instead.
+    fn read_all(input: &[u8], max: usize) -> Vec<Result<String, Line<'static>>> {
         // A tiny buffer makes lines span many fill_buf calls, as pipes do.
         let mut reader = LineReader::new(io::BufReader::with_capacity(4, input), max);
-        std::iter::from_fn(|| reader.next_line().unwrap()).collect()
+        let mut lines = Vec::new();
+        while let Some(line) = reader.next_line().unwrap() {
+            lines.push(match line {
+                Line::Text(text) => Ok(text.to_owned()),
+                Line::TooLong(len) => Err(Line::TooLong(len)),
+                Line::NotUtf8(len) => Err(Line::NotUtf8(len)),
+            });
+        }
+        lines
     }
 
     #[test]
     fn splits_lines_and_strips_carriage_returns() {
-        assert_eq!(read_all(b"one\r\ntwo\nthree", 100), [Line::Text("one".into()), Line::Text("two".into()), Line::Text("three".into())]);
+        assert_eq!(read_all(b"one\r\ntwo\nthree", 100), [Ok("one".into()), Ok("two".into()), Ok("three".into())]);
     }
 
     #[test]
     fn empty_lines_are_kept_as_empty_text() {
-        assert_eq!(read_all(b"\na\n", 100), [Line::Text("".into()), Line::Text("a".into())]);
+        assert_eq!(read_all(b"\na\n", 100), [Ok("".into()), Ok("a".into())]);
     }
 
     #[test]
     fn over_long_line_is_skipped_and_the_next_one_read() {
         let mut input = vec![b'x'; 50];
         input.extend_from_slice(b"\nok\n");
-        assert_eq!(read_all(&input, 10), [Line::TooLong(50), Line::Text("ok".into())]);
+        assert_eq!(read_all(&input, 10), [Err(Line::TooLong(50)), Ok("ok".into())]);
     }
 
     #[test]
     fn invalid_utf8_is_reported_not_fatal() {
-        assert_eq!(read_all(b"\xff\xfe\nok\n", 100), [Line::NotUtf8(2), Line::Text("ok".into())]);
+        assert_eq!(read_all(b"\xff\xfe\nok\n", 100), [Err(Line::NotUtf8(2)), Ok("ok".into())]);
+    }
+
+    #[test]
+    fn a_long_lines_buffer_is_let_go_and_a_short_ones_kept() {
+        let mut input = vec![b'x'; 2 * KEEP_CAPACITY];
+        input.extend_from_slice(b"\nshort\nnext\n");
+        let mut reader = LineReader::new(io::Cursor::new(input), usize::MAX);
+        assert!(matches!(reader.next_line().unwrap(), Some(Line::Text(text)) if text.len() == 2 * KEEP_CAPACITY));
+        assert_eq!(reader.next_line().unwrap(), Some(Line::Text("short")));
+        assert!(reader.buf.capacity() <= KEEP_CAPACITY, "the long line's buffer went");
+        let kept = reader.buf.as_ptr();
+        assert_eq!(reader.next_line().unwrap(), Some(Line::Text("next")));
+        assert_eq!(reader.buf.as_ptr(), kept, "the short line's buffer is reused");
     }
 }

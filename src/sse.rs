@@ -57,7 +57,7 @@ impl<R: BufRead> SseReader<R> {
             if line.starts_with(':') || oversized {
                 continue;
             }
-            let (field, value) = line.split_once(':').unwrap_or((line.as_str(), ""));
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
             let value = value.strip_prefix(' ').unwrap_or(value);
             match field {
                 "data" if event.data.len() + value.len() + 1 > self.max_event => {

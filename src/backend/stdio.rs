@@ -251,13 +251,13 @@ fn read_loop(key: &str, stdout: impl io::Read, link: &Link) {
     loop {
         match lines.next_line() {
             Ok(Some(Line::Text(text))) if text.trim().is_empty() => {}
-            Ok(Some(Line::Text(text))) => match Message::parse(&text) {
+            Ok(Some(Line::Text(text))) => match Message::parse(text) {
                 Ok(msg) => {
                     if !link.message(msg) {
                         return; // The dispatcher is gone: the proxy is exiting.
                     }
                 }
-                Err(e) => log::warn!("[{key}] ignoring a stdout line that is not MCP ({e}): {}", super::preview(&text, 200)),
+                Err(e) => log::warn!("[{key}] ignoring a stdout line that is not MCP ({e}): {}", super::preview(text, 200)),
             },
             Ok(Some(Line::TooLong(len))) => log::warn!("[{key}] dropped a {len}-byte stdout line (limit {MAX_LINE})"),
             Ok(Some(Line::NotUtf8(len))) => log::warn!("[{key}] dropped a {len}-byte stdout line that is not UTF-8"),

@@ -62,7 +62,7 @@ impl Reader {
             self.wait_for_the_client_to_read();
             let event = match lines.next_line() {
                 Ok(Some(Line::Text(text))) if text.trim().is_empty() => continue,
-                Ok(Some(Line::Text(text))) => match Message::parse(&text) {
+                Ok(Some(Line::Text(text))) => match Message::parse(text) {
                     Ok(msg) => self.admit(msg),
                     Err(error) => Event::InvalidFromClient { client, error },
                 },

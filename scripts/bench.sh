@@ -5,7 +5,8 @@
 #      (PyPI mcp-proxy, npm supergateway, npm mcp-proxy) in front of the same backend; plus one row set
 #      with the real backend mcp-server-time;
 #   2. throughput: BENCH_CLIENTS concurrent clients for BENCH_LOAD_SECS s over Streamable HTTP; and one
-#      pipelined stdio client (BENCH_PIPE_DEPTH requests in flight), direct and through ours, with the ratio;
+#      pipelined stdio client (BENCH_PIPE_DEPTH requests in flight), direct and through ours, with the ratio,
+#      and through scripts/bench/relay (the proxy's thread shape doing none of its work: that shape's ceiling);
 #   3. RSS of the proxy process: idle (ours with 3 stdio backends; the peers with their 1), after the load;
 #   4. BENCH_SESSIONS concurrent SSE sessions held open (legacy GET /sse, Streamable GET /mcp): RSS, errors;
 #   5. time from exec to port open, with 0 and 1 backend;
@@ -132,6 +133,7 @@ lg ours_stdio3 stdio --n 200 --warmup 20 --idle-ms 1000 --tool b__echo -- "$PROX
 log "pipelined stdio: $PIPE_DEPTH requests in flight, direct and through ours (1 backend)"
 lg pipe_direct pipeline --n "$PIPE_N" --warmup 5000 --depth "$PIPE_DEPTH" -- "$ECHO"
 lg pipe_ours pipeline --n "$PIPE_N" --warmup 5000 --depth "$PIPE_DEPTH" --tool echo__echo -- "$PROXY" --config "$WORK/c1/mcp_server.json"
+lg pipe_relay pipeline --n "$PIPE_N" --warmup 5000 --depth "$PIPE_DEPTH" -- "$RELAY" --hub -- "$ECHO"
 
 log "ours over HTTP (1 backend): latency /mcp and /sse, load"
 port=$(free_port); start ours "$PROXY" --sse --port "$port" --config "$WORK/c1/mcp_server.json"
@@ -258,11 +260,11 @@ done
 [ -n "${R[supergw.load.calls_per_s]:-}" ] && echo "(supergateway --stateful starts one backend per session, $((CLIENTS + 1)) here; the other proxies share one backend)"
 echo
 echo "== Throughput: one stdio client, $PIPE_DEPTH requests in flight (pipelined), $PIPE_N calls, echo backend =="
-printf '%-36s %10s %9s %9s %8s %12s\n' target calls/s "p50 µs" "p99 µs" errors "ours/direct"
-for r in "pipe_direct:direct (the ceiling)" "pipe_ours:${LABEL[ours]}"; do
+printf '%-36s %10s %9s %9s %8s %12s\n' target calls/s "p50 µs" "p99 µs" errors "vs direct"
+for r in "pipe_direct:direct (the ceiling)" "pipe_ours:${LABEL[ours]}" "pipe_relay:relay, no work, the proxy's threads"; do
   IFS=: read -r row label <<<"$r"
   printf '%-36s %10s %9s %9s %8s %12s\n' "$label" "$(get "$row.calls_per_s")" "$(get "$row.p50_us")" "$(get "$row.p99_us")" \
-    "$(get "$row.errors")" "$([ "$row" = pipe_ours ] && ratio "$(get pipe_ours.calls_per_s)" "$(get pipe_direct.calls_per_s)" 2 || echo -)"
+    "$(get "$row.errors")" "$([ "$row" != pipe_direct ] && ratio "$(get "$row.calls_per_s")" "$(get pipe_direct.calls_per_s)" 2 || echo -)"
 done
 echo
 echo "== RSS of the proxy process (MiB; backends not included) =="

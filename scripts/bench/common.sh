@@ -3,7 +3,7 @@
 # own Rust programs, and which proxy binary to measure.
 #
 # After sourcing: WORK (removed on exit), PIDS (add each started process group's leader), LGPID (a
-# running load generator, or empty), ECHO and LOADGEN (built into $TARGET_DIR/bench), PROXY; and the
+# running load generator, or empty), ECHO, LOADGEN and RELAY (built into $TARGET_DIR/bench), PROXY; and the
 # helpers below (results in the associative array R, ports, stopping a process group).
 
 WORK="$(mktemp -d /tmp/mcp-bench.XXXXXX)"
@@ -22,11 +22,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 BT="$TARGET_DIR/bench"
-for crate in echo-backend loadgen; do
+for crate in echo-backend loadgen relay; do
   CARGO_TARGET_DIR="$BT" cargo build --quiet --release --manifest-path "scripts/bench/$crate/Cargo.toml" || { log "building $crate failed"; exit 1; }
 done
 ECHO="$BT/release/bench-echo-backend"
 LOADGEN="$BT/release/bench-loadgen"
+RELAY="$BT/release/bench-relay"
 
 if [ -n "${BENCH_PROXY:-}" ]; then
   PROXY="$BENCH_PROXY"

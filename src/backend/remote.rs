@@ -113,10 +113,21 @@ impl Remote {
         req
     }
 
-    /// The server answered 401 to a request sent at `sent_at`: what to do. Without a token to try next,
+    /// The server answered `response`, a 401, to a request sent at `sent_at`: what to do. Without a token to try next,
     /// the caller ends the connection as needing a login ([`Remote::needs_login`]), so the dispatcher
     /// says so and withdraws its tools.
-    pub fn unauthorized(&self, sent_at: Instant) -> Unauthorized {
+    pub fn unauthorized(&self, response: &Response<Body>, sent_at: Instant) -> Unauthorized {
+        // A 401 without a Bearer challenge (a wrong API key, say) is not a call for OAuth, unless the
+        // config says the server takes OAuth.
+        let bearer = response
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| crate::www_authenticate::bearer(v).is_some());
+        if !bearer && self.config.oauth.is_none() {
+            return Unauthorized::Fail;
+        }
         #[cfg(feature = "oauth")]
         if let Some(credentials) = &self.credentials {
             use crate::oauth::credentials::Next;

@@ -88,7 +88,7 @@ impl Shared {
             let sent_at = Instant::now();
             match req.config().timeout_per_read(Some(super::remote::QUIET_STREAM)).build().call() {
                 Ok(response) if response.status().is_success() => return Some(response),
-                Ok(response) if response.status() == 401 => match remote.unauthorized(sent_at) {
+                Ok(response) if response.status() == 401 => match remote.unauthorized(&response, sent_at) {
                     Unauthorized::Retry if may_retry => continue,
                     Unauthorized::NeedsLogin(why) => remote.close_needing_login(why),
                     Unauthorized::Retry | Unauthorized::Fail => end(format!("GET {}: {}", remote.config.url, status_error(response))),
@@ -179,7 +179,7 @@ impl Shared {
         if response.status() != 401 {
             return Ok(Some(response));
         }
-        match self.remote.unauthorized(sent_at) {
+        match self.remote.unauthorized(&response, sent_at) {
             Unauthorized::Retry if may_retry => self.send(endpoint, msg, false),
             Unauthorized::NeedsLogin(why) => {
                 self.remote.needs_login(msg, &why);

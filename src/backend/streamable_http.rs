@@ -250,7 +250,7 @@ impl Shared {
         };
         let status = response.status().as_u16();
         if status == 401 {
-            match self.remote.unauthorized(sent_at) {
+            match self.remote.unauthorized(&response, sent_at) {
                 Unauthorized::Retry if may_retry => return self.post(msg, false),
                 Unauthorized::NeedsLogin(why) => return self.remote.needs_login(&msg, &why),
                 Unauthorized::Retry | Unauthorized::Fail => {}
@@ -326,7 +326,7 @@ impl Shared {
         };
         let status = response.status().as_u16();
         if status == 401 {
-            match self.remote.unauthorized(sent_at) {
+            match self.remote.unauthorized(&response, sent_at) {
                 Unauthorized::Retry if may_retry => return self.exchange_modern(msg, agent, failed, false),
                 Unauthorized::NeedsLogin(why) => return self.remote.needs_login(msg, &why),
                 Unauthorized::Retry | Unauthorized::Fail => {}
@@ -525,6 +525,21 @@ mod tests {
             }
             _ => panic!("expected the connection's end"),
         }
+    }
+
+    #[test]
+    fn a_401_without_a_bearer_challenge_fails_that_request_and_asks_for_no_login() {
+        let (backend, heard) =
+            answering("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: ApiKey header=\"X-Api-Key\"\r\nContent-Length: 0\r\n\r\n");
+        backend.send(Message::request(json!(3), "tools/list", None));
+        match heard.recv_timeout(SOON) {
+            Ok(Event::FromBackend { msg, .. }) => {
+                let error = msg.error.map(|e| e.get().to_owned()).unwrap_or_default();
+                assert!(error.contains("HTTP 401") && !error.contains("login"), "{error}");
+            }
+            _ => panic!("expected the request's error"),
+        }
+        assert!(heard.recv_timeout(Duration::from_millis(300)).is_err(), "the connection stays up");
     }
 
     #[test]

@@ -16,6 +16,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const MAX_LINKS: usize = 40;
 
 pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    replace(path, contents, true)
+}
+
+/// As [`write_atomically`], without the `.bak`: for files whose old contents must not stay behind
+/// (forgotten OAuth tokens).
+pub fn write_atomically_without_backup(path: &Path, contents: &[u8]) -> io::Result<()> {
+    replace(path, contents, false)
+}
+
+fn replace(path: &Path, contents: &[u8], backup: bool) -> io::Result<()> {
     let path = &follow_links(path)?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
@@ -34,7 +44,7 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
         return Err(e);
     }
-    if path.exists() {
+    if backup && path.exists() {
         // A copy, not a rename: the config file itself must exist at every moment.
         fs::copy(path, dir.join(format!("{name}.bak")))?;
     }

@@ -8,11 +8,12 @@
 
 use super::discovery::{self, form_encode, FetchError, ServerMetadata};
 use super::store::{Registration, ServerTokens};
+use super::unix_now;
+use crate::settings::is_loopback_url;
 use crate::www_authenticate::Challenge;
 use serde::Deserialize;
 use serde_json::json;
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Why logging in or refreshing failed.
 #[derive(Debug)]
@@ -94,6 +95,10 @@ pub fn discover(
 
 fn fetch_resource_metadata(agent: &ureq::Agent, server_url: &str, challenge: Option<&Challenge>) -> Result<ProtectedResource, ClientError> {
     if let Some(url) = challenge.and_then(|c| c.param("resource_metadata")) {
+        // A remote server may not send the proxy to probe this machine's own services.
+        if is_loopback_url(url) && !is_loopback_url(server_url) {
+            return refused(format!("{server_url}: its 401 names metadata on this machine ({url}): refused"));
+        }
         return Ok(discovery::get_json(agent, url)?);
     }
     let (origin, path) = discovery::split_origin(server_url);
@@ -302,7 +307,7 @@ fn apply(previous: ServerTokens, answer: TokenAnswer) -> Result<ServerTokens, Cl
         access_token: answer.access_token,
         // A server that does not rotate refresh tokens sends none with a refresh: the old one stays good.
         refresh_token: answer.refresh_token.or(previous.refresh_token),
-        expires_at: answer.expires_in.map(|lifetime| unix_now() + lifetime),
+        expires_at: answer.expires_in.map(|lifetime| unix_now().saturating_add(lifetime)),
         lifetime: answer.expires_in,
         scope: answer.scope.or(previous.scope),
         ..previous
@@ -319,10 +324,6 @@ pub fn union_scopes<'a>(parts: impl IntoIterator<Item = Option<&'a str>>) -> Opt
         }
     }
     (!scopes.is_empty()).then(|| scopes.join(" "))
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

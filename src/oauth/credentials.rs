@@ -164,7 +164,7 @@ impl Credentials {
 fn expiring(tokens: &ServerTokens) -> bool {
     let Some(expires_at) = tokens.expires_at else { return false };
     let margin = tokens.lifetime.map_or(REFRESH_MARGIN_S, |lifetime| (lifetime / 2).min(REFRESH_MARGIN_S));
-    client::unix_now() + margin >= expires_at
+    super::unix_now() + margin >= expires_at
 }
 
 /// The refresh token itself was refused (RFC 6749 5.2): revoked, expired, or used already.
@@ -186,7 +186,7 @@ mod tests {
             client: Registration { client_id: "c".into(), client_secret: None },
             access_token: "a".into(),
             refresh_token: None,
-            expires_at: expires_in.map(|s| client::unix_now() + s),
+            expires_at: expires_in.map(|s| crate::oauth::unix_now() + s),
             lifetime,
             scope: None,
             wanted_scope: None,

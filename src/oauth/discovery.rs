@@ -82,9 +82,10 @@ pub struct ServerMetadata {
     pub client_id_metadata_document_supported: bool,
 }
 
-/// An HTTP agent for authorization servers: statuses are answers, not errors, and nothing waits long.
+/// An HTTP agent for authorization servers: statuses are answers, not errors, nothing waits long, and
+/// no redirect is followed (each URL is checked for https before it is fetched; a redirect would not be).
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(FETCH_TIMEOUT)).build().into()
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(FETCH_TIMEOUT)).max_redirects(0).build().into()
 }
 
 /// The well-known metadata URLs for `issuer`, in the order to try them: RFC 8414's, then OpenID

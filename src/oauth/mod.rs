@@ -17,3 +17,18 @@ pub mod store;
 mod token_cache;
 
 pub use resource_server::{Refusal, ResourceServer, Verified};
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The longest anything here is remembered by its expiry: an `exp` or `expires_in` from a server is
+/// not trusted to be sane (a huge one would overflow an `Instant`).
+const MAX_REMEMBERED: Duration = Duration::from_secs(24 * 3600);
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The instant of a Unix time: now if it has passed, at most a day ahead.
+fn instant_at(unix_seconds: u64) -> Instant {
+    Instant::now() + Duration::from_secs(unix_seconds.saturating_sub(unix_now())).min(MAX_REMEMBERED)
+}

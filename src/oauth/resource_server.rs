@@ -16,13 +16,15 @@ use super::discovery::{self, FetchError, ServerMetadata};
 use super::jwt_ring;
 use super::keys::{JwksDocument, KeySet};
 use super::token_cache::{self, TokenCache};
+use super::{instant_at, unix_now};
 use crate::settings::OAuthSettings;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Network lookups (metadata, keys) at most this often, so tokens naming unknown keys cannot make the
 /// proxy hammer the authorization server.
@@ -31,6 +33,14 @@ const MIN_REFETCH: Duration = Duration::from_secs(5);
 const KEYS_MAX_AGE: Duration = Duration::from_secs(600);
 /// How long an introspected token is believed without asking again: a revocation takes this long.
 const INTROSPECTION_CACHE: Duration = Duration::from_secs(30);
+/// How long a refused token stays refused without being checked again.
+const REFUSAL_CACHE: Duration = Duration::from_secs(30);
+/// Introspections in flight at most: past it a new token waits for another request (503), so that
+/// requests with made-up tokens cannot turn the proxy into a flood on the authorization server.
+const MAX_INTROSPECTIONS: usize = 8;
+const UNPUBLISHED_KEY: &str = "signed with a key the authorization server does not publish";
+/// The longest bearer token looked at; a JWT of a large authorization server is 1-2 KB.
+const MAX_TOKEN: usize = 8 * 1024;
 
 /// What an accepted token says about its holder.
 #[derive(Debug, Clone)]
@@ -68,7 +78,9 @@ pub struct ResourceServer {
     keys: Mutex<Arc<KeySet>>,
     /// Held while fetching, so concurrent requests make one fetch.
     lookups: Mutex<Lookups>,
-    cache: Mutex<TokenCache>,
+    accepted: Mutex<TokenCache<Verified>>,
+    refused: Mutex<TokenCache<String>>,
+    introspecting: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -86,7 +98,9 @@ impl ResourceServer {
             agent: discovery::agent(),
             keys: Mutex::new(Arc::new(KeySet::empty())),
             lookups: Mutex::new(Lookups::default()),
-            cache: Mutex::new(TokenCache::default()),
+            accepted: Mutex::new(TokenCache::default()),
+            refused: Mutex::new(TokenCache::default()),
+            introspecting: AtomicUsize::new(0),
         }
     }
 
@@ -111,14 +125,32 @@ impl ResourceServer {
 
     /// Checks a bearer token; what it says about its holder, or why it is refused.
     pub fn verify(&self, token: &str) -> Result<Verified, Refusal> {
+        if token.len() > MAX_TOKEN || !token.bytes().all(is_token68) {
+            return Err(Refusal::Invalid("not a bearer token (RFC 6750: at most 8 KiB of base64url characters)".into()));
+        }
         let now = Instant::now();
         let hash = token_cache::hash(token);
-        let cached = lock(&self.cache).get(&hash, now);
+        if let Some(why) = lock(&self.refused).get(&hash, now) {
+            return Err(Refusal::Invalid(why));
+        }
+        let cached = lock(&self.accepted).get(&hash, now);
         let verified = match cached {
             Some(verified) => verified,
             None => {
-                let (verified, until) = if is_jwt(token) { self.check_jwt(token)? } else { self.introspect(token)? };
-                lock(&self.cache).insert(hash, verified.clone(), until, now);
+                let checked = if is_jwt(token) { self.check_jwt(token) } else { self.introspect(token) };
+                let (verified, until) = match checked {
+                    Ok(found) => found,
+                    Err(Refusal::Invalid(why)) => {
+                        // A key not seen yet may be published in a moment (keys are fetched at most
+                        // every MIN_REFETCH): that refusal is not remembered.
+                        if why != UNPUBLISHED_KEY {
+                            lock(&self.refused).insert(hash, why.clone(), now + REFUSAL_CACHE, now);
+                        }
+                        return Err(Refusal::Invalid(why));
+                    }
+                    Err(other) => return Err(other),
+                };
+                lock(&self.accepted).insert(hash, verified.clone(), until, now);
                 verified
             }
         };
@@ -175,13 +207,13 @@ impl ResourceServer {
         }
         let kid = header.kid.as_deref();
         let keys = self.keys_for(kid, header.alg)?;
-        let key = keys
-            .find(kid, header.alg)
-            .ok_or_else(|| Refusal::Invalid("signed with a key the authorization server does not publish".into()))?;
+        let key = keys.find(kid, header.alg).ok_or_else(|| Refusal::Invalid(UNPUBLISHED_KEY.into()))?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.settings.issuer]);
         validation.set_audience(&[&self.settings.resource]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        // RFC 9068 access tokens name their holder: without `sub`, tokens of different holders would
+        // share one owner (and so each other's sessions).
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = self.settings.leeway.as_secs();
         let claims = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| Refusal::Invalid(describe(e.kind())))?.claims;
@@ -277,6 +309,7 @@ impl ResourceServer {
             })?;
         let form = [("token", token), ("token_type_hint", "access_token")];
         let basic = (credentials.client_id.as_str(), credentials.client_secret.as_str());
+        let _slot = IntrospectionSlot::take(&self.introspecting)?;
         let answer: Introspection =
             discovery::post_form(&self.agent, &endpoint, Some(basic), &form).map_err(|e| Refusal::Unavailable(e.to_string()))?;
         answer.check(&self.settings)?;
@@ -366,11 +399,35 @@ impl Introspection {
         if !for_us {
             return refused("not made out to this resource (aud)");
         }
-        if self.exp.is_some_and(|exp| exp + settings.leeway.as_secs() <= unix_now()) {
+        if self.exp.is_some_and(|exp| exp.saturating_add(settings.leeway.as_secs()) <= unix_now()) {
             return refused("expired");
         }
         Ok(())
     }
+}
+
+/// One of at most [`MAX_INTROSPECTIONS`] introspections in flight, given back when dropped.
+struct IntrospectionSlot<'a>(&'a AtomicUsize);
+
+impl<'a> IntrospectionSlot<'a> {
+    fn take(in_flight: &'a AtomicUsize) -> Result<IntrospectionSlot<'a>, Refusal> {
+        if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_INTROSPECTIONS {
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(Refusal::Unavailable(format!("{MAX_INTROSPECTIONS} introspections are in flight already")));
+        }
+        Ok(IntrospectionSlot(in_flight))
+    }
+}
+
+impl Drop for IntrospectionSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The characters of an RFC 6750 `b64token`.
+fn is_token68(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~+/=".contains(&byte)
 }
 
 /// A compact JWS has three dot-separated parts; opaque tokens (base64url, hex) have no dots.
@@ -413,15 +470,6 @@ fn quotable(text: &str) -> String {
         c => c,
     };
     text.chars().map(safe).collect()
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// The instant of a Unix time (now, if it has passed).
-fn instant_at(unix_seconds: u64) -> Instant {
-    Instant::now() + Duration::from_secs(unix_seconds.saturating_sub(unix_now()))
 }
 
 /// The guarded value even if another thread panicked holding the lock: every value here is whole
@@ -633,6 +681,39 @@ mod tests {
         *lock(&server.keys) = Arc::new(KeySet::empty());
         assert!(server.verify(&token).is_ok(), "remembered");
         assert!(server.verify(&signer.token(with(claims(), json!({"sub": "bob"})))).is_err(), "a new token is checked");
+    }
+
+    #[test]
+    fn a_refused_token_stays_refused_without_being_checked_again() {
+        let signer = Signer::new("k1");
+        let server = server(&signer, &[]);
+        let forged = signer.token(with(claims(), json!({"aud": "https://other.example/mcp"})));
+        assert_eq!(refusal(&server, &forged), "not made out to this resource (aud)");
+        *lock(&server.keys) = Arc::new(KeySet::empty()); // a second check would now say something else
+        assert_eq!(refusal(&server, &forged), "not made out to this resource (aud)", "the refusal is remembered");
+    }
+
+    #[test]
+    fn what_is_not_a_bearer_token_is_refused_unread() {
+        let server = server(&Signer::new("k1"), &[]);
+        assert!(refusal(&server, "a b").starts_with("not a bearer token"));
+        assert!(refusal(&server, &"x".repeat(MAX_TOKEN + 1)).starts_with("not a bearer token"));
+    }
+
+    #[test]
+    fn a_token_expiring_in_the_far_future_is_remembered_without_overflowing_the_clock() {
+        let signer = Signer::new("k1");
+        let token = signer.token(with(claims(), json!({"exp": u64::MAX / 2})));
+        assert!(server(&signer, &[]).verify(&token).is_ok());
+    }
+
+    #[test]
+    fn introspections_in_flight_are_bounded() {
+        let in_flight = AtomicUsize::new(0);
+        let slots: Vec<_> = (0..MAX_INTROSPECTIONS).map(|_| IntrospectionSlot::take(&in_flight).unwrap()).collect();
+        assert!(matches!(IntrospectionSlot::take(&in_flight), Err(Refusal::Unavailable(_))));
+        drop(slots);
+        assert!(IntrospectionSlot::take(&in_flight).is_ok(), "slots are given back");
     }
 
     #[test]

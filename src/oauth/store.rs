@@ -119,7 +119,8 @@ impl TokenStore {
         let result = change(&mut stored);
         let after = serde_json::to_vec_pretty(&stored).map_err(|e| self.error(e.to_string()))?;
         if serde_json::to_vec(&stored).map_err(|e| self.error(e.to_string()))? != before {
-            crate::files::write_atomically(&self.path, &after).map_err(|e| self.error(format!("cannot write: {e}")))?;
+            // No `.bak`: a logout or a refresh must not leave the old tokens beside the file.
+            crate::files::write_atomically_without_backup(&self.path, &after).map_err(|e| self.error(format!("cannot write: {e}")))?;
         }
         Ok(result)
     }
@@ -188,6 +189,17 @@ mod tests {
         assert_eq!(store.read().unwrap().servers["remote"], tokens("a1"));
         let mode = std::fs::metadata(store.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn forgotten_tokens_leave_no_backup_behind() {
+        let (store, dir) = store("nobak");
+        store.update(|s| s.servers.insert("remote".into(), tokens("a1"))).unwrap();
+        store.update(|s| s.servers.remove("remote")).unwrap();
+        let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(!names.iter().any(|n| n.ends_with(".bak")), "{names:?}");
+        assert!(!std::fs::read_to_string(store.path()).unwrap().contains("a1"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -1,11 +1,11 @@
 //! Tokens already checked, so a client sending the same access token on every request (sessionless
-//! 2026-07-28 clients do) pays for one signature check or introspection, not one per request.
+//! 2026-07-28 clients do) pays for one signature check or introspection, not one per request; and
+//! tokens already refused, so one sending the same bad token again and again costs no more.
 //!
-//! Keyed by the token's SHA-256, so the cache holds no usable token. Only accepted tokens are kept, each
-//! until its own deadline (its expiry; for introspected ones sooner, so a revocation is seen). Bounded:
-//! when full, expired entries go, and if none had expired, everything does.
+//! Keyed by the token's SHA-256, so the cache holds no usable token. Each entry lasts until its own
+//! deadline (an accepted token's expiry; for introspected ones sooner, so a revocation is seen).
+//! Bounded: when full, expired entries go, and if none had expired, everything does.
 
-use super::resource_server::Verified;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -14,9 +14,14 @@ const CAPACITY: usize = 4096;
 
 pub type TokenHash = [u8; 32];
 
-#[derive(Default)]
-pub struct TokenCache {
-    entries: HashMap<TokenHash, (Verified, Instant)>,
+pub struct TokenCache<V> {
+    entries: HashMap<TokenHash, (V, Instant)>,
+}
+
+impl<V> Default for TokenCache<V> {
+    fn default() -> Self {
+        TokenCache { entries: HashMap::new() }
+    }
 }
 
 pub fn hash(token: &str) -> TokenHash {
@@ -26,9 +31,9 @@ pub fn hash(token: &str) -> TokenHash {
     hash
 }
 
-impl TokenCache {
+impl<V: Clone> TokenCache<V> {
     /// What was found when the token was checked, if that is still good at `now`.
-    pub fn get(&mut self, token: &TokenHash, now: Instant) -> Option<Verified> {
+    pub fn get(&mut self, token: &TokenHash, now: Instant) -> Option<V> {
         match self.entries.get(token) {
             Some((verified, until)) if *until > now => Some(verified.clone()),
             Some(_) => {
@@ -39,7 +44,7 @@ impl TokenCache {
         }
     }
 
-    pub fn insert(&mut self, token: TokenHash, verified: Verified, until: Instant, now: Instant) {
+    pub fn insert(&mut self, token: TokenHash, verified: V, until: Instant, now: Instant) {
         if self.entries.len() >= CAPACITY {
             self.entries.retain(|_, (_, until)| *until > now);
             if self.entries.len() >= CAPACITY {
@@ -58,6 +63,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oauth::Verified;
     use std::time::Duration;
 
     fn verified(owner: &str) -> Verified {
@@ -66,7 +72,7 @@ mod tests {
 
     #[test]
     fn an_entry_is_found_until_its_deadline() {
-        let (mut cache, now) = (TokenCache::default(), Instant::now());
+        let (mut cache, now) = (TokenCache::<Verified>::default(), Instant::now());
         cache.insert(hash("t"), verified("a"), now + Duration::from_secs(5), now);
         assert_eq!(cache.get(&hash("t"), now).map(|v| v.owner), Some("a".to_owned()));
         assert!(cache.get(&hash("u"), now).is_none());
@@ -76,7 +82,7 @@ mod tests {
 
     #[test]
     fn a_full_cache_drops_expired_entries_first_and_else_everything() {
-        let (mut cache, now) = (TokenCache::default(), Instant::now());
+        let (mut cache, now) = (TokenCache::<Verified>::default(), Instant::now());
         let later = now + Duration::from_secs(60);
         cache.insert(hash("soon"), verified("s"), now + Duration::from_secs(1), now);
         for i in 1..CAPACITY {

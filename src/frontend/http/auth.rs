@@ -101,7 +101,11 @@ impl Auth {
             None => "Unauthorized".to_owned(),
             Some(Refusal::Invalid(reason)) => format!("Unauthorized: the access token is {reason}"),
             Some(Refusal::InsufficientScope) => "Forbidden: the access token lacks a scope this proxy needs".to_owned(),
-            Some(Refusal::Unavailable(reason)) => format!("cannot check the access token now: {reason}"),
+            Some(Refusal::Unavailable(reason)) => {
+                // The details name the authorization server's insides: for the log, not the client.
+                log::warn!("OAuth: cannot check an access token: {reason}");
+                "cannot check the access token now; try again later".to_owned()
+            }
         };
         let status = why.map_or(401, Refusal::status);
         let bearer = oauth.challenge(why);

@@ -84,8 +84,9 @@ impl Shared {
         let remote = &self.remote;
         let end = |why: String| remote.close(if self.stream.is_aborted() { "closed".into() } else { why });
         for may_retry in [true, false] {
-            let req = remote.with_auth(self.stream.agent().get(&remote.config.url)).header("Accept", "text/event-stream");
+            // Before the token is read: a refresh after this moment gives a token the server has not refused.
             let sent_at = Instant::now();
+            let req = remote.with_auth(self.stream.agent().get(&remote.config.url)).header("Accept", "text/event-stream");
             match req.config().timeout_per_read(Some(super::remote::QUIET_STREAM)).build().call() {
                 Ok(response) if response.status().is_success() => return Some(response),
                 Ok(response) if response.status() == 401 => match remote.unauthorized(&response, sent_at) {
@@ -169,8 +170,8 @@ impl Shared {
     /// Posts `msg`. A 401 is tried once more with a new access token if there is one; otherwise it is
     /// dealt with here (the request fails, or the connection ends as needing a login): `Ok(None)`.
     fn send(&self, endpoint: &str, msg: &Message, may_retry: bool) -> Result<Option<Response<Body>>, ureq::Error> {
+        let sent_at = Instant::now(); // Before the token is read, as in `open_stream`.
         let req = self.remote.with_auth(self.remote.agent().post(endpoint)).header("Content-Type", "application/json");
-        let sent_at = Instant::now();
         let response = req.send(msg.to_json())?;
         if let Some(why) = (response.status() == 403).then(|| self.remote.insufficient_scope(&response)).flatten() {
             self.remote.fail_request(msg, &why);

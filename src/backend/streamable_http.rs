@@ -232,6 +232,8 @@ impl Shared {
             let s = self.session();
             (s.id.clone(), s.protocol_version.clone())
         };
+        // Before the token is read: a refresh after this moment gives a token the server has not refused.
+        let sent_at = Instant::now();
         let mut req = self
             .remote
             .with_auth(self.remote.agent().post(&self.remote.config.url))
@@ -243,7 +245,6 @@ impl Shared {
         if let Some(version) = &version {
             req = req.header("MCP-Protocol-Version", version);
         }
-        let sent_at = Instant::now();
         let response = match req.send(msg.to_json()) {
             Ok(response) => response,
             Err(e) => return self.failed(&msg, classify(e)),
@@ -308,6 +309,8 @@ impl Shared {
 
     /// `may_retry`: one more try with a new access token when the server refused the one sent.
     fn exchange_modern(&self, msg: &Message, agent: &ureq::Agent, failed: &dyn Fn(Failure), may_retry: bool) {
+        // Before the token is read: a refresh after this moment gives a token the server has not refused.
+        let sent_at = Instant::now();
         let mut req = self
             .remote
             .with_auth(agent.post(&self.remote.config.url))
@@ -319,7 +322,6 @@ impl Shared {
         for (name, value) in self.dialect.param_headers(msg) {
             req = req.header(&name, &value);
         }
-        let sent_at = Instant::now();
         let response = match req.send(msg.to_json()) {
             Ok(response) => response,
             Err(e) => return failed(classify(e)),

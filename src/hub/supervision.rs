@@ -87,7 +87,7 @@ impl Hub {
         let instance = b.instance.as_ref().map(|i| i.owner);
         let whose = instance.map(|client| format!(" (client {}'s instance)", client.0)).unwrap_or_default();
         if needs_login {
-            // Said once (the connection logged it); the retries that follow until the login are quiet.
+            // The connection said why (a warning each try); the state says so until a login.
             b.state = State::NeedsLogin(reason.to_owned());
         } else {
             log::error!("[{key}] exited{whose}: {reason}");

@@ -11,11 +11,18 @@ use super::client::{self, covers, ClientError};
 use super::discovery::{self, FetchError};
 use super::store::{ServerTokens, TokenStore};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Refresh this long before the access token expires, at most (and at most half its lifetime, so a
 /// short-lived token is not refreshed on every request).
 const REFRESH_MARGIN_S: u64 = 60;
+/// After a refresh failed for want of the authorization server, requests go on with the token in
+/// hand for this long before one tries again (each try may wait the whole fetch timeout).
+const RETRY_REFRESH: Duration = Duration::from_secs(30);
+/// The most a server's `403 insufficient_scope` answers may ask for, together.
+const MAX_WANTED_SCOPE: usize = 1024;
+/// A token this fresh that the server still refuses will not be made acceptable by another refresh.
+const FRESH: Duration = Duration::from_secs(60);
 
 pub struct Credentials {
     key: String,
@@ -30,6 +37,10 @@ struct Held {
     tokens: Option<ServerTokens>,
     /// When `tokens` last changed: a request refused before then was sent with an older token.
     changed: Option<Instant>,
+    /// When a refresh last failed for want of the authorization server: not tried again for a while.
+    unreachable_since: Option<Instant>,
+    /// When this connection last got a token by refreshing.
+    refreshed: Option<Instant>,
     /// The store's modification time when `tokens` were read, to notice a `login` cheaply.
     seen: Option<SystemTime>,
 }
@@ -55,7 +66,8 @@ impl Credentials {
         let mut held = self.lock();
         self.reread_if_changed(&mut held);
         let expiring = held.tokens.as_ref().is_some_and(expiring);
-        if expiring {
+        let waiting = held.unreachable_since.is_some_and(|at| at.elapsed() < RETRY_REFRESH);
+        if expiring && !waiting {
             if let Next::Login(why) | Next::Later(why) = self.refresh(&mut held, None) {
                 log::warn!("[{}] {why}", self.key);
             }
@@ -70,6 +82,11 @@ impl Credentials {
         self.reread_if_changed(&mut held);
         match held.tokens.as_ref() {
             Some(_) if held.changed.is_some_and(|changed| changed > sent_at) => Next::Retry,
+            // Refreshing again would only give the server another token it refuses (a wrong audience,
+            // a grant it no longer honours): only a login can help.
+            Some(_) if held.refreshed.is_some_and(|refreshed| refreshed.elapsed() < FRESH) => {
+                self.needs_login("it refuses even a freshly obtained access token")
+            }
             Some(current) => {
                 let refused = current.access_token.clone();
                 self.refresh(&mut held, Some(&refused))
@@ -78,54 +95,74 @@ impl Credentials {
         }
     }
 
-    /// Refreshes under the store's lock: the store is read again first, and a token there other than
-    /// the one refused is taken instead (another process refreshed it, or a person logged in).
+    /// Refreshes under this server's lock in the store (other servers' refreshes go on meanwhile): the
+    /// store is read again first, and a token there other than the one refused is taken instead
+    /// (another process refreshed it, or a person logged in).
     fn refresh(&self, held: &mut Held, refused: Option<&str>) -> Next {
-        let in_hand = held.tokens.as_ref().map(|t| t.access_token.clone());
-        let outcome = self.store.update(|stored| {
-            let Some(tokens) = stored.servers.get(&self.key).filter(|t| covers(&t.resource, &self.url)).cloned() else {
-                return Err(self.needs_login("its tokens are gone from the store"));
-            };
-            let newer = Some(&tokens.access_token) != in_hand.as_ref() && Some(tokens.access_token.as_str()) != refused;
-            if newer && !expiring(&tokens) {
-                return Ok(tokens);
-            }
-            match client::refresh(&self.agent, &tokens) {
-                Ok(fresh) => {
-                    stored.servers.insert(self.key.clone(), fresh.clone());
-                    log::info!("[{}] OAuth access token refreshed", self.key);
-                    Ok(fresh)
-                }
-                Err(e) if grant_is_over(&e) => {
-                    stored.servers.remove(&self.key);
-                    Err(self.needs_login(&format!("its refresh was refused ({e})")))
-                }
-                // The authorization server is unreachable: keep what there is, and try again later.
-                Err(e) => Err(Next::Later(format!("cannot refresh the OAuth access token now: {e}"))),
-            }
-        });
-        match outcome {
-            Ok(Ok(fresh)) => {
-                held.tokens = Some(fresh);
-                held.changed = Some(Instant::now());
-                held.seen = self.store.modified();
-                Next::Retry
-            }
-            Ok(Err(next)) => {
-                if matches!(next, Next::Login(_)) {
-                    held.tokens = None;
-                }
-                next
-            }
+        let next = match self.store.lock_server(&self.key) {
+            Ok(_one_refresh) => self.refresh_locked(held, refused),
             Err(e) => Next::Later(format!("the OAuth token store: {e}")),
+        };
+        match &next {
+            Next::Retry => {
+                held.changed = Some(Instant::now());
+                held.unreachable_since = None;
+                held.seen = self.store.modified();
+            }
+            Next::Login(_) => held.tokens = None,
+            Next::Later(_) => held.unreachable_since = Some(Instant::now()),
+        }
+        next
+    }
+
+    fn refresh_locked(&self, held: &mut Held, refused: Option<&str>) -> Next {
+        let stored = match self.store.read() {
+            Ok(mut stored) => stored.servers.remove(&self.key).filter(|t| covers(&t.resource, &self.url)),
+            Err(e) => return Next::Later(format!("the OAuth token store: {e}")),
+        };
+        let Some(tokens) = stored else { return self.needs_login("its tokens are gone from the store") };
+        let in_hand = held.tokens.as_ref().map(|t| t.access_token.as_str());
+        let newer = Some(tokens.access_token.as_str()) != in_hand && Some(tokens.access_token.as_str()) != refused;
+        if newer && !expiring(&tokens) {
+            held.tokens = Some(tokens);
+            return Next::Retry;
+        }
+        match client::refresh(&self.agent, &tokens) {
+            Ok(fresh) => match self.store.update(|s| s.servers.insert(self.key.clone(), fresh.clone())) {
+                Ok(_) => {
+                    log::info!("[{}] OAuth access token refreshed", self.key);
+                    held.tokens = Some(fresh);
+                    held.refreshed = Some(Instant::now());
+                    Next::Retry
+                }
+                Err(e) => Next::Later(format!("the OAuth token store: {e}")),
+            },
+            Err(e) if grant_is_over(&e) => {
+                if let Err(e) = self.store.update(|s| s.servers.remove(&self.key)) {
+                    log::warn!("[{}] the OAuth token store: {e}", self.key);
+                }
+                self.needs_login(&format!("its refresh was refused ({e})"))
+            }
+            // The authorization server is unreachable: keep what there is, and try again later.
+            Err(e) => Next::Later(format!("cannot refresh the OAuth access token now: {e}")),
         }
     }
 
     /// The server wants `scope` beyond what the token carries: it is remembered for the next login.
+    /// What a server may add is bounded (RFC 6749 scope characters, [`MAX_WANTED_SCOPE`] bytes in all):
+    /// it is the server's text, and the person is asked to consent to it.
     pub fn want_scope(&self, scope: &str) {
+        let valid =
+            scope.split_whitespace().all(|s| s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)));
+        if !valid {
+            return log::warn!("[{}] ignored a scope with characters no scope has", self.key);
+        }
         let remembered = self.store.update(|stored| {
             if let Some(tokens) = stored.servers.get_mut(&self.key) {
-                tokens.wanted_scope = client::union_scopes([tokens.wanted_scope.as_deref(), Some(scope)]);
+                let wanted = client::union_scopes([tokens.wanted_scope.as_deref(), Some(scope)]);
+                if wanted.as_ref().is_some_and(|w| w.len() <= MAX_WANTED_SCOPE) {
+                    tokens.wanted_scope = wanted;
+                }
             }
         });
         if let Err(e) = remembered {
@@ -242,11 +279,37 @@ mod tests {
     }
 
     #[test]
+    fn a_server_that_refuses_a_freshly_refreshed_token_needs_a_login_not_another_refresh() {
+        let (credentials, dir) = store_with("fresh", Some(tokens(Some(3600), Some(3600))));
+        assert_eq!(credentials.bearer().as_deref(), Some("a"));
+        credentials.lock().refreshed = Some(Instant::now());
+        let Next::Login(why) = credentials.rejected(Instant::now()) else { panic!("a login is needed") };
+        assert!(why.contains("refuses even a freshly obtained access token"), "{why}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn while_the_authorization_server_is_unreachable_the_token_in_hand_is_used_without_retrying_each_time() {
+        let mut expiring_soon = tokens(Some(10), Some(3600));
+        expiring_soon.refresh_token = Some("r".into());
+        expiring_soon.token_endpoint = "http://127.0.0.1:9/token".into(); // nothing listens there
+        let (credentials, dir) = store_with("unreachable", Some(expiring_soon));
+        assert_eq!(credentials.bearer().as_deref(), Some("a"), "the token in hand, though the refresh failed");
+        let failed_at = credentials.lock().unreachable_since.expect("the failure is noted");
+        assert_eq!(credentials.bearer().as_deref(), Some("a"));
+        assert_eq!(credentials.lock().unreachable_since, Some(failed_at), "not tried again at once");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn a_wanted_scope_is_remembered_for_the_next_login() {
         let (credentials, dir) = store_with("wanted", Some(tokens(Some(3600), Some(3600))));
         credentials.want_scope("mcp:admin");
         credentials.want_scope("mcp:admin mcp:write");
         assert_eq!(credentials.store.read().unwrap().servers["remote"].wanted_scope.as_deref(), Some("mcp:admin mcp:write"));
+        credentials.want_scope("bad\"scope");
+        credentials.want_scope(&"x".repeat(2000));
+        assert_eq!(credentials.store.read().unwrap().servers["remote"].wanted_scope.as_deref(), Some("mcp:admin mcp:write"), "bounded");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

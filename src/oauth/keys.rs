@@ -51,14 +51,20 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    /// The key for a token signed with `alg` whose header names `kid` (or no key id: then any key that
-    /// fits the algorithm, as servers with one key often leave `kid` out).
-    pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&DecodingKey> {
+    /// The keys that may have signed a token with `alg` whose header names `kid`: the one with that
+    /// id, or, with no key id (servers with one key often leave it out), every key that fits the
+    /// algorithm.
+    pub fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Vec<&DecodingKey> {
         let fits = |k: &&SigningKey| {
             let kid_matches = kid.is_none_or(|kid| k.kid.as_deref() == Some(kid));
             kid_matches && k.alg.is_none_or(|a| a == alg) && k.key.family() == alg.family()
         };
-        self.keys.iter().find(fits).map(|k| &k.key)
+        self.keys.iter().filter(fits).map(|k| &k.key).collect()
+    }
+
+    /// The first of [`KeySet::candidates`].
+    pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&DecodingKey> {
+        self.candidates(kid, alg).into_iter().next()
     }
 }
 

@@ -38,7 +38,7 @@ pub fn login(
     if open_browser {
         open(&started.url);
     }
-    let (mut browser, params) = wait_for_callback(&listener, Instant::now() + LOGIN_TIMEOUT)?;
+    let (mut browser, params) = wait_for_callback(&listener, Instant::now() + LOGIN_TIMEOUT, &started.state)?;
     let outcome = started.complete(&params, store);
     let page = match &outcome {
         Ok(()) => format!("Logged in to '{key}'. You can close this page."),
@@ -194,9 +194,10 @@ fn probe(agent: &ureq::Agent, server: &ServerConfig) -> Result<Option<www_authen
     Ok(challenges.filter_map(www_authenticate::bearer).next())
 }
 
-/// Waits for the browser's redirect to `/callback` and returns the connection (to answer it) and the
-/// query's parameters. Other requests (a favicon) get 404.
-fn wait_for_callback(listener: &TcpListener, deadline: Instant) -> io::Result<(TcpStream, Vec<(String, String)>)> {
+/// Waits for the browser's redirect to `/callback` carrying `state` and returns the connection (to
+/// answer it) and the query's parameters. Anything else (a favicon, a stray request with another
+/// state) is answered and the wait goes on.
+fn wait_for_callback(listener: &TcpListener, deadline: Instant, state: &str) -> io::Result<(TcpStream, Vec<(String, String)>)> {
     listener.set_nonblocking(true)?;
     loop {
         let mut stream = match listener.accept() {
@@ -214,8 +215,11 @@ fn wait_for_callback(listener: &TcpListener, deadline: Instant) -> io::Result<(T
         stream.set_read_timeout(Some(CALLBACK_READ_TIMEOUT))?;
         match request_target(&mut stream) {
             Some(target) if target.split('?').next() == Some("/callback") => {
-                let query = target.split_once('?').map_or("", |(_, query)| query);
-                return Ok((stream, crate::http::Request::form_fields(query)));
+                let params = crate::http::Request::form_fields(target.split_once('?').map_or("", |(_, query)| query));
+                if params.iter().any(|(k, v)| k == "state" && v == state) {
+                    return Ok((stream, params));
+                }
+                let _ = respond(&mut stream, 400, "Not the answer to this login.");
             }
             _ => {
                 let _ = respond(&mut stream, 404, "Not the login callback.");
@@ -224,11 +228,15 @@ fn wait_for_callback(listener: &TcpListener, deadline: Instant) -> io::Result<(T
     }
 }
 
-/// The target of a GET request read from `stream`, if it sends one.
+/// The target of a GET request read from `stream`, if it sends one within [`CALLBACK_READ_TIMEOUT`].
 fn request_target(stream: &mut TcpStream) -> Option<String> {
+    let deadline = Instant::now() + CALLBACK_READ_TIMEOUT;
     let mut head = Vec::new();
     let mut chunk = [0u8; 2048];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_CALLBACK_HEAD {
+        if Instant::now() >= deadline {
+            return None;
+        }
         let n = stream.read(&mut chunk).ok().filter(|n| *n > 0)?;
         head.extend_from_slice(&chunk[..n]);
     }
@@ -238,8 +246,14 @@ fn request_target(stream: &mut TcpStream) -> Option<String> {
     (request.method == Some("GET")).then(|| request.path.map(str::to_owned))?
 }
 
+/// A small HTML page saying `text`, with a link back when given (`href`, words).
+pub fn page(text: &str, back: Option<(&str, &str)>) -> String {
+    let link = back.map(|(href, words)| format!("<p><a href=\"{}\">{}</a></p>", escape_html(href), escape_html(words))).unwrap_or_default();
+    format!("<!doctype html><meta charset=utf-8><title>mcp-proxy-server</title><p>{}</p>{link}\n", escape_html(text))
+}
+
 fn respond(stream: &mut TcpStream, status: u16, text: &str) -> io::Result<()> {
-    let body = format!("<!doctype html><meta charset=utf-8><title>mcp-proxy-server</title><p>{}</p>\n", escape_html(text));
+    let body = page(text, None);
     let reason = if status == 200 { "OK" } else { "Bad Request" };
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

@@ -4,8 +4,8 @@
 //!
 //! A JWT access token is checked here: its signature against the authorization server's published keys
 //! (fetched when first needed, again when a token names a key not seen yet or the set is ten minutes
-//! old, never more than once per [`MIN_REFETCH`]), then `iss`, `aud` (this proxy's resource URL), `exp`
-//! and `nbf`. Any other token is introspected at the authorization server (RFC 7662) when the proxy has
+//! old, never more than once per [`MIN_REFETCH`]), then `iss`, `aud` (this proxy's resource URL), `exp`,
+//! `nbf` and `sub`. (A token accepted before its key was withdrawn stays accepted until it expires.) Any other token is introspected at the authorization server (RFC 7662) when the proxy has
 //! credentials for that. Accepted tokens are remembered ([`TokenCache`]). All of it runs on the HTTP
 //! connection thread of the request: a slow authorization server delays only requests that bring a new
 //! token, and never the dispatcher.
@@ -207,7 +207,10 @@ impl ResourceServer {
         }
         let kid = header.kid.as_deref();
         let keys = self.keys_for(kid, header.alg)?;
-        let key = keys.find(kid, header.alg).ok_or_else(|| Refusal::Invalid(UNPUBLISHED_KEY.into()))?;
+        let candidates = keys.candidates(kid, header.alg);
+        if candidates.is_empty() {
+            return Err(Refusal::Invalid(UNPUBLISHED_KEY.into()));
+        }
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.settings.issuer]);
         validation.set_audience(&[&self.settings.resource]);
@@ -216,7 +219,15 @@ impl ResourceServer {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = self.settings.leeway.as_secs();
-        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| Refusal::Invalid(describe(e.kind())))?.claims;
+        // A token without `kid` is tried with each key that fits its algorithm; one with a `kid` has one.
+        let mut decoded = candidates.iter().map(|key| jsonwebtoken::decode::<Claims>(token, key, &validation));
+        let first = decoded.next().ok_or_else(|| Refusal::Invalid(UNPUBLISHED_KEY.into()))?;
+        let claims = match first {
+            Err(e) if *e.kind() == ErrorKind::InvalidSignature => decoded.find(|d| d.is_ok()).unwrap_or(Err(e)),
+            other => other,
+        }
+        .map_err(|e| Refusal::Invalid(describe(e.kind())))?
+        .claims;
         let issuer = claims.iss.as_deref().unwrap_or(&self.settings.issuer);
         let verified = Verified { owner: principal(issuer, claims.sub.as_deref(), claims.client()), scopes: claims.scopes() };
         Ok((verified, claims.exp.map_or_else(Instant::now, instant_at)))
@@ -608,6 +619,17 @@ mod tests {
         let mut no_aud = claims();
         no_aud.as_object_mut().unwrap().remove("aud");
         assert_eq!(refusal(&server(&signer, &[]), &signer.token(no_aud)), "no 'aud' claim");
+    }
+
+    #[test]
+    fn a_token_without_a_kid_is_checked_with_every_key_of_its_algorithm() {
+        let (first, second, stranger) = (Signer::new("k1"), Signer::new("k2"), Signer::new("k3"));
+        let server = server(&first, &[]);
+        let document = serde_json::from_value(json!({ "keys": [first.jwk(), second.jwk()] })).unwrap();
+        *lock(&server.keys) = Arc::new(KeySet::from_document(document, Instant::now()));
+        let no_kid = json!({"alg": "ES256", "typ": "at+jwt"});
+        assert!(server.verify(&second.token_with_header(no_kid.clone(), claims())).is_ok(), "the second key signed it");
+        assert_eq!(refusal(&server, &stranger.token_with_header(no_kid, claims())), "bad signature");
     }
 
     #[test]

@@ -125,10 +125,22 @@ impl TokenStore {
         Ok(result)
     }
 
+    /// An exclusive lock for refreshing one server's tokens, across processes, held until the value is
+    /// dropped: one refresh at a time per server, while other servers' go on.
+    pub fn lock_server(&self, key: &str) -> Result<File, StoreError> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+        let id: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        self.lock_file(&format!("server-{id}"))
+    }
+
     /// An exclusive lock on `.oauth_tokens.json.lock` (not the store itself: each write replaces that
     /// file, and a lock on the replaced one would guard nothing), held until the value is dropped.
     fn lock(&self) -> Result<File, StoreError> {
-        let name = format!(".{}.lock", self.path.file_name().map_or_else(|| FILE_NAME.into(), |n| n.to_string_lossy()));
+        self.lock_file("store")
+    }
+
+    fn lock_file(&self, what: &str) -> Result<File, StoreError> {
+        let name = format!(".{}.{what}.lock", self.path.file_name().map_or_else(|| FILE_NAME.into(), |n| n.to_string_lossy()));
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

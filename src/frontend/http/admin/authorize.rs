@@ -41,17 +41,20 @@ impl Authorizations {
         let Some(host) = req.header("host") else { return Response::json(400, &json!({ "error": "no Host header" })) };
         let scheme = if https { "https" } else { "http" };
         let redirect_uri = format!("{scheme}://{host}/admin/oauth/callback");
+        {
+            // Checked first: starting a login registers a client at the authorization server.
+            let mut pending = self.lock();
+            pending.retain(|_, (_, at)| at.elapsed() < PENDING_FOR);
+            if pending.len() >= MAX_PENDING {
+                return Response::json(429, &json!({ "error": "too many logins under way; try again in a few minutes" }));
+            }
+        }
         let store = TokenStore::beside(config_path);
         match Started::begin(&server, &store, redirect_uri, Registering::Web, None) {
             Ok(started) => {
                 let url = started.url.clone();
                 log::info!("[{key}] admin login started at {}", started.issuer());
-                let mut pending = self.lock();
-                pending.retain(|_, (_, at)| at.elapsed() < PENDING_FOR);
-                if pending.len() >= MAX_PENDING {
-                    return Response::json(429, &json!({ "error": "too many logins under way; try again in a few minutes" }));
-                }
-                pending.insert(started.state.clone(), (started, Instant::now()));
+                self.lock().insert(started.state.clone(), (started, Instant::now()));
                 Response::json(200, &json!({ "url": url }))
             }
             Err(e) => Response::json(502, &json!({ "error": format!("cannot start a login to '{key}': {e}") })),
@@ -95,7 +98,5 @@ fn find_server(config_path: &Path, key: &str) -> Result<ServerConfig, String> {
 }
 
 fn page(status: u16, text: &str) -> Response {
-    let text = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    let body = format!("<!doctype html><meta charset=utf-8><title>mcp-proxy-server</title><p>{text}</p><p><a href=\"/admin/\">Back to the admin page</a></p>\n");
-    Response::new(status, "text/html; charset=utf-8", body)
+    Response::new(status, "text/html; charset=utf-8", crate::oauth::login::page(text, Some(("/admin/", "Back to the admin page"))))
 }

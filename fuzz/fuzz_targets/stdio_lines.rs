@@ -5,7 +5,25 @@ use libfuzzer_sys::fuzz_target;
 use mcp_proxy_server::lines::{Line, LineReader};
 use std::io::BufReader;
 
-fn model(input: &[u8], max: usize) -> Vec<Line> {
+/// A line as the model sees it: the reader lends its lines, so each is copied out as it comes.
+#[derive(Debug, PartialEq, Eq)]
+enum Owned {
+    Text(String),
+    TooLong(usize),
+    NotUtf8(usize),
+}
+
+impl From<Line<'_>> for Owned {
+    fn from(line: Line<'_>) -> Owned {
+        match line {
+            Line::Text(text) => Owned::Text(text.to_owned()),
+            Line::TooLong(n) => Owned::TooLong(n),
+            Line::NotUtf8(n) => Owned::NotUtf8(n),
+        }
+    }
+}
+
+fn model(input: &[u8], max: usize) -> Vec<Owned> {
     let mut out = Vec::new();
     let mut segments: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
     if segments.last().is_some_and(|s| s.is_empty()) {
@@ -13,13 +31,13 @@ fn model(input: &[u8], max: usize) -> Vec<Line> {
     }
     for seg in segments {
         if seg.len() > max {
-            out.push(Line::TooLong(seg.len()));
+            out.push(Owned::TooLong(seg.len()));
             continue;
         }
         let seg = seg.strip_suffix(b"\r").unwrap_or(seg);
         out.push(match std::str::from_utf8(seg) {
-            Ok(s) => Line::Text(s.to_owned()),
-            Err(_) => Line::NotUtf8(seg.len()),
+            Ok(s) => Owned::Text(s.to_owned()),
+            Err(_) => Owned::NotUtf8(seg.len()),
         });
     }
     out
@@ -35,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
         if let Line::Text(t) = &line {
             assert!(t.len() <= max && !t.contains('\n'));
         }
-        got.push(line);
+        got.push(Owned::from(line));
         assert!(got.len() <= input.len() + 1, "more lines than bytes");
     }
     assert_eq!(got, model(input, max), "max {max} cap {cap}");

@@ -214,16 +214,25 @@ def random_call(rng, tag):
 
 # ---------------------------------------------------------------- workers
 
+def opened_session(port, stats, who):
+    """An initialized Streamable HTTP session, or None (counted as a problem, after a pause) when the
+    proxy refused it: the worker tries again."""
+    session = StreamableSession(HOST, port, AUTH)
+    try:
+        session.initialize()
+        return session
+    except (HttpError, OSError, ConnectionError, ValueError) as e:
+        stats.problem(f"{who} initialize failed: {e}")
+        session.drop()
+        time.sleep(0.5)
+        return None
+
+
 def streamable_worker(n, port, stop, stats, disconnect_p):
     rng = random.Random(n)
     while not stop.is_set():
-        session = StreamableSession(HOST, port, AUTH)
-        try:
-            session.initialize()
-        except (HttpError, OSError, ConnectionError, ValueError) as e:
-            stats.problem(f"streamable initialize failed: {e}")
-            session.drop()
-            time.sleep(0.5)
+        session = opened_session(port, stats, "streamable")
+        if session is None:
             continue
         stats.add("streamable sessions")
         watcher = None
@@ -535,13 +544,8 @@ def iso_worker(n, port, stop, stats, args, proxy_pid):
     own instance during a call (SIGKILL from outside), DELETE or left to expire."""
     rng = random.Random(2000 + n)
     while not stop.is_set():
-        session = StreamableSession(HOST, port, AUTH)
-        try:
-            session.initialize()
-        except (HttpError, OSError, ConnectionError, ValueError) as e:
-            stats.problem(f"iso initialize failed: {e}")
-            session.drop()
-            time.sleep(0.5)
+        session = opened_session(port, stats, "iso")
+        if session is None:
             continue
         stats.add("iso: sessions")
         mine = Instance(f"iso{n}/{session.session[:8]}")

@@ -43,6 +43,8 @@ struct Held {
     refreshed: Option<Instant>,
     /// The store's modification time when `tokens` were read, to notice a `login` cheaply.
     seen: Option<SystemTime>,
+    /// The store has been read at least once.
+    loaded: bool,
 }
 
 /// What to do after the server refused an access token.
@@ -64,7 +66,11 @@ impl Credentials {
     /// The access token to send now, refreshed first if it is about to expire; `None` before a login.
     pub fn bearer(&self) -> Option<String> {
         let mut held = self.lock();
-        self.reread_if_changed(&mut held);
+        // Read once: later a token is read again only when one is refused, so requests to a server
+        // that needs no OAuth cost no file system call each.
+        if !held.loaded {
+            self.reread_if_changed(&mut held);
+        }
         let expiring = held.tokens.as_ref().is_some_and(expiring);
         let waiting = held.unreachable_since.is_some_and(|at| at.elapsed() < RETRY_REFRESH);
         if expiring && !waiting {
@@ -176,6 +182,7 @@ impl Credentials {
             return;
         }
         held.seen = modified;
+        held.loaded = true;
         match self.store.read() {
             Ok(mut stored) => {
                 let tokens = stored.servers.remove(&self.key).filter(|t| covers(&t.resource, &self.url));

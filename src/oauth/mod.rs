@@ -24,6 +24,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// not trusted to be sane (a huge one would overflow an `Instant`).
 const MAX_REMEMBERED: Duration = Duration::from_secs(24 * 3600);
 
+/// A short stable name for `text`: the first 8 bytes of its SHA-256 in hex (names that must not carry
+/// what they name: a user id, a server key in a file name).
+fn short_hash(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -453,9 +453,7 @@ fn split_scopes(scope: &Option<String>) -> Vec<String> {
 /// The stable name of a token's holder: a hash, so logs and status pages do not carry user ids.
 fn principal(issuer: &str, subject: Option<&str>, client: Option<&str>) -> String {
     let text = format!("{issuer}\0{}\0{}", subject.unwrap_or_default(), client.unwrap_or_default());
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    let hex: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("oauth:{hex}")
+    format!("oauth:{}", super::short_hash(&text))
 }
 
 /// What jsonwebtoken's refusal means, in words a client's developer can act on.

@@ -128,9 +128,7 @@ impl TokenStore {
     /// An exclusive lock for refreshing one server's tokens, across processes, held until the value is
     /// dropped: one refresh at a time per server, while other servers' go on.
     pub fn lock_server(&self, key: &str) -> Result<File, StoreError> {
-        let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-        let id: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-        self.lock_file(&format!("server-{id}"))
+        self.lock_file(&format!("server-{}", super::short_hash(key)))
     }
 
     /// An exclusive lock on `.oauth_tokens.json.lock` (not the store itself: each write replaces that
